@@ -1,0 +1,72 @@
+"""Measurement helpers shared by the benchmarks: interleaved median timing and saved-tensor bytes."""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from collections.abc import Callable, Iterator
+
+import torch
+
+
+def median_times(fns: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1) -> dict[str, float]:
+    """Median wall seconds of each callable, measured interleaved (a, b, c, a, b, c, ...) so that
+    drifts in machine load hit every contender alike."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[key].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+class SavedTensorBytes:
+    """Counts the bytes autograd saves for backward inside the ``with`` block (unique storages).
+
+    ``with SavedTensorBytes() as m: loss = model(x)...``; then ``m.bytes``. Counting storages once
+    avoids double counting views of one tensor.
+    """
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._seen: set[int] = set()
+        self._ctx: contextlib.AbstractContextManager | None = None
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        try:
+            storage = t.untyped_storage()
+            key = storage.data_ptr()
+            if key not in self._seen:
+                self._seen.add(key)
+                self.bytes += storage.nbytes()
+        except (RuntimeError, NotImplementedError):
+            self.bytes += t.numel() * t.element_size()
+        return t
+
+    def __enter__(self) -> "SavedTensorBytes":
+        self._ctx = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+        self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._ctx is not None
+        self._ctx.__exit__(*exc)
+
+
+def target(name: str, value: float, threshold: str, holds: bool) -> dict:
+    return {"name": name, "value": float(value), "threshold": threshold, "holds": bool(holds)}
+
+
+@contextlib.contextmanager
+def fixed_threads(n: int = 1) -> Iterator[None]:
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

@@ -1,0 +1,165 @@
+"""The ``tenfold`` command: list, run, reproduce, bench, eval-parts, info.
+
+Deliberate errors (:class:`tenfold.errors.TenfoldError`) print as one line and exit with code 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tenfold.errors import ConfigError, TenfoldError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Ten vision and learning methods, tested, benchmarked and reproduced at laptop scale.")
+out = Console()
+err = Console(stderr=True)
+_DEBUG = {"on": False}
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="show tracebacks for errors")) -> None:
+    _DEBUG["on"] = debug
+
+
+@app.command("list")
+def list_experiments() -> None:
+    """List the registered experiments (and any that failed to import)."""
+    from tenfold.experiments import IMPORT_ERRORS, discover
+
+    table = Table("experiment", "paper", "quick", "description")
+    for exp in sorted(discover().values(), key=lambda e: (e.order, e.name)):
+        table.add_row(exp.name, exp.paper, "yes" if exp.quick else "", exp.description)
+    out.print(table)
+    for module, message in IMPORT_ERRORS.items():
+        err.print(f"[red]experiment module {module} failed to import:[/red] {message}")
+
+
+@app.command()
+def run(
+    name: str = typer.Argument(..., help="experiment name (see `tenfold list`)"),
+    preset: str = typer.Option("quick", help="quick (CPU, minutes) or paper (the paper's recipe)"),
+    set_: list[str] = typer.Option([], "--set", help="override a config field: --set epochs=5 --set model.width=32"),
+    config: Optional[Path] = typer.Option(None, "--config", help="a YAML file of config fields"),
+    seed: int = typer.Option(0, help="random seed"),
+    out_dir: Path = typer.Option(Path("runs"), "--out", help="root folder of run folders"),
+    resume: bool = typer.Option(False, help="continue the newest run of this experiment from its checkpoint"),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    devices: int = typer.Option(1, help="number of processes (DDP; gloo on CPU)"),
+) -> None:
+    """Run one experiment and write its run folder."""
+    from tenfold.experiments.runner import run_experiment
+
+    folder, data = run_experiment(name, preset=preset, overrides=tuple(set_), seed=seed, out=out_dir,
+                                  resume=resume, device=device, devices=devices, config_file=config)
+    _print_result(data)
+    out.print(f"run folder: {folder}")
+
+
+def _print_result(data: dict) -> None:
+    table = Table("metric", "value", title=f"{data['experiment']} ({data['preset']}, seed {data['seed']})")
+    for key, value in data.get("metrics", {}).items():
+        table.add_row(key, f"{value:.6g}")
+    out.print(table)
+    for claim in data.get("claims", []):
+        mark = "[green]holds[/green]" if claim["holds"] else "[red]fails[/red]"
+        out.print(f"claim: {claim['name']} = {claim['value']:.4g} ({claim['threshold']}): {mark}")
+
+
+@app.command()
+def reproduce(
+    quick: bool = typer.Option(False, "--quick", help="the quick preset of every experiment (CPU, minutes)"),
+    only: Optional[str] = typer.Option(None, help="comma-separated experiment names"),
+    out_dir: Path = typer.Option(Path("reproduce"), "--out", help="output folder for runs and the report"),
+    resume: bool = typer.Option(False, help="skip experiments whose results already exist in --out"),
+    seed: int = typer.Option(0, help="random seed"),
+    device: str = typer.Option("auto", help="auto, cpu or cuda"),
+) -> None:
+    """Run every registered experiment (or --only some) and write report.md and report.html."""
+    from tenfold.reporting.reproduce import reproduce as do_reproduce
+
+    names = [n.strip() for n in only.split(",") if n.strip()] if only else None
+    report = do_reproduce(names, preset="quick" if quick else "paper", out=out_dir, resume=resume, seed=seed,
+                          device=device)
+    out.print(f"report: {report}")
+
+
+@app.command()
+def bench(
+    name: str = typer.Argument(..., help="benchmark name, or 'all'"),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="JSON file to write (default bench/<name>.json)"),
+    quick: bool = typer.Option(False, "--quick", help="fewer sizes and repeats (a smoke run)"),
+) -> None:
+    """Run a benchmark (ratios against a baseline measured in the same run) and write JSON."""
+    from tenfold.reporting.bench import run_benchmarks
+
+    path = run_benchmarks(name, out_file, quick=quick)
+    out.print(f"wrote {path}")
+
+
+@app.command("eval-parts")
+def eval_parts(
+    gt: Path = typer.Option(..., "--gt", help="folder of ground-truth label files (panoptic_parts layout)"),
+    pred: Path = typer.Option(..., "--pred", help="folder of prediction PNGs (sid, iid, pid channels)"),
+    eval_spec: Path = typer.Option(..., "--eval-spec", help="evaluation spec YAML"),
+    images_json: Optional[Path] = typer.Option(None, "--images-json", help="JSON list of image ids to evaluate"),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="write the results as JSON here"),
+    workers: int = typer.Option(1, help="processes over images"),
+) -> None:
+    """Evaluate part-aware panoptic predictions: PQ, PartPQ, part mIoU, PWQ (provisional)."""
+    try:
+        from tenfold.panoptic.evaluator import evaluate_folders, format_table
+    except ImportError as exc:  # pragma: no cover - only while the panoptic package is incomplete
+        raise ConfigError(f"the panoptic evaluator is not available: {exc}") from None
+    from tenfold.engine.checkpoint import atomic_write_json
+
+    results = evaluate_folders(gt, pred, eval_spec, images_json=images_json, workers=workers)
+    out.print(format_table(results))
+    if out_file is not None:
+        atomic_write_json(out_file, results)
+        out.print(f"wrote {out_file}")
+
+
+@app.command()
+def info() -> None:
+    """Versions, device and thread count."""
+    from tenfold.experiments.runner import versions
+
+    for key, value in versions().items():
+        out.print(f"{key}: {value}")
+
+
+def main() -> None:
+    """Console-script entry point: one-line errors with exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except TenfoldError as exc:
+        if _DEBUG["on"]:
+            raise
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted; finished files and checkpoints are kept (continue with --resume)")
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors and the like
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(2)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

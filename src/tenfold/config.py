@@ -1,0 +1,146 @@
+"""Configs: pydantic models, YAML presets and ``--set a.b=c`` overrides.
+
+Every experiment has a :class:`Config` subclass whose defaults are its ``quick`` preset. Other presets
+(``paper``) are YAML files under ``tenfold/configs/<experiment>/<preset>.yaml`` that override those
+defaults. A bad value fails before any work starts with a :class:`~tenfold.errors.ConfigError` naming
+the field path, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from tenfold.errors import ConfigError
+
+C = TypeVar("C", bound="Config")
+
+PRESET_ROOT = Path(__file__).parent / "configs"
+
+
+class Config(BaseModel):
+    """Base config: unknown fields are errors, assignments are validated, values are plain data."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = ".".join(str(p) for p in err.get("loc", ())) or "<config>"
+    msg = err.get("msg", "invalid value")
+    if err.get("type") == "extra_forbidden":
+        return f"unknown field '{loc}'"
+    value = err.get("input")
+    return f"field '{loc}'={value!r}: {msg}"
+
+
+def build(cls: type[C], data: dict[str, Any] | None = None, source: str = "config") -> C:
+    """Validate ``data`` into ``cls``; raise one-line :class:`ConfigError` naming the bad field."""
+    try:
+        return cls.model_validate(data or {})
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = _describe(errors[0])
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(f"{source}: {first}{more}") from None
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of fields, got {type(data).__name__}")
+    return data
+
+
+def _coerce(text: str) -> Any:
+    """Parse an override value with YAML rules: 3 -> int, 1e-3 -> float, true -> bool, [1,2] -> list."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    # YAML 1.1 reads "1e-3" as a string; accept the usual float spellings.
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Apply ``a.b=c`` overrides to a nested dict (copied); malformed overrides raise ConfigError."""
+    import copy
+
+    out = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is malformed: expected KEY=VALUE, e.g. epochs=3")
+        key, _, raw = item.partition("=")
+        key = key.strip()
+        if not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"override {item!r} has an empty field name")
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: field '{part}' is not a group of fields")
+            node = child
+        node[parts[-1]] = _coerce(raw.strip())
+    return out
+
+
+def preset_path(experiment: str, preset: str) -> Path:
+    return PRESET_ROOT / experiment / f"{preset}.yaml"
+
+
+def available_presets(experiment: str) -> list[str]:
+    found = {"quick"}
+    folder = PRESET_ROOT / experiment
+    if folder.is_dir():
+        found |= {p.stem for p in folder.glob("*.yaml")}
+    return sorted(found)
+
+
+def resolve(cls: type[C], experiment: str, preset: str = "quick", overrides: list[str] | tuple[str, ...] = (),
+            config_file: str | Path | None = None) -> C:
+    """Defaults <- preset YAML <- optional user YAML file <- ``--set`` overrides, then validate."""
+    data: dict[str, Any] = {}
+    path = preset_path(experiment, preset)
+    if path.is_file():
+        data = load_yaml(path)
+    elif preset != "quick":
+        raise ConfigError(
+            f"preset '{preset}' does not exist for experiment '{experiment}': choose one of "
+            f"{', '.join(available_presets(experiment))}"
+        )
+    if config_file is not None:
+        data = _merge(data, load_yaml(config_file))
+    data = apply_overrides(data, overrides)
+    return build(cls, data, source=f"{experiment} ({preset})")
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,130 @@
+"""The run context handed to every experiment: where to write, which device, seeds, logging.
+
+Experiments receive a :class:`RunContext` and never touch devices, processes or file layout
+themselves. Under DDP every rank gets a context; only the main rank (``ctx.is_main``) writes files.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tenfold.engine import progress as _progress
+from tenfold.engine.checkpoint import atomic_write_json, load_state, save_state
+from tenfold.engine.metrics import MetricsLog, check_finite, to_float
+from tenfold.engine.seed import derive_seed, make_generator
+
+log = logging.getLogger("tenfold")
+
+
+@dataclass
+class RunContext:
+    """Everything an experiment may use from the outside world.
+
+    - ``out_dir``: the run folder; ``path(name)`` gives a file inside it.
+    - ``device``: the torch device chosen by the engine; ``fabric``: the Lightning Fabric (or None).
+    - ``seed``; ``generator(*keys)``: a torch generator seeded from the run seed and keys.
+    - ``log_metrics(step=..., **values)``: a row in ``metrics.csv``; non-finite values stop the run.
+    - ``track(iterable, description)``: a progress bar; ``bar(description, total)`` for manual ones.
+    - ``save_checkpoint(name, state)`` / ``load_checkpoint(name)``: atomic; loading only on ``--resume``.
+    - ``save_figure(fig, name)``: a PNG in the run folder; returns its relative path.
+    - ``warn(message)``: logged, and kept in ``results.json`` under ``warnings``.
+    """
+
+    out_dir: Path
+    seed: int = 0
+    preset: str = "quick"
+    experiment: str = ""
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    fabric: Any = None
+    resume: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.out_dir = Path(self.out_dir)
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._metrics = MetricsLog(self.out_dir / "metrics.csv", enabled=self.is_main)
+
+    # processes -------------------------------------------------------------------------------
+    @property
+    def rank(self) -> int:
+        return int(self.fabric.global_rank) if self.fabric is not None else 0
+
+    @property
+    def world_size(self) -> int:
+        return int(self.fabric.world_size) if self.fabric is not None else 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def backward(self, loss: torch.Tensor, **kwargs: Any) -> None:
+        """``loss.backward()`` routed through Fabric (gradient sync under DDP, precision scaling)."""
+        if self.fabric is not None:
+            self.fabric.backward(loss, **kwargs)
+        else:
+            loss.backward(**kwargs)
+
+    def setup(self, model: torch.nn.Module, *optimizers: torch.optim.Optimizer):
+        """Move ``model`` to the device and wrap it for DDP when there are several processes."""
+        if self.fabric is None:
+            model = model.to(self.device)
+            return (model, *optimizers) if optimizers else model
+        return self.fabric.setup(model, *optimizers)
+
+    # files --------------------------------------------------------------------------------------
+    def path(self, name: str) -> Path:
+        return self.out_dir / name
+
+    def generator(self, *keys: int | str) -> torch.Generator:
+        return make_generator(derive_seed(self.seed, *keys))
+
+    def log_metrics(self, **values: Any) -> None:
+        row = {k: (to_float(v) if isinstance(v, torch.Tensor) else v) for k, v in values.items()}
+        check_finite({k: float(v) for k, v in row.items() if isinstance(v, (int, float))},
+                     where=", ".join(f"{k}={row[k]}" for k in ("stage", "epoch", "step") if k in row) or "this step")
+        self._metrics.log(**row)
+
+    def save_checkpoint(self, name: str, state: dict[str, Any]) -> None:
+        if self.is_main:
+            save_state(self.path(f"checkpoints/{name}.pt"), state)
+
+    def load_checkpoint(self, name: str) -> dict[str, Any] | None:
+        """The checkpoint ``name`` when resuming and it exists, else None."""
+        path = self.path(f"checkpoints/{name}.pt")
+        if self.resume and path.is_file():
+            return load_state(path)
+        return None
+
+    def save_figure(self, fig: Any, name: str) -> str:
+        from tenfold.reporting.figures import save_figure
+
+        rel = name if name.endswith(".png") else f"{name}.png"
+        if self.is_main:
+            save_figure(fig, self.path(rel))
+        else:
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
+        return rel
+
+    def write_json(self, name: str, obj: Any) -> str:
+        if self.is_main:
+            atomic_write_json(self.path(name), obj)
+        return name
+
+    def warn(self, message: str) -> None:
+        log.warning(message)
+        self.warnings.append(message)
+
+    # progress ---------------------------------------------------------------------------------
+    def track(self, iterable, description: str, total: int | None = None):
+        return _progress.track(iterable, description, total)
+
+    def bar(self, description: str, total: float | None):
+        return _progress.bar(description, total)

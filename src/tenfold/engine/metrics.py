@@ -1,0 +1,87 @@
+"""Metrics: a CSV log that survives crashes, NaN/inf detection, and torchmetrics helpers."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tenfold.errors import ConvergenceError
+
+
+def to_float(value: Any) -> float:
+    if isinstance(value, torch.Tensor):
+        return float(value.detach().float().mean().item()) if value.numel() != 1 else float(value.item())
+    return float(value)
+
+
+def check_finite(metrics: dict[str, float], where: str) -> None:
+    """Raise :class:`ConvergenceError` naming the first non-finite metric (stops a run cleanly)."""
+    for key, value in metrics.items():
+        if not math.isfinite(value):
+            raise ConvergenceError(f"{key} became {value} at {where}; the run stopped (lower the learning rate?)")
+
+
+class MetricsLog:
+    """Append rows to ``metrics.csv``; each row is flushed and fsynced, columns grow as needed.
+
+    When new columns appear the file is rewritten atomically with the wider header, so the CSV is
+    always readable by ``csv.DictReader`` even after a kill.
+    """
+
+    def __init__(self, path: str | Path, enabled: bool = True) -> None:
+        self.path = Path(path)
+        self.enabled = enabled
+        self.fields: list[str] = []
+        self.rows: list[dict[str, Any]] = []
+        if self.enabled and self.path.is_file():
+            with self.path.open(newline="") as fh:
+                reader = csv.DictReader(fh)
+                self.fields = list(reader.fieldnames or [])
+                self.rows = list(reader)
+
+    def truncate_after(self, column: str, value: float) -> None:
+        """Drop rows whose ``column`` exceeds ``value`` (used on resume, so no row is logged twice)."""
+        keep = [r for r in self.rows if r.get(column) in (None, "") or float(r[column]) <= value]
+        if len(keep) != len(self.rows):
+            self.rows = keep
+            self._rewrite()
+
+    def log(self, **row: Any) -> None:
+        if not self.enabled:
+            return
+        clean = {k: (to_float(v) if isinstance(v, (int, float, torch.Tensor)) and not isinstance(v, bool) else v)
+                 for k, v in row.items()}
+        self.rows.append(clean)
+        new = [k for k in clean if k not in self.fields]
+        if new or not self.path.is_file():
+            self.fields.extend(new)
+            self._rewrite()
+            return
+        with self.path.open("a", newline="") as fh:
+            csv.DictWriter(fh, fieldnames=self.fields).writerow(clean)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _rewrite(self) -> None:
+        import io
+
+        from tenfold.engine.checkpoint import atomic_write_text
+
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=self.fields)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.path, buf.getvalue())
+
+
+@torch.no_grad()
+def accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:
+    """Top-1 accuracy (torchmetrics' multiclass accuracy, micro-averaged)."""
+    from torchmetrics.functional.classification import multiclass_accuracy
+
+    return float(multiclass_accuracy(logits, target, num_classes=logits.shape[-1], average="micro").item())

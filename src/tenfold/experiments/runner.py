@@ -1,0 +1,126 @@
+"""Run one experiment: resolve its config, make its run folder, run it (one or several processes),
+and write ``results.json``.
+
+Run folder: ``<out>/<experiment>/<timestamp>/`` with ``config.yaml``, ``metrics.csv``, figures,
+``checkpoints/`` and ``results.json``. With ``resume=True`` the newest unfinished folder of the same
+experiment is continued (its stored config must match), else a finished one is reported as is.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from tenfold.config import Config, resolve
+from tenfold.engine.checkpoint import atomic_write_json, atomic_write_text
+from tenfold.engine.context import RunContext
+from tenfold.engine.fabric import make_fabric, resolve_device
+from tenfold.engine.seed import seed_everything
+from tenfold.errors import ConfigError
+from tenfold.experiments.registry import get
+from tenfold.reporting.results import Result
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries a result depends on, and the machine it ran on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "platform": platform.platform(),
+           "threads": str(torch.get_num_threads())}
+    for pkg in ("tenfold", "torch", "torchvision", "timm", "peft", "lightning", "torchdeq", "numpy", "scipy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    out["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return out
+
+
+def _new_run_dir(root: Path, name: str) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = root / name / stamp
+    k = 1
+    while path.exists():
+        k += 1
+        path = root / name / f"{stamp}-{k}"
+    return path
+
+
+def latest_run_dir(root: Path, name: str) -> Path | None:
+    folder = root / name
+    if not folder.is_dir():
+        return None
+    runs = sorted((p for p in folder.iterdir() if p.is_dir() and (p / "config.yaml").is_file()),
+                  key=lambda p: p.name)
+    return runs[-1] if runs else None
+
+
+def _stored_config(run_dir: Path) -> dict[str, Any]:
+    return yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+
+
+def run_experiment(name: str, *, preset: str = "quick", overrides: tuple[str, ...] | list[str] = (), seed: int = 0,
+                   out: str | Path = "runs", resume: bool = False, device: str = "auto", devices: int = 1,
+                   config_file: str | Path | None = None, run_dir: str | Path | None = None) -> tuple[Path, dict]:
+    """Run ``name`` and return its run folder and the ``results.json`` content."""
+    exp = get(name)
+    cfg = resolve(exp.config, name, preset, tuple(overrides), config_file)  # fails before any work
+    accel = resolve_device(device)
+    if seed < 0:
+        raise ConfigError(f"seed={seed} is invalid: expected a non-negative integer")
+    root = Path(out)
+    header = {"experiment": name, "preset": preset, "seed": seed, "devices": devices, "config": cfg.to_dict()}
+
+    folder: Path | None = Path(run_dir) if run_dir is not None else None
+    if folder is None and resume:
+        folder = latest_run_dir(root, name)
+    if folder is not None and resume and (folder / "config.yaml").is_file():
+        stored = _stored_config(folder)
+        if stored != header:
+            diff = [k for k in header if stored.get(k) != header[k]]
+            raise ConfigError(f"--resume: the run in {folder} was started with a different {', '.join(diff)}; "
+                              "drop --resume or use the same settings")
+        if (folder / "results.json").is_file():
+            import json
+
+            return folder, json.loads((folder / "results.json").read_text())
+    if folder is None:
+        folder = _new_run_dir(root, name)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "config.yaml", yaml.safe_dump(header, sort_keys=False))
+
+    start = time.perf_counter()
+    if devices > 1:
+        fabric = make_fabric(accel, devices)
+        payload = fabric.launch(_worker, name, header["config"], preset, seed, str(folder), resume)
+        result, warnings = payload
+    else:
+        ctx = RunContext(out_dir=folder, seed=seed, preset=preset, experiment=name,
+                         device=torch.device(accel), resume=resume)
+        seed_everything(seed)
+        result = exp.run(cfg, ctx)
+        warnings = ctx.warnings
+    wall = time.perf_counter() - start
+    if not isinstance(result, Result):
+        raise TypeError(f"experiment {name!r} returned {type(result).__name__}, expected tenfold.reporting.Result")
+    data = {"experiment": name, "preset": preset, "seed": seed, "status": "ok", **result.to_dict(),
+            "warnings": list(warnings), "wall_s": round(wall, 3), "versions": versions()}
+    atomic_write_json(folder / "results.json", data)
+    return folder, data
+
+
+def _worker(fabric, name: str, cfg_data: dict, preset: str, seed: int, folder: str, resume: bool):
+    """One DDP process: the same experiment with a context that knows its rank."""
+    exp = get(name)
+    cfg: Config = exp.config.model_validate(cfg_data)
+    ctx = RunContext(out_dir=Path(folder), seed=seed, preset=preset, experiment=name,
+                     device=fabric.device, fabric=fabric, resume=resume)
+    seed_everything(seed)
+    result = exp.run(cfg, ctx)
+    return result, ctx.warnings

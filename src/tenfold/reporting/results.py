@@ -1,0 +1,76 @@
+"""What an experiment returns: metrics, claims with thresholds, figures, tables and notes."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Claim:
+    """A paper's claim tested at small scale: ``value`` against ``threshold`` (e.g. ``">= 0.95"``)."""
+
+    name: str
+    value: float
+    threshold: str
+    holds: bool
+
+    @classmethod
+    def at_least(cls, name: str, value: float, bound: float) -> "Claim":
+        value = float(value)
+        return cls(name, value, f">= {bound:g}", bool(math.isfinite(value) and value >= bound))
+
+    @classmethod
+    def at_most(cls, name: str, value: float, bound: float) -> "Claim":
+        value = float(value)
+        return cls(name, value, f"<= {bound:g}", bool(math.isfinite(value) and value <= bound))
+
+    @classmethod
+    def between(cls, name: str, value: float, low: float, high: float) -> "Claim":
+        value = float(value)
+        return cls(name, value, f"in [{low:g}, {high:g}]", bool(math.isfinite(value) and low <= value <= high))
+
+    @classmethod
+    def true(cls, name: str, condition: bool, value: float | None = None) -> "Claim":
+        """A yes/no claim; ``value`` defaults to 1.0 or 0.0."""
+        return cls(name, float(condition if value is None else value), "holds", bool(condition))
+
+
+@dataclass
+class Result:
+    """The outcome of one experiment run; written to ``results.json`` by the runner.
+
+    ``figures`` are paths relative to the run folder; ``tables`` map a title to a Markdown table;
+    ``key_metric`` names the metric shown in the report's summary table.
+    """
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    claims: list[Claim] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)
+    tables: dict[str, str] = field(default_factory=dict)
+    notes: str = ""
+    key_metric: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["metrics"] = {k: float(v) for k, v in self.metrics.items()}
+        return data
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[str] | None = None, floatfmt: str = ".4g") -> str:
+    """Render rows of dicts as a Markdown table (numbers formatted with ``floatfmt``)."""
+    if not rows:
+        return ""
+    columns = columns or list(rows[0].keys())
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        if isinstance(v, float):
+            return format(v, floatfmt)
+        return str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
