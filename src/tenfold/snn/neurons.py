@@ -1,0 +1,110 @@
+"""Stateful leaky integrate-and-fire neurons with a BPTT / SLTT temporal-gradient switch.
+
+SLTT (Meng et al., ICCV 2023, Sec. 3-4; spec snn.md 1.1-1.2). One call of :class:`LIFNeuron` is one
+time step::
+
+    u[t] = lam * (u[t-1] - (v_th - u_rest) * s[t-1]) + I[t],   lam = 1 - 1/tau
+    s[t] = H(u[t] - v_th)                                        (surrogate gradient backward)
+
+with ``u[0] = 0``. The input is not decayed. ``tau = inf`` gives IF (``lam = 1``). ``u_rest = 0`` is the
+usual soft reset (subtract ``v_th``); SPIDE uses ``u_rest = -v_th`` (subtract ``2 v_th``).
+
+``temporal="bptt"`` keeps the graph through ``u[t-1]`` and ``s[t-1]`` (gradient flows back in time);
+``temporal="sltt"`` detaches both, which sets every temporal factor ``eps[t] = dL/du[t+1] du[t+1]/du[t]``
+to zero: only spatial gradients remain, and each step's graph is independent of earlier steps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from tenfold.errors import ConfigError, require
+from tenfold.snn.surrogate import check_surrogate, spike
+
+TEMPORAL_MODES = ("bptt", "sltt")
+
+
+def check_temporal(temporal: str) -> None:
+    if temporal not in TEMPORAL_MODES:
+        raise ConfigError(f"temporal={temporal!r} is invalid: expected one of {', '.join(TEMPORAL_MODES)}")
+
+
+def leak(tau: float) -> float:
+    """``lam = 1 - 1/tau`` (1 for ``tau = inf``)."""
+    return 1.0 if math.isinf(tau) else 1.0 - 1.0 / tau
+
+
+class LIFNeuron(nn.Module):
+    """One LIF layer, stateful over time steps; call :meth:`reset_state` (or :func:`reset_states`) per batch.
+
+    ``forward(I)`` takes the input current ``I[t]`` of any shape and returns the spikes ``s[t]``; the
+    membrane after the step is in ``self.u`` (before reset, i.e. ``u[t]`` above).
+    """
+
+    def __init__(self, tau: float = 2.0, v_th: float = 1.0, surrogate: str = "triangle", width: float = 1.0,
+                 temporal: str = "bptt", u_rest: float = 0.0) -> None:
+        super().__init__()
+        require(isinstance(tau, (int, float)) and not math.isnan(tau) and tau >= 1, "tau", tau,
+                "a membrane time constant >= 1 (float('inf') for IF)")
+        require(isinstance(v_th, (int, float)) and math.isfinite(v_th) and v_th > 0, "v_th", v_th,
+                "a positive threshold")
+        require(isinstance(u_rest, (int, float)) and math.isfinite(u_rest) and u_rest < v_th, "u_rest", u_rest,
+                "a reset potential below v_th")
+        check_surrogate(surrogate, width)
+        check_temporal(temporal)
+        self.tau, self.v_th, self.u_rest = float(tau), float(v_th), float(u_rest)
+        self.surrogate, self.width, self.temporal = surrogate, float(width), temporal
+        self.lam = leak(self.tau)
+        self.u: torch.Tensor | None = None
+        self.s: torch.Tensor | None = None
+
+    def reset_state(self) -> None:
+        """Forget the membrane and last spikes (and with them any graph they hold)."""
+        self.u = None
+        self.s = None
+
+    def forward(self, current: torch.Tensor) -> torch.Tensor:
+        if self.u is None:
+            u = current
+        else:
+            if self.u.shape != current.shape:
+                raise ConfigError(f"input shape {tuple(current.shape)} differs from the neuron state "
+                                  f"{tuple(self.u.shape)}: call reset_states(model) before a new batch")
+            u = self.lam * (self.u - (self.v_th - self.u_rest) * self.s) + current
+        s = spike(u - self.v_th, self.surrogate, self.width)
+        if self.temporal == "sltt":  # no temporal gradient: keep only detached state
+            self.u, self.s = u.detach(), s.detach()
+        else:
+            self.u, self.s = u, s
+        return s
+
+    def extra_repr(self) -> str:
+        return (f"tau={self.tau}, v_th={self.v_th}, u_rest={self.u_rest}, surrogate={self.surrogate!r}, "
+                f"width={self.width}, temporal={self.temporal!r}")
+
+
+def stateful_modules(module: nn.Module) -> list[nn.Module]:
+    return [m for m in module.modules() if callable(getattr(m, "reset_state", None))]
+
+
+def reset_states(module: nn.Module) -> None:
+    """Reset every stateful neuron in ``module`` (the trainer calls this before every batch)."""
+    for m in stateful_modules(module):
+        m.reset_state()
+
+
+def set_temporal(module: nn.Module, temporal: str) -> None:
+    """Switch every :class:`LIFNeuron` in ``module`` to ``temporal`` ('bptt' or 'sltt')."""
+    check_temporal(temporal)
+    for m in module.modules():
+        if isinstance(m, LIFNeuron):
+            m.temporal = temporal
+
+
+def run_steps(neuron: nn.Module, currents: torch.Tensor) -> torch.Tensor:
+    """Feed ``currents`` of shape (T, ...) step by step from a fresh state; return spikes (T, ...)."""
+    reset_states(neuron)
+    return torch.stack([neuron(c) for c in currents])

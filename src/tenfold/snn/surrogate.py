@@ -1,0 +1,79 @@
+"""Spike functions with surrogate gradients (SLTT, Meng et al. 2023, Sec. 3; spec snn.md 1.1).
+
+Forward: the Heaviside step ``s = H(x)`` of ``x = u - v_th`` (``s = 1`` where ``x >= 0``, as in
+SpikingJelly). Backward: ``ds/dx`` is replaced by a surrogate ``sigma'(x)`` of width ``w``:
+
+- ``triangle`` (default; SpikingJelly ``PiecewiseQuadratic(alpha=1/w)``): ``max(0, 1 - |x|/w) / w``
+- ``rectangle``: ``1/w`` where ``|x| < w/2``, else 0
+- ``sigmoid`` (SpikingJelly ``Sigmoid(alpha=4/w)``): ``a*g*(1-g)`` with ``g = sigmoid(a*x)``, ``a = 4/w``
+- ``atan`` (SpikingJelly ``ATan(alpha=2/w)``): ``(a/2) / (1 + (pi/2 * a * x)^2)``, ``a = 2/w``
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from tenfold.errors import ConfigError, require
+
+
+def _triangle(x: torch.Tensor, w: float) -> torch.Tensor:
+    return (1.0 - x.abs() / w).clamp_min(0.0) / w
+
+
+def _rectangle(x: torch.Tensor, w: float) -> torch.Tensor:
+    return (x.abs() < w / 2).to(x.dtype) / w
+
+
+def _sigmoid(x: torch.Tensor, w: float) -> torch.Tensor:
+    a = 4.0 / w
+    g = torch.sigmoid(a * x)
+    return a * g * (1.0 - g)
+
+
+def _atan(x: torch.Tensor, w: float) -> torch.Tensor:
+    a = 2.0 / w
+    return (a / 2) / (1.0 + (math.pi / 2 * a * x) ** 2)
+
+
+SURROGATES: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
+    "triangle": _triangle,
+    "rectangle": _rectangle,
+    "sigmoid": _sigmoid,
+    "atan": _atan,
+}
+
+
+def check_surrogate(surrogate: str, width: float = 1.0) -> None:
+    """Raise a one-line ConfigError for an unknown surrogate name or a non-positive width."""
+    if surrogate not in SURROGATES:
+        raise ConfigError(f"surrogate={surrogate!r} is invalid: expected one of {', '.join(SURROGATES)}")
+    require(isinstance(width, (int, float)) and width > 0 and math.isfinite(width), "width", width,
+            "a positive finite surrogate width")
+
+
+def surrogate_grad(x: torch.Tensor, surrogate: str = "triangle", width: float = 1.0) -> torch.Tensor:
+    """The surrogate derivative ``sigma'(x)`` itself (no autograd), e.g. for tests and plots."""
+    check_surrogate(surrogate, width)
+    return SURROGATES[surrogate](x, float(width))
+
+
+class _Spike(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, surrogate: str, width: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.surrogate, ctx.width = surrogate, width
+        return (x >= 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        return grad_out * SURROGATES[ctx.surrogate](x, ctx.width), None, None
+
+
+def spike(x: torch.Tensor, surrogate: str = "triangle", width: float = 1.0) -> torch.Tensor:
+    """``H(x)`` forward, ``grad * sigma'(x)`` backward; ``x = u - v_th``."""
+    check_surrogate(surrogate, width)
+    return _Spike.apply(x, surrogate, float(width))
