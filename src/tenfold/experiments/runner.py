@@ -61,6 +61,20 @@ def latest_run_dir(root: Path, name: str) -> Path | None:
     return runs[-1] if runs else None
 
 
+def _finished(run_dir: Path) -> dict | None:
+    """The results of a finished run folder, or None when it has none or they record a failure."""
+    import json
+
+    path = run_dir / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except ValueError:
+        return None
+    return data if data.get("status") == "ok" else None
+
+
 def _stored_config(run_dir: Path) -> dict[str, Any]:
     return yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
 
@@ -86,26 +100,32 @@ def run_experiment(name: str, *, preset: str = "quick", overrides: tuple[str, ..
             diff = [k for k in header if stored.get(k) != header[k]]
             raise ConfigError(f"--resume: the run in {folder} was started with a different {', '.join(diff)}; "
                               "drop --resume or use the same settings")
-        if (folder / "results.json").is_file():
-            import json
-
-            return folder, json.loads((folder / "results.json").read_text())
+        done = _finished(folder)
+        if done is not None:
+            return folder, done
     if folder is None:
         folder = _new_run_dir(root, name)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "config.yaml", yaml.safe_dump(header, sort_keys=False))
 
     start = time.perf_counter()
-    if devices > 1:
-        fabric = make_fabric(accel, devices)
-        payload = fabric.launch(_worker, name, header["config"], preset, seed, str(folder), resume)
-        result, warnings = payload
-    else:
-        ctx = RunContext(out_dir=folder, seed=seed, preset=preset, experiment=name,
-                         device=torch.device(accel), resume=resume)
-        seed_everything(seed)
-        result = exp.run(cfg, ctx)
-        warnings = ctx.warnings
+    try:
+        if devices > 1:
+            fabric = make_fabric(accel, devices)
+            result, warnings = fabric.launch(_worker, name, header["config"], preset, seed, str(folder), resume)
+        else:
+            ctx = RunContext(out_dir=folder, seed=seed, preset=preset, experiment=name,
+                             device=torch.device(accel), resume=resume)
+            seed_everything(seed)
+            result = exp.run(cfg, ctx)
+            warnings = ctx.warnings
+    except BaseException as exc:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        atomic_write_json(folder / "results.json", {
+            "experiment": name, "preset": preset, "seed": seed, "status": status,
+            "error": f"{type(exc).__name__}: {exc}", "wall_s": round(time.perf_counter() - start, 3),
+            "versions": versions()})
+        raise
     wall = time.perf_counter() - start
     if not isinstance(result, Result):
         raise TypeError(f"experiment {name!r} returned {type(result).__name__}, expected tenfold.reporting.Result")
