@@ -136,29 +136,38 @@ def info() -> None:
         out.print(f"{key}: {value}")
 
 
-def main() -> None:
-    """Console-script entry point: one-line errors with exit code 2."""
+def cli_main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code: 0 on success, 2 for a TenfoldError or a usage error
+    (printed as one line), 130 on Ctrl-C."""
     try:
-        app(standalone_mode=False)
+        app(args=argv, standalone_mode=False)
+        return 0
     except TenfoldError as exc:
         if _DEBUG["on"]:
             raise
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        return 2
     except KeyboardInterrupt:
         err.print("interrupted; finished files and checkpoints are kept (continue with --resume)")
-        sys.exit(130)
-    except Exception as exc:  # click's usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(2)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
+        return 130
+    except Exception as exc:
+        # typer vendors click, so its exceptions are recognized by their class names
+        kinds = {cls.__name__ for cls in type(exc).__mro__}
+        if "ClickException" in kinds:
+            message = exc.format_message()  # type: ignore[attr-defined]
+            if message:  # empty when the help was shown for a bare `tenfold`
+                err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+            return 2
+        if "Exit" in kinds:
+            return int(getattr(exc, "exit_code", 0))
+        if "Abort" in kinds:
+            return 1
         raise
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(cli_main())
 
 
 if __name__ == "__main__":

@@ -74,3 +74,26 @@ def load_state(path: str | Path) -> dict[str, Any]:
         raise DataError(f"checkpoint {path} does not exist") from None
     except Exception as exc:  # torch raises several types for truncated or foreign files
         raise DataError(f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc})") from None
+
+
+def save_weights(model: torch.nn.Module, path: str | Path) -> Path:
+    """The model's state dict as safetensors, written atomically (DDP/Fabric wrappers unwrapped)."""
+    from safetensors.torch import save
+
+    inner = getattr(model, "module", model)
+    inner = getattr(inner, "module", inner)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in inner.state_dict().items()}
+    return atomic_write_bytes(path, save(tensors))
+
+
+def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors saved by :func:`save_weights`; a missing or corrupt file raises DataError naming it."""
+    from safetensors.torch import load
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"weights file {path} does not exist")
+    try:
+        return load(path.read_bytes())
+    except Exception as exc:
+        raise DataError(f"weights file {path} is not a safetensors file ({exc})") from None

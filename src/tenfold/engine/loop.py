@@ -9,6 +9,7 @@ epoch ends that make ``--resume`` bit-identical to an uninterrupted run.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -86,8 +87,11 @@ def fit(*, model: torch.nn.Module, step: Step, dataset: Dataset, epochs: int, ba
 
     Metrics returned by ``step`` are averaged per epoch and logged with ``on_epoch_end``'s metrics.
     A checkpoint named ``stage`` is written after every epoch; with ``ctx.resume`` training continues
-    after the last completed epoch. ``stop_after_epochs`` simulates an interruption (tests).
+    after the last completed epoch. ``stop_after_epochs`` (or the environment variable
+    ``TENFOLD_STOP_AFTER_EPOCHS``) simulates an interruption after that many epochs, for tests.
     """
+    if stop_after_epochs is None and os.environ.get("TENFOLD_STOP_AFTER_EPOCHS"):
+        stop_after_epochs = int(os.environ["TENFOLD_STOP_AFTER_EPOCHS"])
     if epochs < 0:
         raise ConfigError(f"epochs={epochs} is invalid: expected a non-negative number")
     state = TrainState()
@@ -128,6 +132,8 @@ def fit(*, model: torch.nn.Module, step: Step, dataset: Dataset, epochs: int, ba
                 scheduler.step()
             state.epoch += 1
             row: dict[str, float] = {k: v / max(count, 1) for k, v in sums.items()}
+            if ctx.world_size > 1:  # every rank saw its shard: report the mean over processes
+                row = {k: float(ctx.fabric.all_reduce(torch.tensor(v), reduce_op="mean")) for k, v in row.items()}
             if on_epoch_end is not None:
                 row.update({k: to_float(v) for k, v in (on_epoch_end(state) or {}).items()})
             state.history.append(row)

@@ -12,6 +12,7 @@ from torch import nn
 from tenfold.config import Config
 from tenfold.data import digits
 from tenfold.engine import RunContext, evaluate, fit
+from tenfold.engine.checkpoint import save_weights
 from tenfold.experiments.registry import register
 from tenfold.reporting import Claim, Result
 from tenfold.reporting.figures import new_figure
@@ -24,7 +25,6 @@ class DigitsMLPConfig(Config):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     split_seed: int = Field(0, ge=0, description="seed of the stratified train/val/test split")
-    stop_after_epochs: int | None = Field(None, ge=0, description="simulate an interruption (tests)")
 
 
 def make_mlp(hidden: int, inputs: int = 64, classes: int = 10) -> nn.Module:
@@ -50,8 +50,7 @@ def run(cfg: DigitsMLPConfig, ctx: RunContext) -> Result:
         return {"loss": loss.detach()}
 
     state = fit(model=model, step=step, dataset=train, epochs=cfg.epochs, batch_size=cfg.batch_size, ctx=ctx,
-                optimizer=optimizer, on_epoch_end=lambda s: {"val_acc": evaluate(model, val, ctx)},
-                stop_after_epochs=cfg.stop_after_epochs)
+                optimizer=optimizer, on_epoch_end=lambda s: {"val_acc": evaluate(model, val, ctx)})
     test_acc = evaluate(model, test, ctx)
 
     fig, ax = new_figure(2)
@@ -64,10 +63,11 @@ def run(cfg: DigitsMLPConfig, ctx: RunContext) -> Result:
     ax[1].legend()
     figure = ctx.save_figure(fig, "training")
     params = sum(p.numel() for p in model.parameters())
-    weights = torch.cat([p.detach().flatten().cpu() for p in model.parameters()])
+    if ctx.is_main:
+        save_weights(model, ctx.path("model.safetensors"))
     return Result(
         metrics={"test_acc": test_acc, "val_acc": state.history[-1]["val_acc"], "final_loss": state.history[-1]["loss"],
-                 "parameters": params, "weight_checksum": float(weights.double().sum())},
+                 "parameters": params},
         claims=[Claim.at_least("test accuracy", test_acc, 0.95)],
         figures=[figure], key_metric="test_acc",
         notes=f"{cfg.hidden}-unit MLP, {cfg.epochs} epochs of AdamW on {len(train)} training digits.",
