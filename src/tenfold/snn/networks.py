@@ -1,0 +1,221 @@
+"""One-step spiking networks for SLTT (Meng et al. 2023, Sec. 5 and App.; spec snn.md 1.3).
+
+Every network is called once per time step (``model(x_t) -> o[t]``); its :class:`LIFNeuron` layers
+carry the membranes between calls. BatchNorm is plain ``nn.BatchNorm`` called once per step, i.e.
+per-step batch statistics, as in the paper's code (not SpikingJelly's multi-step BN pooling T*B).
+
+- :class:`SpikingMLP`: Linear-LIF blocks and a Linear readout.
+- :class:`SpikingVGG`: VGG-11-BN for event data: Conv-BN-LIF-Dropout, AvgPool, AdaptiveAvgPool, Linear.
+- :class:`SpikingPreActResNet18`: pre-activation spiking ResNet-18 for CIFAR.
+- :class:`NFSpikingResNet34`: normalizer-free ResNet-34 with scaled weight-standardized convs (ImageNet).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tenfold.errors import require
+from tenfold.snn.neurons import LIFNeuron
+
+
+class StepDropout(nn.Module):
+    """Dropout with one mask per sample for all time steps of a batch (redrawn after each reset).
+
+    ``y = x * m / (1 - p)``, ``m ~ Bernoulli(1 - p)`` drawn at the first step after :meth:`reset_state`.
+    """
+
+    def __init__(self, p: float = 0.0, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        require(0.0 <= p < 1.0, "dropout", p, "a probability in [0, 1)")
+        self.p, self.generator = float(p), generator
+        self.mask: torch.Tensor | None = None
+
+    def reset_state(self) -> None:
+        self.mask = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.mask is None or self.mask.shape != x.shape:
+            keep = torch.rand(x.shape, generator=self.generator, device="cpu" if self.generator is not None
+                              and self.generator.device.type == "cpu" else x.device)
+            self.mask = (keep.to(x.device) >= self.p).to(x.dtype) / (1.0 - self.p)
+        return x * self.mask
+
+
+def _lif(neuron: dict[str, Any]) -> LIFNeuron:
+    return LIFNeuron(**neuron)
+
+
+class SpikingMLP(nn.Module):
+    """``inputs -> [Linear -> LIF] x len(hidden) -> Linear(classes)``; input flattened."""
+
+    def __init__(self, inputs: int, hidden: tuple[int, ...] | list[int] = (128, 128), classes: int = 10,
+                 **neuron: Any) -> None:
+        super().__init__()
+        require(len(hidden) >= 1 and all(h >= 1 for h in hidden), "hidden", hidden, "a list of positive widths")
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = inputs
+        for h in hidden:
+            layers += [nn.Linear(width, h), _lif(neuron)]
+            width = h
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+VGG11 = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512)
+
+
+class SpikingVGG(nn.Module):
+    """VGG-11-BN: ``Conv3x3-BN-LIF-Dropout`` blocks with 2x2 AvgPool at "M", AdaptiveAvgPool, Linear.
+
+    ``width`` scales every channel count (1.0 is the paper's VGG-11); ``pool_to`` is the adaptive
+    pooling size (7 in the paper).
+    """
+
+    def __init__(self, in_channels: int = 2, classes: int = 10, width: float = 1.0, plan: tuple = VGG11,
+                 dropout: float = 0.0, pool_to: int = 7, generator: torch.Generator | None = None,
+                 **neuron: Any) -> None:
+        super().__init__()
+        require(width > 0, "width", width, "a positive channel multiplier")
+        layers: list[nn.Module] = []
+        c = in_channels
+        for item in plan:
+            if item == "M":
+                layers.append(nn.AvgPool2d(2))
+                continue
+            out = max(1, int(round(item * width)))
+            layers += [nn.Conv2d(c, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), _lif(neuron)]
+            if dropout > 0:
+                layers.append(StepDropout(dropout, generator))
+            c = out
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(pool_to)
+        self.head = nn.Linear(c * pool_to * pool_to, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.features(x)).flatten(1))
+
+
+class PreActBlock(nn.Module):
+    """``BN -> LIF -> conv3x3 -> BN -> LIF -> dropout -> conv3x3``, shortcut from the first LIF's output."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, dropout: float, generator, neuron: dict) -> None:
+        super().__init__()
+        self.bn1, self.lif1 = nn.BatchNorm2d(c_in), _lif(neuron)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1)
+        self.bn2, self.lif2 = nn.BatchNorm2d(c_out), _lif(neuron)
+        self.drop = StepDropout(dropout, generator)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1)
+        self.shortcut = nn.Conv2d(c_in, c_out, 1, stride) if stride != 1 or c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.lif1(self.bn1(x))
+        out = self.conv2(self.drop(self.lif2(self.bn2(self.conv1(s)))))
+        return out + self.shortcut(s)
+
+
+class SpikingPreActResNet18(nn.Module):
+    """Pre-activation spiking ResNet-18 (CIFAR): stem conv3x3 (no BN), 4 stages of 2 blocks,
+    head ``BN -> LIF -> AvgPool -> dropout -> Linear``; ``width`` is the stem channel count (64)."""
+
+    def __init__(self, in_channels: int = 3, classes: int = 10, width: int = 64, dropout: float = 0.0,
+                 generator: torch.Generator | None = None, **neuron: Any) -> None:
+        super().__init__()
+        require(width >= 1, "width", width, "a positive channel count")
+        self.stem = nn.Conv2d(in_channels, width, 3, 1, 1)
+        blocks, c = [], width
+        for i, mult in enumerate((1, 2, 4, 8)):
+            for j in range(2):
+                stride = 2 if (i > 0 and j == 0) else 1
+                blocks.append(PreActBlock(c, width * mult, stride, dropout, generator, neuron))
+                c = width * mult
+        self.blocks = nn.Sequential(*blocks)
+        self.bn, self.lif = nn.BatchNorm2d(c), _lif(neuron)
+        self.drop = StepDropout(dropout, generator)
+        self.head = nn.Linear(c, classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.lif(self.bn(self.blocks(self.stem(x))))
+        return self.head(self.drop(F.adaptive_avg_pool2d(s, 1).flatten(1)))
+
+
+class ScaledWSConv2d(nn.Conv2d):
+    """Scaled weight standardization (Brock et al. 2021):
+    ``W' = gain * (W - mean(W)) / sqrt(var(W) * fan_in + eps)`` per output channel."""
+
+    def __init__(self, *args: Any, eps: float = 1e-4, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gain = nn.Parameter(torch.ones(self.out_channels, 1, 1, 1))
+        self.eps = eps
+
+    def standardized_weight(self) -> torch.Tensor:
+        w = self.weight
+        fan_in = w[0].numel()
+        mean = w.mean(dim=(1, 2, 3), keepdim=True)
+        var = w.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
+        return self.gain * (w - mean) / torch.sqrt(var * fan_in + self.eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.standardized_weight(), self.bias, self.stride, self.padding, self.dilation,
+                        self.groups)
+
+
+GAMMA = 2.74  # variance-preserving gain of the spiking activation used by the paper's NF-ResNets
+
+
+class NFBlock(nn.Module):
+    """``x + skip_gain * alpha * conv(LIF(conv(LIF(x / beta)) ) * gamma) ...`` (NF-ResNet basic block):
+    ``h = LIF(x / beta) * gamma -> conv -> LIF * gamma -> conv -> * skip_gain * alpha``, plus the shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, beta: float, alpha: float, neuron: dict) -> None:
+        super().__init__()
+        self.beta, self.alpha = beta, alpha
+        self.lif1, self.lif2 = _lif(neuron), _lif(neuron)
+        self.conv1 = ScaledWSConv2d(c_in, c_out, 3, stride, 1)
+        self.conv2 = ScaledWSConv2d(c_out, c_out, 3, 1, 1)
+        self.skip_gain = nn.Parameter(torch.zeros(()))
+        self.shortcut = ScaledWSConv2d(c_in, c_out, 1, stride) if stride != 1 or c_in != c_out else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.lif1(x / self.beta) * GAMMA
+        out = self.conv2(self.lif2(self.conv1(s)) * GAMMA) * self.skip_gain * self.alpha
+        return out + (self.shortcut(s) if self.shortcut is not None else x)
+
+
+class NFSpikingResNet34(nn.Module):
+    """Normalizer-free spiking ResNet-34 (ImageNet), no BatchNorm: stem 7x7/2 WS conv + maxpool,
+    stages (3, 4, 6, 3) of :class:`NFBlock` with expected-variance tracking ``beta = sqrt(var)``."""
+
+    def __init__(self, in_channels: int = 3, classes: int = 1000, width: int = 64, alpha: float = 0.2,
+                 stages: tuple[int, ...] = (3, 4, 6, 3), **neuron: Any) -> None:
+        super().__init__()
+        require(width >= 1, "width", width, "a positive channel count")
+        self.stem = ScaledWSConv2d(in_channels, width, 7, 2, 3)
+        self.pool = nn.MaxPool2d(3, 2, 1)
+        blocks, c, var = [], width, 1.0
+        for i, n in enumerate(stages):
+            for j in range(n):
+                stride = 2 if (i > 0 and j == 0) else 1
+                c_out = width * 2 ** i
+                blocks.append(NFBlock(c, c_out, stride, var ** 0.5, alpha, neuron))
+                var = 1.0 + alpha ** 2 if (j == 0 and (stride != 1 or c != c_out)) else var + alpha ** 2
+                c = c_out
+        self.blocks = nn.Sequential(*blocks)
+        self.lif = _lif(neuron)
+        self.head = nn.Linear(c, classes)
+        nn.init.zeros_(self.head.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.lif(self.blocks(self.pool(self.stem(x)))) * GAMMA
+        return self.head(F.adaptive_avg_pool2d(s, 1).flatten(1))
