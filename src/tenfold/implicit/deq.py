@@ -1,0 +1,149 @@
+"""Equilibrium (DEQ) layers on torchdeq: solve z* = f(z*) and differentiate through the fixed point.
+
+Forward (Bai et al. 2019, Sec. 3): a root solver (Anderson acceleration, Broyden, or plain fixed-point
+iteration) runs without autograd until the relative residual ||f(z) - z|| / ||f(z)|| <= f_tol or the
+iteration cap is hit. Backward, two options:
+
+- implicit differentiation (IFT): one call f(z*) is put on the tape and its backward solves
+  g = J_f(z*)^T g + dL/dz* for g, so dL/dtheta = g^T df/dtheta; memory does not grow with iterations;
+- phantom gradients (Geng et al. 2021): backprop through k damped steps z <- tau f(z) + (1 - tau) z
+  started at z*; k = 1, tau = 1 is Jacobian-free backpropagation (Fung et al. 2022).
+
+The solver's statistics (per-sample relative residual, steps) of the last call are kept in
+:attr:`EquilibriumSolver.last_info`; a residual above ``f_tol`` is reported by a warning
+(:class:`NonConvergenceWarning`) or a :class:`~tenfold.errors.ConvergenceError`, as configured.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torchdeq.core import DEQIndexing
+
+from tenfold.errors import ConvergenceError, require
+from tenfold.implicit import anderson as _anderson
+
+# "anderson" is our scale-invariant Anderson (see tenfold.implicit.anderson); "anderson_torchdeq" is
+# torchdeq's own, kept for comparison.
+SOLVERS = {"anderson": _anderson.NAME, "broyden": "broyden", "fixed_point": "fixed_point_iter",
+           "anderson_torchdeq": "anderson"}
+ANDERSON = ("anderson", "anderson_torchdeq")
+BACKWARDS = ("ift", "phantom")
+ON_NONCONVERGENCE = ("warn", "raise", "ignore")
+
+
+class NonConvergenceWarning(RuntimeWarning):
+    """The forward solver stopped with a relative residual above ``f_tol``."""
+
+
+@dataclass(frozen=True)
+class SolverSettings:
+    """How an equilibrium layer is solved and differentiated.
+
+    ``f_max_iter`` caps the forward solver in training, ``eval_f_max_iter`` in evaluation.
+    ``backward="ift"`` uses implicit differentiation (``b_solver`` to ``b_tol`` within ``b_max_iter``);
+    ``backward="phantom"`` backpropagates through ``phantom_steps`` steps damped by ``tau``.
+    """
+
+    solver: str = "anderson"
+    f_max_iter: int = 30
+    eval_f_max_iter: int = 50
+    f_tol: float = 1e-4
+    anderson_m: int = 5
+    backward: str = "ift"
+    phantom_steps: int = 1
+    tau: float = 1.0
+    b_solver: str = "anderson"
+    b_max_iter: int = 30
+    b_tol: float = 1e-6
+    on_nonconvergence: str = "warn"
+
+    def __post_init__(self) -> None:
+        require(self.solver in SOLVERS, "solver", self.solver, f"one of {', '.join(SOLVERS)}")
+        require(self.b_solver in SOLVERS, "b_solver", self.b_solver, f"one of {', '.join(SOLVERS)}")
+        require(self.backward in BACKWARDS, "backward", self.backward, f"one of {', '.join(BACKWARDS)}")
+        require(self.on_nonconvergence in ON_NONCONVERGENCE, "on_nonconvergence", self.on_nonconvergence,
+                f"one of {', '.join(ON_NONCONVERGENCE)}")
+        for name in ("f_max_iter", "eval_f_max_iter", "b_max_iter", "phantom_steps"):
+            value = getattr(self, name)
+            require(isinstance(value, int) and value >= 1, name, value, "an integer >= 1")
+        # Anderson keeps two initial iterates before mixing; fewer than 3 iterations never mixes.
+        require(self.anderson_m >= 2, "anderson_m", self.anderson_m, "an integer >= 2")
+        for name in ("f_tol", "b_tol"):
+            value = getattr(self, name)
+            require(value > 0, name, value, "a tolerance > 0")
+        require(0 < self.tau <= 1, "tau", self.tau, "a damping factor in (0, 1]")
+
+
+@dataclass
+class SolverInfo:
+    """Statistics of one forward solve: per-sample relative residual and steps, and the tolerance."""
+
+    residual: torch.Tensor
+    steps: torch.Tensor
+    f_tol: float
+
+    @property
+    def max_residual(self) -> float:
+        return float(self.residual.max())
+
+    @property
+    def converged(self) -> bool:
+        return self.max_residual <= self.f_tol
+
+    @property
+    def mean_steps(self) -> float:
+        return float(self.steps.float().mean())
+
+
+class EquilibriumSolver(nn.Module):
+    """Solves z* = f(z*) with torchdeq and returns z* wired for the chosen backward.
+
+    ``f`` is any callable mapping a tensor to one of the same shape (close over the input x, e.g.
+    ``solver(lambda z: layer.f(z, x), z0)``). In training the returned tensor is ``f(z*)`` on the
+    autograd tape (the only f call recorded there); in evaluation it is z* without a graph to the solver.
+    """
+
+    def __init__(self, settings: SolverSettings | None = None) -> None:
+        super().__init__()
+        self.settings = settings or SolverSettings()
+        s = self.settings
+        grad = {"ift": {"ift": True}, "phantom": {"grad": s.phantom_steps, "tau": s.tau}}[s.backward]
+        self.deq = DEQIndexing(
+            f_solver=SOLVERS[s.solver], b_solver=SOLVERS[s.b_solver], f_max_iter=s.f_max_iter,
+            eval_f_max_iter=s.eval_f_max_iter, f_tol=s.f_tol, f_stop_mode="rel", b_max_iter=s.b_max_iter,
+            b_tol=s.b_tol, b_stop_mode="abs", **grad,
+        )
+        self.last_info: SolverInfo | None = None
+
+    def forward(self, f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor) -> torch.Tensor:
+        s = self.settings
+        kwargs = {"m": s.anderson_m} if s.solver in ANDERSON else {}
+        trajectory, info = self.deq(f, z0, solver_kwargs=kwargs)
+        self.last_info = SolverInfo(residual=info["rel_lowest"].detach(), steps=info["nstep"].detach(), f_tol=s.f_tol)
+        self._report(self.last_info)
+        return trajectory[-1]
+
+    def _report(self, info: SolverInfo) -> None:
+        if info.converged or self.settings.on_nonconvergence == "ignore":
+            return
+        cap = self.deq.f_max_iter if self.training else self.deq.eval_f_max_iter
+        message = (f"equilibrium solver '{self.settings.solver}' did not converge: relative residual "
+                   f"{info.max_residual:.3g} > f_tol={self.settings.f_tol:g} after {cap} iterations")
+        if self.settings.on_nonconvergence == "raise":
+            raise ConvergenceError(message)
+        warnings.warn(message, NonConvergenceWarning, stacklevel=2)
+
+
+def unrolled_fixed_point(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, steps: int) -> torch.Tensor:
+    """z_{k+1} = f(z_k) for ``steps`` steps, all on the autograd tape (the memory-hungry reference
+    that implicit differentiation replaces)."""
+    require(steps >= 1, "steps", steps, "an integer >= 1")
+    z = z0
+    for _ in range(steps):
+        z = f(z)
+    return z
