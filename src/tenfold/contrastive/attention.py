@@ -1,0 +1,34 @@
+"""SimCLR-Attn: graph-attention edge weights on InfoNCE anchors (paper Sec. 5.1; spec 1.3 V1).
+
+``L = -sum_i a_i log P_{i,p(i)}`` with ``a_i = exp(1 + cos(h_i, h_p(i))) / sum_j exp(1 + cos(h_j, h_p(j)))``:
+a softmax over the ``N`` anchors of the cosine between an anchor's encoder feature and its positive's,
+detached (the ``+1`` of the official code cancels in the softmax). Positive pairs whose views disagree
+get down-weighted, like attention coefficients in a GAT. The denominator of ``P`` is unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from tenfold.contrastive.losses import mp_infonce, positive_graph
+from tenfold.errors import require
+
+
+@torch.no_grad()
+def attention_weights(h: torch.Tensor, positives: torch.Tensor, edge_weights: torch.Tensor | None = None
+                      ) -> torch.Tensor:
+    """Detached anchor weights ``a = softmax_i(cos(h_i, h_p(i)))`` (weighted mean cosine for several positives)."""
+    require(h.dim() == 2, "h", tuple(h.shape), "encoder features of shape (N, C)")
+    idx, w = positive_graph(positives.to(h.device), h.shape[0],
+                            None if edge_weights is None else edge_weights.to(h.device))
+    hn = F.normalize(h.detach(), dim=1)
+    cos = ((hn.unsqueeze(1) * hn[idx]).sum(-1) * w.to(hn.dtype)).sum(1)
+    return torch.softmax(1.0 + cos, dim=0)
+
+
+def simclr_attn_loss(z: torch.Tensor, h: torch.Tensor, positives: torch.Tensor, tau: float,
+                     normalize: bool = True) -> torch.Tensor:
+    """SimCLR-Attn loss: :func:`mp_infonce` with anchor weights from :func:`attention_weights` of ``h``."""
+    require(h.shape[0] == z.shape[0], "h", tuple(h.shape), f"{z.shape[0]} rows like z")
+    return mp_infonce(z, positives, tau, anchor_weights=attention_weights(h, positives), normalize=normalize)

@@ -1,0 +1,227 @@
+"""InfoNCE as message passing on a positive graph (Wang et al., ICLR 2023, Sec. 3-4).
+
+Mini-batch form (spec section 1.2). ``N`` rows ``Z`` (already normalised or not), ``S = Z Z^T / tau``
+with the diagonal excluded, ``P = rowsoftmax(S)``, a row-stochastic positive graph ``A`` and anchor
+weights ``r`` (``1/N`` for plain InfoNCE, attention weights for SimCLR-Attn)::
+
+    L       = sum_i r_i [ -sum_j A_ij S_ij + log sum_{j != i} exp S_ij ]  = L_align + L_unif
+    dL/dZ   = (1/tau) [ R(P - A) + (R(P - A))^T ] Z          ( = ((P-A) + (P-A)^T) Z / (N tau) )
+
+The alignment part ``-(1/tau)(RA + (RA)^T) Z`` pulls each row towards its positives (message passing
+on the augmentation graph); the uniformity part ``(1/tau)(RP + (RP)^T) Z`` pushes it away from its
+soft neighbours (repulsive message passing on the affinity graph).
+
+:func:`mp_infonce` evaluates the loss with one N x N matrix alive at a time: the forward keeps only
+``Z`` and the row log-normalisers, the backward rebuilds ``P`` in place and applies the closed form.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from tenfold.errors import require
+
+
+# --------------------------------------------------------------------------------------------------
+# positive graphs
+# --------------------------------------------------------------------------------------------------
+def pair_positives(num_rows: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """Positives for two views stacked as ``[view 1; view 2]``: row ``i`` pairs with ``(i + n) mod 2n``."""
+    require(num_rows >= 2 and num_rows % 2 == 0, "num_rows", num_rows,
+            "an even number of rows (two views of each sample stacked)")
+    n = num_rows // 2
+    return (torch.arange(num_rows, device=device) + n) % num_rows
+
+
+def view_positives(num_samples: int, num_views: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """Multi-view positives for ``num_views`` blocks of ``num_samples`` rows: shape (N, num_views - 1),
+    row ``v * n + i`` is positive with every other view of sample ``i``."""
+    require(num_views >= 2, "num_views", num_views, "at least 2 views")
+    require(num_samples >= 1, "num_samples", num_samples, "at least 1 sample")
+    n, v = num_samples, num_views
+    rows = torch.arange(n * v, device=device)
+    sample, view = rows % n, rows // n
+    others = torch.stack([(view + k) % v for k in range(1, v)], dim=1)
+    return others * n + sample[:, None]
+
+
+def positives_from_indexes(indexes: torch.Tensor) -> torch.Tensor:
+    """solo-learn convention: rows with equal sample index are positives. Returns (N, K) padded with -1."""
+    require(indexes.dim() == 1 and len(indexes) >= 2, "indexes", tuple(indexes.shape), "a 1-d tensor of >= 2 ids")
+    same = indexes[:, None] == indexes[None, :]
+    same.fill_diagonal_(False)
+    counts = same.sum(1)
+    require(bool((counts > 0).all()), "indexes", int(indexes[counts == 0][0]) if (counts == 0).any() else None,
+            "every sample id to appear at least twice (a row without positives)")
+    k = int(counts.max())
+    order = torch.argsort((~same).to(torch.int8), dim=1, stable=True)[:, :k]
+    picked = torch.gather(same, 1, order)
+    return torch.where(picked, order, torch.full_like(order, -1))
+
+
+def positive_graph(positives: torch.Tensor, num_rows: int, edge_weights: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate positives and return ``(index (N, K), weight (N, K))`` with each row's weights summing to 1.
+
+    ``positives`` is (N,) (one positive per row) or (N, K) (padding ``-1`` allowed). ``edge_weights``
+    (same shape, >= 0) default to uniform over the row's positives; they are normalised per row.
+    """
+    require(positives.dim() in (1, 2), "positives", tuple(positives.shape), "a tensor of shape (N,) or (N, K)")
+    require(not positives.is_floating_point(), "positives", positives.dtype, "an integer tensor of row indices")
+    idx = positives.view(-1, 1) if positives.dim() == 1 else positives
+    require(idx.shape[0] == num_rows, "positives", tuple(positives.shape), f"{num_rows} rows, one per row of Z")
+    valid = idx >= 0
+    bad = idx[(idx >= num_rows) | (idx < -1)]
+    require(bad.numel() == 0, "positives", int(bad[0]) if bad.numel() else None, f"row indices in 0..{num_rows - 1}")
+    rows = torch.arange(num_rows, device=idx.device)[:, None]
+    self_loop = valid & (idx == rows)
+    require(not bool(self_loop.any()), "positives", "row i listed as its own positive",
+            "positives different from the anchor row (the diagonal is excluded from InfoNCE)")
+    if edge_weights is None:
+        w = valid.to(torch.get_default_dtype())
+    else:
+        require(tuple(edge_weights.shape) == tuple(positives.shape), "edge_weights", tuple(edge_weights.shape),
+                f"the shape of positives {tuple(positives.shape)}")
+        require(not edge_weights.requires_grad, "edge_weights", "a tensor requiring grad",
+                "detached weights (InfoNCE edge weights are constants; detach them)")
+        w = edge_weights.reshape(idx.shape).to(torch.get_default_dtype() if not edge_weights.is_floating_point()
+                                               else edge_weights.dtype)
+        require(bool((w >= 0).all()) and bool(torch.isfinite(w).all()), "edge_weights", "negative or non-finite",
+                "finite non-negative weights")
+        w = torch.where(valid, w, torch.zeros_like(w))
+    total = w.sum(1, keepdim=True)
+    empty = (total <= 0).flatten()
+    require(not bool(empty.any()), "positives", f"row {int(empty.nonzero()[0]) if empty.any() else -1}",
+            "at least one positive (with positive weight) in every row")
+    return idx.clamp_min(0), w / total
+
+
+def _anchor_weights(anchor_weights: torch.Tensor | None, n: int, like: torch.Tensor) -> torch.Tensor:
+    if anchor_weights is None:
+        return torch.full((n,), 1.0 / n, dtype=like.dtype, device=like.device)
+    require(tuple(anchor_weights.shape) == (n,), "anchor_weights", tuple(anchor_weights.shape), f"shape ({n},)")
+    require(not anchor_weights.requires_grad, "anchor_weights", "a tensor requiring grad",
+            "detached weights (the paper stops the gradient through the attention weights)")
+    require(bool((anchor_weights >= 0).all()) and bool(torch.isfinite(anchor_weights).all()), "anchor_weights",
+            "negative or non-finite", "finite non-negative weights")
+    return anchor_weights.to(like.dtype)
+
+
+# --------------------------------------------------------------------------------------------------
+# the memory-lean loss
+# --------------------------------------------------------------------------------------------------
+def _row_log_normalisers(z: torch.Tensor, tau: float) -> torch.Tensor:
+    """``log sum_{j != i} exp(z_i . z_j / tau)`` using one N x N buffer (modified in place)."""
+    s = z @ z.T
+    s.div_(tau)
+    s.fill_diagonal_(float("-inf"))
+    m = s.amax(1, keepdim=True)
+    s.sub_(m).exp_()
+    return s.sum(1).log_() + m.squeeze(1)
+
+
+class _MPInfoNCE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z, idx, w, r, tau):  # type: ignore[override]
+        lse = _row_log_normalisers(z, tau)
+        pos = (z.unsqueeze(1) * z[idx]).sum(-1) / tau  # (N, K)
+        loss = (r * (lse - (w * pos).sum(1))).sum()
+        ctx.save_for_backward(z, idx, w, r, lse)
+        ctx.tau = tau
+        return loss
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):  # type: ignore[override]
+        z, idx, w, r, lse = ctx.saved_tensors
+        tau = ctx.tau
+        p = z @ z.T  # becomes R P in place: the only N x N buffer
+        p.div_(tau).sub_(lse[:, None]).exp_()
+        p.fill_diagonal_(0.0)
+        p.mul_(r[:, None])
+        g = p @ z
+        g.addmm_(p.T, z)
+        del p
+        ra = r[:, None] * w  # (N, K): weights of edges i -> idx[i, k]
+        g.sub_((ra.unsqueeze(-1) * z[idx]).sum(1))
+        g.index_add_(0, idx.flatten(), -(ra.flatten()[:, None] * z.repeat_interleave(idx.shape[1], dim=0)))
+        g.mul_(grad / tau)
+        return g, None, None, None, None
+
+
+def mp_infonce(z: torch.Tensor, positives: torch.Tensor, tau: float, edge_weights: torch.Tensor | None = None,
+               anchor_weights: torch.Tensor | None = None, normalize: bool = True) -> torch.Tensor:
+    """InfoNCE over the rows of ``z`` (N, D) with an explicit positive graph (spec 1.2).
+
+    ``positives``: (N,) or (N, K) row indices (``-1`` pads); ``edge_weights``: optional per-edge weights
+    (row-normalised); ``anchor_weights``: optional detached per-row weights ``r`` (default ``1/N``).
+    ``normalize`` projects rows to the unit sphere first (autograd adds ``(I - zz^T)/||u||``).
+    The backward is the closed form ``(1/tau)[R(P-A) + (R(P-A))^T] Z``; memory stays at one N x N matrix.
+    """
+    require(tau > 0, "tau", tau, "a positive temperature")
+    require(z.dim() == 2 and z.shape[0] >= 2, "z", tuple(z.shape), "a matrix of shape (N >= 2, D)")
+    n = z.shape[0]
+    idx, w = positive_graph(positives.to(z.device), n, None if edge_weights is None else edge_weights.to(z.device))
+    r = _anchor_weights(None if anchor_weights is None else anchor_weights.to(z.device), n, z)
+    if normalize:
+        z = F.normalize(z, dim=1)
+    return _MPInfoNCE.apply(z, idx, w.to(z.dtype), r, float(tau))
+
+
+# --------------------------------------------------------------------------------------------------
+# dense reference forms: the straightforward loss, its two parts and their message-passing gradients
+# --------------------------------------------------------------------------------------------------
+def nt_xent(z: torch.Tensor, tau: float, normalize: bool = True) -> torch.Tensor:
+    """The straightforward NT-Xent (SimCLR) for two stacked views: cross-entropy over masked logits."""
+    require(tau > 0, "tau", tau, "a positive temperature")
+    n = z.shape[0]
+    if normalize:
+        z = F.normalize(z, dim=1)
+    logits = (z @ z.T) / tau
+    logits = logits.masked_fill(torch.eye(n, dtype=torch.bool, device=z.device), float("-inf"))
+    return F.cross_entropy(logits, pair_positives(n, z.device))
+
+
+def dense_positive_matrix(positives: torch.Tensor, num_rows: int, edge_weights: torch.Tensor | None = None,
+                          dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """The row-stochastic positive graph ``A`` as a dense (N, N) matrix."""
+    idx, w = positive_graph(positives, num_rows, edge_weights)
+    a = torch.zeros(num_rows, num_rows, dtype=dtype, device=idx.device)
+    return a.scatter_add_(1, idx, w.to(dtype))
+
+
+def infonce_parts(z: torch.Tensor, positives: torch.Tensor, tau: float, edge_weights: torch.Tensor | None = None,
+                  anchor_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(L_align, L_unif)`` on already-projected rows ``z``: ``-sum r_i A_ij S_ij`` and ``sum r_i lse_i``."""
+    require(tau > 0, "tau", tau, "a positive temperature")
+    n = z.shape[0]
+    a = dense_positive_matrix(positives, n, edge_weights, z.dtype)
+    r = _anchor_weights(anchor_weights, n, z)
+    s = (z @ z.T) / tau
+    align = -(r * (a * s).sum(1)).sum()
+    unif = (r * torch.logsumexp(s.masked_fill(torch.eye(n, dtype=torch.bool, device=z.device), float("-inf")),
+                                1)).sum()
+    return align, unif
+
+
+def affinity_matrix(z: torch.Tensor, tau: float) -> torch.Tensor:
+    """``P = rowsoftmax(Z Z^T / tau)`` with the diagonal excluded (the learned affinity graph)."""
+    n = z.shape[0]
+    s = (z @ z.T) / tau
+    return torch.softmax(s.masked_fill(torch.eye(n, dtype=torch.bool, device=z.device), float("-inf")), dim=1)
+
+
+def message_passing_gradients(z: torch.Tensor, positives: torch.Tensor, tau: float,
+                              edge_weights: torch.Tensor | None = None,
+                              anchor_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Closed-form gradients w.r.t. projected rows ``z`` (spec 1.2):
+
+    ``align = -(1/tau)(RA + (RA)^T) Z``, ``unif = (1/tau)(RP + (RP)^T) Z``, ``total = align + unif``.
+    """
+    n = z.shape[0]
+    ra = _anchor_weights(anchor_weights, n, z)[:, None] * dense_positive_matrix(positives, n, edge_weights, z.dtype)
+    rp = _anchor_weights(anchor_weights, n, z)[:, None] * affinity_matrix(z, tau)
+    align = -((ra + ra.T) @ z) / tau
+    unif = ((rp + rp.T) @ z) / tau
+    return {"align": align, "unif": unif, "total": align + unif}

@@ -1,0 +1,82 @@
+"""The five training objectives as one call: SimCLR, SimCLR-Attn, SimSiam, SimSiam-Multi, rewiring.
+
+:func:`build_model` puts the right heads on an encoder and :func:`method_loss` computes a method's loss
+for two augmented views of a batch (with the sample indices, for the SimSiam-Multi bank).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tenfold.contrastive.attention import simclr_attn_loss
+from tenfold.contrastive.losses import mp_infonce, pair_positives
+from tenfold.contrastive.models import ContrastiveModel, simclr_projector, simsiam_predictor, simsiam_projector
+from tenfold.contrastive.multistage import MultiStageBank, simsiam_loss, simsiam_multi_loss
+from tenfold.contrastive.rewiring import rewired_infonce
+from tenfold.errors import require
+
+METHODS = ("simclr", "simclr-attn", "simsiam", "simsiam-multi", "rewire")
+SIAMESE = ("simsiam", "simsiam-multi")
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """``tau`` (InfoNCE temperature), ``beta`` and ``start_epoch`` (SimSiam-Multi mixing), ``knn_k`` and
+    ``rewire_beta`` (rewiring)."""
+
+    name: str = "simclr"
+    tau: float = 0.5
+    beta: float = 0.5
+    start_epoch: int = 50
+    knn_k: int = 1
+    rewire_beta: float = 0.2
+
+    def __post_init__(self) -> None:
+        require(self.name in METHODS, "method", self.name, f"one of {', '.join(METHODS)}")
+        require(self.tau > 0, "tau", self.tau, "a positive temperature")
+        require(0 <= self.beta <= 1 and 0 <= self.rewire_beta <= 1, "beta", (self.beta, self.rewire_beta),
+                "mixing weights in [0, 1]")
+        require(self.start_epoch >= 0, "start_epoch", self.start_epoch, "a non-negative epoch")
+        require(self.knn_k >= 1, "knn_k", self.knn_k, "at least one neighbour")
+
+
+def build_model(method: str, encoder: torch.nn.Module, proj_dim: int = 128, siam_dim: int = 2048
+                ) -> ContrastiveModel:
+    """SimCLR heads (projector to ``proj_dim``) or SimSiam heads (3-layer projector and predictor of ``siam_dim``)."""
+    require(method in METHODS, "method", method, f"one of {', '.join(METHODS)}")
+    c = int(getattr(encoder, "out_dim"))
+    if method in SIAMESE:
+        return ContrastiveModel(encoder, simsiam_projector(c, siam_dim), simsiam_predictor(siam_dim))
+    return ContrastiveModel(encoder, simclr_projector(c, proj_dim))
+
+
+def method_loss(cfg: MethodConfig, model: ContrastiveModel, x1: torch.Tensor, x2: torch.Tensor,
+                index: torch.Tensor | None = None, epoch: int = 0, bank: MultiStageBank | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(loss, h1)`` for two views ``x1, x2`` of the same samples; ``epoch`` counts from 0.
+
+    SimSiam-Multi needs ``index`` and ``bank``: it stages ``sg(z2)`` every step and mixes the bank into
+    the targets from ``cfg.start_epoch`` on; the caller commits the bank at epoch ends.
+    """
+    b = x1.shape[0]
+    h, z, p = model(torch.cat([x1, x2]))
+    if cfg.name in SIAMESE:
+        p1, p2, z1, z2 = p[:b], p[b:], z[:b], z[b:]
+        if cfg.name == "simsiam":
+            return simsiam_loss(p1, p2, z1, z2), h[:b]
+        require(bank is not None and index is not None, "bank", None, "a MultiStageBank and sample indices")
+        memory, filled = bank.lookup(index)
+        beta = cfg.beta if epoch >= cfg.start_epoch else 0.0
+        loss = simsiam_multi_loss(p1, p2, z1, z2, memory.to(z.device), beta, filled.to(z.device))
+        bank.stage(index, z2)
+        return loss, h[:b]
+    positives = pair_positives(2 * b, z.device)
+    if cfg.name == "simclr":
+        loss = mp_infonce(z, positives, cfg.tau)
+    elif cfg.name == "simclr-attn":
+        loss = simclr_attn_loss(z, h, positives, cfg.tau)
+    else:
+        loss = rewired_infonce(z, positives, cfg.tau, cfg.knn_k, cfg.rewire_beta)
+    return loss, h[:b]

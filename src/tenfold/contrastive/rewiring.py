@@ -1,0 +1,49 @@
+"""Graph rewiring: neighbour positives mixed into the augmentation graph (paper abstract; spec 1.3 V3).
+
+EXPERIMENTAL, our design: the paper names rewiring but its official code has none. We rewire the
+positive graph to ``A~ = (1 - beta) A + beta kNN_k(sg(features))`` (rows of both normalised to 1, so
+``A~`` is row-stochastic), an NNCLR-style edit: besides its other view, each anchor is pulled towards
+the ``k`` rows nearest to it in a detached feature space. With ``beta = 0`` it is the base loss.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from tenfold.contrastive.losses import mp_infonce, positive_graph
+from tenfold.errors import require
+
+
+@torch.no_grad()
+def knn_positives(features: torch.Tensor, k: int, exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """Indices (N, k) of each row's ``k`` nearest other rows by cosine; ``exclude`` (N, K) rows are skipped."""
+    n = features.shape[0]
+    require(1 <= k <= n - 2, "k", k, f"a neighbour count in 1..{n - 2} for {n} rows")
+    f = F.normalize(features.detach(), dim=1)
+    sim = f @ f.T
+    sim.fill_diagonal_(float("-inf"))
+    if exclude is not None:
+        ex = exclude.view(n, -1).clamp_min(0)
+        sim.scatter_(1, ex, float("-inf"))
+    return sim.topk(k, dim=1).indices
+
+
+def rewired_positives(positives: torch.Tensor, features: torch.Tensor, k: int, beta: float,
+                      edge_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(index, weight)`` of ``A~ = (1 - beta) A + beta kNN_k(sg(features))``, shapes (N, K + k)."""
+    require(0.0 <= beta <= 1.0, "beta", beta, "a mixing weight in [0, 1]")
+    n = features.shape[0]
+    idx, w = positive_graph(positives.to(features.device), n, edge_weights)
+    nn_idx = knn_positives(features, k, exclude=idx)
+    w_all = torch.cat([(1 - beta) * w, torch.full((n, k), beta / k, dtype=w.dtype, device=w.device)], dim=1)
+    return torch.cat([idx, nn_idx], dim=1), w_all
+
+
+def rewired_infonce(z: torch.Tensor, positives: torch.Tensor, tau: float, k: int, beta: float,
+                    features: torch.Tensor | None = None, normalize: bool = True) -> torch.Tensor:
+    """InfoNCE on the rewired graph; neighbours come from ``sg(features)`` (default ``sg(z)``)."""
+    feats = z.detach() if features is None else features.detach()
+    require(feats.shape[0] == z.shape[0], "features", tuple(feats.shape), f"{z.shape[0]} rows like z")
+    idx, w = rewired_positives(positives, feats, k, beta)
+    return mp_infonce(z, idx, tau, edge_weights=w, normalize=normalize)
