@@ -1,0 +1,120 @@
+"""SimCLR-Attn, SimSiam-Multi and rewiring (spec 1.3, 1.6 checks 4-5)."""
+
+import pytest
+import torch
+
+from tenfold.contrastive import (
+    MultiStageBank, attention_weights, mp_infonce, pair_positives, rewired_infonce, rewired_positives,
+    simclr_attn_loss, simsiam_loss, simsiam_multi_loss,
+)
+from tenfold.contrastive.losses import infonce_parts
+from tenfold.errors import ConfigError
+
+
+def _t(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_attention_with_constant_features_equals_plain_infonce():
+    z = _t(10, 4).requires_grad_()
+    h = torch.ones(10, 7, dtype=torch.float64)
+    pos = pair_positives(10)
+    a = simclr_attn_loss(z, h, pos, 0.5)
+    b = mp_infonce(z, pos, 0.5)
+    assert abs(a.item() - b.item()) < 1e-14
+    assert torch.allclose(attention_weights(h, pos), torch.full((10,), 0.1, dtype=torch.float64), atol=1e-15)
+
+
+def test_attention_passes_no_gradient_to_features_and_matches_weighted_dense_loss():
+    z = _t(8, 3, seed=1).requires_grad_()
+    h = _t(8, 5, seed=2).requires_grad_()
+    pos = pair_positives(8)
+    loss = simclr_attn_loss(z, h, pos, 0.4)
+    gz, gh = torch.autograd.grad(loss, (z, h), allow_unused=True)
+    assert gh is None or gh.abs().max() == 0
+    w = attention_weights(h, pos)
+    zn = torch.nn.functional.normalize(z, dim=1)
+    align, unif = infonce_parts(zn, pos, 0.4, anchor_weights=w)
+    assert abs(loss.item() - (align + unif).item()) < 1e-12
+    assert abs(w.sum().item() - 1) < 1e-14 and w.std() > 0
+
+
+def test_attention_down_weights_disagreeing_pairs_and_ignores_a_constant_shift():
+    h = _t(6, 4, seed=3)
+    pos = pair_positives(6)
+    h[3] = -h[0]  # pair (0, 3) disagrees completely
+    w = attention_weights(h, pos)
+    assert w[0] == w.min() and w[3] == w.min()
+    # a_i = softmax(1 + cos): shifting every cosine by a constant changes nothing
+    cos = torch.nn.functional.cosine_similarity(h, h[pos], dim=1)
+    assert torch.allclose(torch.softmax(cos + 5.0, 0), w, atol=1e-15)
+
+
+def test_simsiam_multi_with_beta_zero_is_simsiam():
+    p1, p2, z1, z2, m = (_t(5, 6, seed=s).requires_grad_() for s in range(5))
+    a = simsiam_multi_loss(p1, p2, z1, z2, m.detach(), 0.0)
+    b = simsiam_loss(p1, p2, z1, z2)
+    assert abs(a.item() - b.item()) < 1e-15
+    ga = torch.autograd.grad(a, (p1, p2))
+    gb = torch.autograd.grad(b, (p1, p2))
+    assert all(torch.allclose(x, y, atol=1e-15) for x, y in zip(ga, gb))
+    # and beta > 0 changes the targets
+    assert abs(simsiam_multi_loss(p1, p2, z1, z2, m.detach(), 0.5).item() - b.item()) > 1e-6
+
+
+def test_simsiam_multi_mixes_memory_into_stop_gradient_targets():
+    p1, p2, z1, z2, m = (_t(4, 3, seed=s) for s in range(5))
+    loss = simsiam_multi_loss(p1, p2, z1, z2, m, 0.5)
+    expected = simsiam_loss(p1, p2, 0.5 * z1 + 0.5 * m, 0.5 * z2 + 0.5 * m)
+    assert abs(loss.item() - expected.item()) < 1e-15
+    unfilled = simsiam_multi_loss(p1, p2, z1, z2, m, 0.5, filled=torch.zeros(4, dtype=torch.bool))
+    assert abs(unfilled.item() - simsiam_loss(p1, p2, z1, z2).item()) < 1e-15
+
+
+def test_bank_changes_only_at_epoch_ends():
+    bank = MultiStageBank(6, 3, dtype=torch.float64)
+    bank.check_dataset(6)
+    idx = torch.tensor([1, 4])
+    bank.stage(idx, _t(2, 3, seed=7))
+    memory, filled = bank.lookup(idx)
+    assert memory.abs().max() == 0 and not filled.any()
+    bank.commit()
+    memory, filled = bank.lookup(idx)
+    assert torch.equal(memory, _t(2, 3, seed=7)) and filled.all()
+    assert not bank.lookup(torch.tensor([0]))[1].any()
+    bank.stage(idx, _t(2, 3, seed=8))  # staged again: M keeps the last epoch's value until commit
+    assert torch.equal(bank.lookup(idx)[0], _t(2, 3, seed=7))
+
+
+def test_bank_size_and_index_errors():
+    bank = MultiStageBank(6, 3)
+    with pytest.raises(ConfigError, match="^bank size=6"):
+        bank.check_dataset(7)
+    with pytest.raises(ConfigError, match="^index=6"):
+        bank.stage(torch.tensor([6]), torch.zeros(1, 3))
+    with pytest.raises(ConfigError, match="^beta="):
+        simsiam_multi_loss(*(torch.zeros(2, 3) for _ in range(5)), beta=1.5)
+
+
+def test_rewiring_with_beta_zero_equals_base_loss_and_neighbours_change_it():
+    z = _t(12, 5, seed=9).requires_grad_()
+    pos = pair_positives(12)
+    base = mp_infonce(z, pos, 0.5)
+    rew0 = rewired_infonce(z, pos, 0.5, k=2, beta=0.0)
+    assert abs(base.item() - rew0.item()) < 1e-14
+    g0 = torch.autograd.grad(rew0, z)[0]
+    gb = torch.autograd.grad(base, z)[0]
+    assert torch.allclose(g0, gb, atol=1e-14)
+    assert abs(rewired_infonce(z, pos, 0.5, k=2, beta=0.5).item() - base.item()) > 1e-6
+
+
+def test_rewired_graph_is_row_stochastic_and_excludes_self_and_own_positive():
+    feats = _t(10, 4, seed=10)
+    idx, w = rewired_positives(pair_positives(10), feats, k=3, beta=0.3)
+    assert idx.shape == (10, 4)
+    assert torch.allclose(w.sum(1), torch.ones(10), atol=1e-6)
+    rows = torch.arange(10)
+    assert not (idx[:, 1:] == rows[:, None]).any()
+    assert not (idx[:, 1:] == pair_positives(10)[:, None]).any()
+    with pytest.raises(ConfigError, match="^k="):
+        rewired_positives(pair_positives(10), feats, k=9, beta=0.3)
