@@ -1,0 +1,378 @@
+"""PQ, PartPQ, part mIoU and PWQ (provisional) from ONE joint histogram per image.
+
+Per image we label every pixel with a compact GT-segment id ``g`` (void, per-class crowd, or a (sid, iid)
+segment), a predicted-segment id ``p`` (none, or a (sid, iid) segment), its GT part id ``a`` and its
+predicted part id ``b``, and count ``H[g, p, a, b]`` with one ``bincount``. Every quantity follows:
+
+- overlaps ``|g ∩ p| = Σ_ab H``, areas, void and crowd overlaps of each prediction;
+- IoU(p, g) = |p ∩ g| / (|p ∪ g| − |p ∩ V|)   (panopticapi; match iff same class and IoU > 0.5);
+- the part confusion of a matched pair over E = all − V − crowd_c − {x ∈ g : pid_gt(x) = 0}, where
+  ``y_gt = pid_gt`` inside g and 0 outside, ``y_pr = pid_pr`` inside p and 0 outside; the background cell
+  outside p ∪ g is ``|E| − |E ∩ (p ∪ g)|``.
+
+PartPQ (de Geus et al., CVPR'21, Eq. 1; semantics of the reference implementation panoptic_parts 2.0rc6):
+``PartPQ_c = Σ_TP IOU_p / (|TP| + ½|FP| + ½|FN|)`` with ``IOU_p`` = IoU for classes without parts and the
+mean part IoU over the labels present in E (background 0 included, unknown part 255 dropped) for classes
+with parts. GT segments of a parts class without any part label become crowd. ``include_bg=False`` gives
+the paper's wording (mean over part labels only).
+
+PQ (Kirillov et al., CVPR'19; panopticapi): the same counting with the IoU as segment score and no
+part-less-to-crowd conversion.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tenfold.errors import ConfigError, DataError
+from tenfold.panoptic.format import NO_PREDICTION, UNKNOWN_PART, EvalSpec, decode_uids
+
+NUM_SIDS = 100
+# compact-key layout of GT pixels: 0 void, 1 + sid crowd of a things class, SEG_BASE + sid*1000 + iid segment
+SEG_BASE = 1 + NUM_SIDS
+COMBINERS = ("geometric", "harmonic", "arithmetic")
+
+
+@dataclass
+class ClassCounts:
+    """Per-class sums over images (index = sid): TPs, FPs, FNs and the sum of TP segment scores."""
+
+    tp: np.ndarray = field(default_factory=lambda: np.zeros(NUM_SIDS, np.int64))
+    fp: np.ndarray = field(default_factory=lambda: np.zeros(NUM_SIDS, np.int64))
+    fn: np.ndarray = field(default_factory=lambda: np.zeros(NUM_SIDS, np.int64))
+    score: np.ndarray = field(default_factory=lambda: np.zeros(NUM_SIDS, np.float64))
+
+    def __iadd__(self, other: "ClassCounts") -> "ClassCounts":
+        self.tp += other.tp
+        self.fp += other.fp
+        self.fn += other.fn
+        self.score += other.score
+        return self
+
+
+@dataclass
+class PartStats:
+    """Sums over images of everything the metrics need: PQ and PartPQ counts, flat-part confusion."""
+
+    pq: ClassCounts = field(default_factory=ClassCounts)
+    part_pq: ClassCounts = field(default_factory=ClassCounts)
+    part_confusion: np.ndarray = field(default_factory=lambda: np.zeros((1, 1), np.int64))
+    images: int = 0
+
+    def __iadd__(self, other: "PartStats") -> "PartStats":
+        self.pq += other.pq
+        self.part_pq += other.part_pq
+        k = max(self.part_confusion.shape[0], other.part_confusion.shape[0])
+        conf = np.zeros((k, k), np.int64)
+        for c in (self.part_confusion, other.part_confusion):
+            conf[: c.shape[0], : c.shape[1]] += c
+        self.part_confusion = conf
+        self.images += other.images
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# decoding ground truth and predictions
+# ---------------------------------------------------------------------------------------------
+def gt_labels(uids: np.ndarray, spec: EvalSpec, where: str = "ground truth") -> tuple[np.ndarray, ...]:
+    """``(sid, iid, pid_eval)`` of a GT uid map: countable parts folded with the dataset spec, then
+    dataset sid_pid -> eval sid_pid (the reference applies the latter only when it is not the identity;
+    IGNORED sid_pids keep their pid)."""
+    sid, iid, pid = decode_uids(np.asarray(uids), where)
+    if spec.dataset.sid_pid_file2sid_pid is not None or spec.sid_pid_map is not None:
+        sid_pid = np.where(pid == 0, sid, sid * 100 + pid).astype(np.int64)
+        if spec.dataset.sid_pid_file2sid_pid is not None:
+            sid_pid = spec.dataset.sid_pid_file2sid_pid[sid_pid]
+            if (sid_pid < 0).any():
+                raise DataError(f"{where}: a sid_pid is not in dataset spec {spec.dataset.path}")
+        if spec.sid_pid_map is not None:
+            sid_pid = spec.sid_pid_map[sid_pid]
+        pid = np.where(sid_pid >= 100, sid_pid % 100, 0).astype(np.int32)
+    return sid, iid, pid
+
+
+def check_prediction(pred: np.ndarray, spec: EvalSpec, shape: tuple[int, int], where: str = "prediction") -> None:
+    """Shape (H, W, 3) equal to the GT's and every predicted sid evaluated (or 255 = no prediction)."""
+    if pred.ndim != 3 or pred.shape[2] != 3:
+        raise DataError(f"{where}: shape {pred.shape} is invalid: expected (H, W, 3) = (sid, iid, pid)")
+    if tuple(pred.shape[:2]) != tuple(shape):
+        raise DataError(f"{where}: size {pred.shape[0]}x{pred.shape[1]} does not match the ground truth's "
+                        f"{shape[0]}x{shape[1]}")
+    if pred.min() < 0 or pred.max() > 255:
+        raise DataError(f"{where}: value {int(pred.max() if pred.max() > 255 else pred.min())} is invalid: "
+                        "expected 0..255 (at most 255 instances per class)")
+    present = np.flatnonzero(np.bincount(pred[..., 0].reshape(-1), minlength=256))
+    allowed = set(spec.eval_sids) | {NO_PREDICTION, spec.ignore_label}
+    bad = [int(s) for s in present if int(s) not in allowed]
+    if bad:
+        raise DataError(f"{where}: predicted sid {bad[0]} is not an evaluated class of {spec.path.name}: "
+                        f"expected one of {spec.eval_sids} or 255 (no prediction)")
+
+
+def _compact(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Map sparse non-negative keys to 0..n-1 in sorted order, in O(N) (no sort of the pixels)."""
+    present = np.flatnonzero(np.bincount(keys, minlength=size))
+    lut = np.zeros(max(size, int(present[-1]) + 1 if present.size else 1), np.int64)
+    lut[present] = np.arange(present.size)
+    return lut[keys], present
+
+
+# ---------------------------------------------------------------------------------------------
+# one image
+# ---------------------------------------------------------------------------------------------
+def image_stats(gt_uids: np.ndarray, pred: np.ndarray, spec: EvalSpec, *, include_bg: bool = True,
+                pred_flat: np.ndarray | None = None, where: str = "image") -> PartStats:
+    """PQ and PartPQ counts and the flat-part confusion of one image.
+
+    ``gt_uids``: (H, W) int32 uids; ``pred``: (H, W, 3) ints (sid, iid, pid); ``pred_flat``: optional
+    (H, W) flat part-semantic prediction (0 = background) for part mIoU; by default it is derived from
+    ``pred`` (sid with parts and a valid pid -> flat id, else background).
+    """
+    gt_uids = np.asarray(gt_uids)
+    pred = np.asarray(pred).astype(np.int64)
+    check_prediction(pred, spec, gt_uids.shape, where)
+    sid, iid, gpid = gt_labels(gt_uids, spec, where)
+    sid = sid.reshape(-1).astype(np.int64)
+    iid = iid.reshape(-1).astype(np.int64)
+    gpid = gpid.reshape(-1).astype(np.int64)
+    psid, piid, ppid = (pred[..., k].reshape(-1) for k in range(3))
+
+    evaluated = np.zeros(256, bool)
+    evaluated[spec.eval_sids] = True
+    is_thing = np.zeros(256, bool)
+    is_thing[spec.things] = True
+    with_parts = np.zeros(256, bool)
+    with_parts[spec.parts_sids] = True
+
+    # GT pixel keys: void | crowd(sid) | segment(sid, iid); stuff without iid is segment (sid, 0), as in the
+    # reference, where "no instance" decodes to iid 0
+    gvalid = evaluated[sid]
+    crowd = gvalid & is_thing[sid] & (iid < 0)
+    gkey = np.where(crowd, 1 + sid, SEG_BASE + sid * 1000 + np.maximum(iid, 0))
+    gkey = np.where(gvalid, gkey, 0)
+    gidx, gkeys = _compact(gkey, SEG_BASE + NUM_SIDS * 1000)
+    # part ids matter only inside GT segments of classes with parts
+    gpid = np.where(gvalid & ~crowd & with_parts[sid], gpid, 0)
+
+    pvalid = evaluated[psid]
+    pkey = np.where(pvalid, 1 + psid * 256 + piid, 0)
+    pidx, pkeys = _compact(pkey, 1 + 256 * 256)
+    ppid = np.where(pvalid & with_parts[psid], ppid, 0)
+    if spec.ignore_label != UNKNOWN_PART:
+        ppid = np.where(ppid == spec.ignore_label, UNKNOWN_PART, ppid)
+
+    aidx, avals = _compact(gpid, 100)
+    bidx, bvals = _compact(ppid, 256)
+    ng, npr, na, nb = gkeys.size, pkeys.size, avals.size, bvals.size
+    flat = ((gidx * npr + pidx) * na + aidx) * nb + bidx
+    hist = np.bincount(flat, minlength=ng * npr * na * nb).reshape(ng, npr, na, nb)
+
+    stats = PartStats(images=1)
+    _segment_counts(hist, gkeys, pkeys, avals, bvals, spec, stats, include_bg)
+    stats.part_confusion = _flat_confusion(sid, gpid, psid, ppid, pred_flat, spec)
+    return stats
+
+
+def _segment_counts(hist, gkeys, pkeys, avals, bvals, spec, stats, include_bg):
+    overlap = hist.sum(axis=(2, 3))                    # (ng, np)
+    gt_area = overlap.sum(1)
+    pred_area = overlap.sum(0)
+    void_row = np.flatnonzero(gkeys == 0)
+    p_void = overlap[void_row].sum(0) if void_row.size else np.zeros(pkeys.size, np.int64)
+    g_is_seg = gkeys >= SEG_BASE
+    g_sid = np.where(g_is_seg, (gkeys - SEG_BASE) // 1000, np.where(gkeys > 0, gkeys - 1, -1))
+    p_sid = np.where(pkeys > 0, (pkeys - 1) // 256, -1)
+    # a GT segment of a parts class whose pixels carry no part label at all -> crowd (PartPQ only)
+    seg_has_part = hist[:, :, avals > 0, :].sum(axis=(1, 2, 3)) > 0 if (avals > 0).any() else np.zeros(gkeys.size, bool)
+    partless = g_is_seg & np.isin(g_sid, spec.parts_sids) & ~seg_has_part
+
+    for sid in spec.eval_sids:
+        preds = np.flatnonzero(p_sid == sid)
+        crowd_row = (gkeys == 1 + sid)
+        segs = np.flatnonzero(g_is_seg & (g_sid == sid))
+        # --- PQ: every segment is a segment, crowd = things pixels without instance
+        _count_class(stats.pq, sid, segs, preds, crowd_row, overlap, gt_area, pred_area, p_void, None)
+        # --- PartPQ: part-less segments of a parts class join that class's crowd
+        parts_ctx = None
+        crowd_pp = crowd_row | (partless & (g_sid == sid))
+        if spec.has_parts(sid):
+            parts_ctx = (hist, gkeys, avals, bvals, include_bg)
+        _count_class(stats.part_pq, sid, np.flatnonzero(g_is_seg & (g_sid == sid) & ~partless), preds, crowd_pp,
+                     overlap, gt_area, pred_area, p_void, parts_ctx)
+
+
+def _count_class(counts, sid, segs, preds, crowd_rows, overlap, gt_area, pred_area, p_void, parts_ctx):
+    matched_p = np.zeros(preds.size, bool)
+    tp = 0
+    score = 0.0
+    for g in segs:
+        if preds.size == 0:
+            break
+        inter = overlap[g, preds]
+        union = gt_area[g] + pred_area[preds] - inter - p_void[preds]
+        iou = inter / np.where(union > 0, union, 1)
+        hits = np.flatnonzero((iou > 0.5) & ~matched_p)
+        if hits.size == 0:
+            continue
+        j = hits[0]
+        matched_p[j] = True
+        tp += 1
+        if parts_ctx is None:
+            score += float(iou[j])
+        else:
+            score += part_iou(g, preds[j], crowd_rows, overlap, gt_area, parts_ctx)
+    p_crowd = overlap[crowd_rows][:, preds].sum(0) if crowd_rows.any() else np.zeros(preds.size, np.int64)
+    ignored_frac = (p_void[preds] + p_crowd) / np.maximum(pred_area[preds], 1)
+    counts.tp[sid] += tp
+    counts.fp[sid] += int(np.count_nonzero(~matched_p & (ignored_frac <= 0.5)))
+    counts.fn[sid] += segs.size - tp
+    counts.score[sid] += score
+
+
+def part_iou(g: int, p: int, crowd_rows: np.ndarray, overlap: np.ndarray, gt_area: np.ndarray, ctx) -> float:
+    """Mean part IoU of a matched pair over E (reference semantics, ``panoptic_parts.md`` section 2)."""
+    hist, gkeys, avals, bvals, include_bg = ctx
+    labels = np.union1d(np.union1d(avals, bvals), [0])  # label 0 (background) sits at index 0
+    ai = np.searchsorted(labels, avals)
+    bi = np.searchsorted(labels, bvals)
+    conf = np.zeros((labels.size, labels.size), np.int64)
+    valid_rows = (gkeys != 0) & ~crowd_rows                     # E's rows: not void, not crowd of c
+    keep_a = avals != 0                                         # pid-0 pixels inside g are not evaluated
+    both = hist[g, p]                                           # (na, nb): y_gt = a, y_pr = b
+    np.add.at(conf, (ai[keep_a][:, None], bi[None, :]), both[keep_a])
+    g_only = hist[g].sum(axis=(0, 2)) - both.sum(1)             # (na,): y_pr = 0
+    conf[ai[keep_a], 0] += g_only[keep_a]
+    p_only = hist[valid_rows, p].sum(axis=(0, 1)) - both.sum(0)  # (nb,): y_gt = 0
+    conf[0, bi] += p_only
+    n_valid = gt_area[valid_rows].sum()
+    p_valid = overlap[valid_rows, p].sum()
+    conf[0, 0] += n_valid - gt_area[g] - p_valid + overlap[g, p]
+    inter = np.diag(conf)
+    rows, cols = conf.sum(1), conf.sum(0)
+    present = (rows + cols) > 0
+    drop = labels == UNKNOWN_PART
+    if not include_bg:
+        drop |= labels == 0
+    union = rows + cols - inter
+    ious = inter[present & ~drop] / union[present & ~drop]
+    if ious.size == 0:
+        return 0.0
+    return float(np.mean(ious))
+
+
+def _flat_confusion(sid, gpid, psid, ppid, pred_flat, spec):
+    """Confusion of flat part ids (0 = background) over pixels that are not void and not unlabelled parts."""
+    k = spec.num_flat + 1
+    with_parts = np.zeros(256, bool)
+    with_parts[spec.parts_sids] = True
+    gflat = spec.flat_lut[np.clip(sid * 100 + gpid, 0, 9999)]
+    gflat = np.where(with_parts[sid], np.where(gpid > 0, gflat, -1), 0)
+    gflat = np.where(with_parts[sid] & (gpid > 0) & (gflat == 0), -1, gflat)   # pid not evaluated
+    evaluated = np.zeros(256, bool)
+    evaluated[spec.eval_sids] = True
+    gflat = np.where(evaluated[sid], gflat, -1)
+    if pred_flat is None:
+        pflat = spec.flat_lut[np.clip(psid * 100 + ppid, 0, 9999)]
+        pflat = np.where(with_parts[psid] & (ppid > 0) & (ppid < 100), pflat, 0)
+    else:
+        pflat = np.asarray(pred_flat).reshape(-1).astype(np.int64)
+        if pflat.size != gflat.size or pflat.min() < 0 or pflat.max() >= k:
+            raise DataError(f"part-semantic prediction: expected {gflat.size} flat ids in 0..{k - 1}")
+    keep = gflat >= 0
+    return np.bincount(gflat[keep] * k + pflat[keep], minlength=k * k).reshape(k, k)
+
+
+# ---------------------------------------------------------------------------------------------
+# dataset-level summaries
+# ---------------------------------------------------------------------------------------------
+def _quality(counts: ClassCounts, sids: list[int]) -> dict[str, float | int | None]:
+    tp, fp, fn, s = (x[sids].astype(np.float64) for x in (counts.tp, counts.fp, counts.fn, counts.score))
+    active = (tp + fp + fn) > 0
+    if not active.any():
+        return {"PQ": None, "SQ": None, "RQ": None, "n": 0}
+    denom = tp + 0.5 * fp + 0.5 * fn
+    pq = np.where(active, s / np.where(denom > 0, denom, 1), 0.0)
+    sq = np.where(tp > 0, s / np.where(tp > 0, tp, 1), 0.0)
+    rq = np.where(active, tp / np.where(denom > 0, denom, 1), 0.0)
+    return {"PQ": float(pq[active].mean()), "SQ": float(sq[active].mean()), "RQ": float(rq[active].mean()),
+            "n": int(active.sum())}
+
+
+def part_miou(confusion: np.ndarray, include_background: bool = True) -> tuple[float | None, np.ndarray]:
+    """Semantic mIoU of flat part classes (+ background 0) over classes with a non-empty union."""
+    inter = np.diag(confusion).astype(np.float64)
+    union = confusion.sum(0) + confusion.sum(1) - inter
+    ious = np.where(union > 0, inter / np.where(union > 0, union, 1), np.nan)
+    use = union > 0
+    if not include_background:
+        use[0] = False
+    return (float(ious[use].mean()) if use.any() else None), ious
+
+
+def combine(pq_w: float | None, miou_p: float | None, combiner: str = "geometric") -> float | None:
+    """PWQ (provisional; ``panoptic_parts.md`` section 3): a mean of the whole term PQ_w and the part term
+    mIoU_p; geometric (default) ``sqrt(PQ_w mIoU_p)``, harmonic or arithmetic."""
+    if combiner not in COMBINERS:
+        raise ConfigError(f"combiner={combiner!r} is invalid: expected one of {', '.join(COMBINERS)}")
+    if pq_w is None or miou_p is None:
+        return None
+    if combiner == "geometric":
+        return math.sqrt(pq_w * miou_p)
+    if combiner == "harmonic":
+        return 0.0 if pq_w + miou_p == 0 else 2 * pq_w * miou_p / (pq_w + miou_p)
+    return 0.5 * (pq_w + miou_p)
+
+
+def summarize(stats: PartStats, spec: EvalSpec, *, combiner: str = "geometric", include_bg: bool = True) -> dict:
+    """JSON-ready results: PQ (all/things/stuff), PartPQ (all/with parts/without parts), part mIoU and
+    PWQ (provisional) with its two terms, plus per-class and per-part tables."""
+    parts = [s for s in spec.eval_sids if spec.has_parts(s)]
+    noparts = [s for s in spec.eval_sids if not spec.has_parts(s)]
+    pq = _quality(stats.pq, spec.eval_sids)
+    pq_th = _quality(stats.pq, spec.things)
+    pq_st = _quality(stats.pq, spec.stuff)
+    ppq = _quality(stats.part_pq, spec.eval_sids)
+    ppq_p = _quality(stats.part_pq, parts) if parts else {"PQ": None, "SQ": None, "RQ": None, "n": 0}
+    ppq_np = _quality(stats.part_pq, noparts) if noparts else {"PQ": None, "SQ": None, "RQ": None, "n": 0}
+    miou, ious = part_miou(stats.part_confusion)
+    pwq = combine(pq["PQ"], miou, combiner)
+    per_class = {}
+    for s in spec.eval_sids:
+        one_pq, one_ppq = _quality(stats.pq, [s]), _quality(stats.part_pq, [s])
+        per_class[str(s)] = {
+            "name": spec.sid2name.get(s, str(s)), "thing": s in spec.things, "has_parts": spec.has_parts(s),
+            "PQ": one_pq["PQ"], "SQ": one_pq["SQ"], "RQ": one_pq["RQ"],
+            "PartPQ": one_ppq["PQ"], "PartSQ": one_ppq["SQ"], "PartRQ": one_ppq["RQ"],
+            "TP": int(stats.part_pq.tp[s]), "FP": int(stats.part_pq.fp[s]), "FN": int(stats.part_pq.fn[s]),
+        }
+    per_part = {str(k): {"name": "background" if k == 0 else spec.flat2name.get(k, str(k)),
+                         "IoU": None if math.isnan(v) else float(v)} for k, v in enumerate(ious)}
+    return {
+        "images": stats.images,
+        "PQ": pq["PQ"], "SQ": pq["SQ"], "RQ": pq["RQ"], "PQ_things": pq_th["PQ"], "PQ_stuff": pq_st["PQ"],
+        "PartPQ": ppq["PQ"], "PartSQ": ppq["SQ"], "PartRQ": ppq["RQ"],
+        "PartPQ_parts": ppq_p["PQ"], "PartSQ_parts": ppq_p["SQ"], "PartRQ_parts": ppq_p["RQ"],
+        "PartPQ_noparts": ppq_np["PQ"], "PartSQ_noparts": ppq_np["SQ"], "PartRQ_noparts": ppq_np["RQ"],
+        "n_classes": ppq["n"], "n_parts_classes": ppq_p["n"], "n_noparts_classes": ppq_np["n"],
+        "part_mIoU": miou,
+        "PWQ (provisional)": pwq,
+        "PWQ_terms": {"PQ_w": pq["PQ"], "mIoU_p": miou, "combiner": combiner,
+                      "note": "provisional definition (panoptic_parts.md section 3); the paper's formula is "
+                              "not confirmed"},
+        "include_bg": include_bg,
+        "per_class": per_class,
+        "per_part": per_part,
+    }
+
+
+def evaluate_arrays(pairs, spec: EvalSpec, *, include_bg: bool = True, combiner: str = "geometric") -> dict:
+    """Summarize ``(gt_uids, pred)`` or ``(gt_uids, pred, pred_flat)`` pairs held in memory."""
+    total = PartStats()
+    for i, item in enumerate(pairs):
+        gt, pred, *rest = item
+        total += image_stats(gt, pred, spec, include_bg=include_bg, pred_flat=rest[0] if rest else None,
+                             where=f"image {i}")
+    return summarize(total, spec, combiner=combiner, include_bg=include_bg)
