@@ -18,12 +18,14 @@ from tenfold.tuning.registry import (
     method_names,
     register_method,
 )
-from tenfold.tuning import baselines  # noqa: F401,E402  (registers linear, full)
+from tenfold.tuning import adapters, baselines, parameters, prompts, remapping  # noqa: F401,E402  (register methods)
+from tenfold.tuning.export import load_tuned, merge, save_tuned  # noqa: E402
+from tenfold.tuning.foundation import build_vit, foundation_model  # noqa: E402
 
 import importlib.util as _util  # noqa: E402
 
 if _util.find_spec("tenfold.tuning.lion") is not None:  # LION (issue 7) registers itself once its file exists
     from tenfold.tuning import lion  # noqa: F401,E402
 
-__all__ = ["FAMILIES", "METHODS", "TuningMethod", "apply", "count_parameters", "get_method", "method_names",
-           "register_method"]
+__all__ = ["FAMILIES", "METHODS", "TuningMethod", "apply", "build_vit", "count_parameters", "foundation_model",
+           "get_method", "load_tuned", "merge", "method_names", "register_method", "save_tuned"]

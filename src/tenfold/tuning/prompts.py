@@ -1,0 +1,85 @@
+"""Prompt tuning: VPT-shallow and VPT-deep (Jia et al. 2022; spec sec. 2).
+
+Learnable prompts P in R^{p x D} are inserted after the prefix tokens (class/register tokens) and
+before the patch tokens, without positional embedding: [cls, P, E]. VPT-shallow inserts them once
+before block 0; VPT-deep gives every block i its own P_i, and block i >= 1 *replaces* the previous
+block's p prompt outputs with P_i, so the sequence length stays 1 + p + N throughout.
+Init U(-v, v) with v = sqrt(6 / (in_chans * patch^2 + D)) (0.0625 for ViT-B/16).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from tenfold.errors import require
+from tenfold.tuning.common import freeze, require_vit, seeded, train_head
+from tenfold.tuning.registry import register_method
+
+
+class VisualPrompts(nn.Module):
+    """The prompt tensor (layers, p, D) and the position ``start`` (number of prefix tokens) it goes to."""
+
+    def __init__(self, layers: int, length: int, dim: int, start: int, bound: float, generator: torch.Generator):
+        super().__init__()
+        self.length, self.start = length, start
+        self.prompts = nn.Parameter(torch.empty(layers, length, dim).uniform_(-bound, bound, generator=generator))
+
+    def insert(self, x: torch.Tensor, layer: int) -> torch.Tensor:
+        """Layer 0: [prefix, P_0, patches]; layer i >= 1: the p tokens after the prefix become P_i."""
+        if self.length == 0:
+            return x
+        p = self.prompts[layer].to(x.dtype).expand(x.shape[0], -1, -1)
+        rest = x[:, self.start:] if layer == 0 else x[:, self.start + self.length:]
+        return torch.cat([x[:, :self.start], p, rest], dim=1)
+
+
+class _PromptHook:
+    """Forward pre-hook of block ``layer`` that inserts or replaces that layer's prompts."""
+
+    def __init__(self, prompts: VisualPrompts, layer: int):
+        self.prompts, self.layer = prompts, layer
+
+    def __call__(self, module: nn.Module, args: tuple):
+        return (self.prompts.insert(args[0], self.layer), *args[1:])
+
+
+def prompt_init_bound(model: nn.Module) -> float:
+    """VPT's uniform bound v = sqrt(6 / (in_chans * patch_h * patch_w + D))."""
+    proj = model.patch_embed.proj
+    fan = proj.in_channels * proj.kernel_size[0] * proj.kernel_size[1]
+    return math.sqrt(6.0 / (fan + model.embed_dim))
+
+
+def _apply_vpt(model: nn.Module, length: int, deep: bool, seed: int, method: str) -> nn.Module:
+    require_vit(model, method)
+    require(isinstance(length, int) and length >= 0, "length", length, "an integer prompt length >= 0")
+    require(not hasattr(model, "vpt"), "model", type(model).__name__, "a ViT without prompts already (apply VPT once)")
+    freeze(model)
+    layers = len(model.blocks) if deep else 1
+    model.vpt = VisualPrompts(layers, length, model.embed_dim, model.num_prefix_tokens, prompt_init_bound(model),
+                              seeded(seed))
+    for i in range(layers):
+        model.blocks[i].register_forward_pre_hook(_PromptHook(model.vpt, i))
+    # Pooling skips the first num_prefix_tokens tokens: counting the prompts there keeps them out of avg pooling.
+    model.num_prefix_tokens += length
+    train_head(model)
+    return model
+
+
+def apply_vpt_shallow(model: nn.Module, length: int = 10, seed: int = 0) -> nn.Module:
+    """VPT-shallow: p prompts before block 0 (pD parameters)."""
+    return _apply_vpt(model, length, deep=False, seed=seed, method="vpt-shallow")
+
+
+def apply_vpt_deep(model: nn.Module, length: int = 10, seed: int = 0) -> nn.Module:
+    """VPT-deep: p fresh prompts in every block, replacing the previous ones (LpD parameters)."""
+    return _apply_vpt(model, length, deep=True, seed=seed, method="vpt-deep")
+
+
+register_method("vpt-shallow", apply_vpt_shallow, family="prompt", description="p prompt tokens before block 0",
+                defaults={"length": 10, "seed": 0})
+register_method("vpt-deep", apply_vpt_deep, family="prompt",
+                description="p prompt tokens per block, replacing the previous block's", defaults={"length": 10, "seed": 0})
