@@ -1,0 +1,217 @@
+"""LION-style implicit prompts on a frozen backbone ("LION: Implicit Vision Prompt Tuning", arXiv:2303.09992).
+
+Verified from the abstract: two equilibrium (DEQ) layers, one in front of the frozen backbone's input and
+one behind its output, produce prompts fused with the image and with the representation before the head;
+their weights are pruned following the lottery hypothesis. The layers' form is OUR design (spec sec. 3):
+
+- input layer, pixel space: z* = tanh(gamma K2 * ReLU(K1 * z*) + U * x + b), x_tilde = x + z*;
+- output layer, pooled feature h in R^D and a summary phi(x) of the image (average-pooled to p x p):
+  s* = tanh(gamma A s* + B h + E phi(x) + c), logits = head(h + W_up s*).
+
+K1, K2 are 3x3 convolutions and A is r x r, each scaled to be 1-Lipschitz (tenfold.implicit.lipschitz,
+exact singular values and a proven conv bound), and tanh, ReLU are 1-Lipschitz, so with gamma < 1 both maps
+are gamma-contractions in z (Banach: unique fixed point, iteration converges). U, b and W_up start at zero,
+so at initialisation z* = 0, the prompt is 0 and LION equals the frozen model exactly.
+
+Pruning: every weight tensor listed in ``PRUNABLE`` is used as ``weight * mask`` (mask buffers of ones until
+:mod:`tenfold.tuning.lion_pruning` finalises them), so hard-pruned entries stay exactly zero.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tenfold.errors import ConfigError, require
+from tenfold.implicit import EquilibriumSolver, SolverSettings, normalize_conv, normalize_linear
+from tenfold.tuning.common import classifier, freeze
+
+
+def check_gamma(gamma: float) -> None:
+    require(isinstance(gamma, (int, float)) and 0 < gamma < 1, "gamma", gamma,
+            "a contraction factor in (0, 1) (gamma >= 1 gives no unique fixed point)")
+
+
+class MaskedWeights(nn.Module):
+    """A module whose ``PRUNABLE`` weights are read through ``masked(name) = weight * weight_mask``."""
+
+    PRUNABLE: tuple[str, ...] = ()
+
+    def _add_masks(self) -> None:
+        for name in self.PRUNABLE:
+            self.register_buffer(f"{name}_mask", torch.ones_like(getattr(self, name)))
+
+    def masked(self, name: str) -> torch.Tensor:
+        return getattr(self, name) * getattr(self, f"{name}_mask")
+
+
+class InputPromptLayer(MaskedWeights):
+    """Pixel-space equilibrium prompt: z* = tanh(gamma K2 * ReLU(K1 * z*) + U * x + b); returns x + z*."""
+
+    PRUNABLE = ("k1", "k2", "u")
+
+    def __init__(self, channels: int, hidden: int = 4, gamma: float = 0.9, kernel: int = 3,
+                 settings: SolverSettings | None = None, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        check_gamma(gamma)
+        require(channels >= 1, "channels", channels, "an integer >= 1")
+        require(hidden >= 1, "hidden", hidden, "an integer >= 1")
+        require(kernel >= 1 and kernel % 2 == 1, "kernel", kernel, "an odd integer >= 1")
+        self.gamma, self.pad = float(gamma), kernel // 2
+        k = (kernel, kernel)
+        self.k1 = nn.Parameter(torch.randn(hidden, channels, *k, generator=generator) / math.sqrt(channels * kernel ** 2))
+        self.k2 = nn.Parameter(torch.randn(channels, hidden, *k, generator=generator) / math.sqrt(hidden * kernel ** 2))
+        self.u = nn.Parameter(torch.zeros(channels, channels, *k))
+        self.b = nn.Parameter(torch.zeros(channels))
+        self._add_masks()
+        self.solver = EquilibriumSolver(settings)
+
+    def prompt(self, x: torch.Tensor) -> torch.Tensor:
+        """z*(x), the additive pixel prompt."""
+        k1, k2 = normalize_conv(self.masked("k1")), normalize_conv(self.masked("k2"))  # once per forward
+        drive = F.conv2d(x, self.masked("u"), self.b, padding=self.pad)
+
+        def f(z: torch.Tensor) -> torch.Tensor:
+            return torch.tanh(self.gamma * F.conv2d(F.relu(F.conv2d(z, k1, padding=self.pad)), k2, padding=self.pad)
+                              + drive)
+
+        return self.solver(f, torch.zeros_like(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.prompt(x)
+
+
+class OutputPromptLayer(MaskedWeights):
+    """Feature-space equilibrium prompt: s* = tanh(gamma A s* + B h + E phi(x) + c); returns W_up s*."""
+
+    PRUNABLE = ("a", "b", "e", "w_up")
+
+    def __init__(self, features: int, channels: int, rank: int = 8, gamma: float = 0.9, pool: int = 2,
+                 settings: SolverSettings | None = None, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        check_gamma(gamma)
+        for name, value in (("features", features), ("channels", channels), ("rank", rank), ("pool", pool)):
+            require(isinstance(value, int) and value >= 1, name, value, "an integer >= 1")
+        self.gamma, self.pool = float(gamma), pool
+        summary = channels * pool * pool
+        self.a = nn.Parameter(torch.randn(rank, rank, generator=generator) / math.sqrt(rank))
+        self.b = nn.Parameter(torch.randn(rank, features, generator=generator) / math.sqrt(features))
+        self.e = nn.Parameter(torch.randn(rank, summary, generator=generator) / math.sqrt(summary))
+        self.c = nn.Parameter(torch.zeros(rank))
+        self.w_up = nn.Parameter(torch.zeros(features, rank))
+        self._add_masks()
+        self.solver = EquilibriumSolver(settings)
+
+    def summary(self, x: torch.Tensor) -> torch.Tensor:
+        """phi(x): the image average-pooled to pool x pool, flattened."""
+        return F.adaptive_avg_pool2d(x, self.pool).flatten(1)
+
+    def forward(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        a = normalize_linear(self.masked("a"))
+        drive = h @ self.masked("b").T + self.summary(x) @ self.masked("e").T + self.c
+
+        def f(s: torch.Tensor) -> torch.Tensor:
+            return torch.tanh(self.gamma * s @ a.T + drive)
+
+        s = self.solver(f, torch.zeros_like(drive))
+        return s @ self.masked("w_up").T
+
+
+def _in_channels(backbone: nn.Module) -> int:
+    for module in backbone.modules():
+        if isinstance(module, nn.Conv2d):
+            return module.in_channels
+    raise ConfigError(f"model={type(backbone).__name__} has no Conv2d: expected a timm image model "
+                      "(ViT patch embedding or ResNet stem) to read the number of input channels from")
+
+
+class LION(nn.Module):
+    """A frozen timm backbone between two equilibrium prompt layers; only the layers and the head train.
+
+    logits = head(h + P_out(h, x)), h = pooled features of backbone(x + z*_in(x)). The backbone stays in
+    eval mode (no BatchNorm statistics updates, no dropout), so its tensors stay bit-identical.
+    """
+
+    def __init__(self, backbone: nn.Module, hidden: int = 4, rank: int = 8, gamma: float = 0.9, pool: int = 2,
+                 settings: SolverSettings | None = None, seed: int = 0) -> None:
+        super().__init__()
+        for attr in ("forward_features", "forward_head", "num_features"):
+            require(hasattr(backbone, attr), "model", type(backbone).__name__,
+                    f"a timm model with {attr} (ViT, ResNet, ...)")
+        g = torch.Generator().manual_seed(seed)
+        channels = _in_channels(backbone)
+        # registered first so that parameter names (and tenfold.tuning.count_parameters) see it as "head"
+        self.head = classifier(backbone)
+        self.backbone = freeze(backbone)
+        for p in self.head.parameters():
+            p.requires_grad_(True)
+        self.input_prompt = InputPromptLayer(channels, hidden, gamma, settings=settings, generator=g)
+        self.output_prompt = OutputPromptLayer(int(backbone.num_features), channels, rank, gamma, pool,
+                                               settings=settings, generator=g)
+        ref = next(backbone.parameters())
+        self.to(device=ref.device, dtype=ref.dtype)
+        self.backbone.eval()
+
+    def train(self, mode: bool = True) -> "LION":
+        super().train(mode)
+        self.backbone.eval()
+        return self
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def implicit_layers(self) -> tuple[InputPromptLayer, OutputPromptLayer]:
+        return self.input_prompt, self.output_prompt
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features of the prompted image, before the output prompt."""
+        return self.backbone.forward_head(self.backbone.forward_features(self.input_prompt(x)), pre_logits=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.features(x)
+        return self.head(h + self.output_prompt(h, x))
+
+    def solver_infos(self) -> dict[str, object]:
+        """The last forward's solver statistics of both layers (``None`` before the first call)."""
+        return {"input": self.input_prompt.solver.last_info, "output": self.output_prompt.solver.last_info}
+
+
+def lion_parameter_count(model: LION) -> dict[str, int]:
+    """Trainable parameters as LION reports them: non-zero entries of the implicit layers plus the head.
+
+    ``dense`` counts every implicit-layer entry (what an unpruned LION trains).
+    """
+    nnz = dense = 0
+    for layer in model.implicit_layers():
+        for name, p in layer.named_parameters():
+            value = layer.masked(name) if name in layer.PRUNABLE else p
+            nnz += int(torch.count_nonzero(value.detach()))
+            dense += p.numel()
+    head = sum(p.numel() for p in model.head.parameters())
+    return {"implicit_nonzero": nnz, "implicit_dense": dense, "head": head, "trainable": nnz + head,
+            "dense_trainable": dense + head}
+
+
+def apply_lion(model: nn.Module, hidden: int = 4, rank: int = 8, gamma: float = 0.9, pool: int = 2,
+               solver: str = "anderson", f_max_iter: int = 30, eval_f_max_iter: int = 50, f_tol: float = 1e-4,
+               backward: str = "ift", phantom_steps: int = 1, seed: int = 0) -> LION:
+    """``tenfold.tuning.apply(model, "lion", ...)``: wrap a timm model in dense (unpruned) LION."""
+    settings = SolverSettings(solver=solver, f_max_iter=f_max_iter, eval_f_max_iter=eval_f_max_iter, f_tol=f_tol,
+                              backward=backward, phantom_steps=phantom_steps)
+    return LION(model, hidden=hidden, rank=rank, gamma=gamma, pool=pool, settings=settings, seed=seed)
+
+
+def _register() -> None:
+    import inspect
+
+    from tenfold.tuning.registry import register_method
+
+    defaults = {k: v.default for k, v in inspect.signature(apply_lion).parameters.items() if k != "model"}
+    register_method("lion", apply_lion, family="implicit", defaults=defaults,
+                    description="equilibrium prompts before and after the frozen backbone (LION-style, dense)")
+
+
+_register()
