@@ -140,8 +140,10 @@ def cli_main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code: 0 on success, 2 for a TenfoldError or a usage error
     (printed as one line), 130 on Ctrl-C."""
     try:
-        app(args=argv, standalone_mode=False)
-        return 0
+        code = app(args=argv, standalone_mode=False)  # typer turns Ctrl-C into an exit code of 130
+        if code == 130:
+            err.print("interrupted; finished files and checkpoints are kept (continue with --resume)")
+        return code if isinstance(code, int) else 0
     except TenfoldError as exc:
         if _DEBUG["on"]:
             raise

@@ -54,8 +54,7 @@ class MetricsLog:
     def log(self, **row: Any) -> None:
         if not self.enabled:
             return
-        clean = {k: (to_float(v) if isinstance(v, (int, float, torch.Tensor)) and not isinstance(v, bool) else v)
-                 for k, v in row.items()}
+        clean = {k: (to_float(v) if isinstance(v, torch.Tensor) else v) for k, v in row.items()}
         self.rows.append(clean)
         new = [k for k in clean if k not in self.fields]
         if new or not self.path.is_file():

@@ -88,6 +88,8 @@ def run_experiment(name: str, *, preset: str = "quick", overrides: tuple[str, ..
     accel = resolve_device(device)
     if seed < 0:
         raise ConfigError(f"seed={seed} is invalid: expected a non-negative integer")
+    if devices < 1:
+        raise ConfigError(f"devices={devices} is invalid: expected a positive number of processes")
     root = Path(out)
     header = {"experiment": name, "preset": preset, "seed": seed, "devices": devices, "config": cfg.to_dict()}
 
