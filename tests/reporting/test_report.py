@@ -1,0 +1,68 @@
+"""The reproduce report: tables, claims, figures, failures shown as failed, resume skips finished runs."""
+
+import json
+
+import pytest
+from pydantic import Field
+
+from tenfold.config import Config
+from tenfold.experiments import registry
+from tenfold.reporting import Claim, Result
+from tenfold.reporting.reproduce import reproduce
+
+
+class _Cfg(Config):
+    value: float = Field(1.0)
+
+
+@pytest.fixture
+def fake_experiments(monkeypatch):
+    registry.discover()
+    calls = {"ok": 0}
+
+    def ok(cfg, ctx):
+        calls["ok"] += 1
+        from tenfold.reporting.figures import new_figure
+
+        fig, ax = new_figure()
+        ax.plot([0, 1], [0, cfg.value])
+        return Result(metrics={"score": cfg.value}, claims=[Claim.at_least("score", cfg.value, 0.5),
+                                                             Claim.at_most("score small", cfg.value, 0.5)],
+                      figures=[ctx.save_figure(fig, "line")], key_metric="score", notes="A fake experiment.")
+
+    def broken(cfg, ctx):
+        raise RuntimeError("simulated failure inside the experiment")
+
+    monkeypatch.setitem(registry.REGISTRY, "fake-ok", registry.Experiment("fake-ok", "foundation", _Cfg, ok, "ok one"))
+    monkeypatch.setitem(registry.REGISTRY, "fake-broken",
+                        registry.Experiment("fake-broken", "foundation", _Cfg, broken, "broken one"))
+    return calls
+
+
+def test_report_lists_claims_figures_and_failures(tmp_path, fake_experiments):
+    report = reproduce(["fake-ok", "fake-broken"], preset="quick", out=tmp_path)
+    md = report.read_text()
+    assert "| fake-ok | score | 1 | >= 0.5 | pass |" in md
+    assert "| fake-ok | score small | 1 | <= 0.5 | **fail** |" in md
+    assert "| fake-broken | (experiment failed) |" in md
+    assert "simulated failure inside the experiment" in md
+    assert "1/2 claims hold" in md and "1 failed" in md
+    assert "![fake-ok: line](runs/fake-ok/" in md
+    html = (tmp_path / "report.html").read_text()
+    assert "data:image/png;base64," in html and "<table>" in html
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [e["status"] for e in summary] == ["ok", "failed"]
+
+
+def test_resume_skips_finished_experiments(tmp_path, fake_experiments):
+    reproduce(["fake-ok"], preset="quick", out=tmp_path)
+    reproduce(["fake-ok"], preset="quick", out=tmp_path, resume=True)
+    assert fake_experiments["ok"] == 1
+    reproduce(["fake-ok"], preset="quick", out=tmp_path)
+    assert fake_experiments["ok"] == 2
+
+
+def test_claim_helpers_could_fail():
+    assert Claim.at_least("x", 0.94, 0.95).holds is False
+    assert Claim.at_most("x", float("nan"), 1.0).holds is False
+    assert Claim.between("x", 0.5, 0.4, 0.6).holds and not Claim.between("x", 0.7, 0.4, 0.6).holds
