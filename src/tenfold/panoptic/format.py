@@ -73,6 +73,9 @@ def encode_ids(sid, iid, pid, where: str = "ids"):
         bad = (x > hi) | (x < lo)
         if bool(bad.any()):
             raise DataError(f"{where}: {name} {int(x[bad].reshape(-1)[0])} is out of range: expected {max(lo, 0)}..{hi}")
+    bad = (sid == 0) & (iid >= 0)
+    if bool(bad.any()):
+        raise DataError(f"{where}: sid 0 (unlabelled) cannot carry an instance id")
     bad = (pid > 0) & (iid < 0)
     if bool(bad.any()):
         raise DataError(f"{where}: a pid needs an iid (pid {int(pid[bad].reshape(-1)[0])} given without instance)")

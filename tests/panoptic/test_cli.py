@@ -1,0 +1,138 @@
+"""The user path: ``tenfold eval-parts`` on folders in the panoptic_parts layout, and ``tenfold run panoptic-metrics``."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from tenfold.data.panoptic_scenes import CAR, generate_scenes, write_scenes
+from tenfold.panoptic.corrupt import drop_instances
+from tenfold.panoptic.evaluator import evaluate_folders, format_table
+from tenfold.panoptic.format import EvalSpec, read_gt, write_gt, write_prediction
+from tenfold.panoptic.merge import gt_to_prediction
+
+
+class _Run:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def _tenfold(capsys, monkeypatch):
+    """Run the console entry point in-process (exit codes and one-line errors as in a shell)."""
+    from tenfold.cli import main
+
+    def call(*args):
+        monkeypatch.setattr(sys, "argv", ["tenfold", *map(str, args)])
+        capsys.readouterr()
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code or 0
+        captured = capsys.readouterr()
+        return _Run(code, captured.out, captured.err)
+
+    return call
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    paths = write_scenes(tmp_path / "data", generate_scenes(4, seed=5, height=48, width=64))
+    spec = EvalSpec.load(paths["eval_spec"])
+    pred_dir = tmp_path / "pred"
+    for f in sorted(paths["labels"].glob("*.tif")):
+        p = gt_to_prediction(read_gt(f), spec)
+        if f.stem.endswith("0"):
+            p = drop_instances(p, spec, 1.0, np.random.default_rng(0))
+        write_prediction(pred_dir / f"{f.stem}.png", p[..., 0], p[..., 1], p[..., 2])
+    return paths, pred_dir
+
+
+def test_evaluate_folders_json_and_table(dataset):
+    paths, pred_dir = dataset
+    res = evaluate_folders(paths["labels"], pred_dir, paths["eval_spec"], images_json=paths["images_json"])
+    assert res["images"] == 4 and 0 < res["PQ"] < 1 and 0 < res["PartPQ"] < 1
+    json.dumps(res)
+    table = format_table(res)
+    for label in ("PQ", "PartPQ with parts", "PartPQ without parts", "part mIoU", "PWQ (provisional)"):
+        assert label in table
+    two = evaluate_folders(paths["labels"], pred_dir, paths["eval_spec"], workers=2)
+    assert {k: v for k, v in two.items() if k != "per_part"} == {k: v for k, v in res.items() if k != "per_part"}
+
+
+def test_cli_writes_json(dataset, tmp_path, _tenfold):
+    paths, pred_dir = dataset
+    out = tmp_path / "res.json"
+    r = _tenfold("eval-parts", "--gt", paths["labels"], "--pred", pred_dir, "--eval-spec", paths["eval_spec"],
+                 "--images-json", paths["images_json"], "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "PWQ (provisional)" in r.stdout
+    data = json.loads(out.read_text())
+    assert data["images"] == 4 and "PWQ (provisional)" in data and data["PWQ_terms"]["combiner"] == "geometric"
+
+
+def test_cli_bad_inputs_are_one_line_errors(dataset, tmp_path, _tenfold):
+    paths, pred_dir = dataset
+    first = sorted(paths["labels"].glob("*.tif"))[0]
+    args = ["eval-parts", "--gt", paths["labels"], "--pred", pred_dir, "--eval-spec", paths["eval_spec"]]
+
+    def err(*extra, gt=None, pred=None, spec=None):
+        a = list(args)
+        if gt:
+            a[2] = gt
+        if pred:
+            a[4] = pred
+        if spec:
+            a[6] = spec
+        r = _tenfold(*a, *extra)
+        assert r.returncode == 2, r.stderr
+        lines = [x for x in r.stderr.strip().splitlines() if x.strip()]
+        assert len(lines) == 1, r.stderr
+        return lines[0]
+
+    # missing prediction file
+    missing = tmp_path / "pred_missing"
+    missing.mkdir()
+    assert "no prediction .png file for image id" in err(pred=missing)
+    # malformed spec
+    bad_spec = tmp_path / "bad.yaml"
+    bad_spec.write_text("ignore_label: 255\n")
+    assert "bad.yaml: missing field" in err(spec=bad_spec)
+    # 3-digit uid in a GT file
+    gt_dir = tmp_path / "gt3"
+    uids = read_gt(first)
+    uids[0, 0] = 555
+    import tifffile
+    gt_dir.mkdir()
+    tifffile.imwrite(gt_dir / first.name, uids)
+    line = err(gt=gt_dir)
+    assert "uid 555" in line and first.name in line
+    # size mismatch and a sid not in the spec
+    spec = EvalSpec.load(paths["eval_spec"])
+    small = tmp_path / "small"
+    p = gt_to_prediction(read_gt(first), spec)
+    write_prediction(small / f"{first.stem}.png", p[:10, :10, 0], p[:10, :10, 1], p[:10, :10, 2])
+    gt_one = tmp_path / "gt_one"
+    write_gt(gt_one / first.name, read_gt(first))
+    assert "does not match the ground truth" in err(gt=gt_one, pred=small)
+    wrong = tmp_path / "wrong"
+    p[0, 0, 0] = 42
+    write_prediction(wrong / f"{first.stem}.png", p[..., 0], p[..., 1], p[..., 2])
+    line = err(gt=gt_one, pred=wrong)
+    assert "predicted sid 42" in line and f"{first.stem}.png" in line
+
+
+@pytest.mark.slow
+def test_run_panoptic_metrics_quick(tmp_path, _tenfold):
+    r = _tenfold("run", "panoptic-metrics", "--out", tmp_path, "--set", "images=4", "--set", "levels=[0,1]")
+    assert r.returncode == 0, r.stderr
+    results = json.loads(next(tmp_path.glob("panoptic-metrics/*/results.json")).read_text())
+    claims = {c["name"]: c for c in results["claims"]}
+    assert claims["part swaps: PQ unchanged (PQ is blind to part errors)"]["holds"]
+    assert claims["instance splits: part mIoU unchanged (PWQ part term decoupled)"]["holds"]
+    assert next(tmp_path.glob("panoptic-metrics/*/metric_response.png")).stat().st_size > 1000
+    bad = _tenfold("run", "panoptic-metrics", "--out", tmp_path, "--set", "combiner=median")
+    assert bad.returncode == 2 and "combiner" in bad.stderr
+    assert CAR == 3
