@@ -1,0 +1,168 @@
+"""Event-camera (DVS) data: streams simulated from images, and local N-MNIST-style event files.
+
+Every sample is a float tensor of shape (T, 2, H, W): event counts per time bin and polarity
+(channel 0 = ON, brightness up; channel 1 = OFF, brightness down).
+
+**Simulation** (:func:`simulate_events`, :func:`simulated_events`): a camera sweeps over a static
+image along N-MNIST's triangular saccade (integer shifts up to ``max_shift`` pixels), plus seeded
+random noise events. Each pixel keeps a reference log-intensity ``L_ref``; at sub-step k the camera sees
+``L_k = log(eps + I_k)`` and emits ``n = floor(|L_k - L_ref| / C)`` events of the sign of the change,
+then ``L_ref += sign * n * C`` (the standard contrast-threshold DVS model). Sub-steps are binned into T
+frames.
+
+**Files** (:func:`event_files`): ``root/<split>/<class>/<name>.npz``, each holding integer arrays
+``x``, ``y``, ``t`` (any time unit) and ``p`` (polarity, 0/1 or -1/+1), as N-MNIST and similar sets are
+usually converted. Events are binned into T equal-duration frames.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tenfold.data.base import ArrayDataset
+from tenfold.errors import DataError, require
+
+SOURCES = ("shapes", "digits")
+
+
+def saccade(steps: int, max_shift: int) -> torch.Tensor:
+    """Integer camera offsets (steps, 2) along N-MNIST's triangular saccade
+    ``(0, 0) -> (s, s) -> (0, s) -> (0, 0)`` with ``s = max_shift``, one third of the steps per edge."""
+    corners = torch.tensor([[0.0, 0.0], [max_shift, max_shift], [0.0, max_shift], [0.0, 0.0]], dtype=torch.float64)
+    pos = torch.linspace(0, 3, steps, dtype=torch.float64)
+    edge = pos.floor().long().clamp(max=2)
+    frac = (pos - edge).unsqueeze(1)
+    return torch.round(corners[edge] * (1 - frac) + corners[edge + 1] * frac).long()
+
+
+def simulate_events(images: torch.Tensor, T: int, generator: torch.Generator, substeps: int = 3,
+                    max_shift: int = 2, threshold: float = 0.2, eps: float = 0.1,
+                    noise_rate: float = 0.01) -> torch.Tensor:
+    """Event frames (N, T, 2, H, W) from images (N, C, H, W) in [0, 1] (C channels averaged to grey).
+
+    The camera follows :func:`saccade` over ``T * substeps + 1`` positions; on top, every pixel fires a
+    spurious event of random polarity with probability ``noise_rate`` per bin (sensor noise, drawn from
+    ``generator``).
+    """
+    require(images.dim() == 4, "images", tuple(images.shape), "a (N, C, H, W) tensor", DataError)
+    require(isinstance(T, int) and T >= 1, "T", T, "an integer number of time bins >= 1")
+    require(substeps >= 1, "substeps", substeps, "an integer >= 1")
+    require(threshold > 0, "threshold", threshold, "a positive contrast threshold")
+    require(0 <= noise_rate <= 1, "noise_rate", noise_rate, "a probability in [0, 1]")
+    grey = images.float().mean(1)                                      # (N, H, W)
+    n, h, w = grey.shape
+    steps = T * substeps
+    paths = saccade(steps + 1, max_shift).unsqueeze(1).expand(steps + 1, n, 2)  # (S+1, N, 2)
+    pad = max_shift
+    padded = torch.nn.functional.pad(grey, (pad, pad, pad, pad))
+
+    def view(k: int) -> torch.Tensor:
+        rows = torch.arange(h).view(1, h, 1) + pad + paths[k, :, 0].view(n, 1, 1)
+        cols = torch.arange(w).view(1, 1, w) + pad + paths[k, :, 1].view(n, 1, 1)
+        return torch.log(eps + padded[torch.arange(n).view(n, 1, 1), rows, cols])
+
+    ref = view(0)
+    frames = torch.zeros(n, T, 2, h, w)
+    for k in range(1, steps + 1):
+        cur = view(k)
+        delta = cur - ref
+        count = torch.floor(delta.abs() / threshold)
+        sign = torch.sign(delta)
+        ref = ref + sign * count * threshold
+        b = (k - 1) // substeps
+        frames[:, b, 0] += count * (sign > 0)
+        frames[:, b, 1] += count * (sign < 0)
+    if noise_rate > 0:
+        fire = torch.rand(n, T, 1, h, w, generator=generator) < noise_rate
+        on = torch.rand(n, T, 1, h, w, generator=generator) < 0.5
+        frames += torch.cat([fire & on, fire & ~on], 2).float()
+    return frames
+
+
+def simulated_events(split: str = "train", T: int = 8, seed: int = 0, source: str = "shapes",
+                     num_classes: int = 10, size: int = 16, per_class: int = 60,
+                     test_fraction: float = 0.25, **simulation) -> ArrayDataset:
+    """A seeded event dataset of (T, 2, size, size) samples from ``shapes`` or ``digits`` images.
+
+    ``shapes``: ``per_class`` images of each of the first ``num_classes`` (at most 10) *shapes* (solid,
+    one colour: events carry no colour, so classes differ by outline only) at ``size`` px, split ``1 - test_fraction`` / ``test_fraction`` per class. ``digits``: the digits split of that
+    name (8x8, ``size`` ignored). The same arguments give the same events.
+    """
+    require(split in ("train", "test"), "split", split, "'train' or 'test'", DataError)
+    require(source in SOURCES, "source", source, f"one of {', '.join(SOURCES)}", DataError)
+    require(0 < test_fraction < 1, "test_fraction", test_fraction, "a fraction in (0, 1)", DataError)
+    if source == "digits":
+        from tenfold.data.digits import digits
+
+        images = digits("train" if split == "train" else "test", seed=seed)
+    else:
+        from tenfold.data.base import stratified_split
+        from tenfold.data.shapes import shapes
+
+        require(1 <= num_classes <= 10, "num_classes", num_classes, "1 to 10 shape classes", DataError)
+        images = shapes(classes=[20 * c for c in range(num_classes)], size=size, per_class=per_class, seed=seed)
+        train_idx, test_idx = stratified_split(images.y, (1 - test_fraction, test_fraction), seed)
+        images = images.subset(train_idx if split == "train" else test_idx)
+    gen = torch.Generator().manual_seed(seed * 1000 + (0 if split == "train" else 1))
+    return ArrayDataset(simulate_events(images.x, T, gen, **simulation), images.y, images.class_names)
+
+
+def events_to_frames(x: np.ndarray, y: np.ndarray, t: np.ndarray, p: np.ndarray, T: int, height: int,
+                     width: int) -> torch.Tensor:
+    """Bin events into (T, 2, height, width) counts over T equal-duration bins of ``[t.min(), t.max()]``."""
+    x, y, t, p = (np.asarray(a).astype(np.int64).ravel() for a in (x, y, t, p))
+    if not len(x) == len(y) == len(t) == len(p):
+        raise DataError(f"event arrays have different lengths x={len(x)} y={len(y)} t={len(t)} p={len(p)}")
+    frames = torch.zeros(T, 2, height, width)
+    if len(t) == 0:
+        return frames
+    if x.min() < 0 or y.min() < 0 or x.max() >= width or y.max() >= height:
+        raise DataError(f"event coordinates outside the {width}x{height} sensor: x in [{x.min()}, {x.max()}], "
+                        f"y in [{y.min()}, {y.max()}]")
+    span = max(int(t.max() - t.min()), 1)
+    b = np.minimum((t - t.min()) * T // span, T - 1)
+    pol = (p <= 0).astype(np.int64)  # 1/+1 -> ON channel 0, 0/-1 -> OFF channel 1
+    flat = ((b * 2 + pol) * height + y) * width + x
+    counts = np.bincount(flat, minlength=T * 2 * height * width)
+    return torch.from_numpy(counts.reshape(T, 2, height, width).astype(np.float32))
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, ...]:
+    try:
+        with np.load(path) as data:
+            missing = [k for k in ("x", "y", "t", "p") if k not in data.files]
+            if missing:
+                raise DataError(f"event file {path} lacks the array(s) {', '.join(missing)}: expected x, y, t, p")
+            return tuple(data[k] for k in ("x", "y", "t", "p"))
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"event file {path} is not a readable .npz ({type(exc).__name__}: {exc})") from None
+
+
+def event_files(root: str | Path, split: str = "train", T: int = 10, height: int = 34, width: int = 34
+                ) -> ArrayDataset:
+    """Event files ``root/<split>/<class>/*.npz`` binned into (T, 2, height, width) frames.
+
+    Classes are the sub-folder names in sorted order (N-MNIST: ``0`` .. ``9``; sensor 34x34).
+    """
+    require(isinstance(T, int) and T >= 1, "T", T, "an integer number of time bins >= 1")
+    folder = Path(root) / split
+    if not folder.is_dir():
+        raise DataError(f"event data not found: expected folder {folder} with one sub-folder of .npz files per "
+                        f"class; Tenfold never downloads data")
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
+    if not classes:
+        raise DataError(f"event folder {folder} has no class sub-folders: expected {folder}/<class>/<sample>.npz")
+    xs, ys = [], []
+    for label, name in enumerate(classes):
+        for path in sorted((folder / name).glob("*.npz")):
+            xs.append(events_to_frames(*_read_npz(path), T=T, height=height, width=width))
+            ys.append(label)
+    if not xs:
+        raise DataError(f"event folder {folder} holds no .npz files under its class folders")
+    return ArrayDataset(torch.stack(xs), torch.tensor(ys), classes)
+
