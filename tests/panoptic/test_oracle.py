@@ -27,7 +27,7 @@ def _random_prediction(gt, spec, rng):
 
 @pytest.mark.slow
 def test_partpq_equals_reference_on_random_sets(tmp_path):
-    from panoptic_reference import import_reference, reference_per_class
+    from tenfold.panoptic.oracle import import_reference, reference_per_class
 
     try:  # a plain importorskip fails: the package raises OSError on Python >= 3.10 unless patched
         import_reference()

@@ -328,7 +328,7 @@ def write_gt(path: str | Path, uids: np.ndarray) -> Path:
 
 
 def read_prediction(path: str | Path) -> np.ndarray:
-    """Read an HxWx3 uint8 PNG (sid, iid, pid) as an int32 array of shape (H, W, 3)."""
+    """Read an HxWx3 uint8 PNG (sid, iid, pid) as a uint8 array of shape (H, W, 3)."""
     from PIL import Image
 
     path = Path(path)
@@ -341,7 +341,7 @@ def read_prediction(path: str | Path) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
         raise DataError(f"prediction file {path} holds a {arr.dtype} array of shape {arr.shape}: "
                         "expected an HxWx3 uint8 PNG of (sid, iid, pid)")
-    return arr.astype(np.int32)
+    return arr
 
 
 def write_prediction(path: str | Path, sid: np.ndarray, iid: np.ndarray, pid: np.ndarray) -> Path:

@@ -20,19 +20,33 @@ def point_sample(masks: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(masks.unsqueeze(1), grid, align_corners=False).squeeze(1).squeeze(1)
 
 
-def uncertain_points(logits: torch.Tensor, num_points: int, oversample: float = 3.0, importance: float = 0.75,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
-    """Mask2Former's importance sampling: of ``num_points`` per mask, a fraction ``importance`` are the
-    most uncertain (|logit| smallest) of ``oversample * num_points`` random points, the rest uniform."""
+def pixel_points(n: int, num_points: int, size: tuple[int, int], generator: torch.Generator | None = None,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """(n, P, 2) random *pixel centres* of an image of ``size`` = (H, W), in [0, 1]^2 (x, y).
+
+    Sampling targets at pixel centres reads their exact (binary) values, so a perfect prediction has
+    exactly zero mask loss; predictions at a coarser stride are interpolated bilinearly there.
+    """
+    h, w = size
+    ys = torch.randint(0, h, (n, num_points), generator=generator)
+    xs = torch.randint(0, w, (n, num_points), generator=generator)
+    return torch.stack([(xs + 0.5) / w, (ys + 0.5) / h], dim=-1).to(device)
+
+
+def uncertain_points(logits: torch.Tensor, num_points: int, size: tuple[int, int], oversample: float = 3.0,
+                     importance: float = 0.75, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Mask2Former's importance sampling on pixel centres: of ``num_points`` per mask, a fraction
+    ``importance`` are the most uncertain (|logit| smallest) of ``oversample * num_points`` random
+    points, the rest uniform."""
     n = logits.shape[0]
     k = int(num_points * oversample)
-    cand = torch.rand(n, k, 2, generator=generator).to(logits.device)
+    cand = pixel_points(n, k, size, generator, logits.device)
     with torch.no_grad():
         unc = -point_sample(logits.detach(), cand).abs()
     n_imp = int(importance * num_points)
     idx = unc.topk(n_imp, dim=1).indices
     chosen = torch.gather(cand, 1, idx.unsqueeze(-1).expand(-1, -1, 2))
-    rand = torch.rand(n, num_points - n_imp, 2, generator=generator).to(logits.device)
+    rand = pixel_points(n, num_points - n_imp, size, generator, logits.device)
     return torch.cat([chosen, rand], dim=1)
 
 
@@ -60,7 +74,7 @@ def match(class_logits: torch.Tensor, mask_logits: torch.Tensor, gt_classes: tor
     if len(gt_classes) == 0:
         empty = torch.zeros(0, dtype=torch.long)
         return empty, empty
-    points = torch.rand(1, num_points, 2, generator=generator).to(mask_logits.device)
+    points = pixel_points(1, num_points, tuple(gt_masks.shape[-2:]), generator, mask_logits.device)
     cost = cost_matrix(class_logits, mask_logits, gt_classes, gt_masks, points, w_class, w_bce, w_dice)
     rows, cols = linear_sum_assignment(cost.cpu().numpy())
     return torch.as_tensor(rows, dtype=torch.long), torch.as_tensor(cols, dtype=torch.long)

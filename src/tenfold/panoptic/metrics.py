@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tenfold.errors import ConfigError, DataError
-from tenfold.panoptic.format import NO_PREDICTION, UNKNOWN_PART, EvalSpec, decode_uids
+from tenfold.panoptic.format import MAX_UID, NO_PREDICTION, UNKNOWN_PART, EvalSpec, check_uids, decode_uids
 
 NUM_SIDS = 100
 # compact-key layout of GT pixels: 0 void, 1 + sid crowd of a things class, SEG_BASE + sid*1000 + iid segment
@@ -94,30 +94,22 @@ def gt_labels(uids: np.ndarray, spec: EvalSpec, where: str = "ground truth") -> 
     return sid, iid, pid
 
 
-def check_prediction(pred: np.ndarray, spec: EvalSpec, shape: tuple[int, int], where: str = "prediction") -> None:
-    """Shape (H, W, 3) equal to the GT's and every predicted sid evaluated (or 255 = no prediction)."""
+def check_prediction(pred: np.ndarray, shape: tuple[int, int], where: str = "prediction") -> None:
+    """Shape (H, W, 3) equal to the GT's and values in 0..255 (the PNG format's range)."""
     if pred.ndim != 3 or pred.shape[2] != 3:
         raise DataError(f"{where}: shape {pred.shape} is invalid: expected (H, W, 3) = (sid, iid, pid)")
     if tuple(pred.shape[:2]) != tuple(shape):
         raise DataError(f"{where}: size {pred.shape[0]}x{pred.shape[1]} does not match the ground truth's "
                         f"{shape[0]}x{shape[1]}")
-    if pred.min() < 0 or pred.max() > 255:
+    if pred.dtype != np.uint8 and pred.size and (pred.min() < 0 or pred.max() > 255):
         raise DataError(f"{where}: value {int(pred.max() if pred.max() > 255 else pred.min())} is invalid: "
                         "expected 0..255 (at most 255 instances per class)")
-    present = np.flatnonzero(np.bincount(pred[..., 0].reshape(-1), minlength=256))
-    allowed = set(spec.eval_sids) | {NO_PREDICTION, spec.ignore_label}
-    bad = [int(s) for s in present if int(s) not in allowed]
-    if bad:
-        raise DataError(f"{where}: predicted sid {bad[0]} is not an evaluated class of {spec.path.name}: "
-                        f"expected one of {spec.eval_sids} or 255 (no prediction)")
 
 
-def _compact(keys: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Map sparse non-negative keys to 0..n-1 in sorted order, in O(N) (no sort of the pixels)."""
-    present = np.flatnonzero(np.bincount(keys, minlength=size))
-    lut = np.zeros(max(size, int(present[-1]) + 1 if present.size else 1), np.int64)
-    lut[present] = np.arange(present.size)
-    return lut[keys], present
+def _lut(size: int, sids) -> np.ndarray:
+    table = np.zeros(size, bool)
+    table[list(sids)] = True
+    return table
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,53 +119,107 @@ def image_stats(gt_uids: np.ndarray, pred: np.ndarray, spec: EvalSpec, *, includ
                 pred_flat: np.ndarray | None = None, where: str = "image") -> PartStats:
     """PQ and PartPQ counts and the flat-part confusion of one image.
 
-    ``gt_uids``: (H, W) int32 uids; ``pred``: (H, W, 3) ints (sid, iid, pid); ``pred_flat``: optional
+    ``gt_uids``: (H, W) int uids; ``pred``: (H, W, 3) ints (sid, iid, pid); ``pred_flat``: optional
     (H, W) flat part-semantic prediction (0 = background) for part mIoU; by default it is derived from
     ``pred`` (sid with parts and a valid pid -> flat id, else background).
+
+    Pixels are touched only by a few O(N) passes: a histogram of GT uid values and one of predicted
+    (sid, iid) values give per-value lookup tables, and one ``bincount`` over (GT value class, predicted
+    (sid, iid), predicted pid) gives the joint histogram; decoding happens on the distinct values only.
     """
-    gt_uids = np.asarray(gt_uids)
-    pred = np.asarray(pred).astype(np.int64)
-    check_prediction(pred, spec, gt_uids.shape, where)
-    sid, iid, gpid = gt_labels(gt_uids, spec, where)
-    sid = sid.reshape(-1).astype(np.int64)
-    iid = iid.reshape(-1).astype(np.int64)
-    gpid = gpid.reshape(-1).astype(np.int64)
-    psid, piid, ppid = (pred[..., k].reshape(-1) for k in range(3))
+    gt = np.asarray(gt_uids)
+    pred = np.asarray(pred)
+    if gt.ndim != 2:
+        raise DataError(f"{where}: ground truth of shape {gt.shape} is invalid: expected (H, W) uids")
+    check_prediction(pred, gt.shape, where)
+    evaluated, is_thing, with_parts = (_lut(256, spec.eval_sids), _lut(256, spec.things),
+                                       _lut(256, spec.parts_sids))
 
-    evaluated = np.zeros(256, bool)
-    evaluated[spec.eval_sids] = True
-    is_thing = np.zeros(256, bool)
-    is_thing[spec.things] = True
-    with_parts = np.zeros(256, bool)
-    with_parts[spec.parts_sids] = True
-
-    # GT pixel keys: void | crowd(sid) | segment(sid, iid); stuff without iid is segment (sid, 0), as in the
-    # reference, where "no instance" decodes to iid 0
+    # --- GT: distinct uid values -> classes "gj" of (segment key, part id)
+    g32 = gt.reshape(-1)
+    g32 = g32 if g32.dtype == np.int32 else g32.astype(np.int32)
+    if g32.size and (int(g32.min()) < 0 or int(g32.max()) > MAX_UID):
+        check_uids(g32, where)
+    uvals = np.flatnonzero(np.bincount(g32))
+    sid, iid, gpid = (x.astype(np.int64) for x in gt_labels(uvals, spec, where))
     gvalid = evaluated[sid]
     crowd = gvalid & is_thing[sid] & (iid < 0)
-    gkey = np.where(crowd, 1 + sid, SEG_BASE + sid * 1000 + np.maximum(iid, 0))
-    gkey = np.where(gvalid, gkey, 0)
-    gidx, gkeys = _compact(gkey, SEG_BASE + NUM_SIDS * 1000)
-    # part ids matter only inside GT segments of classes with parts
-    gpid = np.where(gvalid & ~crowd & with_parts[sid], gpid, 0)
+    # void | crowd(sid) | segment(sid, iid); stuff without iid is segment (sid, 0) as in the reference,
+    # where "no instance" decodes to iid 0
+    gkey = np.where(gvalid, np.where(crowd, 1 + sid, SEG_BASE + sid * 1000 + np.maximum(iid, 0)), 0)
+    gpid = np.where(gvalid & ~crowd & with_parts[sid], gpid, 0)  # parts matter only inside parts segments
+    gj_keys, gj_of_u = np.unique(gkey * 100 + gpid, return_inverse=True)
+    lut = np.zeros(int(uvals[-1]) + 1, np.int64)
+    lut[uvals] = gj_of_u.reshape(-1)
+    gkeys, g_of_gj = np.unique(gj_keys // 100, return_inverse=True)
+    avals, a_of_gj = np.unique(gj_keys % 100, return_inverse=True)
+    g_of_gj, a_of_gj = g_of_gj.reshape(-1), a_of_gj.reshape(-1)
 
-    pvalid = evaluated[psid]
-    pkey = np.where(pvalid, 1 + psid * 256 + piid, 0)
-    pidx, pkeys = _compact(pkey, 1 + 256 * 256)
-    ppid = np.where(pvalid & with_parts[psid], ppid, 0)
+    # --- predictions: distinct (sid, iid) values "combos"
+    p = pred.reshape(-1, 3)
+    seg_px = p[:, 0].astype(np.int32) * 256 + p[:, 1]
+    svals = np.flatnonzero(np.bincount(seg_px))
+    c_sid, c_iid = svals // 256, svals % 256
+    allowed = _lut(256, [*spec.eval_sids, NO_PREDICTION, spec.ignore_label])
+    if not allowed[c_sid].all():
+        bad = int(c_sid[~allowed[c_sid]][0])
+        raise DataError(f"{where}: predicted sid {bad} is not an evaluated class of {spec.path.name}: "
+                        f"expected one of {spec.eval_sids} or 255 (no prediction)")
+    code = np.zeros(int(svals[-1]) + 1, np.int64)
+    code[svals] = np.arange(svals.size)
+    nc = svals.size
+
+    # --- the joint histogram over (GT class gj, predicted combo, predicted pid)
+    size = gj_keys.size * nc * 256
+    joint = (lut[g32] * nc + code[seg_px]) * 256 + p[:, 2]
+    if size <= 50_000_000:
+        counts = np.bincount(joint, minlength=size)
+        nz = np.flatnonzero(counts)
+        counts = counts[nz]
+    else:  # very many segments: sort instead of a dense table
+        nz, counts = np.unique(joint, return_counts=True)
+    gj, rest = np.divmod(nz, nc * 256)
+    combo, praw = np.divmod(rest, 256)
+    c_valid = evaluated[c_sid]
+    pkeys, p_of_c = np.unique(np.where(c_valid, 1 + c_sid * 256 + c_iid, 0), return_inverse=True)
+    ppid = np.where((c_valid & with_parts[c_sid])[combo], praw, 0)
     if spec.ignore_label != UNKNOWN_PART:
         ppid = np.where(ppid == spec.ignore_label, UNKNOWN_PART, ppid)
-
-    aidx, avals = _compact(gpid, 100)
-    bidx, bvals = _compact(ppid, 256)
-    ng, npr, na, nb = gkeys.size, pkeys.size, avals.size, bvals.size
-    flat = ((gidx * npr + pidx) * na + aidx) * nb + bidx
-    hist = np.bincount(flat, minlength=ng * npr * na * nb).reshape(ng, npr, na, nb)
+    bvals, b_idx = np.unique(ppid, return_inverse=True)
+    hist = np.zeros((gkeys.size, pkeys.size, avals.size, bvals.size), np.int64)
+    np.add.at(hist, (g_of_gj[gj], p_of_c.reshape(-1)[combo], a_of_gj[gj], b_idx.reshape(-1)), counts)
 
     stats = PartStats(images=1)
     _segment_counts(hist, gkeys, pkeys, avals, bvals, spec, stats, include_bg)
-    stats.part_confusion = _flat_confusion(sid, gpid, psid, ppid, pred_flat, spec)
+    stats.part_confusion = _flat_confusion(gj_keys, gj, c_sid[combo], ppid, counts, spec, with_parts,
+                                           None if pred_flat is None else (pred_flat, lut[g32], where))
     return stats
+
+
+def _flat_confusion(gj_keys, gj, psid, ppid, counts, spec, with_parts, pred_flat):
+    """Confusion of flat part ids (0 = background) over pixels that are not void and not unlabelled parts;
+    from the joint histogram's cells, or from a separate part-semantic map ``pred_flat``."""
+    k = spec.num_flat + 1
+    key = gj_keys // 100
+    gj_sid = np.where(key >= SEG_BASE, (key - SEG_BASE) // 1000, np.where(key > 0, key - 1, 0))
+    gj_pid = gj_keys % 100
+    gflat = np.where(with_parts[gj_sid] & (gj_pid > 0), spec.flat_lut[gj_sid * 100 + gj_pid], 0)
+    gflat = np.where(with_parts[gj_sid] & (gflat == 0), -1, gflat)   # unlabelled or not-evaluated parts
+    gflat = np.where(key == 0, -1, gflat)                             # void
+    conf = np.zeros((k, k), np.int64)
+    if pred_flat is None:
+        pflat = np.where(with_parts[psid] & (ppid > 0) & (ppid < 100),
+                         spec.flat_lut[np.clip(psid * 100 + ppid, 0, 9999)], 0)
+        keep = gflat[gj] >= 0
+        np.add.at(conf, (gflat[gj][keep], pflat[keep]), counts[keep])
+        return conf
+    flat_map, gj_px, where = pred_flat
+    pf = np.asarray(flat_map).reshape(-1).astype(np.int64)
+    if pf.size != gj_px.size or pf.min() < 0 or pf.max() >= k:
+        raise DataError(f"{where}: part-semantic prediction must hold {gj_px.size} flat ids in 0..{k - 1}")
+    gf = gflat[gj_px]
+    keep = gf >= 0
+    return np.bincount(gf[keep] * k + pf[keep], minlength=k * k).reshape(k, k)
 
 
 def _segment_counts(hist, gkeys, pkeys, avals, bvals, spec, stats, include_bg):
@@ -261,28 +307,6 @@ def part_iou(g: int, p: int, crowd_rows: np.ndarray, overlap: np.ndarray, gt_are
     if ious.size == 0:
         return 0.0
     return float(np.mean(ious))
-
-
-def _flat_confusion(sid, gpid, psid, ppid, pred_flat, spec):
-    """Confusion of flat part ids (0 = background) over pixels that are not void and not unlabelled parts."""
-    k = spec.num_flat + 1
-    with_parts = np.zeros(256, bool)
-    with_parts[spec.parts_sids] = True
-    gflat = spec.flat_lut[np.clip(sid * 100 + gpid, 0, 9999)]
-    gflat = np.where(with_parts[sid], np.where(gpid > 0, gflat, -1), 0)
-    gflat = np.where(with_parts[sid] & (gpid > 0) & (gflat == 0), -1, gflat)   # pid not evaluated
-    evaluated = np.zeros(256, bool)
-    evaluated[spec.eval_sids] = True
-    gflat = np.where(evaluated[sid], gflat, -1)
-    if pred_flat is None:
-        pflat = spec.flat_lut[np.clip(psid * 100 + ppid, 0, 9999)]
-        pflat = np.where(with_parts[psid] & (ppid > 0) & (ppid < 100), pflat, 0)
-    else:
-        pflat = np.asarray(pred_flat).reshape(-1).astype(np.int64)
-        if pflat.size != gflat.size or pflat.min() < 0 or pflat.max() >= k:
-            raise DataError(f"part-semantic prediction: expected {gflat.size} flat ids in 0..{k - 1}")
-    keep = gflat >= 0
-    return np.bincount(gflat[keep] * k + pflat[keep], minlength=k * k).reshape(k, k)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Run the panoptic_parts 2.0rc6 reference PartPQ on in-memory arrays (oracle for the tests and benchmark).
+"""Adapter to the panoptic_parts 2.0rc6 reference PartPQ on in-memory arrays (oracle for tests and benchmark).
 
 Its import needs ``platform.python_version`` patched on Python >= 3.10 (it parses "3.11"[:3] as a float)
 and scikit-learn (used but not declared).
