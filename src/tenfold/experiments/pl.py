@@ -1,0 +1,164 @@
+"""``pl-lower-bound``: first-order iteration counts on the hard PL instance of Yue, Fang and Lin (2023).
+
+For each block length T (kappa grows linearly in T) and accuracy eps, build the hard function g with
+t = chain_blocks_for(eps) blocks and count the gradient queries GD, Nesterov AGD, heavy ball and Adam need
+to reach g <= eps g(start). Claims: every count is >= T t / 2 (Theorem 4), every method is a zero-chain
+method at every step, counts grow linearly in T (slope of log N against log T in [0.85, 1.15]), while
+on Nesterov's worst-case quadratic with the same L and mu AGD and heavy ball need only ~sqrt(kappa)
+(slope in [0.4, 0.6]).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated
+
+import numpy as np
+from matplotlib.ticker import NullFormatter
+from pydantic import Field
+
+from tenfold.config import Config
+from tenfold.engine import RunContext
+from tenfold.experiments.registry import register
+from tenfold.pl import METHODS, HardFunction, NesterovQuadratic, chain_blocks_for, lower_bound_queries, run_method
+from tenfold.pl.lower_bound import relative_value_floor
+from tenfold.reporting import Claim, Result, markdown_table
+from tenfold.reporting.figures import new_figure
+
+Accuracy = Annotated[float, Field(gt=0, lt=1)]
+StepSize = Annotated[float, Field(gt=0)]
+Blocks = Annotated[int, Field(ge=1)]
+
+
+class PLConfig(Config):
+    blocks: list[Blocks] = Field([2, 4, 8, 16, 32], min_length=2, description="block lengths T (kappa ~ T)")
+    eps: list[Accuracy] = Field([1e-2, 1e-4], min_length=1, description="relative accuracies g/g(start)")
+    smoothness: float = Field(37.0, gt=0, description="L: GD step 1/L, AGD/HB parameters (Lemma 2: 37)")
+    pl_scale: float = Field(0.24, gt=0, description="mu = pl_scale / T for AGD and heavy ball (measured ~0.24/T)")
+    adam_lrs: list[StepSize] = Field([3e-3, 1e-2, 3e-2, 1e-1], min_length=1, description="Adam: best of these")
+    quadratic_dim: int = Field(1000, ge=2, description="dimension of Nesterov's quadratic")
+    quadratic_eps: Accuracy = Field(1e-4, description="accuracy on the quadratic")
+    budget_factor: float = Field(20.0, ge=1, description="query cap = budget_factor * T t / 2 (quadratic: * kappa)")
+
+
+def _slope(xs: list[float], ys: list[float]) -> float:
+    return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
+
+
+def _kwargs(name: str, L: float, mu: float) -> dict:
+    return {"GD": {"L": L}, "AGD": {"L": L, "mu": mu}, "HB": {"L": L, "mu": mu}}[name]
+
+
+@register("pl-lower-bound", paper="Yue, Fang & Lin 2023: lower bound for PL functions", config=PLConfig, order=90,
+          description="GD, AGD, heavy ball, Adam on the hard PL function vs the T t/2 lower bound")
+def run(cfg: PLConfig, ctx: RunContext) -> Result:
+    L = cfg.smoothness
+    rows, counts, traces = [], {}, {}
+    zero_chain, all_reached, worst_ratio, adam_unreached = True, True, math.inf, 0
+    tasks = [(T, eps) for eps in cfg.eps for T in cfg.blocks]
+    for T, eps in ctx.track(tasks, "PL instance"):
+        t = chain_blocks_for(eps)
+        g = HardFunction(T, t)
+        bound = lower_bound_queries(T, t)
+        cap = int(cfg.budget_factor * bound)
+        mu = cfg.pl_scale / T
+        row = {"T": T, "eps": eps, "t": t, "Tt/2": bound}
+        for name, method in METHODS.items():
+            if name == "Adam":
+                runs = [run_method(method(g.value_and_grad, g.start, lr=lr), g.value, g.start, eps=eps, max_queries=cap)
+                        for lr in cfg.adam_lrs]
+                trace = min(runs, key=lambda tr: (not tr.reached, tr.queries))
+            else:
+                trace = run_method(method(g.value_and_grad, g.start, **_kwargs(name, L, mu)), g.value, g.start,
+                                   eps=eps, max_queries=cap)
+            zero_chain &= trace.zero_chain_holds()
+            if name == "Adam":
+                adam_unreached += int(not trace.reached)
+            else:
+                all_reached &= trace.reached
+            # an unreached run used `cap` >= bound queries without success: its count is > cap
+            worst_ratio = min(worst_ratio, trace.queries / bound)
+            counts[(name, T, eps)] = trace.queries
+            row[name] = trace.queries if trace.reached else f"> {trace.queries}"
+            ctx.log_metrics(instance="pl", method=name, T=T, eps=eps, t=t, bound=bound, queries=trace.queries,
+                            reached=int(trace.reached))
+            if eps == min(cfg.eps) and T == sorted(cfg.blocks)[len(cfg.blocks) // 2]:
+                traces[name] = trace.values
+        rows.append(row)
+
+    kappas = [L / (cfg.pl_scale / T) for T in cfg.blocks]
+    quad_counts: dict[tuple[str, int], int] = {}
+    quad_rows = []
+    for T, kappa in ctx.track(list(zip(cfg.blocks, kappas)), "quadratic"):
+        mu = cfg.pl_scale / T
+        f = NesterovQuadratic(cfg.quadratic_dim, L, mu)
+        row = {"kappa": round(kappa), "T": T}
+        for name in ("GD", "AGD", "HB"):
+            trace = run_method(METHODS[name](f.value_and_grad, f.start, **_kwargs(name, L, mu)), f.value, f.start,
+                               eps=cfg.quadratic_eps, max_queries=int(cfg.budget_factor * kappa), target=f.min_value,
+                               track_support=False)
+            quad_counts[(name, T)] = trace.queries
+            row[name] = trace.queries if trace.reached else f"> {trace.queries}"
+            all_reached &= trace.reached
+            ctx.log_metrics(instance="quadratic", method=name, T=T, eps=cfg.quadratic_eps, queries=trace.queries,
+                            reached=int(trace.reached))
+        quad_rows.append(row)
+
+    eps_hard = min(cfg.eps)
+    slopes = {name: _slope(cfg.blocks, [counts[(name, T, eps_hard)] for T in cfg.blocks]) for name in METHODS}
+    quad_slopes = {name: _slope(kappas, [quad_counts[(name, T)] for T in cfg.blocks]) for name in ("GD", "AGD", "HB")}
+
+    fig, ax = new_figure(3)
+    for name in METHODS:
+        ax[0].plot(kappas, [counts[(name, T, eps_hard)] for T in cfg.blocks], "o-", label=name)
+    ax[0].plot(kappas, [lower_bound_queries(T, chain_blocks_for(eps_hard)) for T in cfg.blocks], "k--",
+               label="bound T t/2")
+    ax[0].set(xscale="log", yscale="log", xlabel="kappa = L T / 0.24", ylabel="gradient queries",
+              title=f"hard PL function, eps={eps_hard:g}")
+    ax[0].legend()
+    for name in ("GD", "AGD", "HB"):
+        ax[1].plot(kappas, [quad_counts[(name, T)] for T in cfg.blocks], "o-", label=name)
+    ax[1].set(xscale="log", yscale="log", xlabel="kappa", ylabel="gradient queries",
+              title=f"Nesterov quadratic, eps={cfg.quadratic_eps:g}")
+    ax[1].legend()
+    T_mid = sorted(cfg.blocks)[len(cfg.blocks) // 2]
+    for name, values in traces.items():
+        ax[2].plot(np.log10(np.maximum(np.array(values) / values[0], 1e-300)), label=name)
+    mid_bound = lower_bound_queries(T_mid, chain_blocks_for(eps_hard))
+    ax[2].axvline(mid_bound, c="k", ls="--", label="T t/2")
+    ax[2].axhline(math.log10(relative_value_floor(T_mid, chain_blocks_for(eps_hard))), c="gray", ls=":",
+                  label="floor before T t/2")
+    ax[2].set(xlabel="gradient queries", ylabel="log10 g(x_k)/g(x_0)", title=f"T={T_mid}, eps={eps_hard:g}")
+    ax[2].legend()
+    for axis in ax[:2]:
+        axis.xaxis.set_minor_formatter(NullFormatter())
+    figure = ctx.save_figure(fig, "pl_counts")
+
+    metrics = {f"slope_pl_{k}": v for k, v in slopes.items()}
+    metrics |= {f"slope_quadratic_{k}": v for k, v in quad_slopes.items()}
+    metrics |= {"min_count_over_bound": worst_ratio,
+                "agd_pl_largest": counts[("AGD", max(cfg.blocks), eps_hard)],
+                "agd_quadratic_largest": quad_counts[("AGD", max(cfg.blocks))],
+                "adam_runs_unreached": adam_unreached}
+    claims = [
+        Claim.at_least("every count / (T t/2)", worst_ratio, 1.0),
+        Claim.true("zero-chain: after k queries no coordinate beyond k moved (all methods, all steps)", zero_chain),
+        Claim.true("GD, AGD and HB reached every accuracy within the query cap", all_reached),
+    ]
+    claims += [Claim.between(f"PL instance: slope of log N vs log T, {name}", slopes[name], 0.85, 1.15)
+               for name in ("GD", "AGD", "HB")]
+    claims += [Claim.between(f"quadratic: slope of log N vs log kappa, {name}", quad_slopes[name], 0.4, 0.6)
+               for name in ("AGD", "HB")]
+    return Result(
+        metrics=metrics, claims=claims, figures=[figure],
+        tables={"Gradient queries to reach g <= eps g(start) on the hard PL function": markdown_table(rows),
+                "Gradient queries on Nesterov's quadratic (same L and mu)": markdown_table(quad_rows)},
+        key_metric="min_count_over_bound",
+        notes=(f"L={L:g}, mu={cfg.pl_scale:g}/T for AGD/HB (the PL constant measured at the start; the proven one is "
+               f"1/(C3 T) with C3~19709), Adam at its best lr of {cfg.adam_lrs}. Adam's slope against T is "
+               f"{slopes['Adam']:.2f}: it hugs the bound T t/2, which is linear in T with an offset; no method "
+               "goes below it. Adam runs that missed eps within the cap (its eps=1e-8 denominator stalls it near "
+               f"g/g0 ~ 1e-8): {adam_unreached}. AGD needs "
+               f"{counts[('AGD', max(cfg.blocks), eps_hard)]} queries on the PL instance vs "
+               f"{quad_counts[('AGD', max(cfg.blocks))]} on the quadratic at the largest kappa."),
+    )
