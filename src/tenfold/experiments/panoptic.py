@@ -47,7 +47,7 @@ def _evaluate(gts, preds, spec, combiner):
     return summarize(total, spec, combiner=combiner)
 
 
-@register("panoptic-metrics", paper="PanopticPartFormer++", config=PanopticMetricsConfig, order=80,
+@register("panoptic-metrics", paper="panoptic-partformer", config=PanopticMetricsConfig, order=80,
           description="PQ, PartPQ, part mIoU and PWQ (provisional) under systematic prediction corruptions")
 def run(cfg: PanopticMetricsConfig, ctx: RunContext) -> Result:
     from tenfold.errors import ConfigError
