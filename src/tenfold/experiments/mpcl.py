@@ -175,11 +175,10 @@ def _method_config(method: str, t: TrainConfig) -> MethodConfig:
 
 
 def pretrain(method: str, encoder: torch.nn.Module, train: ArrayDataset, t: TrainConfig, ctx: RunContext,
-             stage: str, view_key: str | None = None) -> tuple[torch.nn.Module, dict[str, float]]:
+             stage: str) -> tuple[torch.nn.Module, dict[str, float]]:
     """Pre-train ``encoder`` with ``method`` and an online linear probe; returns the model and last epoch's metrics.
 
-    Views are drawn from ``ctx.generator("views", view_key, step)``: runs sharing ``view_key`` (all methods
-    of one seed) see the same augmented batches, so their differences come from the objectives alone."""
+    Batch order and views are seeded per ``stage`` (the engine's shuffling, ``ctx.generator("views", ...)``)."""
     mcfg = _method_config(method, t)
     model = build_model(method, encoder, t.proj_dim, t.siam_dim)
     probe = OnlineProbe(int(encoder.out_dim), train.num_classes)
@@ -195,11 +194,10 @@ def pretrain(method: str, encoder: torch.nn.Module, train: ArrayDataset, t: Trai
         bank.check_dataset(len(train))
     inner = getattr(net, "module", net)
     images, labels = train.x.to(ctx.device), train.y.to(ctx.device)
-    view_key = view_key or stage
 
     def step(index, state):
         x, y = images[index], labels[index]
-        gen = ctx.generator("views", view_key, state.step)
+        gen = ctx.generator("views", stage, state.step)
         loss, h = method_loss(mcfg, inner["model"], augment(x, aug, gen), augment(x, aug, gen), index,
                               state.epoch, bank)
         probe_loss, probe_acc = inner["probe"](h, y)
@@ -272,8 +270,7 @@ def run_shapes(cfg: ShapesConfig, ctx: RunContext) -> Result:
             encoder = mlp_encoder(in_dim, cfg.hidden, cfg.feature_dim)
             encoder.load_state_dict(init.state_dict())
             torch.manual_seed(ctx.seed * 1000 + seed + 1)  # heads
-            model, last = pretrain(method, encoder, train, cfg, ctx, stage=f"{method}-seed{seed}",
-                                   view_key=f"seed{seed}")
+            model, last = pretrain(method, encoder, train, cfg, ctx, stage=f"{method}-seed{seed}")
             acc = probe_accuracy(model.encoder, train, test, cfg.probe_c)
             results[method].append(acc)
             online[method].append(last["online_acc"])
@@ -290,7 +287,7 @@ def run_shapes(cfg: ShapesConfig, ctx: RunContext) -> Result:
         gains = [a - r for a, r in zip(results[m], random_acc)]
         rows.append({"method": m, "probe acc (mean)": mean(results[m]), "std": std(results[m]),
                      "worst-seed gain over random": min(gains), "online probe (train)": mean(online[m]),
-                     "paper C10 (R18)": ANCHORS.get(m, {}).get("c10", float("nan"))})
+                     "paper CIFAR-10 R18 (%)": ANCHORS.get(m, {}).get("c10", float("nan"))})
         metrics[f"{m}_probe_acc"] = mean(results[m])
         claims.append(Claim.at_least(f"{m}: probe gain over the random encoder (worst of {len(cfg.seeds)} seeds)",
                                      min(gains), cfg.min_gain))

@@ -1,0 +1,143 @@
+"""The user path and the paper's claims at tiny scale (spec 1.6 checks 3 and 6)."""
+
+import json
+
+import pytest
+import torch
+
+from tenfold.cli import cli_main
+from tenfold.contrastive.augment import AugmentConfig, augment, colour_jitter, random_grayscale, random_resized_crop
+from tenfold.contrastive.methods import MethodConfig, build_model, method_loss
+from tenfold.contrastive.models import mlp_encoder, resnet18_cifar, small_cnn
+from tenfold.contrastive.multistage import MultiStageBank
+from tenfold.errors import ConfigError
+
+
+def _run(args, capsys):
+    code = cli_main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _results(tmp_path, name):
+    (folder,) = (tmp_path / name).iterdir()
+    return folder, json.loads((folder / "results.json").read_text())
+
+
+def test_mpcl_graph_cli_writes_claims_and_figure(tmp_path, capsys):
+    code, out, err = _run(["run", "mpcl-graph", "--out", str(tmp_path), "--set", "steps=1000",
+                           "--set", "log_every=250"], capsys)
+    assert code == 0, err
+    folder, data = _results(tmp_path, "mpcl-graph")
+    assert (folder / "sbm_dynamics.png").is_file() and (folder / "metrics.csv").is_file()
+    claims = {c["name"]: c for c in data["claims"]}
+    assert all(c["holds"] for c in claims.values()), claims
+    assert data["metrics"]["align_effective_rank"] < 1.1 and data["metrics"]["unif_effective_rank"] > 2
+
+
+@pytest.mark.slow
+def test_mpcl_shapes_cli_every_method_beats_random_encoder(tmp_path, capsys):
+    code, out, err = _run(["run", "mpcl-shapes", "--out", str(tmp_path), "--set", "seeds=[0,1]",
+                           "--set", "epochs=10", "--set", "start_epoch=3"], capsys)
+    assert code == 0, err
+    folder, data = _results(tmp_path, "mpcl-shapes")
+    assert (folder / "probe_accuracy.png").is_file()
+    assert len(data["claims"]) == 4
+    for claim in data["claims"]:
+        assert claim["holds"], claim
+    m = data["metrics"]
+    assert all(m[f"{k}_probe_acc"] > m["random_probe_acc"] for k in ("simclr", "simclr-attn", "simsiam"))
+
+
+def test_simsiam_multi_step_equals_simsiam_before_its_start_epoch():
+    torch.manual_seed(0)
+    model = build_model("simsiam-multi", mlp_encoder(64, 32, 16), siam_dim=12)
+    x1, x2, index = torch.randn(6, 1, 8, 8), torch.randn(6, 1, 8, 8), torch.arange(6)
+    bank = MultiStageBank(6, 12)
+    bank.stage(index, torch.randn(6, 12))
+    bank.commit()
+    multi = MethodConfig("simsiam-multi", beta=0.5, start_epoch=2)
+    model.train()
+    plain, _ = method_loss(MethodConfig("simsiam"), model, x1, x2)
+    before, _ = method_loss(multi, model, x1, x2, index, epoch=1, bank=bank)
+    after, _ = method_loss(multi, model, x1, x2, index, epoch=2, bank=bank)
+    assert abs(before.item() - plain.item()) < 1e-6
+    assert abs(after.item() - plain.item()) > 1e-4
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "mpcl-graph", "--set", "tau=0"], "field 'tau'=0"),
+    (["run", "mpcl-graph", "--set", "p_out=0.9"], "p_out=0.9 must not exceed"),
+    (["run", "mpcl-shapes", "--set", "methods=[simclr,byol]"], "methods=['byol'] invalid"),
+    (["run", "mpcl-shapes", "--set", "seeds=[]"], "field 'seeds'"),
+    (["run", "mpcl-cifar"], "root=None is invalid"),
+    (["run", "mpcl-cifar", "--set", "root=/no/such/dir"], "root='/no/such/dir' is not a folder"),
+])
+def test_bad_settings_fail_with_one_line_and_exit_code_2(tmp_path, capsys, args, message):
+    code, out, err = _run(args + ["--out", str(tmp_path)], capsys)
+    assert code == 2
+    text = (out + err).strip()
+    assert message in text and len([ln for ln in err.strip().splitlines() if ln.strip()]) <= 1
+
+
+def test_mpcl_cifar_missing_pickles_is_a_data_error(tmp_path, capsys):
+    code, out, err = _run(["run", "mpcl-cifar", "--out", str(tmp_path / "o"), "--set", f"root={tmp_path}"], capsys)
+    assert code == 2 and "CIFAR-10 not found" in out + err
+
+
+def test_mpcl_cifar_runs_end_to_end_on_fake_pickles(tmp_path, capsys):
+    import pickle
+
+    import numpy as np
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, n in [(f"data_batch_{i}", 40) for i in range(1, 6)] + [("test_batch", 40)]:
+        with (folder / name).open("wb") as fh:
+            pickle.dump({b"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8),
+                         b"labels": list(np.arange(n) % 10)}, fh)
+    code, out, err = _run(["run", "mpcl-cifar", "--out", str(tmp_path / "o"), "--set", f"root={tmp_path}",
+                           "--set", "encoder=small_cnn", "--set", "epochs=1", "--set", "batch_size=64",
+                           "--set", "method=simclr"], capsys)
+    assert code == 0, err
+    _, data = _results(tmp_path / "o", "mpcl-cifar")
+    assert 0 <= data["metrics"]["probe_acc"] <= 1
+
+
+def test_augment_is_seeded_per_sample_and_keeps_range():
+    x = torch.rand(16, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    cfg = AugmentConfig(crop_scale=(0.3, 1.0), strength=0.5, p_gray=0.5)
+    a = augment(x, cfg, torch.Generator().manual_seed(1))
+    b = augment(x, cfg, torch.Generator().manual_seed(1))
+    c = augment(x, cfg, torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
+    # jitter of strength 0 changes nothing; crops of a constant image stay constant
+    g = torch.Generator().manual_seed(3)
+    assert torch.allclose(colour_jitter(x, 0.0, 1.0, g), x, atol=1e-6)
+    flat = torch.full((4, 3, 10, 10), 0.3)
+    assert torch.allclose(random_resized_crop(flat, (0.2, 1.0), True, g), flat, atol=1e-6)
+    # greyscale with p = 1 makes the three channels equal
+    grey = random_grayscale(x, 1.0, g)
+    assert torch.allclose(grey[:, 0], grey[:, 1]) and torch.allclose(grey[:, 1], grey[:, 2])
+    with pytest.raises(ConfigError, match="^crop_scale="):
+        AugmentConfig(crop_scale=(0.0, 1.0))
+
+
+def test_encoders_and_heads_have_the_documented_shapes():
+    r18 = resnet18_cifar()
+    assert r18(torch.zeros(2, 3, 32, 32)).shape == (2, 512)
+    assert r18.conv1.stride == (1, 1)
+    assert small_cnn(3, 8, 20)(torch.zeros(2, 3, 16, 16)).shape == (2, 20)
+    for method in ("simclr", "simclr-attn", "rewire", "simsiam", "simsiam-multi"):
+        model = build_model(method, mlp_encoder(64, 32, 16), proj_dim=8, siam_dim=12)
+        h, z, p = model(torch.randn(4, 1, 8, 8))
+        assert h.shape == (4, 16) and z.shape == (4, 8 if p is None else 12)
+        bank = MultiStageBank(4, 12)
+        loss, h1 = method_loss(MethodConfig(method, knn_k=1), model, torch.randn(4, 1, 8, 8),
+                               torch.randn(4, 1, 8, 8), torch.arange(4), 0, bank)
+        loss.backward()
+        assert torch.isfinite(loss) and h1.shape == (4, 16)
+    with pytest.raises(ConfigError, match="^method="):
+        MethodConfig("byol")
