@@ -2,7 +2,7 @@
 
 Autograd frees a graph's saved tensors when that graph is back-propagated, so the live saved
 memory peaks right before a backward call. :func:`peak_saved_bytes` counts the bytes saved (unique
-storages, via ``torch.autograd.graph.saved_tensors_hooks``) between consecutive backward calls of an
+storages, parameters excluded, via ``torch.autograd.graph.saved_tensors_hooks``) between consecutive backward calls of an
 :class:`~tenfold.snn.train.SNNTrainer` batch and returns the largest window: all T steps for BPTT,
 one step for SLTT and SLTT-K.
 """
@@ -15,12 +15,15 @@ from tenfold.snn.train import SNNTrainer
 
 
 class _Window:
-    def __init__(self) -> None:
+    """Bytes saved since the last :meth:`close` (unique storages, ``exclude`` pointers skipped) and the peak."""
+
+    def __init__(self, exclude: set[int] | None = None) -> None:
         self.bytes, self.peak, self.seen = 0, 0, set()
+        self.exclude = exclude or set()
 
     def pack(self, t: torch.Tensor) -> torch.Tensor:
         storage = t.untyped_storage()
-        if storage.data_ptr() not in self.seen:
+        if storage.data_ptr() not in self.seen and storage.data_ptr() not in self.exclude:
             self.seen.add(storage.data_ptr())
             self.bytes += storage.nbytes()
         return t
@@ -30,9 +33,15 @@ class _Window:
         self.bytes, self.seen = 0, set()
 
 
+def parameter_pointers(model: torch.nn.Module) -> set[int]:
+    return {p.untyped_storage().data_ptr() for p in model.parameters()}
+
+
 def peak_saved_bytes(trainer: SNNTrainer, x: torch.Tensor, y: torch.Tensor) -> int:
-    """Peak saved-tensor bytes of one ``trainer.gradients(x, y)`` call (gradients accumulate as usual)."""
-    window = _Window()
+    """Peak saved activation bytes of one ``trainer.gradients(x, y)`` call (gradients accumulate as
+    usual). Parameters that autograd saves (e.g. a Linear's weight) are not counted: they are held
+    anyway and do not grow with T."""
+    window = _Window(parameter_pointers(trainer.model))
     inner = trainer._backward
 
     def backward(loss: torch.Tensor) -> None:
