@@ -1,0 +1,69 @@
+"""User path of the ``lion`` experiment: run folder, claims, non-convergence reporting, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tenfold.cli import cli_main
+from tenfold.tuning.foundation import build_vit
+
+FAST = ["--set", "seeds=1", "--set", "epochs=2", "--set", "rhos=[0.5]", "--set", "shots=5"]
+
+
+@pytest.fixture
+def small_foundation(monkeypatch):
+    """An untrained small digits ViT instead of the cached pre-trained one (keeps the test fast)."""
+    import tenfold.tuning.foundation as foundation
+
+    def fake(kind="digits", cache_dir=None, progress=None):
+        return build_vit(embed_dim=16, depth=1, num_heads=2), {"held_out_acc": 0.0, "cached": True, "path": ""}
+
+    monkeypatch.setattr(foundation, "foundation_model", fake)
+
+
+def results(tmp_path):
+    (folder,) = (tmp_path / "lion").iterdir()
+    return folder, json.loads((folder / "results.json").read_text())
+
+
+def test_run_writes_claims_figure_and_solver_metrics(tmp_path, capsys, small_foundation):
+    code = cli_main(["run", "lion", "--out", str(tmp_path), *FAST])
+    assert code == 0, capsys.readouterr().err
+    folder, data = results(tmp_path)
+    assert (folder / "accuracy_vs_parameters.png").is_file()
+    names = [c["name"] for c in data["claims"]]
+    assert any("VPT-deep params" in n for n in names) and any("acc - VPT-deep acc" in n for n in names)
+    m = data["metrics"]
+    assert m["vpt_params"] == 1 * 4 * 16 + 16 * 5 + 5  # L p D (depth 1) + head, exact
+    assert m["param_ratio"] == pytest.approx(m["lion_params"] / m["vpt_params"])
+    ratio_claim = next(c for c in data["claims"] if "VPT-deep params" in c["name"])
+    assert ratio_claim["holds"] == (m["param_ratio"] <= 0.885)
+    header = (folder / "metrics.csv").read_text().splitlines()[0]
+    assert "in_residual" in header and "out_steps" in header
+
+
+def test_a_solver_that_stops_converging_says_so_in_results(tmp_path, capsys, small_foundation):
+    code = cli_main(["run", "lion", "--out", str(tmp_path), *FAST, "--set", "f_tol=1e-12",
+                     "--set", "f_max_iter=3", "--set", "eval_f_max_iter=3"])
+    assert code == 0, capsys.readouterr().err
+    _, data = results(tmp_path)
+    assert data["metrics"]["lion_eval_nonconverged"] > 0
+    assert any("stopped above f_tol" in w for w in data["warnings"])
+    residual_claim = next(c for c in data["claims"] if "residual" in c["name"])
+    assert residual_claim["holds"] is False
+
+
+@pytest.mark.parametrize("override,message", [
+    ("gamma=1.0", "field 'gamma'=1.0"),
+    ("rhos=[0.5,1.0]", "field 'rhos.1'=1.0"),
+    ("rhos=[-0.1]", "field 'rhos.0'=-0.1"),
+    ("solver=newton", "field 'solver'='newton'"),
+    ("f_tol=0", "field 'f_tol'=0"),
+])
+def test_bad_settings_fail_in_one_line_with_exit_code_2(override, message, tmp_path, capsys):
+    code = cli_main(["run", "lion", "--out", str(tmp_path), "--set", override])
+    err = capsys.readouterr().err
+    lines = [line for line in err.strip().splitlines() if line]
+    assert code == 2 and len(lines) == 1 and message in lines[0], err
