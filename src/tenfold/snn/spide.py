@@ -179,7 +179,7 @@ class SpideNetwork(nn.Module):
                 if self.feedback is not None:
                     self._check_feedback(apply(len(conns) - 1, spikes[-1]), spikes[0])
             for acc, s in zip(sums, spikes):
-                acc.mul_(lam).add_(s)
+                (acc.mul_(lam) if lam != 1.0 else acc).add_(s)
         norm = leak_weights_sum(lam, steps)
         rates = [acc / norm for acc in sums]
         masks = [((a > 0) & (a < 1)).to(a.dtype) for a in rates]
@@ -244,8 +244,11 @@ class SpideNetwork(nn.Module):
                     inp = tr(gate * s[layer + 1]).reshape(u[layer].shape)
                 u[layer] = u[layer] + inp
                 s[layer] = ternary_fire(u[layer])
-                u[layer] = (u[layer] - s[layer]) * lam
-                sums[layer].mul_(lam).add_(s[layer])
+                u[layer] = u[layer] - s[layer]
+                if lam != 1.0:
+                    u[layer] = u[layer] * lam
+                    sums[layer].mul_(lam)
+                sums[layer].add_(s[layer])
         norm = leak_weights_sum(lam, steps)
         betas = [acc / norm for acc in sums]
         state.stats["backward_spike_rate"] = float(sum(b.abs().sum() for b in betas) / sum(b.numel() for b in betas))
