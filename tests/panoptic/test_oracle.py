@@ -51,3 +51,61 @@ def test_partpq_equals_reference_on_random_sets(tmp_path):
                 assert abs(got.score[sid] - iou) <= 1e-12, (trial, sid)
                 checked += tp
     assert checked > 100  # the comparison covered many matched segments
+
+
+def _ppp_like_gt(spec, rng, size=64, block=8):
+    """Random blocks of PASCAL-Panoptic-Parts uids: void, stuff, crowd and part instances whose pids include
+    countable part instances (folded by the dataset spec) and sid-only pixels of grouped classes."""
+    lut = spec.dataset.sid_pid_file2sid_pid
+    things = spec.things
+    stuff = spec.stuff
+    uids = np.zeros((size, size), np.int32)
+    for y in range(0, size, block):
+        for x in range(0, size, block):
+            kind = rng.random()
+            if kind < 0.1:
+                continue                                       # void (uid 0)
+            if kind < 0.3:
+                uids[y:y + block, x:x + block] = int(rng.choice(stuff))
+                continue
+            sid = int(rng.choice(things[:6]))                  # a few classes, so instances repeat
+            if kind < 0.35:
+                uids[y:y + block, x:x + block] = sid           # crowd / sid-only
+                continue
+            iid = int(rng.integers(1, 3))
+            pids = [sp % 100 for sp in np.flatnonzero(lut >= 0) if sp // 100 == sid and sp >= 100]
+            for yy in range(y, y + block, 4):
+                pid = int(rng.choice(pids)) if pids and rng.random() < 0.85 else 0
+                uids[yy:yy + 4, x:x + block] = sid * 100_000 + iid * 100 + pid if pid else sid * 1000 + iid
+    return uids
+
+
+@pytest.mark.slow
+def test_partpq_equals_reference_with_pascal_spec(tmp_path):
+    from tenfold.panoptic.format import EvalSpec, builtin_spec
+    from tenfold.panoptic.oracle import import_reference, reference_per_class
+
+    try:
+        import_reference()
+    except ImportError as exc:
+        pytest.skip(f"panoptic_parts reference not installed: {exc}")
+    src = builtin_spec("ppq_ppp_59_57_cvpr21_default_evalspec.yaml")
+    path = tmp_path / "ppp_evalspec.yaml"  # absolute dataset spec path: the reference resolves it from cwd
+    path.write_text(src.read_text().replace("dataset_spec_path: ppp_datasetspec.yaml",
+                                            f"dataset_spec_path: {builtin_spec('ppp_datasetspec.yaml')}"))
+    spec = EvalSpec.load(path)
+    rng = np.random.default_rng(5)
+    parts_tp = 0
+    for trial in range(2):
+        gts = [_ppp_like_gt(spec, rng) for _ in range(2)]
+        pairs = [(g, _random_prediction(g, spec, rng)) for g in gts]
+        ref = reference_per_class(path, pairs)
+        ours = PartStats()
+        for gt, pred in pairs:
+            ours += image_stats(gt, pred, spec)
+        for sid, (tp, fp, fn, iou) in ref.items():
+            got = ours.part_pq
+            assert (got.tp[sid], got.fp[sid], got.fn[sid]) == (tp, fp, fn), (trial, sid)
+            assert abs(got.score[sid] - iou) <= 1e-12, (trial, sid)
+        parts_tp += sum(v[0] for s, v in ref.items() if spec.has_parts(s))
+    assert parts_tp >= 5  # matched segments of classes with parts were compared
