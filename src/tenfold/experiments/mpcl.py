@@ -326,18 +326,21 @@ def run_shapes(cfg: ShapesConfig, ctx: RunContext) -> Result:
 # mpcl-cifar (paper preset, GPU)
 # ==================================================================================================
 class CifarConfig(TrainConfig):
+    """Defaults: a 20-epoch GPU run of SimCLR-Attn; ``--preset paper`` (200 epochs, batch 512) and
+    ``--preset paper-simsiam-multi`` are the paper's recipes with SGD in place of LARS."""
+
     root: str | None = Field(None, description="folder holding cifar-10-batches-py or cifar-100-python")
     num_classes: Literal[10, 100] = 10
     method: str = "simclr-attn"
     encoder: Literal["resnet18", "small_cnn"] = "resnet18"
     train_subset: int | None = Field(None, ge=100, description="use only this many training images (smoke runs)")
-    epochs: int = Field(200, ge=1)
-    batch_size: int = Field(512, ge=4)
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(256, ge=4)
     lr: float = Field(0.5, gt=0)
     siam_lr: float = Field(0.5, gt=0)
-    weight_decay: float = Field(1e-5, ge=0)
-    tau: float = Field(0.7, gt=0)
-    start_epoch: int = Field(50, ge=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    tau: float = Field(0.5, gt=0)
+    start_epoch: int = Field(5, ge=0)
     proj_dim: int = Field(128, ge=2)
     siam_dim: int = Field(2048, ge=4)
     crop_low: float = Field(0.2, gt=0, le=1)
