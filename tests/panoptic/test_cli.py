@@ -136,3 +136,31 @@ def test_run_panoptic_metrics_quick(tmp_path, _tenfold):
     bad = _tenfold("run", "panoptic-metrics", "--out", tmp_path, "--set", "combiner=median")
     assert bad.returncode == 2 and "combiner" in bad.stderr
     assert CAR == 3
+
+
+def test_cityscapes_layout_pairing_and_errors(tmp_path):
+    from tenfold.errors import DataError
+    from tenfold.panoptic.evaluator import pair_files
+
+    gt = tmp_path / "gtFinePanopticParts" / "val"
+    uids = np.full((4, 4), 23, np.int32)
+    for city, ids in (("frankfurt", ["frankfurt_000000_000294", "frankfurt_000000_000576"]), ("lindau", ["lindau_000001_000019"])):
+        for i in ids:
+            write_gt(gt / city / f"{i}_gtFinePanopticParts.tif", uids)
+    pred = tmp_path / "pred"
+    for i in ("frankfurt_000000_000294", "frankfurt_000000_000576", "lindau_000001_000019"):
+        write_prediction(pred / f"{i}_gtFine_leftImg8bit.png", np.full((4, 4), 23), np.zeros((4, 4)), np.ones((4, 4)))
+    pairs = pair_files(gt, pred)
+    assert [p[0] for p in pairs] == ["frankfurt_000000_000294", "frankfurt_000000_000576", "lindau_000001_000019"]
+    assert all(p[1].parent.name in ("frankfurt", "lindau") and p[0] in p[2].name for p in pairs)
+    images = tmp_path / "images.json"
+    images.write_text(json.dumps({"images": [{"id": "lindau_000001_000019", "file_name": "x.png"}]}))
+    assert len(pair_files(gt, pred, images)) == 1
+    images.write_text(json.dumps({"images": [{"id": "frankfurt_000000"}]}))
+    with pytest.raises(DataError, match="matches several"):
+        pair_files(gt, pred, images)
+    images.write_text("[1, 2]")
+    with pytest.raises(DataError, match="images json .* is malformed"):
+        pair_files(gt, pred, images)
+    with pytest.raises(DataError, match="--pred folder"):
+        pair_files(gt, tmp_path / "nope")

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from tenfold.errors import DataError
-from tenfold.panoptic.format import NO_PREDICTION, UNKNOWN_PART, EvalSpec, decode_uids
+from tenfold.panoptic.format import NO_PREDICTION, UNKNOWN_PART, EvalSpec
 
 
 def flat_to_sid_pid(spec: EvalSpec) -> np.ndarray:
@@ -99,4 +99,4 @@ def gt_part_flat(uids: np.ndarray, spec: EvalSpec) -> np.ndarray:
     return np.where(pid > 0, spec.flat_lut[np.clip(sid * 100 + pid, 0, 9999)], 0)
 
 
-__all__ = ["merge_to_pps", "gt_to_prediction", "gt_part_flat", "flat_to_sid_pid", "decode_uids"]
+__all__ = ["merge_to_pps", "gt_to_prediction", "gt_part_flat", "flat_to_sid_pid"]
