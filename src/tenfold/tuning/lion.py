@@ -69,16 +69,20 @@ class InputPromptLayer(MaskedWeights):
         self._add_masks()
         self.solver = EquilibriumSolver(settings)
 
-    def prompt(self, x: torch.Tensor) -> torch.Tensor:
-        """z*(x), the additive pixel prompt."""
-        k1, k2 = normalize_conv(self.masked("k1")), normalize_conv(self.masked("k2"))  # once per forward
+    def equation(self, x: torch.Tensor):
+        """(f, z0) of the fixed-point problem z = f(z) for input ``x``; weights normalised once here."""
+        k1, k2 = normalize_conv(self.masked("k1")), normalize_conv(self.masked("k2"))
         drive = F.conv2d(x, self.masked("u"), self.b, padding=self.pad)
 
         def f(z: torch.Tensor) -> torch.Tensor:
             return torch.tanh(self.gamma * F.conv2d(F.relu(F.conv2d(z, k1, padding=self.pad)), k2, padding=self.pad)
                               + drive)
 
-        return self.solver(f, torch.zeros_like(x))
+        return f, torch.zeros_like(x)
+
+    def prompt(self, x: torch.Tensor) -> torch.Tensor:
+        """z*(x), the additive pixel prompt."""
+        return self.solver(*self.equation(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.prompt(x)
@@ -109,15 +113,18 @@ class OutputPromptLayer(MaskedWeights):
         """phi(x): the image average-pooled to pool x pool, flattened."""
         return F.adaptive_avg_pool2d(x, self.pool).flatten(1)
 
-    def forward(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def equation(self, h: torch.Tensor, x: torch.Tensor):
+        """(f, s0) of the fixed-point problem s = f(s) for features ``h`` and image ``x``."""
         a = normalize_linear(self.masked("a"))
         drive = h @ self.masked("b").T + self.summary(x) @ self.masked("e").T + self.c
 
         def f(s: torch.Tensor) -> torch.Tensor:
             return torch.tanh(self.gamma * s @ a.T + drive)
 
-        s = self.solver(f, torch.zeros_like(drive))
-        return s @ self.masked("w_up").T
+        return f, torch.zeros_like(drive)
+
+    def forward(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.solver(*self.equation(h, x)) @ self.masked("w_up").T
 
 
 def _in_channels(backbone: nn.Module) -> int:
