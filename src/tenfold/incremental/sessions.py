@@ -55,11 +55,12 @@ class BaseSettings:
 
 @dataclass
 class IncrementalSettings:
-    """Per-session fine-tuning of the head: ``steps`` SGD steps (cosine, linear warm-up), batch
+    """Per-session fine-tuning of the head: ``steps`` SGD steps (one number, or one per session; cosine,
+    linear warm-up), batch
     ``batch_size``, novel shots duplicated ``c_t = t`` times if ``duplication == "t"`` else that
     integer; optional feature mixup (probability, fixed ``lam``) and class-balanced DR."""
 
-    steps: int = 100
+    steps: int | list[int] = 100
     batch_size: int = 64
     lr: float = 0.025
     momentum: float = 0.9
@@ -147,15 +148,24 @@ def class_means(features: torch.Tensor, labels: torch.Tensor, classes: list[int]
     return torch.stack([features[labels == c].mean(dim=0) for c in classes])
 
 
+def session_steps(settings: IncrementalSettings, session: int) -> int:
+    """The number of fine-tuning steps of incremental session ``session`` (1-based)."""
+    if isinstance(settings.steps, int):
+        return settings.steps
+    require(len(settings.steps) >= session, "steps", settings.steps, f"one entry per session (>= {session})")
+    return int(settings.steps[session - 1])
+
+
 def finetune_head(net: FSCILNet, feats: torch.Tensor, labels: torch.Tensor, seen: int, settings: IncrementalSettings,
                   generator: torch.Generator, session: int) -> None:
-    """``settings.steps`` SGD steps on the head (and a linear classifier) over cached backbone features."""
+    """``session_steps`` SGD steps on the head (and a linear classifier) over cached backbone features."""
     params = list(net.head.parameters()) + [p for p in net.classifier.parameters()]
     opt = torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
     net.head.train()
     n = len(labels)
+    total = session_steps(settings, session)
     order, pos = torch.randperm(n, generator=generator), 0
-    for step in range(settings.steps):
+    for step in range(total):
         if pos + settings.batch_size > n and pos > 0:
             order, pos = torch.randperm(n, generator=generator), 0
         idx = order[pos:pos + settings.batch_size].to(labels.device)
@@ -164,7 +174,7 @@ def finetune_head(net: FSCILNet, feats: torch.Tensor, labels: torch.Tensor, seen
         if settings.feature_mixup_p > 0 and float(torch.rand((), generator=generator)) < settings.feature_mixup_p:
             h, y_a, y_b, lam = mixup(h, labels[idx], settings.feature_mixup_lam, generator)
         for group in opt.param_groups:
-            group["lr"] = _cosine_lr(step, settings.steps, settings.warmup_steps, settings.lr)
+            group["lr"] = _cosine_lr(step, total, settings.warmup_steps, settings.lr)
         loss = _loss(net, net.head(h), y_a, y_b, lam, seen, settings.dr_weight, settings.balanced)
         _check(loss, f"session {session}, step {step}")
         opt.zero_grad(set_to_none=True)
