@@ -67,3 +67,17 @@ def test_bad_settings_fail_in_one_line_with_exit_code_2(override, message, tmp_p
     err = capsys.readouterr().err
     lines = [line for line in err.strip().splitlines() if line]
     assert code == 2 and len(lines) == 1 and message in lines[0], err
+
+
+def test_iterative_magnitude_pruning_option_reaches_the_exact_sparsity(tmp_path, capsys, small_foundation):
+    code = cli_main(["run", "lion", "--out", str(tmp_path), *FAST, "--set", "epochs=1", "--set", "pruning=imp"])
+    assert code == 0, capsys.readouterr().err
+    folder, data = results(tmp_path)
+    table = data["tables"]["every run"]
+    lion_row = next(line for line in table.splitlines() if line.startswith("| LION"))
+    assert "| 0.5 |" in lion_row
+    params = data["metrics"]["lion_params"]
+    # 1 input channel, hidden 4: prunable = 36 + 36 + 9 + (64 + 8*16 + 8*4 + 16*8); biases 1 + 8; head 16*5 + 5
+    prunable = 36 + 36 + 9 + 64 + 128 + 32 + 128
+    # at most: kept entries can be exactly zero (e.g. W_up columns whose state never fires after rewinding)
+    assert 0.5 * (prunable // 2) < params - 9 - 85 <= prunable - prunable // 2

@@ -49,6 +49,10 @@ class LionConfig(Config):
     f_tol: float = Field(1e-4, gt=0, description="relative residual at which the forward solver stops")
     backward: Literal["ift", "phantom"] = Field(
         "phantom", description="quick: JFB (1 phantom step, ~1.6x faster per step); paper preset: implicit differentiation")
+    pruning: Literal["soft", "imp"] = Field("soft", description="soft lottery pruning, or iterative magnitude "
+                                            "pruning (IMP) with rewinding (epochs per round; costly)")
+    imp_rate: float = Field(0.2, gt=0, lt=1, description="IMP: fraction of the surviving weights pruned per round")
+    rewind_epoch: int = Field(0, ge=0, description="IMP: rewind to the weights after this many epochs (0 = init)")
     score: Literal["gsm", "magnitude"] = Field("gsm", description="|theta * grad| or |theta|")
     prune_decay: float = Field(50.0, ge=0, description="lambda_s of the non-kept weights' decay")
     finalize_at: float = Field(0.75, gt=0, le=1, description="fraction of epochs after which masks become hard")
@@ -114,6 +118,26 @@ def train(model: nn.Module, data, cfg: LionConfig, generator: torch.Generator, p
             on_epoch(epoch, float(loss))
 
 
+def train_imp(model: nn.Module, data, cfg: LionConfig, generator: torch.Generator, pruner, on_epoch=None) -> None:
+    """Iterative magnitude pruning with rewinding: train, prune ``imp_rate`` of the survivors by |theta|,
+    rewind every trainable weight to epoch ``rewind_epoch`` (masks kept), repeat to floor(rho n) zeros,
+    then train the final ticket."""
+    from tenfold.tuning.lion_pruning import imp_zero_counts
+
+    if cfg.rewind_epoch > 0:
+        train(model, data, cfg.model_copy(update={"epochs": cfg.rewind_epoch}), generator)
+    start = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    for zeros in imp_zero_counts(pruner.size, pruner.rho, cfg.imp_rate):
+        train(model, data, cfg, generator)
+        pruner.prune_magnitude(zeros)
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if n in start:
+                    p.copy_(start[n])
+    pruner.finalized = True
+    train(model, data, cfg, generator, on_epoch=on_epoch)
+
+
 def run_vpt(backbone: nn.Module, data, test, cfg: LionConfig, seed: int, ctx: RunContext) -> dict:
     import copy
 
@@ -145,7 +169,11 @@ def run_lion(backbone: nn.Module, data, test, cfg: LionConfig, rho: float, seed:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", NonConvergenceWarning)
-        train(model, data, cfg, ctx.generator("lion", seed, str(rho)), pruner=pruner, on_epoch=log)
+        generator = ctx.generator("lion", seed, str(rho))
+        if cfg.pruning == "soft":
+            train(model, data, cfg, generator, pruner=pruner, on_epoch=log)
+        else:
+            train_imp(model, data, cfg, generator, pruner, on_epoch=log)
         train_warnings = sum(issubclass(w.category, NonConvergenceWarning) for w in caught)
         acc = accuracy(model, *test)
         eval_warnings = sum(issubclass(w.category, NonConvergenceWarning) for w in caught) - train_warnings
