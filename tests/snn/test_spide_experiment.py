@@ -130,3 +130,14 @@ def test_cifar_recipe_runs_on_local_pickles(tmp_path, capsys):
     assert code == 0, out
     _, data = results(tmp_path / "runs", "spide-cifar")
     assert data["metrics"]["max_feedback_norm"] <= 2.0
+
+
+@pytest.mark.slow
+def test_benchmark_memory_flat_for_spide_and_linear_for_bptt():
+    from tenfold.benchmarks import spide as bench
+
+    out = bench.run(quick=True)
+    rows = {r["T"]: r for r in out["rows"]}
+    assert rows[10]["spide_bytes"] == rows[100]["spide_bytes"]
+    assert rows[100]["bptt_bytes"] > 5 * rows[10]["bptt_bytes"]
+    assert all(t["holds"] for t in out["targets"])

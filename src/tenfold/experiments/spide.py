@@ -10,7 +10,6 @@ accuracy >= 0.95 for both, and within 2 points of the exact float gradient on th
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
@@ -19,12 +18,12 @@ from pydantic import Field
 
 from tenfold.config import Config
 from tenfold.engine import RunContext, evaluate, fit
+from tenfold.errors import ConfigError
 from tenfold.experiments.registry import register
 from tenfold.reporting import Claim, Result, markdown_table
 from tenfold.reporting.figures import new_figure
-from tenfold.snn.spide import SpideNetwork
 from tenfold.snn.spide_models import SpideClassifier, alexnet_f, cifarnet_f, feature_count, lenet5, mlp_f
-from tenfold.snn.spide_reference import constant_input_rates, exact_adjoint
+from tenfold.snn.spide_reference import constant_input_rates
 
 
 class SpideCommon(Config):
@@ -51,6 +50,8 @@ class SpideDigitsConfig(SpideCommon):
 def _train(name: str, model: SpideClassifier, train, val, cfg: SpideCommon, ctx: RunContext,
            events: bool = False) -> dict:
     """SGD with momentum on SPIDE gradients; feedback norm capped after every step."""
+    if ctx.world_size > 1:  # SPIDE sets .grad outside autograd, so DDP's gradient hooks would never fire
+        raise ConfigError(f"devices={ctx.world_size} is not supported by SPIDE experiments: expected 1 process")
     snn = model.snn
     model = ctx.setup(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -79,7 +80,9 @@ def _train(name: str, model: SpideClassifier, train, val, cfg: SpideCommon, ctx:
     fwd = (lambda m, x: m(x, events=True)) if events else None
     history = fit(model=model, step=step, dataset=train, epochs=cfg.epochs, batch_size=cfg.batch_size, ctx=ctx,
                   optimizer=optimizer, scheduler=scheduler, stage=name,
-                  on_epoch_end=lambda s: {"val_acc": evaluate(model, val, ctx, forward=fwd)}).history
+                  on_epoch_end=lambda s: {"val_acc": evaluate(model, val, ctx, forward=fwd)},
+                  extra_state=lambda: {"dropout_rng": gen.get_state()},
+                  load_extra_state=lambda extra: gen.set_state(extra["dropout_rng"])).history
     return {"model": model, "history": history, "max_feedback_norm": max(norms) if norms else float("nan"),
             "forward": fwd}
 
