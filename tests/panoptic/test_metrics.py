@@ -173,3 +173,21 @@ def test_bad_predictions_are_named(tmp_path):
     with pytest.raises(DataError, match="300 instances of class 3"):
         gt_to_prediction(many, spec)
     assert GROUND == 2 and PERSON == 4
+
+
+def test_torch_tensors_give_the_numpy_numbers(tmp_path):
+    import torch
+
+    spec, _, _, _ = specs(tmp_path)
+    rng = np.random.default_rng(4)
+    for scene in generate_scenes(3, seed=9, height=48, width=64):
+        pred = split_instances(swap_parts(gt_to_prediction(scene.uids, spec), spec, 0.5, rng), spec, 0.5, rng)
+        flat = gt_part_flat(scene.uids, spec)
+        a = image_stats(scene.uids, pred, spec, pred_flat=flat)
+        b = image_stats(torch.as_tensor(scene.uids), torch.as_tensor(pred.astype(np.uint8)), spec,
+                        pred_flat=torch.as_tensor(flat))
+        for x, y in ((a.pq, b.pq), (a.part_pq, b.part_pq)):
+            assert (x.tp == y.tp).all() and (x.fp == y.fp).all() and (x.fn == y.fn).all()
+            assert np.array_equal(x.score, y.score)
+        assert np.array_equal(a.part_confusion, b.part_confusion)
+        assert a.part_confusion.sum() > 0

@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from tenfold.errors import ConfigError, DataError
 from tenfold.panoptic.format import MAX_UID, NO_PREDICTION, UNKNOWN_PART, EvalSpec, check_uids, decode_uids
@@ -97,11 +98,12 @@ def gt_labels(uids: np.ndarray, spec: EvalSpec, where: str = "ground truth") -> 
 def check_prediction(pred: np.ndarray, shape: tuple[int, int], where: str = "prediction") -> None:
     """Shape (H, W, 3) equal to the GT's and values in 0..255 (the PNG format's range)."""
     if pred.ndim != 3 or pred.shape[2] != 3:
-        raise DataError(f"{where}: shape {pred.shape} is invalid: expected (H, W, 3) = (sid, iid, pid)")
+        raise DataError(f"{where}: shape {tuple(pred.shape)} is invalid: expected (H, W, 3) = (sid, iid, pid)")
     if tuple(pred.shape[:2]) != tuple(shape):
         raise DataError(f"{where}: size {pred.shape[0]}x{pred.shape[1]} does not match the ground truth's "
                         f"{shape[0]}x{shape[1]}")
-    if pred.dtype != np.uint8 and pred.size and (pred.min() < 0 or pred.max() > 255):
+    if pred.dtype not in (np.uint8, torch.uint8) and pred.shape[0] * pred.shape[1] and \
+            (int(pred.min()) < 0 or int(pred.max()) > 255):
         raise DataError(f"{where}: value {int(pred.max() if pred.max() > 255 else pred.min())} is invalid: "
                         "expected 0..255 (at most 255 instances per class)")
 
@@ -119,7 +121,8 @@ def image_stats(gt_uids: np.ndarray, pred: np.ndarray, spec: EvalSpec, *, includ
                 pred_flat: np.ndarray | None = None, where: str = "image") -> PartStats:
     """PQ and PartPQ counts and the flat-part confusion of one image.
 
-    ``gt_uids``: (H, W) int uids; ``pred``: (H, W, 3) ints (sid, iid, pid); ``pred_flat``: optional
+    ``gt_uids``: (H, W) int uids; ``pred``: (H, W, 3) ints (sid, iid, pid), numpy arrays or torch tensors
+    (tensors are processed on their own device); ``pred_flat``: optional
     (H, W) flat part-semantic prediction (0 = background) for part mIoU; by default it is derived from
     ``pred`` (sid with parts and a valid pid -> flat id, else background).
 
@@ -127,20 +130,24 @@ def image_stats(gt_uids: np.ndarray, pred: np.ndarray, spec: EvalSpec, *, includ
     (sid, iid) values give per-value lookup tables, and one ``bincount`` over (GT value class, predicted
     (sid, iid), predicted pid) gives the joint histogram; decoding happens on the distinct values only.
     """
-    gt = np.asarray(gt_uids)
-    pred = np.asarray(pred)
+    on_torch = isinstance(gt_uids, torch.Tensor) or isinstance(pred, torch.Tensor)
+    if on_torch:  # stay on the tensors' device: only small per-value tables go to the host
+        device = (gt_uids if isinstance(gt_uids, torch.Tensor) else pred).device
+        gt, pred = (torch.as_tensor(x, device=device) for x in (gt_uids, pred))
+    else:
+        gt, pred = np.asarray(gt_uids), np.asarray(pred)
     if gt.ndim != 2:
-        raise DataError(f"{where}: ground truth of shape {gt.shape} is invalid: expected (H, W) uids")
-    check_prediction(pred, gt.shape, where)
+        raise DataError(f"{where}: ground truth of shape {tuple(gt.shape)} is invalid: expected (H, W) uids")
+    check_prediction(pred, tuple(gt.shape), where)
     evaluated, is_thing, with_parts = (_lut(256, spec.eval_sids), _lut(256, spec.things),
                                        _lut(256, spec.parts_sids))
 
     # --- GT: distinct uid values -> classes "gj" of (segment key, part id)
-    g32 = gt.reshape(-1)
-    g32 = g32 if g32.dtype == np.int32 else g32.astype(np.int32)
-    if g32.size and (int(g32.min()) < 0 or int(g32.max()) > MAX_UID):
-        check_uids(g32, where)
-    uvals = np.flatnonzero(np.bincount(g32))
+    g32 = gt.reshape(-1).long() if on_torch else gt.reshape(-1).astype(np.int32, copy=False)
+    if g32.numel() if on_torch else g32.size:
+        if int(g32.min()) < 0 or int(g32.max()) > MAX_UID:
+            check_uids(g32, where)
+    uvals = _distinct(g32)
     sid, iid, gpid = (x.astype(np.int64) for x in gt_labels(uvals, spec, where))
     gvalid = evaluated[sid]
     crowd = gvalid & is_thing[sid] & (iid < 0)
@@ -157,8 +164,12 @@ def image_stats(gt_uids: np.ndarray, pred: np.ndarray, spec: EvalSpec, *, includ
 
     # --- predictions: distinct (sid, iid) values "combos"
     p = pred.reshape(-1, 3)
-    seg_px = p[:, 0].astype(np.int32) * 256 + p[:, 1]
-    svals = np.flatnonzero(np.bincount(seg_px))
+    if on_torch:
+        p = p.long()
+        seg_px = p[:, 0] * 256 + p[:, 1]
+    else:
+        seg_px = p[:, 0].astype(np.int32) * 256 + p[:, 1]
+    svals = _distinct(seg_px)
     c_sid, c_iid = svals // 256, svals % 256
     allowed = _lut(256, [*spec.eval_sids, NO_PREDICTION, spec.ignore_label])
     if not allowed[c_sid].all():
@@ -170,14 +181,9 @@ def image_stats(gt_uids: np.ndarray, pred: np.ndarray, spec: EvalSpec, *, includ
     nc = svals.size
 
     # --- the joint histogram over (GT class gj, predicted combo, predicted pid)
-    size = gj_keys.size * nc * 256
-    joint = (lut[g32] * nc + code[seg_px]) * 256 + p[:, 2]
-    if size <= 50_000_000:
-        counts = np.bincount(joint, minlength=size)
-        nz = np.flatnonzero(counts)
-        counts = counts[nz]
-    else:  # very many segments: sort instead of a dense table
-        nz, counts = np.unique(joint, return_counts=True)
+    gj_px = _gather(lut, g32)
+    joint = (gj_px * nc + _gather(code, seg_px)) * 256 + p[:, 2]
+    nz, counts = _histogram(joint, gj_keys.size * nc * 256)
     gj, rest = np.divmod(nz, nc * 256)
     combo, praw = np.divmod(rest, 256)
     c_valid = evaluated[c_sid]
@@ -192,8 +198,38 @@ def image_stats(gt_uids: np.ndarray, pred: np.ndarray, spec: EvalSpec, *, includ
     stats = PartStats(images=1)
     _segment_counts(hist, gkeys, pkeys, avals, bvals, spec, stats, include_bg)
     stats.part_confusion = _flat_confusion(gj_keys, gj, c_sid[combo], ppid, counts, spec, with_parts,
-                                           None if pred_flat is None else (pred_flat, lut[g32], where))
+                                           None if pred_flat is None else (pred_flat, gj_px, where))
     return stats
+
+
+def _distinct(x) -> np.ndarray:
+    """Sorted distinct values of a non-negative integer array or tensor, in O(N + max) (no sort)."""
+    if isinstance(x, torch.Tensor):
+        return torch.nonzero(torch.bincount(x)).reshape(-1).cpu().numpy()
+    return np.flatnonzero(np.bincount(x))
+
+
+def _gather(table: np.ndarray, x):
+    """``table[x]`` on the array's or tensor's own device."""
+    if isinstance(x, torch.Tensor):
+        return torch.as_tensor(table, device=x.device)[x]
+    return table[x]
+
+
+def _histogram(keys, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(non-empty keys, counts) of integer keys in [0, size): a dense bincount, or a sort if size is huge."""
+    if isinstance(keys, torch.Tensor):
+        if size <= 50_000_000:
+            counts = torch.bincount(keys, minlength=size)
+            nz = torch.nonzero(counts).reshape(-1)
+            return nz.cpu().numpy(), counts[nz].cpu().numpy()
+        nz, counts = torch.unique(keys, return_counts=True)
+        return nz.cpu().numpy(), counts.cpu().numpy()
+    if size <= 50_000_000:
+        counts = np.bincount(keys, minlength=size)
+        nz = np.flatnonzero(counts)
+        return nz, counts[nz]
+    return np.unique(keys, return_counts=True)
 
 
 def _flat_confusion(gj_keys, gj, psid, ppid, counts, spec, with_parts, pred_flat):
@@ -214,12 +250,18 @@ def _flat_confusion(gj_keys, gj, psid, ppid, counts, spec, with_parts, pred_flat
         np.add.at(conf, (gflat[gj][keep], pflat[keep]), counts[keep])
         return conf
     flat_map, gj_px, where = pred_flat
-    pf = np.asarray(flat_map).reshape(-1).astype(np.int64)
-    if pf.size != gj_px.size or pf.min() < 0 or pf.max() >= k:
-        raise DataError(f"{where}: part-semantic prediction must hold {gj_px.size} flat ids in 0..{k - 1}")
-    gf = gflat[gj_px]
+    if isinstance(gj_px, torch.Tensor):
+        pf = torch.as_tensor(flat_map, device=gj_px.device).reshape(-1).long()
+    else:
+        pf = np.asarray(flat_map).reshape(-1).astype(np.int64)
+    n = gj_px.numel() if isinstance(gj_px, torch.Tensor) else gj_px.size
+    if (pf.numel() if isinstance(pf, torch.Tensor) else pf.size) != n or int(pf.min()) < 0 or int(pf.max()) >= k:
+        raise DataError(f"{where}: part-semantic prediction must hold {n} flat ids in 0..{k - 1}")
+    gf = _gather(gflat, gj_px)
     keep = gf >= 0
-    return np.bincount(gf[keep] * k + pf[keep], minlength=k * k).reshape(k, k)
+    nz, counts = _histogram(gf[keep] * k + pf[keep], k * k)
+    conf[np.divmod(nz, k)] = counts
+    return conf
 
 
 def _segment_counts(hist, gkeys, pkeys, avals, bvals, spec, stats, include_bg):
