@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from tenfold.panoptic.matching import match, point_sample, uncertain_points
+from tenfold.panoptic.matching import assign, matching_cost, pixel_points, point_sample, uncertain_points
 from tenfold.panoptic.targets import Targets
 
 
@@ -53,49 +53,57 @@ class PartWholeCriterion:
 
     def _mask_terms(self, logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor,
                     generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed BCE and Dice of N predicted masks (N, h, w) against targets and valid maps (N, H, W),
+        on importance-sampled pixel centres: one batched call for the whole batch."""
+        if len(targets) == 0:
+            zero = logits.sum() * 0
+            return zero, zero
         size = tuple(targets.shape[-2:])
         points = uncertain_points(logits, self.num_points, size, self.oversample, self.importance, generator)
         pred = point_sample(logits, points)
         tgt = point_sample(targets, points)
-        ok = point_sample(valid.float().unsqueeze(0).expand(len(targets), -1, -1), points)
+        ok = point_sample(valid.float(), points)
         return masked_bce(pred, tgt, ok).sum(), masked_dice(pred, tgt, ok).sum()
 
-    def layer_loss(self, layer: dict[str, torch.Tensor], targets: list[Targets],
+    def layer_loss(self, layer: dict[str, torch.Tensor], targets: list[Targets], match_points: torch.Tensor,
+                   gt_points: list[torch.Tensor], part_targets: tuple | None,
                    generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Loss terms of one layer. Shared by every layer of one call: ``match_points`` (1, P, 2), the
+        targets sampled there (``gt_points``) and ``part_targets`` = (presence (B, P), masks and valid
+        maps of the present parts)."""
         class_logits, mask_logits = layer["class_logits"], layer["mask_logits"]
         device = class_logits.device
         b, q, _ = class_logits.shape
         empty_weight = torch.ones(self.num_classes + 1, device=device)
         empty_weight[-1] = self.w.no_object
         target_classes = torch.full((b, q), self.num_classes, dtype=torch.long, device=device)
-        bce = dice = torch.zeros((), device=device)
-        n_masks = 0
+        with torch.no_grad():
+            pred_points = point_sample(mask_logits.detach().flatten(0, 1), match_points).view(b, q, -1)
+        preds, tgts, valids = [], [], []
         for i, t in enumerate(targets):
-            rows, cols = match(class_logits[i].detach(), mask_logits[i].detach(), t.classes, t.masks,
-                               num_points=self.num_points, w_class=self.w.w_class, w_bce=self.w.w_bce,
-                               w_dice=self.w.w_dice, generator=generator)
-            if len(rows):
-                target_classes[i, rows.to(device)] = t.classes[cols].to(device)
-                b_i, d_i = self._mask_terms(mask_logits[i, rows.to(device)], t.masks[cols], t.valid, generator)
-                bce, dice = bce + b_i, dice + d_i
-                n_masks += len(rows)
+            if len(t.classes) == 0:
+                continue
+            cost = matching_cost(class_logits[i].detach(), pred_points[i], t.classes, gt_points[i],
+                                 self.w.w_class, self.w.w_bce, self.w.w_dice)
+            rows, cols = assign(cost)
+            target_classes[i, rows.to(device)] = t.classes[cols].to(device)
+            preds.append(mask_logits[i, rows.to(device)])
+            tgts.append(t.masks[cols])
+            valids.append(t.valid.expand(len(cols), -1, -1))
+        n_masks = max(sum(len(p) for p in preds), 1)
+        if preds:
+            bce, dice = self._mask_terms(torch.cat(preds), torch.cat(tgts), torch.cat(valids), generator)
+        else:
+            bce = dice = mask_logits.sum() * 0
         cls = F.cross_entropy(class_logits.transpose(1, 2), target_classes, weight=empty_weight)
-        n_masks = max(n_masks, 1)
         out = {"class": self.w.w_class * cls, "bce": self.w.w_bce * bce / n_masks,
                "dice": self.w.w_dice * dice / n_masks}
-        if "part_logits" in layer and layer["part_logits"].shape[1] > 0:
-            presence_t = torch.stack([(t.part_masks * t.part_valid).flatten(1).amax(1) for t in targets]).to(device)
+        if part_targets is not None and layer["part_logits"].shape[1] > 0:
+            presence_t, parts, part_valid = part_targets
             presence = F.binary_cross_entropy_with_logits(layer["part_logits"], presence_t)
-            pbce = pdice = torch.zeros((), device=device)
-            n_parts = 0
-            for i, t in enumerate(targets):
-                present = presence_t[i] > 0
-                if present.any():
-                    b_i, d_i = self._mask_terms(layer["part_masks"][i, present], t.part_masks[present.cpu()],
-                                                t.part_valid, generator)
-                    pbce, pdice = pbce + b_i, pdice + d_i
-                    n_parts += int(present.sum())
-            n_parts = max(n_parts, 1)
+            present = presence_t > 0
+            pbce, pdice = self._mask_terms(layer["part_masks"][present], parts, part_valid, generator)
+            n_parts = max(int(present.sum()), 1)
             out.update({"presence": self.w.w_presence * presence, "part_bce": self.w.w_bce * pbce / n_parts,
                         "part_dice": self.w.w_dice * pdice / n_parts})
         return out
@@ -104,8 +112,20 @@ class PartWholeCriterion:
                  generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Sum of :meth:`layer_loss` over every supervised layer (deep supervision)."""
         total: dict[str, torch.Tensor] = {}
+        size = tuple(targets[0].masks.shape[-2:])
+        device = outputs["layers"][0]["mask_logits"].device
+        match_points = pixel_points(1, self.num_points, size, generator, device)
+        gt_points = [point_sample(t.masks, match_points) if len(t.classes) else t.masks.new_zeros(0, self.num_points)
+                     for t in targets]
+        part_targets = None
+        if targets[0].part_masks.shape[0] > 0:
+            stacked = torch.stack([t.part_masks for t in targets]).to(device)
+            valid = torch.stack([t.part_valid for t in targets]).to(device)[:, None].expand_as(stacked)
+            presence_t = (stacked * valid).flatten(2).amax(2)
+            present = presence_t > 0
+            part_targets = (presence_t, stacked[present], valid[present])
         for layer in outputs["layers"]:
-            for k, v in self.layer_loss(layer, targets, generator).items():
+            for k, v in self.layer_loss(layer, targets, match_points, gt_points, part_targets, generator).items():
                 total[k] = total.get(k, 0.0) + v
         total["loss"] = sum(total.values())
         return total
