@@ -297,5 +297,9 @@ def test_feedback_that_does_not_fit_first_layer_is_rejected():
     net = SpideNetwork(nn.Linear(4, 6), [nn.Linear(6, 5)], nn.Linear(5, 7))
     with pytest.raises(ConfigError, match="feedback output shape"):
         net.simulate(torch.rand(2, 4))
+    wrong_input = SpideNetwork(nn.Linear(4, 6), [nn.Linear(6, 5)], nn.Linear(7, 6))
+    with pytest.raises(ConfigError, match="^feedback does not accept") as err:
+        wrong_input.simulate(torch.rand(2, 4))
+    assert "\n" not in str(err.value)
     assert math.isfinite(float(SpideNetwork(nn.Linear(4, 6), [nn.Linear(6, 5)], nn.Linear(5, 6))
                                .simulate(torch.rand(2, 4)).rates[0].sum()))

@@ -177,7 +177,7 @@ class SpideNetwork(nn.Module):
             if t == 0:
                 sums = [torch.zeros_like(s) for s in spikes]
                 if self.feedback is not None:
-                    self._check_feedback(apply(len(conns) - 1, spikes[-1]), spikes[0])
+                    self._check_feedback(lambda: apply(len(conns) - 1, spikes[-1]), spikes[0], spikes[-1])
             for acc, s in zip(sums, spikes):
                 (acc.mul_(lam) if lam != 1.0 else acc).add_(s)
         norm = leak_weights_sum(lam, steps)
@@ -188,10 +188,17 @@ class SpideNetwork(nn.Module):
             in_shapes[-1] = tuple(rates[-1].shape)
         return SpideState(x=x_mean, rates=rates, masks=masks, drops=drops, in_shapes=in_shapes, time_steps=steps)
 
-    def _check_feedback(self, fb_out: torch.Tensor, first: torch.Tensor) -> None:
-        if fb_out.shape != first.shape:
-            raise ConfigError(f"feedback output shape {tuple(fb_out.shape[1:])} does not fit the first layer "
-                              f"{tuple(first.shape[1:])}: expected a feedback module mapping layer N to layer 1")
+    def _check_feedback(self, feedback, first: torch.Tensor, last: torch.Tensor) -> None:
+        """One-line ConfigError unless the feedback maps layer N's shape to layer 1's."""
+        expected = (f"expected a feedback module mapping layer N {tuple(last.shape[1:])} "
+                    f"to layer 1 {tuple(first.shape[1:])}")
+        try:
+            out = feedback()
+        except RuntimeError as exc:
+            reason = str(exc).splitlines()[0]
+            raise ConfigError(f"feedback does not accept layer N's output: {reason}; {expected}") from None
+        if out.shape != first.shape:
+            raise ConfigError(f"feedback output shape {tuple(out.shape[1:])} does not fit the first layer: {expected}")
 
     def attach(self, state: SpideState) -> torch.Tensor:
         """The last layer's rates as a tensor whose backward runs SPIDE's implicit backward on ``state``
@@ -223,7 +230,8 @@ class SpideNetwork(nn.Module):
         return ops
 
     @torch.no_grad()
-    def spike_adjoint(self, state: SpideState, g: torch.Tensor, time_steps_back: int | None = None) -> list[torch.Tensor]:
+    def spike_adjoint(self, state: SpideState, g: torch.Tensor,
+                      time_steps_back: int | None = None) -> list[torch.Tensor]:
         """beta per layer from ternary neuron couples driven by the constant input ``g`` for T_b steps
         (spec 2.2). The backward network mirrors the forward one: layer N gets ``g`` (plus the
         transposed feedback of layer 1's previous spikes), layer l gets ``W_l^T(m_{l+1} s_{l+1})/V``."""

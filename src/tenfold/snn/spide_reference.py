@@ -87,7 +87,8 @@ def masked_clamp_rates(net: SpideNetwork, state: SpideState) -> torch.Tensor:
 
 
 @torch.no_grad()
-def clamp_equilibrium(net: SpideNetwork, x: torch.Tensor, max_iter: int = 1000, tol: float = 1e-7) -> list[torch.Tensor]:
+def clamp_equilibrium(net: SpideNetwork, x: torch.Tensor, max_iter: int = 1000,
+                      tol: float = 1e-7) -> list[torch.Tensor]:
     """The float equilibrium rates (no dropout): sweeps layer by layer until the change is below ``tol``.
 
     Feedforward networks need one sweep. Raises ConvergenceError if a feedback network does not settle."""
