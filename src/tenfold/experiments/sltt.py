@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from tenfold.config import Config
 from tenfold.data import digits
@@ -31,6 +31,8 @@ from tenfold.snn.train import SNNTrainer, grad_cosines, parameter_grads, parse_r
 
 
 class SLTTCommon(Config):
+    model_config = ConfigDict(**Config.model_config, validate_default=True)  # cross-field checks on defaults too
+
     rules: list[str] = Field(["bptt", "sltt", "sltt-1", "sltt-2"], min_length=1,
                              description="training rules: bptt, sltt, sltt-K")
     T: int = Field(6, ge=1, description="time steps")
@@ -61,15 +63,20 @@ class SLTTCommon(Config):
             parse_rule(name)  # raises ConfigError with the rule's name
         return v
 
-    def checked(self) -> "SLTTCommon":
-        """Cross-field checks: every K of an ``sltt-K`` rule lies in 1..T."""
-        for name in self.rules:
+    @field_validator("T")
+    @classmethod
+    def _k_within_t(cls, v: int, info: ValidationInfo) -> int:
+        for name in info.data.get("rules", []):
             _, k = parse_rule(name)
-            if k is not None and not 1 <= k <= self.T:
-                from tenfold.errors import ConfigError
+            if k is not None and not 1 <= k <= v:
+                raise ValueError(f"rule {name!r} needs K={k} in 1..T={v}")
+        return v
 
-                raise ConfigError(f"rules: {name!r} has K={k}, expected K in 1..T={self.T}")
-        return self
+    def checked(self) -> "SLTTCommon":
+        """Validate again (a config mutated after construction); raises ConfigError naming the field."""
+        from tenfold.config import build
+
+        return build(type(self), self.model_dump())
 
     def neuron(self) -> dict:
         return {"tau": self.tau, "v_th": self.v_th, "surrogate": self.surrogate}

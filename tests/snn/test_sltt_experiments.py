@@ -1,0 +1,80 @@
+"""User path of the SLTT experiments and benchmark: CLI runs, claims, one-line errors (exit code 2)."""
+
+import json
+
+import pytest
+
+from tenfold.cli import cli_main
+from tenfold.config import resolve
+from tenfold.experiments.registry import get
+
+
+def _run(args, capsys):
+    code = cli_main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.slow
+def test_cli_sltt_digits_quick_claims_hold(tmp_path, capsys):
+    code, out, err = _run(["run", "sltt-digits", "--out", str(tmp_path)], capsys)
+    assert code == 0, err
+    (folder,) = (tmp_path / "sltt-digits").iterdir()
+    data = json.loads((folder / "results.json").read_text())
+    names = [c["name"] for c in data["claims"]]
+    assert [n for n in names if "accuracy" in n] == [f"{r} test accuracy" for r in ("bptt", "sltt", "sltt-1", "sltt-2")]
+    assert all(c["holds"] for c in data["claims"]), data["claims"]
+    assert data["metrics"]["saved_mb_sltt"] == data["metrics"]["saved_mb_sltt_2"] < data["metrics"]["saved_mb_bptt"]
+    assert (folder / "training.png").is_file() and (folder / "metrics.csv").is_file()
+
+
+@pytest.mark.slow
+def test_sltt_events_quick_claims_hold(run_ctx):
+    exp = get("sltt-events")
+    result = exp.run(resolve(exp.config, "sltt-events"), run_ctx)
+    assert all(c.holds for c in result.claims), [c.to_dict() for c in result.claims]
+    assert result.metrics["saved_ratio_sltt_over_bptt"] < 0.5
+
+
+def test_cifar_preset_is_not_quick_and_reports_missing_data(tmp_path, capsys):
+    assert not get("sltt-cifar").quick and get("sltt-digits").quick and get("sltt-events").quick
+    cfg = resolve(get("sltt-cifar").config, "sltt-cifar", "paper")
+    assert cfg.tau == 1.1 and cfg.T == 6 and cfg.epochs == 200 and cfg.optimizer == "sgd"
+    code, _, err = _run(["run", "sltt-cifar", "--preset", "paper", "--out", str(tmp_path),
+                         "--set", f"root={tmp_path / 'none'}"], capsys)
+    assert code == 2 and "CIFAR-10 not found" in err and len(err.strip().splitlines()) == 1
+
+
+BAD = [
+    ("T=0", "field 'T'=0"),
+    ("rules=[sltt-9]", "rule 'sltt-9' needs K=9 in 1..T=6"),
+    ("rules=[sltt-0]", "rule 'sltt-0' needs K=0"),
+    ("rules=[online]", "rule='online' is invalid"),
+    ("tau=0.5", "field 'tau'=0.5"),
+    ("v_th=0", "field 'v_th'=0"),
+    ("surrogate=relu", "field 'surrogate'='relu'"),
+    ("mse_target=zeros", "field 'mse_target'='zeros'"),
+]
+
+
+@pytest.mark.parametrize("override, message", BAD)
+def test_bad_config_is_one_line_exit_2_before_work(override, message, tmp_path, capsys):
+    code, _, err = _run(["run", "sltt-digits", "--out", str(tmp_path), "--set", override], capsys)
+    lines = [line for line in err.strip().splitlines() if line]
+    assert code == 2 and len(lines) == 1 and message in lines[0], err
+    assert not (tmp_path / "sltt-digits").exists() or not any((tmp_path / "sltt-digits").iterdir())
+
+
+@pytest.mark.slow
+def test_benchmark_quick_writes_all_columns():
+    from tenfold.benchmarks import sltt
+
+    data = sltt.run(quick=True)
+    assert data["T"] == [2, 4, 8]
+    for key in ("bptt", "sltt", "sltt_k2"):
+        assert len(data["saved_bytes"][key]) == 3 and len(data["ms_per_iter"][key]) == 3
+    assert data["saved_bytes"]["sltt"][0] == data["saved_bytes"]["sltt"][-1] < data["saved_bytes"]["bptt"][-1]
+    b = data["saved_bytes"]["bptt"]  # linear in T: equal growth per added step
+    assert b[2] - b[1] == pytest.approx(2 * (b[1] - b[0]), rel=0.02) and b[1] > b[0]
+    assert min(data["grad_cosine_vs_bptt"]["sltt"]) >= 0.999
+    assert {t["name"] for t in data["targets"]} and all(isinstance(t["holds"], bool) for t in data["targets"])
