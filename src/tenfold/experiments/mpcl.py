@@ -151,7 +151,7 @@ class TrainConfig(Config):
     epochs: int = Field(15, ge=1)
     batch_size: int = Field(128, ge=4)
     lr: float = Field(0.1, gt=0, description="SGD lr for SimCLR-type methods")
-    siam_lr: float = Field(0.05, gt=0, description="SGD lr for SimSiam-type methods")
+    siam_lr: float = Field(0.2, gt=0, description="SGD lr for SimSiam-type methods")
     weight_decay: float = Field(1e-4, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     tau: float = Field(0.5, gt=0, description="InfoNCE temperature")
