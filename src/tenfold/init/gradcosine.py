@@ -1,0 +1,128 @@
+"""GradCosine (GC): the cosine similarity of sub-batch gradients at initialization (NIO, Sec. 3).
+
+Sample-wise: ``GC = 1/(n(n-1)) sum_{i != j} cos(g_i, g_j)`` with ``g_i = grad_theta l_i``. Batch form
+(Sec. 4, the code): the batch is cut into ``D`` contiguous sub-batches with overlap ``r``; with
+``L = B/D`` sub-batch ``i`` spans ``[floor((1-r) L i), floor((1+r) L (i+1)))`` (first from 0, last to
+B); ``G_i`` is the gradient of that sub-batch's mean loss, ``GC`` the mean off-diagonal cosine of the
+``G_i`` and the norm statistic ``mean_i ||G_i||``. One forward pass serves all sub-batches.
+
+Gradients are taken for the weights and biases of Conv, Linear and LayerNorm layers. BatchNorm runs on
+batch statistics without touching its running statistics, and dropout is off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tenfold.errors import ConfigError, require
+
+SUPPORTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.LayerNorm)
+
+
+def supported_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """``name -> parameter`` for the weights and biases of Conv, Linear and LayerNorm layers."""
+    found: dict[str, nn.Parameter] = {}
+    for mod_name, module in model.named_modules():
+        if isinstance(module, SUPPORTED):
+            for p_name, p in module.named_parameters(recurse=False):
+                if p.requires_grad:
+                    found[f"{mod_name}.{p_name}" if mod_name else p_name] = p
+    if not found:
+        raise ConfigError(f"model={type(model).__name__} is invalid: expected at least one Conv, Linear or LayerNorm "
+                          "layer with trainable parameters (GradCosine is defined on those)")
+    return found
+
+
+def sub_batch_bounds(batch: int, parts: int, overlap: float = 0.0) -> list[tuple[int, int]]:
+    """``[start, stop)`` of the ``parts`` sub-batches of a batch of ``batch`` samples with overlap ``r``."""
+    require(isinstance(parts, int) and parts >= 2, "D", parts, "an integer >= 2 sub-batches")
+    require(0.0 <= overlap < 1.0, "overlap", overlap, "a fraction in [0, 1)")
+    require(batch >= parts, "batch", batch, f"at least D={parts} samples (one per sub-batch)")
+    size = batch / parts
+    bounds = []
+    for i in range(parts):
+        start = 0 if i == 0 else math.floor((1 - overlap) * size * i)
+        stop = batch if i == parts - 1 else min(batch, math.floor((1 + overlap) * size * (i + 1)))
+        bounds.append((start, stop))
+    return bounds
+
+
+@contextlib.contextmanager
+def statistic_mode(model: nn.Module) -> Iterator[None]:
+    """Dropout off and BatchNorm on batch statistics with its running statistics untouched; every
+    module's mode and buffers are restored on exit."""
+    modes = {m: m.training for m in model.modules()}
+    saved = []
+    model.eval()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            saved.append((m, m.running_mean, m.running_var))
+            m.running_mean, m.running_var = None, None  # forces batch statistics, no updates
+    try:
+        yield
+    finally:
+        for m, mean, var in saved:
+            m.running_mean, m.running_var = mean, var
+        for m, mode in modes.items():
+            m.training = mode
+
+
+def per_sample_cross_entropy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(output, target, reduction="none")
+
+
+@dataclass
+class GradCosine:
+    """GC (mean off-diagonal cosine), ``norm`` (mean sub-batch gradient norm), and the cosine matrix."""
+
+    gc: torch.Tensor
+    norm: torch.Tensor
+    cosines: torch.Tensor
+
+
+def cosine_statistics(grads: torch.Tensor) -> GradCosine:
+    """GC and the mean norm of the rows of ``grads`` (D x P), differentiable."""
+    norms = grads.norm(dim=1)
+    unit = grads / norms.clamp_min(torch.finfo(grads.dtype).tiny).unsqueeze(1)
+    cos = unit @ unit.T
+    d = len(grads)
+    off = cos.sum() - cos.diagonal().sum()
+    return GradCosine(off / (d * (d - 1)), norms.mean(), cos)
+
+
+def sub_batch_gradients(per_sample_loss: torch.Tensor, params: list[torch.Tensor], bounds: list[tuple[int, int]],
+                        create_graph: bool = False) -> torch.Tensor:
+    """``G_i``: the flattened gradient of each sub-batch's mean loss w.r.t. ``params`` (D x P)."""
+    rows = []
+    for start, stop in bounds:
+        grads = torch.autograd.grad(per_sample_loss[start:stop].mean(), params, retain_graph=True,
+                                    create_graph=create_graph, allow_unused=True)
+        rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)]))
+    return torch.stack(rows)
+
+
+def gradcosine(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor],
+               loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = per_sample_cross_entropy,
+               D: int = 2, overlap: float = 0.0, sample_wise: bool = False) -> GradCosine:
+    """GC and the mean gradient norm of ``model`` on ``batch = (x, y)``.
+
+    ``loss_fn(output, y)`` must return one loss per sample. ``sample_wise`` uses every sample as its own
+    sub-batch (``D = B``, the definition); otherwise ``D`` sub-batches with overlap ``overlap``.
+    """
+    x, y = batch
+    bounds = sub_batch_bounds(len(x), len(x) if sample_wise else D, 0.0 if sample_wise else overlap)
+    params = list(supported_parameters(model).values())
+    with statistic_mode(model):
+        losses = loss_fn(model(x), y)
+        require(losses.dim() == 1 and len(losses) == len(x), "loss_fn", getattr(loss_fn, "__name__", loss_fn),
+                f"a function returning one loss per sample (shape ({len(x)},)), got shape {tuple(losses.shape)}")
+        grads = sub_batch_gradients(losses, params, bounds)
+    stats = cosine_statistics(grads.detach())
+    return stats
