@@ -81,13 +81,15 @@ def reproduce(
     resume: bool = typer.Option(False, help="skip experiments whose results already exist in --out"),
     seed: int = typer.Option(0, help="random seed"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
+    update_readme: Optional[Path] = typer.Option(None, "--update-readme",
+                                                 help="write the results table into this README's results markers"),
 ) -> None:
     """Run every registered experiment (or --only some) and write report.md and report.html."""
     from tenfold.reporting.reproduce import reproduce as do_reproduce
 
     names = [n.strip() for n in only.split(",") if n.strip()] if only else None
     report = do_reproduce(names, preset="quick" if quick else "paper", out=out_dir, resume=resume, seed=seed,
-                          device=device)
+                          device=device, readme=update_readme)
     out.print(f"report: {report}")
 
 

@@ -66,3 +66,21 @@ def test_claim_helpers_could_fail():
     assert Claim.at_least("x", 0.94, 0.95).holds is False
     assert Claim.at_most("x", float("nan"), 1.0).holds is False
     assert Claim.between("x", 0.5, 0.4, 0.6).holds and not Claim.between("x", 0.7, 0.4, 0.6).holds
+
+
+def test_readme_table_is_generated_between_markers(tmp_path, fake_experiments):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:start -->\nOLD-TABLE\n<!-- results:end -->\nrest\n")
+    reproduce(["fake-ok"], preset="quick", out=tmp_path / "rep", readme=readme)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("rest\n") and "OLD-TABLE" not in text
+    assert "| fake-ok |" in text and "score = 1 (>= 0.5): pass" in text and "**fail**" in text
+
+
+def test_readme_without_markers_is_refused(tmp_path, fake_experiments):
+    from tenfold.errors import ConfigError
+
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers\n")
+    with pytest.raises(ConfigError, match="markers"):
+        reproduce(["fake-ok"], preset="quick", out=tmp_path / "rep", readme=readme)

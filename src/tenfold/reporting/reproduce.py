@@ -13,7 +13,7 @@ from tenfold.engine.checkpoint import atomic_write_json
 from tenfold.errors import ConfigError
 from tenfold.experiments.registry import discover, get, quick_names
 from tenfold.experiments.runner import latest_run_dir, run_experiment, versions
-from tenfold.reporting.report import write_report
+from tenfold.reporting.report import readme_table, update_readme, write_report
 
 
 def select(names: list[str] | None, preset: str) -> list[str]:
@@ -29,13 +29,15 @@ def select(names: list[str] | None, preset: str) -> list[str]:
 
 
 def reproduce(names: list[str] | None = None, *, preset: str = "quick", out: str | Path = "reproduce",
-              resume: bool = False, seed: int = 0, device: str = "auto") -> Path:
+              resume: bool = False, seed: int = 0, device: str = "auto", readme: str | Path | None = None) -> Path:
     """Run the experiments and write ``report.md`` / ``report.html`` in ``out``; returns the report path.
 
     With ``resume``, experiments whose results already exist in ``out`` are not run again (an
     unfinished one continues from its checkpoints).
     """
     out = Path(out)
+    if readme is not None and not Path(readme).is_file():
+        raise ConfigError(f"--update-readme: {readme} does not exist")
     chosen = select(names, preset)
     if not chosen:
         raise ConfigError(f"no experiment has a '{preset}' preset")
@@ -63,4 +65,7 @@ def reproduce(names: list[str] | None = None, *, preset: str = "quick", out: str
                 atomic_write_json(out / "summary.json", entries)
                 overall.advance()
     total = time.perf_counter() - start
-    return write_report(entries, out, preset=preset, environment=versions(), total_wall=total)
+    report = write_report(entries, out, preset=preset, environment=versions(), total_wall=total)
+    if readme is not None:
+        update_readme(readme, readme_table(entries, str(out), total))
+    return report
