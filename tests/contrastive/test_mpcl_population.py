@@ -85,7 +85,7 @@ def test_alignment_propagation_converges_to_sqrt_degree_per_component():
         assert abs(abs(F.cosine_similarity(col, top, dim=0).item()) - 1) < 1e-9
 
 
-def _sbm_training(uniformity: bool, steps: int = 3000):
+def _sbm_training(uniformity: bool, steps: int = 1500):
     g = torch.Generator().manual_seed(0)
     a, labels = pop.stochastic_block_graph([20, 20, 20], 0.5, 0.05, g)
     u = torch.randn(60, 8, generator=g, dtype=torch.float64).requires_grad_()
