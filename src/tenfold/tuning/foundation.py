@@ -2,8 +2,9 @@
 
 - ``digits``: ViT img 8, patch 2 (16 tokens), D=64, depth 4, 4 heads, mlp_ratio 2, 1 channel,
   pre-trained on digits 0-4 (80 % of them; 20 % held out) with AdamW and a one-cycle schedule.
-- ``shapes``: the same trunk on 32 px RGB procedural shapes, patch 8 (16 tokens), pre-trained on
-  shape classes 0-99 (circles, squares, triangles, diamonds, crosses).
+- ``shapes``: the same trunk on 32 px RGB procedural shapes, patch 8 (16 tokens), pre-trained to tell
+  the 25 shape x texture combinations of shape classes 0-99 (circles, squares, triangles, diamonds,
+  crosses in any colour) apart.
 
 ``foundation_model(kind, cache_dir)`` returns the pre-trained model; the weights are cached as
 safetensors under ``cache_dir`` (default ``~/.cache/tenfold/tuning``) and rebuilt bit-for-bit from
@@ -49,9 +50,10 @@ class FoundationSpec:
 
 
 SPECS = {
-    "digits": FoundationSpec("digits", img_size=8, patch_size=2, in_chans=1, num_classes=5),
-    "shapes": FoundationSpec("shapes", img_size=32, patch_size=8, in_chans=3, num_classes=100, epochs=12,
-                             batch_size=64),
+    "digits": FoundationSpec("digits", img_size=8, patch_size=2, in_chans=1, num_classes=5, epochs=15,
+                             batch_size=64, lr=3e-3),
+    "shapes": FoundationSpec("shapes", img_size=32, patch_size=8, in_chans=3, num_classes=25, epochs=10,
+                             batch_size=64, lr=3e-3),
 }
 
 
@@ -82,8 +84,8 @@ def pretraining_data(kind: str) -> tuple[tuple[torch.Tensor, torch.Tensor], tupl
         keep = y < 5
         x, y = x[keep], y[keep]
     else:
-        data = shapes(classes=list(range(100)), size=32, per_class=20, seed=1000)
-        x, y = data.x, data.y
+        data = shapes(classes=list(range(100)), size=32, per_class=16, seed=1000)
+        x, y = data.x, data.y // 4  # class c -> (shape, texture); colour c % 4 is ignored
     train_idx, test_idx = stratified_split(y, (0.8, 0.2), seed=0)
     train_idx, test_idx = torch.as_tensor(train_idx), torch.as_tensor(test_idx)
     return (x[train_idx], y[train_idx]), (x[test_idx], y[test_idx])

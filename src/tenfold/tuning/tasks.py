@@ -1,0 +1,75 @@
+"""The mini-VTAB tasks (spec sec. 7): few-shot transfer tasks for the small foundation models.
+
+- ``digits-5-9``: the unseen digits 5-9, ``shots`` training images per class (VTAB-1k-like), tested on the rest.
+- ``rotation``: 4-way rotation prediction (0/90/180/270 degrees) of digits 5-9 ("structured" task).
+- ``inverted``: digits 5-9 with inverted intensities (1 - x, a domain shift).
+- ``shapes``: 10 shape classes never seen in pre-training (rings, stars, hexagons, half-discs, ellipses
+  in two colours and textures), 32 px, on the shapes foundation model.
+Each seed draws its own training shots; the test set is everything else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tenfold.errors import require
+
+TASKS = ("digits-5-9", "rotation", "inverted", "shapes")
+SHAPE_CLASSES = [s * 20 + t * 4 + k for s in range(5, 10) for t, k in ((0, 0), (3, 2))]
+SHAPES_TEST_PER_CLASS = 40
+
+
+@dataclass
+class Task:
+    name: str
+    foundation: str          # which foundation model ("digits" or "shapes")
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+
+
+def _shots(y: torch.Tensor, shots: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of ``shots`` random examples per class, and of all the others."""
+    train = []
+    for c in torch.unique(y):
+        idx = torch.nonzero(y == c).flatten()
+        require(len(idx) > shots, "shots", shots, f"fewer than the {len(idx)} examples of class {int(c)}")
+        train.append(idx[torch.randperm(len(idx), generator=generator)[:shots]])
+    train = torch.cat(train)
+    mask = torch.ones(len(y), dtype=torch.bool)
+    mask[train] = False
+    return train, torch.nonzero(mask).flatten()
+
+
+def _digits_5_9() -> tuple[torch.Tensor, torch.Tensor]:
+    from tenfold.data.digits import load_digits_arrays
+
+    x, y = load_digits_arrays()
+    keep = y >= 5
+    return x[keep], y[keep] - 5
+
+
+def make_task(name: str, seed: int, shots: int = 20) -> Task:
+    """Task ``name`` with the training shots drawn from ``seed``."""
+    require(name in TASKS, "task", name, f"one of {', '.join(TASKS)}")
+    require(shots >= 1, "shots", shots, "at least 1 example per class")
+    g = torch.Generator().manual_seed(10_000 + seed)
+    if name == "shapes":
+        from tenfold.data import shapes
+
+        data = shapes(classes=SHAPE_CLASSES, size=32, per_class=shots + SHAPES_TEST_PER_CLASS, seed=2000 + seed)
+        tr, te = _shots(data.y, shots, g)
+        return Task(name, "shapes", data.x[tr], data.y[tr], data.x[te], data.y[te], len(SHAPE_CLASSES))
+    x, y = _digits_5_9()
+    if name == "rotation":
+        k = torch.randint(4, (len(y),), generator=g)
+        x = torch.stack([torch.rot90(img, int(r), dims=(1, 2)) for img, r in zip(x, k)])
+        y = k
+    elif name == "inverted":
+        x = 1.0 - x
+    tr, te = _shots(y, shots, g)
+    return Task(name, "digits", x[tr], y[tr], x[te], y[te], int(y.max()) + 1)
