@@ -40,7 +40,7 @@ class PartFormerScenesConfig(Config):
     train_scenes: int = Field(384, ge=8)
     val_scenes: int = Field(48, ge=4)
     size: int = Field(64, ge=32, le=512, description="scene height and width in pixels")
-    steps: int = Field(500, ge=1, description="training iterations per variant")
+    steps: int = Field(120, ge=1, description="training iterations per variant")
     batch_size: int = Field(8, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.05, ge=0)
@@ -49,6 +49,9 @@ class PartFormerScenesConfig(Config):
     num_queries: int = Field(16, ge=1)
     num_layers: int = Field(3, ge=1)
     hidden: int = Field(64, ge=8)
+    part_hidden: int = Field(64, ge=8)
+    heads: int = Field(4, ge=1)
+    ffn: int = Field(128, ge=1)
     backbone: str = "tiny"
     num_part_queries: int | None = Field(None, ge=0, description="must equal the spec's flat part classes; "
                                          "None derives it from the spec")
@@ -56,7 +59,8 @@ class PartFormerScenesConfig(Config):
     data_root: str | None = Field(None, description="panoptic_parts folder (images/, labels/) instead of scenes")
     eval_spec: str | None = Field(None, description="eval spec YAML for data_root")
     score_threshold: float = Field(0.5, gt=0, lt=1)
-    min_gain: float = Field(0.15, gt=0, description="claim: PartPQ gain over the untrained model")
+    min_gain: float = Field(0.25, gt=0, description="claim: PartPQ gain over the untrained model (calibrated: "
+                            "0.39 after 60 steps, 0.48 after 200 on seed 0)")
 
     @field_validator("variants")
     @classmethod
@@ -78,7 +82,8 @@ def _model(cfg: PartFormerScenesConfig, spec: EvalSpec, **switches) -> PartWhole
     return PartWholeFormer(PartFormerConfig(
         num_classes=len(spec.eval_sids), num_parts=spec.num_flat,
         parts_classes=tuple(index[s] for s in spec.parts_sids), backbone=cfg.backbone, hidden=cfg.hidden,
-        num_queries=cfg.num_queries, num_layers=cfg.num_layers, **switches))
+        part_hidden=cfg.part_hidden, heads=cfg.heads, ffn=cfg.ffn, num_queries=cfg.num_queries,
+        num_layers=cfg.num_layers, **switches))
 
 
 def _train(model, data, cfg, ctx: RunContext, name: str) -> list[float]:
