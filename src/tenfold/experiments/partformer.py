@@ -56,7 +56,8 @@ class PartFormerScenesConfig(Config):
     num_part_queries: int | None = Field(None, ge=0, description="must equal the spec's flat part classes; "
                                          "None derives it from the spec")
     variants: list[str] = Field(default_factory=lambda: list(VARIANTS))
-    data_root: str | None = Field(None, description="panoptic_parts folder (images/, labels/) instead of scenes")
+    data_root: str | None = Field(None, description="data folder instead of scenes: leftImg8bit/{train,val} + "
+                                  "gtFinePanopticParts/{train,val} (Cityscapes-Panoptic-Parts) or images/ + labels/")
     eval_spec: str | None = Field(None, description="eval spec YAML for data_root")
     score_threshold: float = Field(0.5, gt=0, lt=1)
     min_gain: float = Field(0.25, gt=0, description="claim: PartPQ gain over the untrained model (calibrated: "
@@ -165,9 +166,12 @@ def run(cfg: PartFormerScenesConfig, ctx: RunContext) -> Result:
     if cfg.data_root is not None:
         spec = EvalSpec.load(cfg.eval_spec)
         root = Path(cfg.data_root)
-        train = PanopticPartsDataset.from_folder(root / "images" / "train", root / "labels" / "train", spec)
-        val = PanopticPartsDataset.from_folder(root / "images" / "val", root / "labels" / "val", spec)
-        val_labels = root / "labels" / "val"
+        # Cityscapes-Panoptic-Parts layout, else the generic images/ + labels/ layout
+        cpp = (root / "leftImg8bit").is_dir()
+        images, labels = ("leftImg8bit", "gtFinePanopticParts") if cpp else ("images", "labels")
+        train = PanopticPartsDataset.from_folder(root / images / "train", root / labels / "train", spec)
+        val = PanopticPartsDataset.from_folder(root / images / "val", root / labels / "val", spec)
+        val_labels = root / labels / "val"
     else:
         scenes = generate_scenes(cfg.train_scenes + cfg.val_scenes, seed=ctx.seed, height=cfg.size, width=cfg.size)
         train_paths = write_scenes(ctx.path("scenes/train"), scenes[:cfg.train_scenes], prefix="train")
