@@ -60,6 +60,13 @@ class _Adam:
         return out
 
 
+def _math_attention():
+    """Fused attention kernels lack double backward on CPU; the math kernel has it (ViT/Swin)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.MATH])
+
+
 def _batches(data) -> Iterator:
     if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], torch.Tensor):
         while True:
@@ -104,7 +111,7 @@ def nio(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | Iterable, ga
     adam = {True: _Adam(betas, eps), False: _Adam(betas, eps)}
     history = NIOHistory()
     stream = _batches(data)
-    with statistic_mode(model):
+    with statistic_mode(model), _math_attention():
         for it in range(iterations):
             batch = next(stream)
             bounds = sub_batch_bounds(len(batch[0]), D, overlap)
@@ -120,8 +127,8 @@ def nio(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | Iterable, ga
                      for k, g in zip(leaves, grads)}
             steps = adam[constraint].step(grads, lr)
             alphas = {k: torch.clamp(alphas[k] - steps[k], min=alpha_min[k]) for k in alphas}
-            history.gc.append(float(stats.gc))
-            history.norm.append(float(stats.norm))
+            history.gc.append(float(stats.gc.detach()))
+            history.norm.append(float(stats.norm.detach()))
             history.constraint.append(constraint)
             history.alphas.append({k: float(a) for k, a in alphas.items()})
             if on_iteration is not None:
