@@ -174,6 +174,23 @@ def _method_config(method: str, t: TrainConfig) -> MethodConfig:
                         rewire_beta=t.rewire_beta)
 
 
+class PretrainNet(torch.nn.Module):
+    """Model and online probe behind one ``forward``, so that a DDP wrapper sees every parameter.
+
+    Under several processes each computes its loss on its own shard (negatives are not gathered
+    across processes) and the SimSiam-Multi bank holds only the rows that process saw."""
+
+    def __init__(self, cfg: MethodConfig, model: torch.nn.Module, probe: OnlineProbe,
+                 bank: MultiStageBank | None) -> None:
+        super().__init__()
+        self.cfg, self.model, self.probe, self.bank = cfg, model, probe, bank
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, index: torch.Tensor, y: torch.Tensor, epoch: int):
+        loss, h = method_loss(self.cfg, self.model, x1, x2, index, epoch, self.bank)
+        probe_loss, probe_acc = self.probe(h, y)
+        return loss, probe_loss, probe_acc
+
+
 def pretrain(method: str, encoder: torch.nn.Module, train: ArrayDataset, t: TrainConfig, ctx: RunContext,
              stage: str) -> tuple[torch.nn.Module, dict[str, float]]:
     """Pre-train ``encoder`` with ``method`` and an online linear probe; returns the model and last epoch's metrics.
@@ -183,24 +200,21 @@ def pretrain(method: str, encoder: torch.nn.Module, train: ArrayDataset, t: Trai
     model = build_model(method, encoder, t.proj_dim, t.siam_dim)
     probe = OnlineProbe(int(encoder.out_dim), train.num_classes)
     lr = t.siam_lr if method in SIAMESE else t.lr
-    net = torch.nn.ModuleDict({"model": model, "probe": probe})
+    bank = MultiStageBank(len(train), t.siam_dim, device=ctx.device) if method == "simsiam-multi" else None
+    if bank is not None:
+        bank.check_dataset(len(train))
+    net = PretrainNet(mcfg, model, probe, bank)
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=t.momentum, weight_decay=t.weight_decay)
     net, opt = ctx.setup(net, opt)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t.epochs)
     aug = AugmentConfig(crop_scale=(t.crop_low, 1.0), flip=t.flip, strength=t.jitter, p_gray=t.p_gray,
                         noise=t.noise)
-    bank = MultiStageBank(len(train), t.siam_dim, device=ctx.device) if method == "simsiam-multi" else None
-    if bank is not None:
-        bank.check_dataset(len(train))
-    inner = getattr(net, "module", net)
     images, labels = train.x.to(ctx.device), train.y.to(ctx.device)
 
     def step(index, state):
         x, y = images[index], labels[index]
         gen = ctx.generator("views", stage, state.step)
-        loss, h = method_loss(mcfg, inner["model"], augment(x, aug, gen), augment(x, aug, gen), index,
-                              state.epoch, bank)
-        probe_loss, probe_acc = inner["probe"](h, y)
+        loss, probe_loss, probe_acc = net(augment(x, aug, gen), augment(x, aug, gen), index, y, state.epoch)
         opt.zero_grad(set_to_none=True)
         ctx.backward(loss + probe_loss)
         opt.step()
