@@ -19,9 +19,9 @@ from pydantic import Field
 from torch import nn
 
 from tenfold.config import Config
-from tenfold.data.base import stratified_split
 from tenfold.data.digits import load_digits_arrays
 from tenfold.engine import RunContext
+from tenfold.errors import DataError
 from tenfold.experiments.registry import register
 from tenfold.implicit import NonConvergenceWarning
 from tenfold.reporting import Claim, Result, markdown_table
@@ -48,7 +48,7 @@ class LionConfig(Config):
     eval_f_max_iter: int = Field(50, ge=1)
     f_tol: float = Field(1e-4, gt=0, description="relative residual at which the forward solver stops")
     backward: Literal["ift", "phantom"] = Field(
-        "phantom", description="quick: JFB (1 phantom step, ~1.6x faster per step); paper preset: implicit differentiation")
+        "phantom", description="quick: JFB (1 phantom step, ~1.6x faster per step); paper: implicit differentiation")
     pruning: Literal["soft", "imp"] = Field("soft", description="soft lottery pruning, or iterative magnitude "
                                             "pruning (IMP) with rewinding (epochs per round; costly)")
     imp_rate: float = Field(0.2, gt=0, lt=1, description="IMP: fraction of the surviving weights pruned per round")
@@ -71,8 +71,6 @@ def few_shot_task(shots: int, split_seed: int):
         idx = torch.nonzero(y == c).flatten()
         idx = idx[torch.randperm(len(idx), generator=g)]
         if len(idx) <= shots:
-            from tenfold.errors import DataError
-
             raise DataError(f"shots={shots} leaves no test images of digit {c + 5} ({len(idx)} images)")
         train_idx.append(idx[:shots])
         test_idx.append(idx[shots:])
@@ -250,7 +248,8 @@ def summarize(rows: list[dict], cfg: LionConfig, ctx: RunContext, foundation: di
     metrics = {"vpt_acc": vpt_acc, "vpt_params": vpt_params, "lion_best_rho": best["rho"], "lion_acc": best["acc"],
                "lion_params": best["params"], "param_ratio": best["ratio_to_vpt"],
                "acc_gain_over_vpt": best["acc"] - vpt_acc,
-               "rhos_within_budget_beating_vpt": sum(e["acc"] >= vpt_acc for e in within), "lion_train_nonconverged": train_nc,
+               "rhos_within_budget_beating_vpt": sum(e["acc"] >= vpt_acc for e in within),
+               "lion_train_nonconverged": train_nc,
                "lion_eval_nonconverged": eval_nc, "lion_max_eval_residual": max_eval_residual,
                "foundation_held_out_acc": foundation["held_out_acc"]}
     for e in table:
@@ -265,13 +264,14 @@ def summarize(rows: list[dict], cfg: LionConfig, ctx: RunContext, foundation: di
     return Result(
         metrics=metrics, claims=claims, figures=[figure], key_metric="acc_gain_over_vpt",
         tables={"LION sparsity sweep (means over seeds)": markdown_table(
-                    [{**{k: e[k] for k in ("rho", "acc", "acc_std", "params", "ratio_to_vpt", "eval_steps",
-                                           "nonconverged_eval")}} for e in table]),
+                    [{k: e[k] for k in ("rho", "acc", "acc_std", "params", "ratio_to_vpt", "eval_steps",
+                                        "nonconverged_eval")} for e in table]),
                 "VPT-deep": markdown_table([{"acc": vpt_acc, "params": vpt_params, "length": cfg.vpt_length}]),
                 "every run": per_run},
         notes=(f"Frozen digits ViT (held-out acc {foundation['held_out_acc']:.3f} on digits 0-4); task: digits 5-9, "
                f"{cfg.shots} images per class, {cfg.epochs} epochs AdamW lr {cfg.lr:g}. LION = our design (spec "
-               f"sec. 3): contractive input/output equilibrium layers (gamma={cfg.gamma:g}, {cfg.solver}, backward {cfg.backward}), "
+               f"sec. 3): contractive input/output equilibrium layers (gamma={cfg.gamma:g}, {cfg.solver}, "
+               f"backward {cfg.backward}), "
                f"soft lottery pruning ({cfg.score}), hard masks after {cfg.finalize_at:g} of the epochs. Parameters "
                "count non-zero implicit weights plus the head. The paper's own numbers are not public here."),
     )

@@ -7,8 +7,8 @@ x_{k+1} = tau sum_i alpha_i f(x_i) + (1 - tau) sum_i alpha_i x_i.
 torchdeq 0.1.0 adds lam = 1e-4 to G G^T in absolute terms. Once the residuals fall below ~1e-2 the
 regulariser dominates, alpha tends to uniform weights and the "accelerated" solver averages old
 iterates: on contractions it then needs about twice as many steps as plain fixed-point iteration
-(measured by ``tenfold bench lion``). Here the residuals are first divided by their root mean square norm (the term is then
-lam * mean(diag(G G^T))), so the mixing is the same
+(measured by ``tenfold bench lion``). Here the residuals are first divided by their root mean square
+norm (the term is then lam * mean(diag(G G^T))), so the mixing is the same
 at every residual scale. The loop otherwise follows torchdeq's solver and reports the same statistics.
 """
 

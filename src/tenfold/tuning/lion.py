@@ -62,7 +62,8 @@ class InputPromptLayer(MaskedWeights):
         require(kernel >= 1 and kernel % 2 == 1, "kernel", kernel, "an odd integer >= 1")
         self.gamma, self.pad = float(gamma), kernel // 2
         k = (kernel, kernel)
-        self.k1 = nn.Parameter(torch.randn(hidden, channels, *k, generator=generator) / math.sqrt(channels * kernel ** 2))
+        fan_in = channels * kernel ** 2
+        self.k1 = nn.Parameter(torch.randn(hidden, channels, *k, generator=generator) / math.sqrt(fan_in))
         self.k2 = nn.Parameter(torch.randn(channels, hidden, *k, generator=generator) / math.sqrt(hidden * kernel ** 2))
         self.u = nn.Parameter(torch.zeros(channels, channels, *k))
         self.b = nn.Parameter(torch.zeros(channels))
