@@ -25,7 +25,8 @@ def make_model(tau=1.1, seed=0):
     model = SpikingMLP(64, (128, 128), 10, tau=tau).double()
     with torch.no_grad():
         for layer in model.body:
-            if isinstance(layer, torch.nn.Linear):
+            if isinstance(layer, torch.nn.Linear):  # PyTorch's default init, scaled 5x
+                layer.reset_parameters()
                 layer.weight.mul_(5.0)
     return model
 

@@ -31,7 +31,8 @@ def _model(hidden: int, seed: int = 0) -> SpikingMLP:
     model = SpikingMLP(64, (hidden, hidden), 10, tau=TAU)
     with torch.no_grad():
         for layer in model.body:
-            if isinstance(layer, nn.Linear):
+            if isinstance(layer, nn.Linear):  # PyTorch's default init, scaled 5x
+                layer.reset_parameters()
                 layer.weight.mul_(5.0)
     return model
 

@@ -52,7 +52,8 @@ def _lif(neuron: dict[str, Any]) -> LIFNeuron:
 
 
 class SpikingMLP(nn.Module):
-    """``inputs -> [Linear -> LIF] x len(hidden) -> Linear(classes)``; input flattened."""
+    """``inputs -> [Linear -> LIF] x len(hidden) -> Linear(classes)``; input flattened; hidden Linear
+    layers Kaiming-normal initialized (PyTorch's default leaves narrow layers silent)."""
 
     def __init__(self, inputs: int, hidden: tuple[int, ...] | list[int] = (128, 128), classes: int = 10,
                  **neuron: Any) -> None:
@@ -65,6 +66,10 @@ class SpikingMLP(nn.Module):
             width = h
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(width, classes)
+        for m in self.body:  # Kaiming (ReLU gain) so that the hidden layers fire from the start
+            if isinstance(m, nn.Linear):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
