@@ -104,3 +104,33 @@ def test_cli_bad_gamma_and_overlap_exit_2(tmp_path, capsys):
     assert "gamma" in capsys.readouterr().err
     assert cli_main(["run", "nio-shapes", "--out", str(tmp_path), "--set", "overlap=1.5"]) == 2
     assert "overlap" in capsys.readouterr().err
+
+
+def _fake_cifar10(root):
+    import pickle
+
+    import numpy as np
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        labels = np.arange(10).repeat(10)
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": rng.integers(0, 256, (100, 3072), dtype=np.uint8), b"labels": labels.tolist()}, f)
+
+
+@pytest.mark.slow
+def test_cli_nio_cifar_preset_runs_resnet18_from_a_local_root(tmp_path, capsys):
+    _fake_cifar10(tmp_path / "data")
+    code = cli_main(["run", "nio-cifar", "--out", str(tmp_path / "runs"), "--set", f"root={tmp_path / 'data'}",
+                     "--set", "iterations=1", "--set", "train_epochs=0", "--set", "nio_batch=4", "--set", "heldout=4"])
+    assert code == 0, capsys.readouterr().err
+    (folder,) = (tmp_path / "runs" / "nio-cifar").iterdir()
+    metrics = json.loads((folder / "results.json").read_text())["metrics"]
+    assert -1 <= metrics["gc_after"] <= 1 and metrics["norm_after"] > 0
+
+
+def test_cli_nio_cifar_missing_root_is_a_one_line_error(tmp_path, capsys):
+    assert cli_main(["run", "nio-cifar", "--out", str(tmp_path), "--set", f"root={tmp_path / 'none'}"]) == 2
+    assert "CIFAR-10 not found" in capsys.readouterr().err

@@ -12,6 +12,8 @@ scale: the paper's gains are on CIFAR/ImageNet).
 from __future__ import annotations
 
 import copy
+import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +45,10 @@ class NIOConfig(Config):
                                                 "the NIO batch size keeps the statistics comparable")
     width: int = Field(64, ge=1)
     train_epochs: int = Field(10, ge=0, description="epochs of training from each init (0: skip)")
-    train_lr: float = Field(0.05, gt=0, description="SGD learning rate of the training runs")
+    train_lr: float = Field(0.05, gt=0, description="learning rate of the training runs")
+    optimizer: Literal["sgd", "adamw"] = Field("sgd", description="SGD (momentum 0.9) or AdamW for the training runs")
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_epochs: int = Field(0, ge=0, description="linear warm-up epochs before the cosine schedule")
     batch_size: int = Field(64, ge=1)
 
 
@@ -82,13 +87,26 @@ def _stream(data: ArrayDataset, batch: int, generator: torch.Generator):
 
 def _train(model: nn.Module, train: ArrayDataset, test: ArrayDataset, cfg: NIOConfig, seed: int, tag: str,
            ctx: RunContext) -> float:
-    """Plain SGD (momentum 0.9) for ``train_epochs`` with a fixed seed; returns test accuracy."""
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.train_lr, momentum=0.9)
+    """SGD (momentum 0.9) or AdamW for ``train_epochs`` with a fixed seed, optional linear warm-up then
+    cosine decay per step; returns test accuracy."""
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.train_lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.train_lr, weight_decay=cfg.weight_decay)
+    per_epoch = -(-len(train) // cfg.batch_size)
+    total, warm = cfg.train_epochs * per_epoch, cfg.warmup_epochs * per_epoch
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor) if cfg.train_epochs > 1 or warm else None
     g = torch.Generator().manual_seed(seed)
     model.train()
     for epoch in range(cfg.train_epochs):
         order = torch.randperm(len(train), generator=g)
-        total = 0.0
+        running = 0.0
         for s in range(0, len(train), cfg.batch_size):
             idx = order[s:s + cfg.batch_size]
             x, y = train.x[idx].to(ctx.device), train.y[idx].to(ctx.device)
@@ -96,8 +114,10 @@ def _train(model: nn.Module, train: ArrayDataset, test: ArrayDataset, cfg: NIOCo
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss.detach()) * len(idx)
-        ctx.log_metrics(stage=f"train-{tag}", epoch=epoch, loss=total / len(train))
+            if sched is not None:
+                sched.step()
+            running += float(loss.detach()) * len(idx)
+        ctx.log_metrics(stage=f"train-{tag}", epoch=epoch, loss=running / len(train))
     model.eval()
     with torch.no_grad():
         pred = torch.cat([model(test.x[i:i + 512].to(ctx.device)).argmax(1).cpu() for i in range(0, len(test), 512)])
@@ -180,3 +200,41 @@ def run_shapes(cfg: ShapesNIOConfig, ctx: RunContext) -> Result:
     torch.manual_seed(derive_seed(ctx.seed, "init"))
     model = shapes_cnn(cfg.width, cfg.num_classes)
     return _run(cfg, ctx, model, train, held, test, f"2-block CNN with BatchNorm (width {cfg.width})")
+
+
+class CifarNIOConfig(NIOConfig):
+    root: str = Field("data", description="folder holding cifar-10-batches-py/ or cifar-100-python/")
+    num_classes: Literal[10, 100] = 10
+    model: Literal["resnet18", "swin_tiny"] = Field("resnet18", description="timm architecture, no pretraining")
+    D: int = Field(2, ge=2)
+    overlap: float = Field(0.0, ge=0, lt=1)
+    iterations: int = Field(100, ge=1)
+    nio_batch: int = Field(64, ge=2)
+    heldout: int = Field(64, ge=2)
+    train_epochs: int = Field(1, ge=0)
+    batch_size: int = Field(128, ge=1)
+    train_lr: float = Field(0.1, gt=0)
+
+
+def cifar_model(name: str, classes: int) -> nn.Module:
+    """A timm ResNet-18, or a Swin-T for 32 px inputs (patch 2, window 4), randomly initialized."""
+    import timm
+
+    if name == "swin_tiny":
+        return timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, num_classes=classes, img_size=32,
+                                 patch_size=2, window_size=4)
+    return timm.create_model("resnet18", pretrained=False, num_classes=classes)
+
+
+@register("nio-cifar", paper=PAPER, config=CifarNIOConfig, order=102, quick=False,
+          description="NIO on CIFAR from a local root: timm ResNet-18 or Swin-T (without warm-up), default vs NIO init")
+def run_cifar(cfg: CifarNIOConfig, ctx: RunContext) -> Result:
+    from tenfold.data.real import cifar
+
+    train_all = cifar(cfg.root, train=True, num_classes=cfg.num_classes)
+    test = cifar(cfg.root, train=False, num_classes=cfg.num_classes)
+    train_idx, held_idx = stratified_split(train_all.y, (0.98, 0.02), seed=0)
+    torch.manual_seed(derive_seed(ctx.seed, "init"))
+    model = cifar_model(cfg.model, cfg.num_classes)
+    return _run(cfg, ctx, model, train_all.subset(train_idx), train_all.subset(held_idx), test,
+                f"timm {cfg.model} on CIFAR-{cfg.num_classes}")
