@@ -303,3 +303,22 @@ def test_feedback_that_does_not_fit_first_layer_is_rejected():
     assert "\n" not in str(err.value)
     assert math.isfinite(float(SpideNetwork(nn.Linear(4, 6), [nn.Linear(6, 5)], nn.Linear(5, 6))
                                .simulate(torch.rand(2, 4)).rates[0].sum()))
+
+
+def test_input_gradient_matches_autograd_through_masked_clamp():
+    net = make_mlp(feedback=False, time_steps=30, backward="exact")
+    head = torch.randn(25, dtype=D)
+    x = torch.rand(5, 20, dtype=D, requires_grad=True)
+    (net(x) @ head).sum().backward()
+    spide_grad = x.grad.clone()
+    x.grad = None
+    state = net.simulate(x)
+    (masked_clamp_rates(net, state) @ head).sum().backward()
+    assert torch.allclose(spide_grad, x.grad, atol=1e-12) and spide_grad.abs().max() > 0
+    # events: T identical frames behave like a static input for T steps; each step gets 1/T of its gradient
+    net.time_steps = 4
+    x.grad = None
+    (net(x) @ head).sum().backward()
+    ev = x.detach().unsqueeze(1).repeat(1, 4, 1).requires_grad_()
+    (net(ev, events=True) @ head).sum().backward()
+    assert torch.allclose(ev.grad, (x.grad / 4).unsqueeze(1).expand(5, 4, 20), atol=1e-12)

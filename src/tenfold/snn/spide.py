@@ -202,17 +202,33 @@ class SpideNetwork(nn.Module):
         if out.shape != first.shape:
             raise ConfigError(f"feedback output shape {tuple(out.shape[1:])} does not fit the first layer: {expected}")
 
-    def attach(self, state: SpideState) -> torch.Tensor:
+    def attach(self, state: SpideState, x: torch.Tensor | None = None) -> torch.Tensor:
         """The last layer's rates as a tensor whose backward runs SPIDE's implicit backward on ``state``
-        (gradients are added to the parameters' ``.grad``)."""
+        (gradients are added to the parameters' ``.grad``). Pass the simulated input ``x`` to also get
+        ``dL/dx = F^T (m_1 beta_1) / V`` when it requires grad (e.g. a trainable encoder before SPIDE;
+        for events each step gets 1/T of it, matching F's time-mean gradient)."""
         rates = state.rates[-1].detach().requires_grad_(True)
-        return _ImplicitGradient.apply(rates, self, state)
+        anchor = x if x is not None else torch.zeros((), dtype=rates.dtype, device=rates.device)
+        return _ImplicitGradient.apply(rates, anchor, self, state)
 
     def forward(self, x: torch.Tensor, *, events: bool = False,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """Average firing rates of the last layer; in training mode their backward runs SPIDE."""
+        """Average firing rates of the last layer; in training mode their backward runs SPIDE (and gives
+        ``x`` a gradient when it requires one)."""
         state = self.simulate(x, events=events, generator=generator)
-        return self.attach(state) if self.training and torch.is_grad_enabled() else state.rates[-1]
+        return self.attach(state, x) if self.training and torch.is_grad_enabled() else state.rates[-1]
+
+    def input_gradient(self, state: SpideState, betas: list[torch.Tensor], scale: float,
+                       x_shape: tuple[int, ...]) -> torch.Tensor:
+        """``dL/dx = F^T (drop_0 m_1 beta_1) / (V scale)``; spread as 1/T per step for event input."""
+        delta = state.masks[0] * betas[0] / (self.reset_drop * scale)
+        if state.drops[0] is not None:
+            delta = delta * state.drops[0]
+        grad = transpose_of(self.input_op, state.in_shapes[0], delta)(delta).reshape(state.x.shape)
+        if tuple(x_shape) == tuple(state.x.shape):
+            return grad
+        steps = x_shape[1]
+        return (grad / steps).unsqueeze(1).expand(x_shape).clone()
 
     # --- backward ---------------------------------------------------------------------------------------
     def adjoint_operators(self, state: SpideState):
@@ -280,8 +296,10 @@ class SpideNetwork(nn.Module):
                 delta = delta * state.drops[k]
             accumulate_param_grads(op, z, delta)
 
-    def implicit_backward(self, state: SpideState, grad_rates: torch.Tensor) -> None:
-        """Run the configured backward for ``dL/da_N = grad_rates`` and add the parameter gradients."""
+    def implicit_backward(self, state: SpideState, grad_rates: torch.Tensor,
+                          x_shape: tuple[int, ...] | None = None) -> torch.Tensor | None:
+        """Run the configured backward for ``dL/da_N = grad_rates`` and add the parameter gradients;
+        with ``x_shape``, return the input gradient too."""
         if self.backward_mode == "spike":
             g = self.scale * grad_rates
             betas = self.spike_adjoint(state, g)
@@ -293,6 +311,7 @@ class SpideNetwork(nn.Module):
         state.betas = [b / scale for b in betas] if scale != 1.0 else betas
         state.stats["max_abs_beta"] = float(max(b.abs().max() for b in betas))
         self.assign_gradients(state, betas, scale)
+        return None if x_shape is None else self.input_gradient(state, betas, scale, x_shape)
 
     @torch.no_grad()
     def cap_feedback_norm_(self) -> float | None:
@@ -307,11 +326,12 @@ class _ImplicitGradient(torch.autograd.Function):
     """Identity on the rates forward; SPIDE's implicit backward instead of a graph through time."""
 
     @staticmethod
-    def forward(ctx, rates: torch.Tensor, net: SpideNetwork, state: SpideState) -> torch.Tensor:
-        ctx.net, ctx.state = net, state
+    def forward(ctx, rates: torch.Tensor, x: torch.Tensor, net: SpideNetwork, state: SpideState) -> torch.Tensor:
+        ctx.net, ctx.state, ctx.x_shape = net, state, tuple(x.shape)
         return rates.clone()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        ctx.net.implicit_backward(ctx.state, grad.detach())
-        return None, None, None
+        x_shape = ctx.x_shape if ctx.needs_input_grad[1] else None
+        grad_x = ctx.net.implicit_backward(ctx.state, grad.detach(), x_shape)
+        return None, grad_x, None, None

@@ -85,7 +85,7 @@ class SpideClassifier(nn.Module):
     def forward_with_state(self, x: torch.Tensor, *, events: bool = False,
                            generator: torch.Generator | None = None) -> tuple[torch.Tensor, SpideState]:
         state = self.snn.simulate(x, events=events, generator=generator)
-        rates = self.snn.attach(state) if self.training and torch.is_grad_enabled() else state.rates[-1]
+        rates = self.snn.attach(state, x) if self.training and torch.is_grad_enabled() else state.rates[-1]
         return self.head(rates.flatten(1)), state
 
     def forward(self, x: torch.Tensor, *, events: bool = False,
