@@ -136,6 +136,19 @@ def train_imp(model: nn.Module, data, cfg: LionConfig, generator: torch.Generato
     train(model, data, cfg, generator, on_epoch=on_epoch)
 
 
+def with_new_head(backbone: nn.Module, classes: int, seed: int) -> nn.Module:
+    """A copy of ``backbone`` with a fresh ``classes``-way head; timm initialises it from the global
+    generator, so that generator is seeded here and restored afterwards. VPT-deep and LION of one seed
+    start from the same head."""
+    import copy
+
+    model = copy.deepcopy(backbone)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model.reset_classifier(classes)
+    return model.to(next(backbone.parameters()).device)
+
+
 def run_vpt(backbone: nn.Module, data, test, cfg: LionConfig, seed: int, ctx: RunContext) -> dict:
     import copy
 
@@ -190,16 +203,17 @@ def run(cfg: LionConfig, ctx: RunContext) -> Result:
     from tenfold.tuning.foundation import foundation_model
 
     backbone, info = foundation_model("digits")
-    backbone.reset_classifier(5)
-    data, test = few_shot_task(cfg.shots, cfg.split_seed)
+    backbone = backbone.to(ctx.device)
+    data, test = (tuple(t.to(ctx.device) for t in part) for part in few_shot_task(cfg.shots, cfg.split_seed))
     rows: list[dict] = []
     total = cfg.seeds * (1 + len(cfg.rhos))
     with ctx.bar("lion: VPT-deep and LION runs", total) as bar:
         for seed in range(cfg.seeds):
-            rows.append(run_vpt(backbone, data, test, cfg, seed, ctx))
+            seeded = with_new_head(backbone, 5, int(ctx.generator("head", seed).initial_seed()))
+            rows.append(run_vpt(seeded, data, test, cfg, seed, ctx))
             bar.advance(1)
             for rho in cfg.rhos:
-                rows.append(run_lion(backbone, data, test, cfg, rho, seed, ctx))
+                rows.append(run_lion(seeded, data, test, cfg, rho, seed, ctx))
                 bar.advance(1)
     return summarize(rows, cfg, ctx, info)
 
