@@ -5,6 +5,7 @@ Xiao et al., "SPIDE: a purely spike-based method for training feedback SNNs" (Ne
 ``spide-digits``: IF networks 64 -> 128 trained by the spike backward, feedforward and with feedback,
 plus the feedforward net trained by the exact float implicit gradient. Claims: spike-backward test
 accuracy >= 0.95 for both, and within 2 points of the exact float gradient on the feedforward net.
+``spide-events``: one recurrent IF layer on event frames simulated from the digits (one step per frame).
 ``spide-mnist-lenet`` / ``spide-cifar`` (not quick): the paper's recipes on data from a local root.
 """
 
