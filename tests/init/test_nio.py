@@ -134,3 +134,10 @@ def test_cli_nio_cifar_preset_runs_resnet18_from_a_local_root(tmp_path, capsys):
 def test_cli_nio_cifar_missing_root_is_a_one_line_error(tmp_path, capsys):
     assert cli_main(["run", "nio-cifar", "--out", str(tmp_path), "--set", f"root={tmp_path / 'none'}"]) == 2
     assert "CIFAR-10 not found" in capsys.readouterr().err
+
+
+def test_nio_accepts_a_dataloader_and_reiterates_it(setup):
+    model, (x, y), _ = setup
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=64)  # 2 batches
+    _, hist = nio(copy.deepcopy(model), loader, gamma=5.0, iterations=5, D=4)
+    assert len(hist.gc) == 5

@@ -81,7 +81,8 @@ def run(quick: bool = False) -> dict:
     mem_ratio = nio_mem.bytes / max(1, train_mem.bytes)
     return {
         "model": "shapes CNN (2 conv-BN blocks, width 16), 32 px, batch 64, D = 2, 1 thread",
-        "train_step_s": per_step, "train_step_batch128_s": times["train_step_128"], "nio_iteration_s": per_iter, "iteration_over_step": per_iter / per_step,
+        "train_step_s": per_step, "train_step_batch128_s": times["train_step_128"],
+        "nio_iteration_s": per_iter, "iteration_over_step": per_iter / per_step,
         "nio_100_iterations_s": nio_100,
         "cifar_recipe_steps": cifar_steps, "nio_fraction_of_cifar_recipe": frac_cifar,
         "quick_run_steps": quick_steps, "nio_fraction_of_nio_shapes_quick_run": frac_quick,

@@ -260,9 +260,9 @@ def run_shapes(cfg: ShapesFSCILConfig, ctx: RunContext) -> Result:
     return Result(metrics=metrics, claims=claims, figures=[_figure(ctx, trials, cfg.methods, "sessions")],
                   tables=tables, key_metric="etf-dr.last" if "etf-dr" in cfg.methods else None,
                   notes=(f"{cfg.num_classes} shape classes at {cfg.size}px ({cfg.train_per_class} train images per "
-                         f"base class), 3-stage CNN, d={cfg.dim}. With 8 sessions of 5 classes at this scale ETF+DR, linear+memory "
-                         "and NCM end within a few points of each other (see docs/fscil.md); the paper's margin over "
-                         "its baselines (miniImageNet 84.02 -> 58.31) is not reproduced here."))
+                         f"base class), 3-stage CNN, d={cfg.dim}. With 8 sessions of 5 classes at this scale "
+                         "ETF+DR, linear+memory and NCM end within a few points of each other (docs/fscil.md); "
+                         "the paper's margin over its baselines (miniImageNet 84.02 -> 58.31) is not reproduced."))
 
 
 def _resnet18() -> nn.Module:

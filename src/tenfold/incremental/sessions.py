@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from tenfold.errors import ConvergenceError, require
 from tenfold.incremental.augment import mix_batch, mixup

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import cycle
 
 import torch
 from torch import nn
@@ -68,10 +67,19 @@ def _math_attention():
 
 
 def _batches(data) -> Iterator:
+    """One fixed ``(x, y)`` batch forever, an iterator as is, or an iterable (e.g. a DataLoader) re-iterated."""
     if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], torch.Tensor):
         while True:
             yield data
-    yield from cycle(data) if not isinstance(data, Iterator) else data
+    if isinstance(data, Iterator):
+        yield from data
+        return
+    while True:
+        empty = True
+        for item in data:
+            empty = False
+            yield item
+        require(not empty, "data", type(data).__name__, "a non-empty iterable of (x, y) batches")
 
 
 def scale_statistics(model: nn.Module, theta0: dict[str, torch.Tensor], alphas: dict[str, torch.Tensor],
