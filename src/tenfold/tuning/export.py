@@ -49,7 +49,8 @@ def merge(model: nn.Module) -> nn.Module:
 
 def _num_classes(model: nn.Module) -> int | None:
     head = classifier(model)
-    head = getattr(head, "modules_to_save", {}).get("default", head) if hasattr(head, "modules_to_save") else head
+    if hasattr(head, "modules_to_save"):  # peft's wrapper around a trained copy of the head
+        head = head.modules_to_save["default"]
     return getattr(head, "out_features", None)
 
 
