@@ -31,7 +31,7 @@ from tenfold.incremental import (METHODS, BaseSettings, ETFClassifier, FSCILNet,
 from tenfold.reporting import Claim, Result, markdown_table
 from tenfold.reporting.figures import new_figure
 
-PAPER = "NC-FSCIL (arXiv:2302.03004)"
+PAPER = "nc-fscil"  # key in tenfold.reporting.papers (arXiv:2302.03004)
 LABELS = {"etf-dr": "ETF + DR (ours)", "linear-memory": "linear + CE, class-mean memory",
           "linear-new": "linear + CE, new shots only", "ncm": "nearest class mean"}
 

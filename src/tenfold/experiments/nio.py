@@ -30,7 +30,7 @@ from tenfold.init import gradcosine, nio
 from tenfold.reporting import Claim, Result, markdown_table
 from tenfold.reporting.figures import new_figure
 
-PAPER = "NIO (arXiv:2210.05956)"
+PAPER = "nio"  # key in tenfold.reporting.papers (arXiv:2210.05956)
 
 
 class NIOConfig(Config):
