@@ -150,3 +150,14 @@ def test_cifar100_missing_root_is_a_one_line_error(tmp_path, capsys):
     code = cli_main(["run", "fscil-cifar100", "--out", str(tmp_path), "--set", f"root={tmp_path / 'nowhere'}"])
     err = capsys.readouterr().err
     assert code == 2 and "CIFAR-100 not found" in err
+
+
+@pytest.mark.parametrize("override,message", [
+    ("incremental.duplication=0", "incremental.duplication"),
+    ("incremental.steps=[10,20,30]", "incremental.steps=[10, 20, 30] is invalid: expected one number or one entry"),
+    ("shots=0", "shots"),
+])
+def test_cli_bad_session_settings_fail_before_work(tmp_path, capsys, override, message):
+    code = cli_main(["run", "fscil-digits", "--out", str(tmp_path), "--set", override])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err

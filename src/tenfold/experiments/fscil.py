@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 
 from tenfold.config import Config
@@ -46,11 +46,13 @@ class BaseConfig(Config):
 
 
 class IncrementalConfig(Config):
-    steps: int | list[int] = Field(100, description="SGD steps of head fine-tuning: one number or one per session")
+    steps: PositiveInt | list[PositiveInt] = Field(100, description="SGD steps of head fine-tuning: one number or "
+                                                                   "one per session")
     batch_size: int = Field(64, ge=1)
     lr: float = Field(0.025, gt=0)
     weight_decay: float = Field(5e-4, ge=0)
-    duplication: int | Literal["t"] = Field("t", description="copies c_t of the new shots: 't' or an integer >= 1")
+    duplication: PositiveInt | Literal["t"] = Field("t", description="copies c_t of the new shots: 't' or an "
+                                                                     "integer >= 1")
     feature_mixup_p: float = Field(0.0, ge=0, le=1)
     balanced: bool = Field(True, description="class-balanced loss r_y^2 (DR, and CE for the baselines)")
 
@@ -205,9 +207,12 @@ def _result(cfg: FSCILConfig, trials, ctx: RunContext, figure_name: str) -> tupl
 
 
 def _check_dim(cfg: FSCILConfig, plan: SessionPlan) -> None:
-    """Fail before any work when the ETF cannot hold every class of the plan."""
+    """Fail before any work when the ETF cannot hold every class of the plan or steps do not match sessions."""
     k = len(plan.order)
     require(cfg.dim >= k - 1, "dim", cfg.dim, f">= classes - 1 = {k - 1} (the ETF holds all {k} classes)")
+    steps = cfg.incremental.steps
+    require(isinstance(steps, int) or len(steps) == cfg.sessions, "incremental.steps", steps,
+            f"one number or one entry per session ({cfg.sessions})")
 
 
 def _fscil_trials(cfg, train, test, plan, make_backbone, feat_dim, ctx):
