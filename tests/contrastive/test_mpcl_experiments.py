@@ -24,9 +24,10 @@ def _results(tmp_path, name):
     return folder, json.loads((folder / "results.json").read_text())
 
 
+@pytest.mark.slow
 def test_mpcl_graph_cli_writes_claims_and_figure(tmp_path, capsys):
-    code, out, err = _run(["run", "mpcl-graph", "--out", str(tmp_path), "--set", "steps=1000",
-                           "--set", "log_every=250"], capsys)
+    code, out, err = _run(["run", "mpcl-graph", "--out", str(tmp_path), "--set", "steps=800",
+                           "--set", "log_every=200"], capsys)
     assert code == 0, err
     folder, data = _results(tmp_path, "mpcl-graph")
     assert (folder / "sbm_dynamics.png").is_file() and (folder / "metrics.csv").is_file()

@@ -63,7 +63,7 @@ def random_resized_crop(x: torch.Tensor, scale: tuple[float, float], flip: bool,
 
 
 def colour_jitter(x: torch.Tensor, strength: float, p: float, generator: torch.Generator) -> torch.Tensor:
-    """Brightness, contrast and (for RGB) saturation factors in ``[1 - 0.8 s, 1 + 0.8 s]`` per sample, with prob ``p``."""
+    """Brightness, contrast and (RGB) saturation factors in ``[1 - 0.8 s, 1 + 0.8 s]`` per sample, prob. ``p``."""
     n, dev = x.shape[0], x.device
     amp = 0.8 * strength
     on = (_rand(n, generator, dev) < p).to(x.dtype).view(-1, 1, 1, 1)

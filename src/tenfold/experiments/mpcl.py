@@ -250,7 +250,8 @@ class ShapesConfig(TrainConfig):
     def _known_methods(self) -> "ShapesConfig":
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
-            raise ValueError(f"methods={bad or self.methods} invalid: expected a non-empty list from {', '.join(METHODS)}")
+            raise ValueError(f"methods={bad or self.methods} invalid: expected a non-empty list from "
+                             f"{', '.join(METHODS)}")
         return self
 
 
