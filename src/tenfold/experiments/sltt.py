@@ -181,6 +181,8 @@ def _report(cfg: SLTTCommon, ctx: RunContext, results: dict[str, dict], cosines:
 class SLTTDigitsConfig(SLTTCommon):
     hidden: list[int] = Field([128, 128], min_length=1, description="hidden widths of the spiking MLP")
     epochs: int = Field(12, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(2e-3, gt=0)
 
 
 @register("sltt-digits", paper="sltt", config=SLTTDigitsConfig, order=50,
@@ -208,8 +210,9 @@ def run_digits(cfg: SLTTDigitsConfig, ctx: RunContext) -> Result:
 class SLTTEventsConfig(SLTTCommon):
     rules: list[str] = Field(["bptt", "sltt", "sltt-2"], min_length=1)
     T: int = Field(6, ge=1)
-    epochs: int = Field(8, ge=1)
-    lr: float = Field(3e-3, gt=0)
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(5e-3, gt=0)
     mse_target: Literal["ones", "onehot"] = "onehot"
     source: Literal["digits", "shapes"] = Field("digits", description="images the event streams are simulated from")
     num_classes: int = Field(6, ge=2, le=10, description="shape classes (source=shapes)")
