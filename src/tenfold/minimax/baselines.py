@@ -1,0 +1,116 @@
+"""Baselines for mixed Nash equilibria (spec 1.6). Each returns final particles (and weights) and calls
+``callback(step, x, y, wx, wy)`` every ``every`` steps so that experiments can measure them over time.
+
+- Pure GDA: x -= eta grad_x f(x, y), y += eta grad_y f(x, y) for one pure pair.
+- MFL-DA (Ma & Ying 2022; Lu 2022): mean-field Langevin descent-ascent at temperature 1 on (f + lam1|.|^2)/lam2,
+  x_i -= iota_x [grad_x mean_j f(x_i, y_j) + 2 lam1 x_i]/lam2 + sqrt(2 iota_x) xi,
+  y_j += iota_y [grad_y mean_i f(x_i, y_j) - 2 lam1 y_j]/lam2 + sqrt(2 iota_y) xi';
+  single timescale (ratio 1), two timescales (iota_y = ratio iota_x), quasistatic (``y_steps`` y-steps per x-step).
+- WFR-DA / conic particle mirror-prox (Domingo-Enrich et al. 2020; Wang & Chizat): multiplicative weight
+  updates w_i ∝ w_i exp(-eta_w sum_j omega_j f(x_i, y_j)), omega_j ∝ omega_j exp(eta_w sum_i w_i f(x_i, y_j)), and
+  weighted gradient steps on positions; gradients taken at a ghost (extrapolated) point.
+- Weight-only: the same with frozen positions, i.e. entropic mirror-prox on the matrix F_ij = f(x_i, y_j).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from tenfold.errors import ConvergenceError, require
+from tenfold.minimax.games import Game
+
+Callback = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None]
+
+
+def _uniform(n: int, like: torch.Tensor) -> torch.Tensor:
+    return torch.full((n,), 1.0 / n, dtype=like.dtype, device=like.device)
+
+
+def _wrap(game: Game, z: torch.Tensor) -> torch.Tensor:
+    return torch.remainder(z, 1.0) if game.torus else z
+
+
+def _check_finite(name: str, step: int, *tensors: torch.Tensor) -> None:
+    if not all(torch.isfinite(t).all() for t in tensors):
+        raise ConvergenceError(f"{name} became non-finite at step {step}: lower the step size")
+
+
+def gda(game: Game, x: torch.Tensor, y: torch.Tensor, *, step: float, steps: int, every: int = 1,
+        callback: Callback | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Simultaneous pure gradient descent-ascent on one pair (x: (1, m), y: (1, n))."""
+    require(step > 0, "step", step, "a positive step size")
+    require(steps >= 1, "steps", steps, "a positive number of steps")
+    one = _uniform(1, x)
+    for k in range(1, steps + 1):
+        gx, gy = game.grad_x(x, y, one), game.grad_y(x, y, one)
+        x, y = _wrap(game, x - step * gx), _wrap(game, y + step * gy)
+        _check_finite("GDA", k, x, y)
+        if callback is not None and k % every == 0:
+            callback(k, x, y, one, one)
+    return x, y
+
+
+def mfl_da(game: Game, x: torch.Tensor, y: torch.Tensor, *, lam1: float, lam2: float, step: float, steps: int,
+           generator: torch.Generator, ratio: float = 1.0, y_steps: int = 1, every: int = 1,
+           callback: Callback | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean-field Langevin descent-ascent; ``ratio`` = iota_y / iota_x, ``y_steps`` y-updates per x-update."""
+    require(lam2 > 0, "lam2", lam2, "a positive entropy weight")
+    require(lam1 >= 0, "lam1", lam1, "a non-negative quadratic weight")
+    require(step > 0, "step", step, "a positive step size")
+    require(ratio > 0, "ratio", ratio, "a positive timescale ratio")
+    require(steps >= 1 and y_steps >= 1, "steps", (steps, y_steps), "positive step counts")
+    step_y = ratio * step
+    wx, wy = _uniform(len(x), x), _uniform(len(y), y)
+    for k in range(1, steps + 1):
+        for _ in range(y_steps):
+            drift = (game.grad_y(x, y, wx) - 2 * lam1 * y) / lam2
+            noise = torch.randn(y.shape, generator=generator, dtype=y.dtype)
+            y = _wrap(game, y + step_y * drift + math.sqrt(2 * step_y) * noise)
+        drift = (game.grad_x(x, y, wy) + 2 * lam1 * x) / lam2
+        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        x = _wrap(game, x - step * drift + math.sqrt(2 * step) * noise)
+        if k % every == 0 or k == steps:
+            _check_finite("MFL-DA", k, x, y)
+            if callback is not None and k % every == 0:
+                callback(k, x, y, wx, wy)
+    return x, y
+
+
+def wfr_da(game: Game, x: torch.Tensor, y: torch.Tensor, *, weight_step: float, position_step: float, steps: int,
+           every: int = 1, callback: Callback | None = None
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Conic particle mirror-prox; ``position_step = 0`` gives the weight-only entropic mirror-prox."""
+    require(weight_step > 0, "weight_step", weight_step, "a positive mirror step size")
+    require(position_step >= 0, "position_step", position_step, "a non-negative position step size")
+    require(steps >= 1, "steps", steps, "a positive number of steps")
+    wx, wy = _uniform(len(x), x), _uniform(len(y), y)
+    log_wx, log_wy = wx.log(), wy.log()
+
+    def field(x_, y_, wx_, wy_):
+        F = game.payoff(x_, y_)
+        out = (F @ wy_, wx_ @ F)
+        if position_step > 0:
+            out += (game.grad_x(x_, y_, wy_), game.grad_y(x_, y_, wx_))
+        return out
+
+    def move(lx, ly, x_, y_, grads):
+        lx = torch.log_softmax(lx - weight_step * grads[0], 0)
+        ly = torch.log_softmax(ly + weight_step * grads[1], 0)
+        if position_step > 0:
+            x_ = _wrap(game, x_ - position_step * grads[2])
+            y_ = _wrap(game, y_ + position_step * grads[3])
+        return lx, ly, x_, y_
+
+    for k in range(1, steps + 1):
+        ghost = move(log_wx, log_wy, x, y, field(x, y, wx, wy))
+        grads = field(ghost[2], ghost[3], ghost[0].exp(), ghost[1].exp())
+        log_wx, log_wy, x, y = move(log_wx, log_wy, x, y, grads)
+        wx, wy = log_wx.exp(), log_wy.exp()
+        if k % every == 0 or k == steps:
+            _check_finite("WFR-DA", k, x, y, wx, wy)
+            if callback is not None and k % every == 0:
+                callback(k, x, y, wx, wy)
+    return x, y, wx, wy

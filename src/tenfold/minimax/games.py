@@ -1,0 +1,175 @@
+"""Two-player zero-sum games f(x, y) for mixed Nash equilibria; x minimizes, y maximizes.
+
+A game gives the payoff matrix F_ij = f(x_i, y_j) of two particle sets and the weighted gradients the
+particle methods need: grad_x sum_j w_j f(x_i, y_j) for every x_i, and grad_y sum_i w_i f(x_i, y_j).
+The generic path uses autograd on the M x N matrix (cost O(M N)). A :class:`LowRankGame`,
+f = sum_k u_k(x) v_k(y), reduces an opponent average to K feature means (cost O((M + N) K)), the path
+that makes PAPAL cheap on a CPU (spec 1.3).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from tenfold.errors import require
+
+
+class Game:
+    """f: R^dim_x x R^dim_y -> [-1, 1]. ``torus``: positions live on [0, 1)^d and wrap."""
+
+    dim_x: int = 1
+    dim_y: int = 1
+    torus: bool = False
+
+    def payoff(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """F_ij = f(x_i, y_j) for x (M, dim_x), y (N, dim_y)."""
+        raise NotImplementedError
+
+    def grad_x(self, x: torch.Tensor, y: torch.Tensor, wy: torch.Tensor) -> torch.Tensor:
+        """(M, dim_x): grad_x sum_j wy_j f(x_i, y_j) for every i."""
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.payoff(xg, y.detach()) @ wy, xg, torch.ones(len(x), dtype=x.dtype))
+        return grad
+
+    def grad_y(self, x: torch.Tensor, y: torch.Tensor, wx: torch.Tensor) -> torch.Tensor:
+        """(N, dim_y): grad_y sum_i wx_i f(x_i, y_j) for every j."""
+        with torch.enable_grad():
+            yg = y.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(wx @ self.payoff(x.detach(), yg), yg, torch.ones(len(y), dtype=y.dtype))
+        return grad
+
+
+class LowRankGame(Game):
+    """f(x, y) = sum_k u_k(x) v_k(y). Subclasses give the features and their Jacobians (or use autograd)."""
+
+    rank: int = 1
+
+    def u(self, x: torch.Tensor) -> torch.Tensor:  # (M, K)
+        raise NotImplementedError
+
+    def v(self, y: torch.Tensor) -> torch.Tensor:  # (N, K)
+        raise NotImplementedError
+
+    def du(self, x: torch.Tensor) -> torch.Tensor:
+        """(M, K, dim_x) Jacobian of u; autograd by default."""
+        return _rowwise_jacobian(self.u, x)
+
+    def dv(self, y: torch.Tensor) -> torch.Tensor:
+        return _rowwise_jacobian(self.v, y)
+
+    def payoff(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.u(x) @ self.v(y).T
+
+    def u_grad_dot(self, x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+        """(M, dim_x): grad_x sum_k coef_k u_k(x); built-in games override it with a fused closed form."""
+        return torch.einsum("mkd,k->md", self.du(x), coef)
+
+    def v_grad_dot(self, y: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("nkd,k->nd", self.dv(y), coef)
+
+    def grad_x(self, x, y, wy):
+        return self.u_grad_dot(x, wy @ self.v(y))
+
+    def grad_y(self, x, y, wx):
+        return self.v_grad_dot(y, wx @ self.u(x))
+
+
+def _rowwise_jacobian(fn: Callable, z: torch.Tensor) -> torch.Tensor:
+    return torch.func.vmap(torch.func.jacrev(lambda row: fn(row[None])[0]))(z)
+
+
+class SinusoidGame(LowRankGame):
+    """The spec's 1-D test game (section 1.8.1), rank 3:
+    f = (2/3)[sin(2x + .5) cos(3y) + .5 cos(x - y + .7)], with cos(x - y + .7) = cos(x+.7)cos y + sin(x+.7) sin y."""
+
+    rank = 3
+
+    def u(self, x):
+        x = x[:, 0]
+        return torch.stack([torch.sin(2 * x + 0.5), torch.cos(x + 0.7) / 3, torch.sin(x + 0.7) / 3], 1)
+
+    def v(self, y):
+        y = y[:, 0]
+        return torch.stack([2 * torch.cos(3 * y) / 3, torch.cos(y), torch.sin(y)], 1)
+
+    def du(self, x):
+        x = x[:, 0]
+        return torch.stack([2 * torch.cos(2 * x + 0.5), -torch.sin(x + 0.7) / 3, torch.cos(x + 0.7) / 3], 1)[..., None]
+
+    def dv(self, y):
+        y = y[:, 0]
+        return torch.stack([-2 * torch.sin(3 * y), -torch.sin(y), torch.cos(y)], 1)[..., None]
+
+    def v_grad_dot(self, y, coef):
+        # sin 3y = 3 sin y - 4 sin^3 y: two transcendental calls per Langevin step instead of three
+        c0, c1, c2 = (float(c) for c in coef)
+        s, c = torch.sin(y), torch.cos(y)
+        return s * (s.square() * (8 * c0) - (6 * c0 + c1)) + c2 * c
+
+    def u_grad_dot(self, x, coef):
+        c0, c1, c2 = (float(c) for c in coef)
+        return (2 * c0) * torch.cos(2 * x + 0.5) + (c2 / 3) * torch.cos(x + 0.7) - (c1 / 3) * torch.sin(x + 0.7)
+
+
+class MatchingPennies(LowRankGame):
+    """Torus matching pennies f = cos(2 pi (x - y)) on [0, 1) (spec 1.8.3): value 0, the MNE set is
+    {first Fourier coefficients zero}, NI = |E_p e^(2 pi i x)| + |E_q e^(2 pi i y)|."""
+
+    rank = 2
+    torus = True
+
+    def u(self, x):
+        a = 2 * math.pi * x[:, 0]
+        return torch.stack([torch.cos(a), torch.sin(a)], 1)
+
+    v = u
+
+    def du(self, x):
+        a = 2 * math.pi * x[:, 0]
+        return (2 * math.pi * torch.stack([-torch.sin(a), torch.cos(a)], 1))[..., None]
+
+    dv = du
+
+    def u_grad_dot(self, x, coef):
+        a = (2 * math.pi) * x
+        return (2 * math.pi) * (float(coef[1]) * torch.cos(a) - float(coef[0]) * torch.sin(a))
+
+    v_grad_dot = u_grad_dot
+
+
+class GaussianProxyGame(Game):
+    """The "GAN" proxy of spec 1.5: f(x, y) = tanh(<y, x - m*>) in dimension d. The generator x matches
+    the target mean m* against the linear discriminator y; error |mean X - m*|^2 / 2."""
+
+    def __init__(self, target: torch.Tensor):
+        require(target.ndim == 1 and target.numel() >= 1, "target", tuple(target.shape), "a 1-D mean vector")
+        self.target = target
+        self.dim_x = self.dim_y = target.numel()
+
+    def payoff(self, x, y):
+        return torch.tanh((x - self.target) @ y.T)
+
+    def grad_x(self, x, y, wy):
+        s = (1 - torch.tanh((x - self.target) @ y.T).square()) * wy  # (M, N)
+        return s @ y
+
+    def grad_y(self, x, y, wx):
+        s = (1 - torch.tanh((x - self.target) @ y.T).square()) * wx[:, None]  # (M, N)
+        return s.T @ (x - self.target)
+
+
+class CallableGame(Game):
+    """A user-supplied f(x, y) acting on broadcast batches: ``fn(x[:, None, :], y[None, :, :]) -> (M, N)``."""
+
+    def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], dim_x: int = 1, dim_y: int = 1,
+                 torus: bool = False):
+        require(callable(fn), "fn", fn, "a callable f(x, y)")
+        require(dim_x >= 1 and dim_y >= 1, "dims", (dim_x, dim_y), "positive dimensions")
+        self.fn, self.dim_x, self.dim_y, self.torus = fn, dim_x, dim_y, torus
+
+    def payoff(self, x, y):
+        return self.fn(x[:, None, :], y[None, :, :])
