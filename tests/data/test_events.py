@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from tenfold.data.events import event_files, events_to_frames, saccade, simulate_events, simulated_events
+from tenfold.data.events import (event_files, events_to_frames, read_aedat2, saccade, simulate_events,
+                                 simulated_events)
 from tenfold.errors import ConfigError, DataError
 
 
@@ -69,7 +70,7 @@ def test_event_file_errors_name_the_file(tmp_path):
     with pytest.raises(DataError, match="event data not found"):
         event_files(tmp_path, "test")
     (tmp_path / "train" / "0").mkdir(parents=True)
-    with pytest.raises(DataError, match="holds no .npz"):
+    with pytest.raises(DataError, match="holds no .npz or .aedat"):
         event_files(tmp_path, "train")
     np.savez(tmp_path / "train" / "0" / "bad.npz", x=np.zeros(3), y=np.zeros(3))
     with pytest.raises(DataError, match=r"bad\.npz lacks the array\(s\) t, p"):
@@ -90,3 +91,24 @@ def test_event_file_errors_name_the_file(tmp_path):
 def test_bad_simulation_arguments(kwargs, error, field):
     with pytest.raises(error, match=f"^{field}="):
         simulated_events(**({"split": "train"} | kwargs))
+
+
+def _write_aedat(path, records):
+    """records: (x, y, p, t, is_dvs) -> an AEDAT 2.0 file with a two-line header."""
+    words = []
+    for x, y, p, t, dvs in records:
+        words += [(0 if dvs else 1 << 31) | (y << 22) | (x << 12) | (p << 11), t]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"#!AER-DAT2.0\r\n# This is a raw AE data file\r\n" + np.array(words, dtype=">u4").tobytes())
+
+
+def test_aedat2_reader_decodes_addresses_and_skips_non_dvs_records(tmp_path):
+    _write_aedat(tmp_path / "a.aedat", [(5, 7, 1, 100, True), (127, 0, 0, 250, True), (3, 3, 1, 300, False)])
+    x, y, t, p = read_aedat2(tmp_path / "a.aedat")
+    assert x.tolist() == [5, 127] and y.tolist() == [7, 0] and t.tolist() == [100, 250] and p.tolist() == [1, 0]
+    _write_aedat(tmp_path / "train" / "cat" / "s.aedat", [(1, 2, 1, 0, True), (3, 4, 0, 10, True)])
+    data = event_files(tmp_path, "train", T=2, height=128, width=128)
+    assert data.x.shape == (1, 2, 2, 128, 128) and data.x[0, 0, 0, 2, 1] == 1 and data.x[0, 1, 1, 4, 3] == 1
+    (tmp_path / "b.aedat").write_bytes(b"#!AER-DAT2.0\n" + b"\x00" * 12)
+    with pytest.raises(DataError, match="not AEDAT 2.0"):
+        read_aedat2(tmp_path / "b.aedat")

@@ -12,7 +12,8 @@ frames.
 
 **Files** (:func:`event_files`): ``root/<split>/<class>/<name>.npz``, each holding integer arrays
 ``x``, ``y``, ``t`` (any time unit) and ``p`` (polarity, 0/1 or -1/+1), as N-MNIST and similar sets are
-usually converted. Events are binned into T equal-duration frames.
+usually converted, or jAER ``.aedat`` (AEDAT 2.0) recordings such as CIFAR10-DVS
+(:func:`read_aedat2`). Events are binned into T equal-duration frames.
 """
 
 from __future__ import annotations
@@ -143,11 +144,61 @@ def _read_npz(path: Path) -> tuple[np.ndarray, ...]:
         raise DataError(f"event file {path} is not a readable .npz ({type(exc).__name__}: {exc})") from None
 
 
+# AEDAT 2.0 (jAER): ASCII header lines starting with '#', then big-endian (uint32 address, uint32 time)
+# pairs. DVS address layout: bit 31 = 0 for polarity events, y in bits 22-30, x in bits 12-21,
+# polarity in bit 11 (as used by CIFAR10-DVS and DAVIS recordings).
+AEDAT2_LAYOUT = {"type": (0x80000000, 31), "y": (0x7FC00000, 22), "x": (0x003FF000, 12), "p": (0x800, 11)}
+
+
+def _aedat2_payload_offset(raw: bytes) -> int:
+    offset = 0
+    while offset < len(raw) and raw[offset:offset + 1] == b"#":
+        end = raw.find(b"\n", offset)
+        if end < 0:
+            return len(raw)
+        line, offset = raw[offset:end], end + 1
+        if b"End Of ASCII Header" in line:  # newer jAER files mark the end; data may then start with '#'
+            break
+    return offset
+
+
+def read_aedat2(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(x, y, t, p)`` of the DVS polarity events in an AEDAT 2.0 file (non-DVS records are skipped).
+
+    The raw sensor orientation is kept (CIFAR10-DVS users often flip x and y afterwards).
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"event file {path} cannot be read ({exc.strerror})") from None
+    payload = raw[_aedat2_payload_offset(raw):]
+    if len(payload) % 8:
+        raise DataError(f"event file {path} is not AEDAT 2.0: its {len(payload)} data bytes are not 8-byte records")
+    data = np.frombuffer(payload, dtype=">u4").astype(np.int64)
+    addr, t = data[0::2], data[1::2]
+
+    def field(name: str) -> np.ndarray:
+        mask, shift = AEDAT2_LAYOUT[name]
+        return (addr & mask) >> shift
+
+    dvs = field("type") == 0
+    return field("x")[dvs], field("y")[dvs], t[dvs], field("p")[dvs]
+
+
+EVENT_SUFFIXES = (".npz", ".aedat")
+
+
+def _read_events(path: Path) -> tuple[np.ndarray, ...]:
+    return _read_npz(path) if path.suffix == ".npz" else read_aedat2(path)
+
+
 def event_files(root: str | Path, split: str = "train", T: int = 10, height: int = 34, width: int = 34
                 ) -> ArrayDataset:
-    """Event files ``root/<split>/<class>/*.npz`` binned into (T, 2, height, width) frames.
+    """Event files ``root/<split>/<class>/*.npz`` or ``*.aedat`` binned into (T, 2, height, width) frames.
 
-    Classes are the sub-folder names in sorted order (N-MNIST: ``0`` .. ``9``; sensor 34x34).
+    Classes are the sub-folder names in sorted order (N-MNIST: ``0`` .. ``9``, sensor 34x34;
+    CIFAR10-DVS ``.aedat``: sensor 128x128).
     """
     require(isinstance(T, int) and T >= 1, "T", T, "an integer number of time bins >= 1")
     folder = Path(root) / split
@@ -159,10 +210,10 @@ def event_files(root: str | Path, split: str = "train", T: int = 10, height: int
         raise DataError(f"event folder {folder} has no class sub-folders: expected {folder}/<class>/<sample>.npz")
     xs, ys = [], []
     for label, name in enumerate(classes):
-        for path in sorted((folder / name).glob("*.npz")):
-            xs.append(events_to_frames(*_read_npz(path), T=T, height=height, width=width))
+        for path in sorted(p for p in (folder / name).iterdir() if p.suffix in EVENT_SUFFIXES):
+            xs.append(events_to_frames(*_read_events(path), T=T, height=height, width=width))
             ys.append(label)
     if not xs:
-        raise DataError(f"event folder {folder} holds no .npz files under its class folders")
+        raise DataError(f"event folder {folder} holds no .npz or .aedat files under its class folders")
     return ArrayDataset(torch.stack(xs), torch.tensor(ys), classes)
 
