@@ -16,7 +16,12 @@ from tenfold.errors import require
 from tenfold.snn.spide import SpideNetwork, SpideState
 
 
-def _kaiming_(module: nn.Module, gain: float = 1.0) -> nn.Module:
+# Kaiming's fan-in init preserves the signal through ReLU; SPIDE's equilibrium is clamp(z / V) with V = 2,
+# whose slope 1/2 would halve the rates at every layer, so weights are scaled by V to keep deep layers firing.
+INIT_GAIN = 2.0
+
+
+def _kaiming_(module: nn.Module, gain: float = INIT_GAIN) -> nn.Module:
     for m in module.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.kaiming_normal_(m.weight, mode="fan_in")
