@@ -1,10 +1,11 @@
 """SLTT experiments (Meng et al., ICCV 2023): BPTT vs SLTT vs SLTT-K on digits, simulated events, CIFAR.
 
 - ``sltt-digits`` (quick): spiking MLP 64-128-128-10, T=6, tau=1.1, each rule trained from the same
-  initialization; claims: every rule reaches >= 0.95 test accuracy, SLTT's gradient at initialization
-  is nearly parallel to BPTT's (per-layer cosine >= 0.999 at tau=1.1), and SLTT's activation memory is
-  below BPTT's.
-- ``sltt-events`` (quick): a small VGG on DVS-like event streams simulated from procedural shapes.
+  initialization and data order; claims: every rule reaches >= 0.95 test accuracy, SLTT's gradient on
+  the trained network is nearly parallel to BPTT's (per-layer cosine >= 0.999 at tau=1.1), and SLTT's
+  peak activation memory is at most half of BPTT's.
+- ``sltt-events`` (quick): a small VGG on DVS-like event streams simulated from digits (N-MNIST-style
+  saccade); claims: every rule reaches >= 0.85 test accuracy, SLTT memory at most half of BPTT's.
 - ``sltt-cifar`` (paper preset only, GPU): pre-activation spiking ResNet-18, T=6, local CIFAR-10 pickles.
 """
 
@@ -72,12 +73,6 @@ class SLTTCommon(Config):
                 raise ValueError(f"rule {name!r} needs K={k} in 1..T={v}")
         return v
 
-    def checked(self) -> "SLTTCommon":
-        """Validate again (a config mutated after construction); raises ConfigError naming the field."""
-        from tenfold.config import build
-
-        return build(type(self), self.model_dump())
-
     def neuron(self) -> dict:
         return {"tau": self.tau, "v_th": self.v_th, "surrogate": self.surrogate}
 
@@ -91,7 +86,6 @@ def _optimizer(cfg: SLTTCommon, model: torch.nn.Module) -> torch.optim.Optimizer
 def train_rules(cfg: SLTTCommon, ctx: RunContext, make_model: Callable[[], torch.nn.Module], train, test,
                 static: bool) -> dict[str, dict]:
     """Train one model per rule from the same initialization and data order; per-rule metrics."""
-    cfg.checked()
     torch.manual_seed(ctx.seed)
     init = make_model().state_dict()
     probe_x, probe_y = next(iter(batches(train, cfg.batch_size, shuffle=False)))
@@ -188,7 +182,6 @@ class SLTTDigitsConfig(SLTTCommon):
 @register("sltt-digits", paper="sltt", config=SLTTDigitsConfig, order=50,
           description="Spiking MLP on digits trained by BPTT, SLTT, SLTT-1 and SLTT-2")
 def run_digits(cfg: SLTTDigitsConfig, ctx: RunContext) -> Result:
-    cfg.checked()
     train, test = (digits(s, seed=cfg.split_seed, flatten=True, fractions=(0.75, 0.0, 0.25))
                    for s in ("train", "test"))
 
@@ -230,7 +223,6 @@ class SLTTEventsConfig(SLTTCommon):
 def run_events(cfg: SLTTEventsConfig, ctx: RunContext) -> Result:
     from tenfold.data.events import simulated_events
 
-    cfg.checked()
     data = {s: simulated_events(s, T=cfg.T, seed=cfg.split_seed, source=cfg.source, num_classes=cfg.num_classes,
                                 size=cfg.size, per_class=cfg.per_class, threshold=cfg.threshold)
             for s in ("train", "test")}
@@ -281,7 +273,6 @@ def run_cifar(cfg: SLTTCifarConfig, ctx: RunContext) -> Result:
     from tenfold.data.base import ArrayDataset
     from tenfold.data.real import cifar
 
-    cfg.checked()
     train, test = cifar(cfg.root, train=True), cifar(cfg.root, train=False)
     if cfg.train_limit is not None:
         train = train.subset(torch.arange(min(cfg.train_limit, len(train))))

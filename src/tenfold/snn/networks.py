@@ -180,8 +180,9 @@ GAMMA = 2.74  # variance-preserving gain of the spiking activation used by the p
 
 
 class NFBlock(nn.Module):
-    """``x + skip_gain * alpha * conv(LIF(conv(LIF(x / beta)) ) * gamma) ...`` (NF-ResNet basic block):
-    ``h = LIF(x / beta) * gamma -> conv -> LIF * gamma -> conv -> * skip_gain * alpha``, plus the shortcut."""
+    """NF-ResNet basic block: ``s = LIF(x / beta) * gamma``;
+    ``out = conv2(LIF(conv1(s)) * gamma) * skip_gain * alpha + shortcut``, where the shortcut is ``x``
+    (or a 1x1 WS conv of ``s`` when the shape changes) and ``skip_gain`` starts at 0."""
 
     def __init__(self, c_in: int, c_out: int, stride: int, beta: float, alpha: float, neuron: dict) -> None:
         super().__init__()
