@@ -120,6 +120,9 @@ def run_trial(cfg: FSCILConfig, train: ArrayDataset, test: ArrayDataset, plan: S
     lut[torch.tensor(order)] = torch.arange(len(order))
     idx = indices if indices is not None else session_indices(train.y, plan, cfg.shots, derive_seed(seed, "shots"))
     require(len(idx) == len(plan.groups), "sessions", cfg.sessions, f"{len(idx) - 1} incremental index files")
+    for t, (i, group) in enumerate(zip(idx, plan.groups)):
+        stray = sorted(set(train.y[i].tolist()) - set(group))
+        require(not stray, f"session_{t + 1}.txt", f"classes {stray[:5]}", f"only the classes of session {t}")
     train_x = [train.x[i] for i in idx]
     train_y = [lut[train.y[i]] for i in idx]
     keep = torch.isin(test.y, torch.tensor(order))
