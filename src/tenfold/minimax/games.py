@@ -64,12 +64,13 @@ class LowRankGame(Game):
     def payoff(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.u(x) @ self.v(y).T
 
-    def u_grad_dot(self, x: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
-        """(M, dim_x): grad_x sum_k coef_k u_k(x); built-in games override it with a fused closed form."""
-        return torch.einsum("mkd,k->md", self.du(x), coef)
+    def u_grad_dot(self, x: torch.Tensor, coef) -> torch.Tensor:
+        """(M, dim_x): grad_x sum_k coef_k u_k(x) (``coef``: K numbers, a tensor or a list); built-in games
+        override it with a fused closed form, the innermost operation of every Langevin step."""
+        return torch.einsum("mkd,k->md", self.du(x), torch.as_tensor(coef, dtype=x.dtype))
 
-    def v_grad_dot(self, y: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("nkd,k->nd", self.dv(y), coef)
+    def v_grad_dot(self, y: torch.Tensor, coef) -> torch.Tensor:
+        return torch.einsum("nkd,k->nd", self.dv(y), torch.as_tensor(coef, dtype=y.dtype))
 
     def grad_x(self, x, y, wy):
         return self.u_grad_dot(x, wy @ self.v(y))
@@ -107,8 +108,8 @@ class SinusoidGame(LowRankGame):
     def v_grad_dot(self, y, coef):
         # sin 3y = 3 sin y - 4 sin^3 y: two transcendental calls per Langevin step instead of three
         c0, c1, c2 = (float(c) for c in coef)
-        s, c = torch.sin(y), torch.cos(y)
-        return s * (s.square() * (8 * c0) - (6 * c0 + c1)) + c2 * c
+        s = torch.sin(y)
+        return torch.addcmul(torch.cos(y).mul_(c2), s, s.square().mul_(8 * c0).sub_(6 * c0 + c1))
 
     def u_grad_dot(self, x, coef):
         c0, c1, c2 = (float(c) for c in coef)

@@ -94,6 +94,7 @@ class OpponentAverage:
     def decay(self, mu: float) -> None:
         if self.features is not None:
             self.features = mu * self.features
+            self._coef = self.features.tolist()
         for entry in self.pool:
             entry[1] *= mu
             entry[2] += 1
@@ -105,6 +106,7 @@ class OpponentAverage:
             feats = self.game.u(particles) if self.side == "y" else self.game.v(particles)
             contribution = coef * (w @ feats)
             self.features = contribution if self.features is None else self.features + contribution
+            self._coef = self.features.tolist()  # python floats: no tensor reads inside the Langevin loop
         else:
             for entry in self.pool:  # X(t-1) was added last step as X(t): accumulate, do not duplicate
                 if entry[0] is particles and torch.equal(entry[3], w):
@@ -130,7 +132,7 @@ class OpponentAverage:
         if self.low_rank:
             if self.features is None:
                 return torch.zeros_like(z)
-            return (self.game.v_grad_dot if self.side == "y" else self.game.u_grad_dot)(z, self.features)
+            return (self.game.v_grad_dot if self.side == "y" else self.game.u_grad_dot)(z, self._coef)
         if not self.pool:
             return torch.zeros_like(z)
         opp, w = self._stacked()
@@ -249,12 +251,12 @@ def papal(game: Game, *, lam1: float, lam2: float, particles: int, outer_steps: 
         y_pot.add(x_now, -(1 - mu) * (1 + mu) / lam2)
         y_pot.add(x_prev, (1 - mu) * mu / lam2)
         y_now = langevin(prior(game.dim_y), lambda z: quad * z.square().sum(1) + y_pot.value(z),
-                         lambda z: 2 * quad * z + y_pot.grad(z), step=step, steps=inner_steps,
+                         lambda z: y_pot.grad(z).add_(z, alpha=2 * quad), step=step, steps=inner_steps,
                          generator=generator, sampler=sampler, torus=game.torus)
         x_pot.decay(mu)
         x_pot.add(y_now, (1 - mu) / lam2)
         x_prev, x_now = x_now, langevin(prior(game.dim_x), lambda z: quad * z.square().sum(1) + x_pot.value(z),
-                                        lambda z: 2 * quad * z + x_pot.grad(z), step=step, steps=inner_steps,
+                                        lambda z: x_pot.grad(z).add_(z, alpha=2 * quad), step=step, steps=inner_steps,
                                         generator=generator, sampler=sampler, torus=game.torus)
         if not (torch.isfinite(x_now).all() and torch.isfinite(y_now).all()):
             raise ConvergenceError(f"PAPAL particles became non-finite at outer step {t + 1}: lower the step "
