@@ -18,6 +18,7 @@ from pydantic import Field, field_validator
 
 from tenfold.config import Config
 from tenfold.engine import RunContext
+from tenfold.errors import ConfigError
 from tenfold.experiments.registry import register
 from tenfold.reporting import Claim, Result, markdown_table
 from tenfold.reporting.figures import new_figure
@@ -34,7 +35,7 @@ class MiniVTABConfig(Config):
     tasks: list[str] = Field(default_factory=lambda: ["digits-5-9", "rotation", "inverted", "shapes"])
     seeds: int = Field(3, ge=1, description="training-shot draws and initialisations per task")
     shots: int = Field(20, ge=1, description="training images per class")
-    epochs: int = Field(8, ge=1)
+    epochs: int = Field(6, ge=1)
     batch_size: int = Field(50, ge=1)
     lr: float = Field(2e-2, gt=0, description="AdamW lr of the methods with a frozen backbone (linear included)")
     full_lr: float = Field(3e-3, gt=0, description="AdamW lr of methods that train every weight (full, remapping)")
@@ -66,6 +67,11 @@ def _method_list(cfg: MiniVTABConfig) -> list[str]:
     methods = list(cfg.methods) if cfg.methods is not None else tt.method_names()
     for name in [*methods, *cfg.options]:
         tt.get_method(name)
+    for name, opts in cfg.options.items():
+        unknown = sorted(set(opts) - set(tt.get_method(name).defaults))
+        if unknown:
+            raise ConfigError(f"options.{name}.{unknown[0]} is unknown: expected one of "
+                              f"{', '.join(sorted(tt.get_method(name).defaults)) or 'no options'}")
     if "kd" in methods and cfg.kd_teacher not in methods:
         methods.insert(0, cfg.kd_teacher)
     if "kd" in methods:

@@ -1,0 +1,90 @@
+"""The user path of ``tuning-minivtab`` and the cached foundation models."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+import tenfold.tuning.foundation as foundation
+from tenfold.cli import cli_main
+
+
+@pytest.fixture
+def tiny_foundations(monkeypatch):
+    """Foundation specs with one pre-training epoch, so that tests pre-train in a second."""
+    specs = {k: dataclasses.replace(v, epochs=1) for k, v in foundation.SPECS.items()}
+    monkeypatch.setattr(foundation, "SPECS", specs)
+    return specs
+
+
+def test_foundation_is_deterministic_and_cached(tiny_foundations, tmp_path):
+    a, info_a = foundation.foundation_model("digits", tmp_path / "a")
+    b, info_b = foundation.foundation_model("digits", tmp_path / "b")
+    c, info_c = foundation.foundation_model("digits", tmp_path / "a")
+    assert not info_a["cached"] and not info_b["cached"] and info_c["cached"]
+    assert info_c["held_out_acc"] == pytest.approx(info_a["held_out_acc"])
+    for (n, p), q, r in zip(a.state_dict().items(), b.state_dict().values(), c.state_dict().values()):
+        assert torch.equal(p, q) and torch.equal(p, r), n
+    assert a.patch_embed.num_patches == 16 and a.embed_dim == 64 and len(a.blocks) == 4
+
+
+def test_foundation_does_not_touch_the_global_rng(tiny_foundations, tmp_path):
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    foundation.build_vit(seed=1)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_tasks_are_few_shot_and_disjoint():
+    from tenfold.tuning.tasks import make_task
+
+    for name in ("digits-5-9", "rotation", "inverted"):
+        task = make_task(name, seed=1, shots=20)
+        assert len(task.y_train) == 20 * task.num_classes
+        assert len(task.y_test) + len(task.y_train) == 896  # every digit 5-9 of scikit-learn exactly once
+    shapes = make_task("shapes", seed=0, shots=5)
+    assert shapes.num_classes == 10 and shapes.x_train.shape[1:] == (3, 32, 32) and len(shapes.y_train) == 50
+    a, b = make_task("digits-5-9", seed=0), make_task("digits-5-9", seed=1)
+    assert not torch.equal(a.x_train, b.x_train)
+
+
+def test_run_through_the_cli_writes_table_figure_and_claims(tiny_foundations, tmp_path, capsys):
+    args = ["run", "tuning-minivtab", "--out", str(tmp_path / "runs"), "--set", f"cache_dir={tmp_path / 'cache'}",
+            "--set", "methods=[linear,full,lora-qv,vpt-deep,kd]", "--set", "tasks=[digits-5-9,rotation]",
+            "--set", "seeds=2", "--set", "epochs=2", "--set", "test_size=50"]
+    code = cli_main(args)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    (folder,) = (tmp_path / "runs" / "tuning-minivtab").iterdir()
+    data = json.loads((folder / "results.json").read_text())
+    assert (folder / "accuracy_vs_parameters.png").is_file()
+    table = next(iter(data["tables"].values()))
+    for method in ("linear", "full", "lora-qv", "vpt-deep", "kd"):
+        assert f"| {method} |" in table
+    names = [c["name"] for c in data["claims"]]
+    assert "lora-qv: mean accuracy >= linear - 1 point" in names and "full: mean accuracy >= linear" in names
+    backbone = next(c for c in data["claims"] if c["name"].startswith("frozen backbone"))
+    assert backbone["holds"]
+    formulas = next(c for c in data["claims"] if c["name"].startswith("trainable parameters"))
+    assert formulas["holds"]
+    assert data["metrics"]["trainable_linear"] == 64 * 5 + 5
+    rows = (folder / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 1 + 1 + 2 * 2 * 5  # header, pre-training row, tasks x seeds x methods
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("methods=[lora,nope]", "method='nope' is unknown"),
+    ("tasks=[cifar]", "tasks"),
+    ("seeds=0", "seeds"),
+    ("lr=-1", "lr"),
+    ("options={lora: {rnak: 2}}", "rnak"),
+])
+def test_bad_config_is_a_one_line_error_with_exit_code_2(override, needle, tmp_path, capsys):
+    code = cli_main(["run", "tuning-minivtab", "--out", str(tmp_path), "--set", override,
+                     "--set", f"cache_dir={tmp_path / 'cache'}", "--set", "tasks=[digits-5-9]"
+                     if not override.startswith("tasks") else "seeds=1"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and needle in err
+    assert not (tmp_path / "cache").exists()  # failed before any pre-training
