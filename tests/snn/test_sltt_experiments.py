@@ -78,3 +78,43 @@ def test_benchmark_quick_writes_all_columns():
     assert b[2] - b[1] == pytest.approx(2 * (b[1] - b[0]), rel=0.02) and b[1] > b[0]
     assert min(data["grad_cosine_vs_bptt"]["sltt"]) >= 0.999
     assert {t["name"] for t in data["targets"]} and all(isinstance(t["holds"], bool) for t in data["targets"])
+
+
+def _write_cifar10(root, n=16):
+    import pickle
+
+    import numpy as np
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": (np.arange(n) % 10).tolist()}
+        (folder / name).write_bytes(pickle.dumps(batch))
+
+
+def test_cifar_paper_preset_runs_end_to_end_on_tiny_local_pickles(tmp_path, capsys):
+    _write_cifar10(tmp_path / "data")
+    code, out, err = _run(["run", "sltt-cifar", "--preset", "paper", "--out", str(tmp_path / "runs"),
+                           "--set", f"root={tmp_path / 'data'}", "--set", "epochs=1", "--set", "width=4",
+                           "--set", "batch_size=16", "--set", "T=2", "--set", "rules=[bptt,sltt-1]",
+                           "--set", "train_limit=32"], capsys)
+    assert code == 0, err
+    (folder,) = (tmp_path / "runs" / "sltt-cifar").iterdir()
+    data = json.loads((folder / "results.json").read_text())
+    assert {"test_acc_bptt", "test_acc_sltt_1", "saved_mb_bptt"} <= set(data["metrics"])
+    assert data["metrics"]["saved_mb_sltt_1"] < data["metrics"]["saved_mb_bptt"]
+
+
+def test_cifar_augmentation_crops_flips_and_cuts_out():
+    import torch
+
+    from tenfold.experiments.sltt import augment_image
+
+    img = torch.rand(3, 32, 32) + 1.0  # strictly positive, so the Cutout hole is the only zeros
+    g = torch.Generator().manual_seed(0)
+    outs = [augment_image(img, g, cutout=8) for _ in range(20)]
+    assert all(o.shape == (3, 32, 32) for o in outs)
+    holes = [int((o[0] == 0).sum()) for o in outs]
+    assert max(holes) > 0 and len({tuple(o.flatten()[:50].tolist()) for o in outs}) > 1
+    assert int((augment_image(img, torch.Generator().manual_seed(1), cutout=0)[0] == 0).sum()) <= 32 * 8
