@@ -88,3 +88,30 @@ def test_bad_config_is_a_one_line_error_with_exit_code_2(override, needle, tmp_p
     err = capsys.readouterr().err.strip()
     assert code == 2 and needle in err
     assert not (tmp_path / "cache").exists()  # failed before any pre-training
+
+
+def test_paper_preset_without_vtab_folder_fails_before_work(tmp_path, capsys):
+    code = cli_main(["run", "tuning-minivtab", "--preset", "paper", "--out", str(tmp_path),
+                     "--set", f"vtab_root={tmp_path / 'missing'}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "vtab_root=" in err and "VTAB-1k" in err
+
+
+def test_vtab_lists_are_read_and_checked(tmp_path):
+    from PIL import Image
+
+    from tenfold.errors import DataError
+    from tenfold.tuning.vtab import read_list, vtab_task
+
+    task = tmp_path / "dtd"
+    (task / "images").mkdir(parents=True)
+    for i in range(3):
+        Image.new("RGB", (10, 12), (40 * i, 0, 0)).save(task / "images" / f"{i}.jpg")
+    (task / "train800val200.txt").write_text("images/0.jpg 0\nimages/1.jpg 2\n")
+    (task / "test.txt").write_text("images/2.jpg 1\n")
+    train, test, classes = vtab_task(tmp_path, "dtd", size=16)
+    x, y = train[1]
+    assert classes == 3 and len(train) == 2 and len(test) == 1 and x.shape == (3, 16, 16) and y == 2
+    (task / "test.txt").write_text("images/2.jpg one\n")
+    with pytest.raises(DataError, match=r"test.txt:1: expected '<image path> <integer label>'"):
+        read_list(task / "test.txt")

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, model_validator
 
 from tenfold.config import Config
 from tenfold.engine import RunContext
-from tenfold.errors import ConfigError
+from tenfold.errors import ConfigError, DataError
 from tenfold.experiments.registry import register
 from tenfold.reporting import Claim, Result, markdown_table
 from tenfold.reporting.figures import new_figure
@@ -40,7 +41,7 @@ class MiniVTABConfig(Config):
     lr: float = Field(2e-2, gt=0, description="AdamW lr of the methods with a frozen backbone (linear included)")
     full_lr: float = Field(3e-3, gt=0, description="AdamW lr of methods that train every weight (full, remapping)")
     weight_decay: float = Field(1e-4, ge=0)
-    test_size: int = Field(200, ge=1, description="test images per task (a seeded subset)")
+    test_size: int | None = Field(200, ge=1, description="test images per task (a seeded subset; null: all)")
     options: dict[str, dict[str, Any]] = Field(default_factory=lambda: dict(DEFAULT_OPTIONS),
                                                description="per-method options passed to tenfold.tuning.apply")
     kd_teacher: str = Field("full", description="method whose tuned model teaches the kd student")
@@ -48,16 +49,23 @@ class MiniVTABConfig(Config):
     student_depth: int = Field(2, ge=1)
     student_heads: int = Field(2, ge=1)
     cache_dir: str | None = Field(None, description="foundation-model cache (default ~/.cache/tenfold/tuning)")
+    source: Literal["mini", "vtab1k"] = Field("mini", description="mini-VTAB (built in) or VTAB-1k from vtab_root")
+    vtab_root: str | None = Field(None, description="converted VTAB-1k folder: <root>/<task>/{train800val200,test}.txt")
+    backbone: str = Field("vit_base_patch16_224", description="timm model name of the VTAB-1k backbone")
+    weights: str | None = Field(None, description="local weight file of the VTAB-1k backbone (no downloads)")
+    image_size: int = Field(224, ge=8)
 
-    @field_validator("tasks")
-    @classmethod
-    def _known_tasks(cls, tasks: list[str]) -> list[str]:
+    @model_validator(mode="after")
+    def _known_tasks(self) -> "MiniVTABConfig":
         from tenfold.tuning.tasks import TASKS
+        from tenfold.tuning.vtab import VTAB_TASKS
 
-        bad = [t for t in tasks if t not in TASKS]
-        if bad or not tasks:
-            raise ValueError(f"expected tasks from {', '.join(TASKS)}, got {bad or tasks}")
-        return tasks
+        known = TASKS if self.source == "mini" else VTAB_TASKS
+        bad = [t for t in self.tasks if t not in known]
+        if bad or not self.tasks:
+            raise ValueError(f"tasks {bad or self.tasks} are unknown for source {self.source!r}: expected some of "
+                             f"{', '.join(known)}")
+        return self
 
 
 def _method_list(cfg: MiniVTABConfig) -> list[str]:
@@ -110,16 +118,19 @@ def _formula_checks(foundation, method_names) -> dict[str, tuple[int, int]]:
 def run(cfg: MiniVTABConfig, ctx: RunContext) -> Result:
     import tenfold.tuning as tt
     from tenfold.tuning.protocol import StudentShape, is_efficient, trains_everything, tune_on_task
-    from tenfold.tuning.tasks import make_task
 
     methods = _method_list(cfg)
     started = time.perf_counter()
-    kinds = sorted({"shapes" if t == "shapes" else "digits" for t in cfg.tasks})
-    foundations, infos = {}, {}
-    for kind in kinds:
-        foundations[kind], infos[kind] = tt.foundation_model(kind, cfg.cache_dir)
-        ctx.log_metrics(stage="pretrain", foundation=kind, held_out_acc=infos[kind]["held_out_acc"],
-                        cached=int(infos[kind]["cached"]))
+    if cfg.source == "vtab1k":
+        foundations, infos = _vtab_backbone(cfg)
+        kinds = ["vtab"]
+    else:
+        kinds = sorted({"shapes" if t == "shapes" else "digits" for t in cfg.tasks})
+        foundations, infos = {}, {}
+        for kind in kinds:
+            foundations[kind], infos[kind] = tt.foundation_model(kind, cfg.cache_dir)
+            ctx.log_metrics(stage="pretrain", foundation=kind, held_out_acc=infos[kind]["held_out_acc"],
+                            cached=int(infos[kind]["cached"]))
     student = StudentShape(cfg.student_dim, cfg.student_depth, cfg.student_heads)
     acc: dict[tuple[str, str], list[float]] = {}
     params: dict[tuple[str, str], int] = {}
@@ -128,8 +139,8 @@ def run(cfg: MiniVTABConfig, ctx: RunContext) -> Result:
     with ctx.bar("mini-VTAB runs", len(cfg.tasks) * cfg.seeds * len(methods)) as bar:
         for task_name in cfg.tasks:
             for seed in range(cfg.seeds):
-                task = make_task(task_name, seed, cfg.shots)
-                if len(task.y_test) > cfg.test_size:
+                task = _load_task(cfg, task_name, seed)
+                if cfg.source == "mini" and cfg.test_size is not None and len(task.y_test) > cfg.test_size:
                     keep = torch.randperm(len(task.y_test), generator=ctx.generator(task_name, seed))[:cfg.test_size]
                     task.x_test, task.y_test = task.x_test[keep], task.y_test[keep]
                 tuned = {}
@@ -138,7 +149,8 @@ def run(cfg: MiniVTABConfig, ctx: RunContext) -> Result:
                     out = tune_on_task(method, foundations[task.foundation], task, options=cfg.options.get(method, {}),
                                        epochs=cfg.epochs, batch_size=cfg.batch_size,
                                        lr=cfg.full_lr if trains_everything(method) else cfg.lr, weight_decay=cfg.weight_decay,
-                                       seed=1000 * seed + ctx.seed, student=student, teacher=tuned.get(cfg.kd_teacher))
+                                       seed=1000 * seed + ctx.seed, student=student, teacher=tuned.get(cfg.kd_teacher),
+                                       device=ctx.device)
                     if method == cfg.kd_teacher:
                         tuned[method] = out.model
                     acc.setdefault((method, task_name), []).append(out.accuracy)
@@ -182,13 +194,14 @@ def run(cfg: MiniVTABConfig, ctx: RunContext) -> Result:
     figure = _figure(ctx, methods, cfg.tasks, acc, params, mean)
     metrics: dict[str, float] = {f"acc_{m}": mean[m] for m in methods}
     metrics.update({f"trainable_{m}": float(params[(m, cfg.tasks[0])]) for m in methods})
-    metrics.update({f"pretrain_acc_{k}": float(infos[k]["held_out_acc"]) for k in kinds})
+    metrics.update({f"pretrain_acc_{k}": float(infos[k]["held_out_acc"]) for k in kinds if k != "vtab"})
     metrics["wall_seconds"] = time.perf_counter() - started
     if "linear" in mean:
         metrics["best_efficient_minus_linear"] = max((mean[m] for m in methods if is_efficient(m)),
                                                      default=mean["linear"]) - mean["linear"]
     cached = ", ".join(f"{k}: {'cached' if infos[k]['cached'] else 'pre-trained now'}, held-out acc "
-                       f"{100 * infos[k]['held_out_acc']:.1f}%" for k in kinds)
+                       f"{100 * infos[k]['held_out_acc']:.1f}%" if k != "vtab" else f"{cfg.backbone} from {cfg.weights}"
+                       for k in kinds)
     return Result(
         metrics=metrics, claims=claims, figures=[figure],
         tables={"mini-VTAB accuracy (%, mean ± sd over seeds) and trainable parameters": markdown_table(rows),
@@ -200,6 +213,37 @@ def run(cfg: MiniVTABConfig, ctx: RunContext) -> Result:
                f"Foundation models: {cached}. Remapping rows train a {cfg.student_depth}-block D={cfg.student_dim} "
                f"student (weight selection from the foundation model; kd distils the tuned '{cfg.kd_teacher}' model)."),
     )
+
+
+def _vtab_backbone(cfg: MiniVTABConfig) -> tuple[dict, dict]:
+    """The VTAB-1k backbone from a local weight file; missing folders or files fail before any work."""
+    import timm
+
+    root = Path(cfg.vtab_root).expanduser() if cfg.vtab_root else None
+    if root is None or not root.is_dir():
+        raise DataError(f"vtab_root={cfg.vtab_root!r} is not a folder: expected the converted VTAB-1k folder "
+                        "(one sub-folder per task with train800val200.txt and test.txt)")
+    for task in cfg.tasks:
+        for name in ("train800val200.txt", "test.txt"):
+            if not (root / task / name).is_file():
+                raise DataError(f"{root / task / name} does not exist: expected the VTAB-1k list of task {task!r}")
+    weights = Path(cfg.weights).expanduser() if cfg.weights else None
+    if weights is None or not weights.is_file():
+        raise DataError(f"weights={cfg.weights!r} is not a file: expected local {cfg.backbone} weights "
+                        "(.safetensors, .pth or .npz; nothing is downloaded)")
+    model = timm.create_model(cfg.backbone, pretrained=True, pretrained_cfg_overlay={"file": str(weights)},
+                              img_size=cfg.image_size)
+    return {"vtab": model.eval()}, {"vtab": {"held_out_acc": float("nan"), "cached": True, "path": str(weights)}}
+
+
+def _load_task(cfg: MiniVTABConfig, name: str, seed: int):
+    from tenfold.tuning.tasks import DatasetTask, make_task
+    from tenfold.tuning.vtab import vtab_task
+
+    if cfg.source == "mini":
+        return make_task(name, seed, cfg.shots)
+    train, test, classes = vtab_task(cfg.vtab_root, name, cfg.image_size)
+    return DatasetTask(name, "vtab", train, test, classes)
 
 
 def _figure(ctx: RunContext, methods, tasks, acc, params, mean) -> str:

@@ -31,6 +31,25 @@ class Task:
     y_test: torch.Tensor
     num_classes: int
 
+    @property
+    def train_data(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x_train, self.y_train
+
+    @property
+    def test_data(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x_test, self.y_test
+
+
+@dataclass
+class DatasetTask:
+    """A task whose splits are Datasets (VTAB-1k images read lazily from disk)."""
+
+    name: str
+    foundation: str
+    train_data: object
+    test_data: object
+    num_classes: int
+
 
 def _shots(y: torch.Tensor, shots: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices of ``shots`` random examples per class, and of all the others."""

@@ -8,11 +8,14 @@ every epoch, e.g. for pruning schedules).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+Data = tuple[torch.Tensor, torch.Tensor] | Dataset
 
 from tenfold.errors import ConvergenceError, require
 
@@ -31,30 +34,52 @@ def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]
     return factor
 
 
-def train_tuned(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
-                weight_decay: float, generator: torch.Generator, warmup: float = 0.1) -> list[float]:
-    """Train ``model``'s trainable parameters on (x, y); returns the mean loss of each epoch."""
+def batches(data: Data, batch_size: int, device: torch.device,
+            generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Mini-batches of in-memory (x, y) tensors or of a Dataset, shuffled when ``generator`` is given."""
+    if isinstance(data, tuple):
+        x, y = data
+        order = torch.randperm(len(y), generator=generator) if generator is not None else torch.arange(len(y))
+        for i in range(0, len(y), batch_size):
+            idx = order[i:i + batch_size]
+            yield x[idx].to(device), y[idx].to(device)
+        return
+    loader = DataLoader(data, batch_size=batch_size, shuffle=generator is not None, generator=generator)
+    for xb, yb in loader:
+        yield xb.to(device), torch.as_tensor(yb).to(device)
+
+
+def _length(data: Data) -> int:
+    return len(data[1]) if isinstance(data, tuple) else len(data)
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def train_tuned(model: nn.Module, data: Data, *, epochs: int, batch_size: int, lr: float, weight_decay: float,
+                generator: torch.Generator, warmup: float = 0.1) -> list[float]:
+    """Train ``model``'s trainable parameters on ``data`` ((x, y) or a Dataset); mean loss of each epoch."""
     require(epochs >= 1, "epochs", epochs, "at least 1")
     params = trainable(model)
     require(len(params) > 0, "model", type(model).__name__, "at least one trainable parameter")
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    steps = epochs * -(-len(y) // batch_size)
+    n, device = _length(data), _device(model)
+    steps = epochs * -(-n // batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps, int(warmup * steps)))
     loss_of = getattr(model, "tuning_loss", None) or (lambda xb, yb: F.cross_entropy(model(xb), yb))
     history = []
     for epoch in range(epochs):
         model.train()
-        order = torch.randperm(len(y), generator=generator)
         total = 0.0
-        for i in range(0, len(y), batch_size):
-            idx = order[i:i + batch_size]
-            loss = loss_of(x[idx], y[idx])
+        for xb, yb in batches(data, batch_size, device, generator):
+            loss = loss_of(xb, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            total += loss.item() * len(idx)
-        history.append(total / len(y))
+            total += loss.item() * len(yb)
+        history.append(total / n)
         if not math.isfinite(history[-1]):
             raise ConvergenceError(f"training loss became {history[-1]} at epoch {epoch + 1}: lower lr={lr}")
         if hasattr(model, "tuning_epoch_end"):
@@ -64,9 +89,8 @@ def train_tuned(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: i
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
-    """Top-1 accuracy of ``model`` (in eval mode) on (x, y)."""
+def accuracy(model: nn.Module, data: Data, batch_size: int = 1024) -> float:
+    """Top-1 accuracy of ``model`` (in eval mode) on ``data`` ((x, y) or a Dataset)."""
     model.eval()
-    correct = sum(int((model(x[i:i + batch_size]).argmax(-1) == y[i:i + batch_size]).sum())
-                  for i in range(0, len(y), batch_size))
-    return correct / max(1, len(y))
+    correct = sum(int((model(xb).argmax(-1) == yb).sum()) for xb, yb in batches(data, batch_size, _device(model)))
+    return correct / max(1, _length(data))
