@@ -50,6 +50,7 @@ def test_tasks_are_few_shot_and_disjoint():
     assert not torch.equal(a.x_train, b.x_train)
 
 
+@pytest.mark.slow
 def test_run_through_the_cli_writes_table_figure_and_claims(tiny_foundations, tmp_path, capsys):
     args = ["run", "tuning-minivtab", "--out", str(tmp_path / "runs"), "--set", f"cache_dir={tmp_path / 'cache'}",
             "--set", "methods=[linear,full,lora-qv,vpt-deep,kd]", "--set", "tasks=[digits-5-9,rotation]",

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tenfold.errors import require
-from tenfold.tuning.common import classifier, freeze, matching_modules, require_vit, seeded, subclass_with, train_head
+from tenfold.tuning.common import classifier, freeze, matching_modules, seeded, subclass_with, train_head
 from tenfold.tuning.registry import register_method
 
 QKV_PATTERN = r".*\.attn\.qkv"
