@@ -118,3 +118,27 @@ def test_cifar_augmentation_crops_flips_and_cuts_out():
     holes = [int((o[0] == 0).sum()) for o in outs]
     assert max(holes) > 0 and len({tuple(o.flatten()[:50].tolist()) for o in outs}) > 1
     assert int((augment_image(img, torch.Generator().manual_seed(1), cutout=0)[0] == 0).sum()) <= 32 * 8
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_one_process(tmp_path):
+    """BPTT (T forwards, one backward) and SLTT-K (K backward calls per batch) run under DDP and land on
+    the same test accuracy as one process up to a couple of digits (the last, odd-sized batch is
+    averaged per shard)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TENFOLD_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-m", "tenfold.cli", "run", "sltt-digits", "--device", "cpu", "--set", "epochs=2",
+            "--set", "rules=[bptt,sltt-2]"]
+    metrics = []
+    for devices in (1, 2):
+        out = tmp_path / f"d{devices}"
+        proc = subprocess.run(args + ["--out", str(out), "--devices", str(devices)], env=env, capture_output=True)
+        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+        (folder,) = (out / "sltt-digits").iterdir()
+        metrics.append(json.loads((folder / "results.json").read_text())["metrics"])
+    for key in ("test_acc_bptt", "test_acc_sltt_2"):
+        assert metrics[0][key] > 0.5
+        assert metrics[0][key] == pytest.approx(metrics[1][key], abs=3 / 450 + 1e-9), key
