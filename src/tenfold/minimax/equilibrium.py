@@ -53,7 +53,7 @@ def _best_value(objective, starts: torch.Tensor, iters: int) -> float:
 
 def ni_error(game: Game, x: torch.Tensor, y: torch.Tensor, wx: torch.Tensor | None = None,
              wy: torch.Tensor | None = None, *, box: float = 7.0, grid_step: float = 5e-3, top_k: int = 10,
-             starts: int = 256, iters: int = 50, from_particles: bool = True,
+             starts: int = 256, iters: int = 25, from_particles: bool = True,
              generator: torch.Generator | None = None) -> float:
     """NI = max_y sum_i wx_i f(x_i, y) - min_x sum_j wy_j f(x, y_j) (a lower bound, see module doc).
 
@@ -66,10 +66,10 @@ def ni_error(game: Game, x: torch.Tensor, y: torch.Tensor, wx: torch.Tensor | No
     x, y = x.detach(), y.detach()
 
     def x_cost(z):  # E_q f(z, .), minimized by the x player
-        return game.payoff(z, y) @ wy
+        return game.mean_over_y(z, y, wy)
 
     def y_gain(z):  # -E_p f(., z), minimized = the y player's best response
-        return -(wx @ game.payoff(x, z))
+        return -game.mean_over_x(x, z, wx)
 
     def candidates(dim: int, own: torch.Tensor, objective) -> torch.Tensor:
         if dim == 1:

@@ -28,6 +28,14 @@ class Game:
         """F_ij = f(x_i, y_j) for x (M, dim_x), y (N, dim_y)."""
         raise NotImplementedError
 
+    def mean_over_y(self, x: torch.Tensor, y: torch.Tensor, wy: torch.Tensor) -> torch.Tensor:
+        """(M,): sum_j wy_j f(x_i, y_j), the x player's cost against the mixed strategy (y, wy)."""
+        return self.payoff(x, y) @ wy
+
+    def mean_over_x(self, x: torch.Tensor, y: torch.Tensor, wx: torch.Tensor) -> torch.Tensor:
+        """(N,): sum_i wx_i f(x_i, y_j), the y player's gain against (x, wx)."""
+        return wx @ self.payoff(x, y)
+
     def grad_x(self, x: torch.Tensor, y: torch.Tensor, wy: torch.Tensor) -> torch.Tensor:
         """(M, dim_x): grad_x sum_j wy_j f(x_i, y_j) for every i."""
         with torch.enable_grad():
@@ -71,6 +79,12 @@ class LowRankGame(Game):
 
     def v_grad_dot(self, y: torch.Tensor, coef) -> torch.Tensor:
         return torch.einsum("nkd,k->nd", self.dv(y), torch.as_tensor(coef, dtype=y.dtype))
+
+    def mean_over_y(self, x, y, wy):
+        return self.u(x) @ (wy @ self.v(y))
+
+    def mean_over_x(self, x, y, wx):
+        return self.v(y) @ (wx @ self.u(x))
 
     def grad_x(self, x, y, wy):
         return self.u_grad_dot(x, wy @ self.v(y))
