@@ -45,6 +45,32 @@ def _slope(xs: list[float], ys: list[float]) -> float:
     return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
 
 
+def _construction_figure():
+    """The tent piece v_y and its derivative, and the anchors y of a small chain (T = 4, t = 6)."""
+    import torch
+
+    from tenfold.pl import tent, v_grad, v_value
+
+    fig, ax = new_figure(3)
+    x = torch.linspace(-0.2, 1.3, 3001, dtype=torch.float64)
+    y = torch.ones_like(x)
+    ax[0].plot(x, v_value(x, y), label="v_y(x)")
+    ax[0].plot(x, x**2 / 2, ":", c="gray", label="x^2/2")
+    ax[0].plot([1.0], [31 / 64], "ko", label="flat point v_y(y) = 31y^2/64")
+    ax[0].set(xlabel="x (y = 1)", title="separable piece v_y")
+    ax[0].legend(fontsize=7)
+    ax[1].plot(x, v_grad(x, y), label="v_y'(x) = x - b_y(x)")
+    ax[1].plot(x, tent(x, y), label="tent b_y(x)")
+    ax[1].axhline(0, c="gray", lw=0.5)
+    ax[1].set(xlabel="x (y = 1)", title="the tent pulls v_y' to 0 at x = y")
+    ax[1].legend(fontsize=7)
+    g = HardFunction(4, 6)
+    ax[2].bar(range(1, g.dim + 1), g.anchors.numpy(), color=[f"C{(k // 4) % 2}" for k in range(g.dim)])
+    ax[2].set(xlabel="coordinate k (blocks of T = 4)", ylabel="anchor y_k = (7/8)^block",
+              title="start point: one block per 7/8 step of the chain")
+    return fig
+
+
 def _kwargs(name: str, L: float, mu: float) -> dict:
     return {"GD": {"L": L}, "AGD": {"L": L, "mu": mu}, "HB": {"L": L, "mu": mu}}[name]
 
@@ -133,6 +159,7 @@ def run(cfg: PLConfig, ctx: RunContext) -> Result:
     for axis in ax[:2]:
         axis.xaxis.set_minor_formatter(NullFormatter())
     figure = ctx.save_figure(fig, "pl_counts")
+    construction = ctx.save_figure(_construction_figure(), "pl_construction")
 
     metrics = {f"slope_pl_{k}": v for k, v in slopes.items()}
     metrics |= {f"slope_quadratic_{k}": v for k, v in quad_slopes.items()}
@@ -150,7 +177,7 @@ def run(cfg: PLConfig, ctx: RunContext) -> Result:
     claims += [Claim.between(f"quadratic: slope of log N vs log kappa, {name}", quad_slopes[name], 0.4, 0.6)
                for name in ("AGD", "HB")]
     return Result(
-        metrics=metrics, claims=claims, figures=[figure],
+        metrics=metrics, claims=claims, figures=[figure, construction],
         tables={"Gradient queries to reach g <= eps g(start) on the hard PL function": markdown_table(rows),
                 "Gradient queries on Nesterov's quadratic (same L and mu)": markdown_table(quad_rows)},
         key_metric="min_count_over_bound",
