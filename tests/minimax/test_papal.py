@@ -143,3 +143,24 @@ def test_divergence_raises_convergence_error_with_step():
     with pytest.raises(ConvergenceError, match="step"):
         mfl_da(SinusoidGame(), torch.ones(3, 1, dtype=D), torch.ones(3, 1, dtype=D), lam1=0.05, lam2=0.1, step=1e3,
                steps=400, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("ratio,y_steps", [(1.0, 1), (10.0, 1), (1.0, 5)])
+def test_mfl_da_timescales_and_quasistatic(ratio, y_steps):
+    """Single timescale, two timescales (iota_y = 10 iota_x) and quasistatic (5 y-steps per x-step)."""
+    game = SinusoidGame()
+    gen = torch.Generator().manual_seed(2)
+    x0, y0 = torch.randn(100, 1, generator=gen, dtype=D), torch.randn(100, 1, generator=gen, dtype=D)
+    x, y = mfl_da(game, x0, y0, lam1=0.05, lam2=0.1, step=0.003, steps=600, generator=gen, ratio=ratio,
+                  y_steps=y_steps)
+    assert ni_error(game, x, y) < ni_error(game, x0, y0)
+
+
+def test_papal_with_mala_inner_loop():
+    game = SinusoidGame()
+    xs = torch.linspace(-7, 7, 701, dtype=D)
+    hist = exact_outer_loop(game.payoff(xs[:, None], xs[:, None]), xs, xs, lam1=0.05, lam2=0.1, steps=30)
+    res = papal(game, lam1=0.05, lam2=0.1, particles=200, outer_steps=12, inner_steps=60, step=0.05,
+                generator=torch.Generator().manual_seed(0), sampler="mala")
+    start = wasserstein1(res.xs[0], xs, hist.a[-1])
+    assert wasserstein1(res.x, xs, hist.a[-1]) < 0.6 * start
