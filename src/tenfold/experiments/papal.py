@@ -103,8 +103,8 @@ def run_game(cfg: PapalGameConfig, ctx: RunContext) -> Result:
             t_measure = time.perf_counter()
             curve["step"].append(step)
             curve["seconds"].append(elapsed)
-            curve["w1_x"].append(_w1(x, wx, xs, a_ref))
-            curve["w1_y"].append(_w1(y, wy, xs, b_ref))
+            curve["w1_x"].append(wasserstein1(x, xs, a_ref, wx))
+            curve["w1_y"].append(wasserstein1(y, xs, b_ref, wy))
             ni = ni_error(game, x, y, wx, wy) if len(curve["step"]) % with_ni_every == 0 else math.nan
             curve["ni"].append(ni)
             ctx.log_metrics(stage=name, step=step, seconds=elapsed, w1_x=curve["w1_x"][-1], w1_y=curve["w1_y"][-1],
@@ -144,13 +144,14 @@ def run_game(cfg: PapalGameConfig, ctx: RunContext) -> Result:
         "WFR-DA": (curves["WFR-DA"]["w1_x"][-1], curves["WFR-DA"]["w1_y"][-1], ni_error(game, *wfr)),
         "weight-only": (curves["weight-only"]["w1_x"][-1], curves["weight-only"]["w1_y"][-1],
                         ni_error(game, *wonly)),
-        "GDA (pure)": (_w1(gx, None, xs, a_ref), _w1(gy, None, xs, b_ref), ni_error(game, gx, gy)),
+        "GDA (pure)": (wasserstein1(gx, xs, a_ref), wasserstein1(gy, xs, b_ref), ni_error(game, gx, gy)),
     }
 
     # torus matching pennies: pure GDA keeps x - y fixed, so NI = 2 exactly
     pennies = MatchingPennies()
     tgen = ctx.generator("torus")
-    px, py = torch.rand(1, 1, generator=tgen, dtype=torch.float64), torch.rand(1, 1, generator=tgen, dtype=torch.float64)
+    px = torch.rand(1, 1, generator=tgen, dtype=torch.float64)
+    py = torch.rand(1, 1, generator=tgen, dtype=torch.float64)
     gda_x, gda_y = gda(pennies, px, py, step=0.01, steps=500)
     torus_gda_ni = ni_matching_pennies(gda_x, gda_y)
     torus = papal(pennies, lam1=0.0, lam2=lam2, particles=cfg.torus_particles, outer_steps=cfg.torus_outer_steps,
@@ -181,7 +182,8 @@ def run_game(cfg: PapalGameConfig, ctx: RunContext) -> Result:
     gap_rows = [{"t": t, "gap": gaps[t], "mu^t": mu**t} for t in (1, 10, 40, 80) if t < len(gaps)]
     metrics = {"gap_t1": gaps[1], "gap_t10": gaps[10], "gap_t80": gaps[80], "gap_log_slope": gap_slope,
                "log_mu": math.log(mu), "ni_reference": ni_ref, "ni_prior": ni_prior, "papal_w1_x": w1_x,
-               "papal_w1_y": w1_y, "papal_ni": papal_ni, "papal_ni_last_iterate": papal_ni_last, "torus_gda_ni": torus_gda_ni, "torus_papal_ni": torus_ni,
+               "papal_w1_y": w1_y, "papal_ni": papal_ni, "papal_ni_last_iterate": papal_ni_last,
+               "torus_gda_ni": torus_gda_ni, "torus_papal_ni": torus_ni,
                "torus_sqrt_pi_over_m": floor}
     metrics |= {f"{k}_ni": v[2] for k, v in final.items() if k != "PAPAL"}
     claims = [
@@ -190,7 +192,8 @@ def run_game(cfg: PapalGameConfig, ctx: RunContext) -> Result:
         Claim.between("grid: reference NI (spec .266)", ni_ref, 0.256, 0.276),
         Claim.at_most("particle PAPAL: W1 x (mean of last 10 steps)", w1_x, 0.12),
         Claim.at_most("particle PAPAL: W1 y (mean of last 10 steps)", w1_y, 0.12),
-        Claim.at_most("particle PAPAL: |NI - .266| (mixture of the last 10 iterates)", abs(papal_ni - NI_REFERENCE), 0.03),
+        Claim.at_most("particle PAPAL: |NI - .266| (mixture of the last 10 iterates)",
+                      abs(papal_ni - NI_REFERENCE), 0.03),
         Claim.true("torus: pure GDA keeps NI = 2", abs(torus_gda_ni - 2.0) < 1e-9, torus_gda_ni),
         Claim.at_most("torus: PAPAL NI / sqrt(pi/M)", torus_ni / floor, 3.0),
     ]
@@ -201,20 +204,12 @@ def run_game(cfg: PapalGameConfig, ctx: RunContext) -> Result:
         notes=(f"M={cfg.particles}, T={cfg.outer_steps}, K={cfg.inner_steps}, iota={cfg.step} ({cfg.sampler}, "
                "low-rank path). PAPAL's NI is that of the gamma-weighted mixture of its last 10 iterates (the "
                "measure Cor. 9 bounds); a single iterate of M particles carries a sampling bias upwards "
-               f"(last iterate: {papal_ni_last:.3f}). W1 is measured to the exact regularized equilibrium from the grid; WFR-DA and "
+               f"(last iterate: {papal_ni_last:.3f}). W1 is measured to the exact regularized equilibrium from the "
+               "grid; WFR-DA and "
                "weight-only mirror-prox have no entropy and head for the unregularized MNE (NI -> 0), so their NI "
                f"falls below the regularized reference {ni_ref:.3f} while their W1 to it stays large. Pure GDA "
                "cycles."),
     )
-
-
-def _w1(z: torch.Tensor, w: torch.Tensor | None, xs: torch.Tensor, ref: torch.Tensor) -> float:
-    """W1 between (weighted) particles and the grid density."""
-    from scipy.stats import wasserstein_distance
-
-    u = z.detach().reshape(-1).numpy()
-    uw = None if w is None else w.detach().numpy()
-    return float(wasserstein_distance(u, xs.numpy(), uw, ref.numpy()))
 
 
 Dimension = Annotated[int, Field(ge=1)]
@@ -289,11 +284,13 @@ def run_dimension(cfg: PapalDimensionConfig, ctx: RunContext) -> Result:
             Claim.at_most(f"M={m}: best particle method / weight-only error at d={d_hi}",
                           best_particle / errors[("weight-only", d_hi, m)], 1.0),
         ]
-    return Result(metrics=metrics, claims=claims, figures=[figure], key_metric=f"PAPAL_err_d{d_hi}_M{max(cfg.particles)}",
+    return Result(metrics=metrics, claims=claims, figures=[figure],
+                  key_metric=f"PAPAL_err_d{d_hi}_M{max(cfg.particles)}",
                   tables={"Generator error |mean X - m*|^2/2": markdown_table(rows, floatfmt=".3g")},
                   notes="Proxy for the paper's GAN experiment (App. G): f = tanh(<y, x - m*>), |m*| = "
-                        f"{cfg.target_norm}. Weight-only mirror-prox can only reweight its M prior samples, so its error "
-                        "grows with d. The entropic methods (PAPAL, MFL-DA) sample the regularized equilibrium, whose mean "
+                        f"{cfg.target_norm}. Weight-only mirror-prox can only reweight its M prior samples, so its "
+                        "error grows with d. The entropic methods (PAPAL, MFL-DA) sample the regularized equilibrium, "
+                        "whose mean "
                         "is pulled toward the prior mean 0 (about m*/(1 + 4 lam1^2) in a linearization) and whose "
                         "spread at the prior scale adds ~ d lam2/(4 lam1 M) to the error of an M-particle mean; "
                         "the paper's flat-in-d claim is therefore tested as slower growth than weight-only, not as "

@@ -97,10 +97,13 @@ def ni_matching_pennies(x: torch.Tensor, y: torch.Tensor) -> float:
     return modulus(x) + modulus(y)
 
 
-def wasserstein1(samples: torch.Tensor, points: torch.Tensor, weights: torch.Tensor | None = None) -> float:
-    """1-D W1 = int |CDF_samples - CDF_ref| between particles and a (weighted) reference measure."""
+def wasserstein1(samples: torch.Tensor, points: torch.Tensor, weights: torch.Tensor | None = None,
+                 sample_weights: torch.Tensor | None = None) -> float:
+    """1-D W1 = int |CDF_samples - CDF_ref| between (weighted) particles and a (weighted) reference measure."""
     require(samples.ndim == 1 or samples.shape[-1] == 1, "samples", tuple(samples.shape), "1-D particles")
-    u = samples.detach().reshape(-1).cpu().numpy()
-    v = points.detach().reshape(-1).cpu().numpy()
-    vw = None if weights is None else np.clip(weights.detach().reshape(-1).cpu().numpy(), 0, None)
-    return float(wasserstein_distance(u, v, None, vw))
+
+    def array(t: torch.Tensor | None):
+        return None if t is None else np.clip(t.detach().reshape(-1).cpu().numpy(), 0, None)
+
+    u, v = samples.detach().reshape(-1).cpu().numpy(), points.detach().reshape(-1).cpu().numpy()
+    return float(wasserstein_distance(u, v, array(sample_weights), array(weights)))

@@ -3,7 +3,8 @@ the entropy-regularized mixed Nash equilibrium  min_p max_q E_p E_q f + R(p) - R
 R(p) = E_p[lam1 |x|^2 + lam2 log p] = lam2 KL(p || pi) + const, prior pi = N(0, lam2/(2 lam1) I).
 
 Outer loop (Section 3, Lemma 3; spec 1.2). mu solves mu^2 - (2 + lam2^2) mu + 1 = 0 (mu ~ 1 - lam2):
-  h^(t) = mu h^(t-1) + (1 - mu)(phi_t + lam1 |y|^2)/lam2,  phi_t = -(1 + mu) E_{p_{t-1}} f(., y) + mu E_{p_{t-2}} f(., y),
+  h^(t) = mu h^(t-1) + (1 - mu)(phi_t + lam1 |y|^2)/lam2,
+          phi_t = -(1 + mu) E_{p_{t-1}} f(., y) + mu E_{p_{t-2}} f(., y),
   g^(t) = mu g^(t-1) + (1 - mu)(psi_t + lam1 |x|^2)/lam2,  psi_t = E_{q_t} f(x, .),
   q_t ∝ exp(-h^(t)), p_t ∝ exp(-g^(t)),  h^(0) = lam1/lam2 |y|^2, g^(0) = lam1/lam2 |x|^2:
 a Gibbs response to an exponentially weighted, optimistic average of the opponent's past play.
