@@ -66,14 +66,17 @@ def seeded(seed: int) -> torch.Generator:
     return g
 
 
-def subclass_with(mixin: type, base: type, _cache: dict = {}) -> type:  # noqa: B006 (a class cache)
-    """The class ``mixin + base`` (created once), used to give a module new behaviour in place while
-    keeping its parameter names: ``module.__class__ = subclass_with(SSFMixin, type(module))``."""
+_SUBCLASSES: dict[tuple[type, type], type] = {}  # (mixin, base) -> class, so each pair is created once
+
+
+def subclass_with(mixin: type, base: type) -> type:
+    """The class ``mixin + base``, used to give a module new behaviour in place while keeping its
+    parameter names: ``module.__class__ = subclass_with(SSFMixin, type(module))``."""
     key = (mixin, base)
-    if key not in _cache:
-        _cache[key] = type(f"{mixin.__name__.removesuffix('Mixin')}{base.__name__}", (mixin, base),
-                           {"_tuning_base": base})
-    return _cache[key]
+    if key not in _SUBCLASSES:
+        _SUBCLASSES[key] = type(f"{mixin.__name__.removesuffix('Mixin')}{base.__name__}", (mixin, base),
+                                {"_tuning_base": base})
+    return _SUBCLASSES[key]
 
 
 def restore_class(module: nn.Module) -> None:
