@@ -197,7 +197,7 @@ def run_lion(backbone: nn.Module, data, test, cfg: LionConfig, rho: float, seed:
             "eval_steps_in": infos["input"].mean_steps, "eval_steps_out": infos["output"].mean_steps}
 
 
-@register("lion", paper="LION: Implicit Vision Prompt Tuning (arXiv:2303.09992)", config=LionConfig, order=20,
+@register("lion", paper="lion", config=LionConfig, order=20,
           description="equilibrium prompts + lottery pruning vs VPT-deep on a frozen digits ViT (sparsity sweep)")
 def run(cfg: LionConfig, ctx: RunContext) -> Result:
     from tenfold.tuning.foundation import foundation_model

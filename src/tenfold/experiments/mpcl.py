@@ -34,7 +34,7 @@ from tenfold.experiments.registry import register
 from tenfold.reporting import Claim, Result, markdown_table
 from tenfold.reporting.figures import new_figure
 
-PAPER = "MPCL (ICLR 2023)"
+PAPER = "mpcl"  # key in tenfold.reporting.papers (arXiv:2303.04435)
 # Linear-probe top-1 of the official README (spec 1.5), ResNet-18.
 ANCHORS = {"simclr": {"c10": 84.5, "c100": 56.1}, "simclr-attn": {"c10": 85.4, "c100": 56.9},
            "simsiam": {"c10": 83.8, "c100": 56.3}, "simsiam-multi": {"c10": 84.8, "c100": 58.9}}

@@ -42,7 +42,7 @@ from tenfold.minimax import (
 from tenfold.reporting import Claim, Result, markdown_table
 from tenfold.reporting.figures import new_figure
 
-PAPER = "Ding et al. 2024: PAPAL, particle primal-dual mixed Nash equilibria"
+PAPER = "papal"  # key in tenfold.reporting.papers (arXiv:2303.00970)
 NI_REFERENCE = 0.266  # spec 1.8.1: NI of the exact regularized MNE of the test game
 
 

@@ -75,7 +75,7 @@ def _kwargs(name: str, L: float, mu: float) -> dict:
     return {"GD": {"L": L}, "AGD": {"L": L, "mu": mu}, "HB": {"L": L, "mu": mu}}[name]
 
 
-@register("pl-lower-bound", paper="Yue, Fang & Lin 2023: lower bound for PL functions", config=PLConfig, order=90,
+@register("pl-lower-bound", paper="pl-lower-bound", config=PLConfig, order=90,
           description="GD, AGD, heavy ball, Adam on the hard PL function vs the T t/2 lower bound")
 def run(cfg: PLConfig, ctx: RunContext) -> Result:
     L = cfg.smoothness

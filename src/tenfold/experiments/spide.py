@@ -124,7 +124,7 @@ def _net_kwargs(cfg: SpideCommon, backward: str) -> dict:
                 backward=backward, dropout=cfg.dropout, feedback_norm_cap=cfg.feedback_norm_cap)
 
 
-@register("spide-digits", paper="SPIDE", config=SpideDigitsConfig, order=70,
+@register("spide-digits", paper="spide", config=SpideDigitsConfig, order=70,
           description="SPIDE on digits: spike backward vs exact implicit gradient, feedforward and feedback")
 def run_digits(cfg: SpideDigitsConfig, ctx: RunContext) -> Result:
     from tenfold.data import digits
@@ -191,7 +191,7 @@ class SpideEventsConfig(SpideCommon):
     seed_data: int = Field(0, ge=0, description="seed of the simulated events")
 
 
-@register("spide-events", paper="SPIDE", config=SpideEventsConfig, order=71,
+@register("spide-events", paper="spide", config=SpideEventsConfig, order=71,
           description="SPIDE on simulated event-camera data: event input per step, recurrent feedback layer")
 def run_events(cfg: SpideEventsConfig, ctx: RunContext) -> Result:
     from tenfold.data.events import simulated_events
@@ -270,7 +270,7 @@ def mnist(root: str, train: bool):
     return ArrayDataset((x - 0.1307) / 0.3081, y)
 
 
-@register("spide-mnist-lenet", paper="SPIDE", config=SpideMnistConfig, order=72, quick=False,
+@register("spide-mnist-lenet", paper="spide", config=SpideMnistConfig, order=72, quick=False,
           description="SPIDE paper recipe: LeNet-5 on MNIST from a local root (no feedback)")
 def run_mnist(cfg: SpideMnistConfig, ctx: RunContext) -> Result:
     train, test = mnist(cfg.root, True), mnist(cfg.root, False)
@@ -313,7 +313,7 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
-@register("spide-cifar", paper="SPIDE", config=SpideCifarConfig, order=73, quick=False,
+@register("spide-cifar", paper="spide", config=SpideCifarConfig, order=73, quick=False,
           description="SPIDE paper recipe: AlexNet-F / CIFARNet-F on CIFAR-10/100 from a local root")
 def run_cifar(cfg: SpideCifarConfig, ctx: RunContext) -> Result:
     from tenfold.data import ArrayDataset
