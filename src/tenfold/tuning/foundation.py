@@ -52,7 +52,7 @@ class FoundationSpec:
 SPECS = {
     "digits": FoundationSpec("digits", img_size=8, patch_size=2, in_chans=1, num_classes=5, epochs=20,
                              batch_size=64, lr=5e-3),
-    "shapes": FoundationSpec("shapes", img_size=32, patch_size=8, in_chans=3, num_classes=25, epochs=10,
+    "shapes": FoundationSpec("shapes", img_size=32, patch_size=8, in_chans=3, num_classes=25, epochs=6,
                              batch_size=64, lr=3e-3),
 }
 
