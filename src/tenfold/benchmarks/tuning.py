@@ -27,7 +27,7 @@ def _model(quick: bool) -> torch.nn.Module:
     if quick:
         return build_vit(img_size=16, patch_size=2, in_chans=3, num_classes=10, embed_dim=96, depth=4, num_heads=3,
                          mlp_ratio=4.0, seed=0).eval()
-    return build_vit(img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=192, depth=6, num_heads=3,
+    return build_vit(img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=128, depth=4, num_heads=4,
                      mlp_ratio=4.0, seed=0).eval()
 
 
@@ -40,7 +40,7 @@ def _prepare(method: str, base: torch.nn.Module) -> torch.nn.Module:
     return tt.apply(model, method)
 
 
-def _repeated(model: torch.nn.Module, x: torch.Tensor, times: int = 4):
+def _repeated(model: torch.nn.Module, x: torch.Tensor, times: int = 2):
     """One timing sample: ``times`` forward passes (longer samples are less sensitive to scheduler noise)."""
     def call():
         for _ in range(times):
@@ -59,9 +59,9 @@ def run(quick: bool = False) -> dict:
     base = _model(quick)
     size = base.patch_embed.img_size[0]
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(16 if quick else 32, 3, size, size, generator=g)
+    x = torch.rand(16, 3, size, size, generator=g)
     y = torch.randint(10, (len(x),), generator=g)
-    repeats = 5 if quick else 9
+    repeats = 5 if quick else 7
     rows, steps, infer = {}, {}, {}
     with fixed_threads(1):
         for method in tt.method_names():

@@ -271,6 +271,8 @@ def _figure(ctx: RunContext, methods, tasks, acc, params, mean) -> str:
         for i, t in enumerate(tasks):
             ax[1].scatter(params[(m, t)], 100 * statistics.fmean(acc[(m, t)]), c=f"C{i}", s=12,
                           label=t if m == methods[0] else None)
+    if "linear" in mean:
+        ax[0].axhline(100 * mean["linear"] - 1, ls="--", c="gray", lw=0.8, label="claim: linear - 1 point")
     handles, labels = ax[0].get_legend_handles_labels()
     unique = dict(zip(labels, handles))
     ax[0].legend(unique.values(), unique.keys(), fontsize=7)
