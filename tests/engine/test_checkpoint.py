@@ -61,3 +61,10 @@ def test_corrupt_or_missing_checkpoints_name_the_file(tmp_path):
         load_state(tmp_path / "missing.pt")
     with pytest.raises(DataError, match="bad.pt"):
         load_weights(bad)
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path):
+    path = atomic_write_json(tmp_path / "r.json", {})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
