@@ -5,11 +5,12 @@
 - ``inverted``: digits 5-9 with inverted intensities (1 - x, a domain shift).
 - ``shapes``: 10 shape classes never seen in pre-training (rings, stars, hexagons, half-discs, ellipses
   in two colours and textures), 32 px, on the shapes foundation model.
-Each seed draws its own training shots; the test set is everything else.
+Each seed draws its own training shots from the same pool of images; the test set is everything else.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -64,6 +65,14 @@ def _shots(y: torch.Tensor, shots: int, generator: torch.Generator) -> tuple[tor
     return train, torch.nonzero(mask).flatten()
 
 
+@functools.lru_cache(maxsize=2)
+def _shape_pool(per_class: int):
+    """The shapes task's images, drawn once (seed 2000); each seed picks its own training shots from them."""
+    from tenfold.data import shapes
+
+    return shapes(classes=SHAPE_CLASSES, size=32, per_class=per_class, seed=2000)
+
+
 def _digits_5_9() -> tuple[torch.Tensor, torch.Tensor]:
     from tenfold.data.digits import load_digits_arrays
 
@@ -78,9 +87,7 @@ def make_task(name: str, seed: int, shots: int = 20) -> Task:
     require(shots >= 1, "shots", shots, "at least 1 example per class")
     g = torch.Generator().manual_seed(10_000 + seed)
     if name == "shapes":
-        from tenfold.data import shapes
-
-        data = shapes(classes=SHAPE_CLASSES, size=32, per_class=shots + SHAPES_TEST_PER_CLASS, seed=2000 + seed)
+        data = _shape_pool(shots + SHAPES_TEST_PER_CLASS)
         tr, te = _shots(data.y, shots, g)
         return Task(name, "shapes", data.x[tr], data.y[tr], data.x[te], data.y[te], len(SHAPE_CLASSES))
     x, y = _digits_5_9()
