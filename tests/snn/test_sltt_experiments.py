@@ -1,5 +1,6 @@
 """User path of the SLTT experiments and benchmark: CLI runs, claims, one-line errors (exit code 2)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -32,7 +33,7 @@ def test_cli_sltt_digits_quick_claims_hold(tmp_path, capsys):
 def test_sltt_events_quick_claims_hold(run_ctx):
     exp = get("sltt-events")
     result = exp.run(resolve(exp.config, "sltt-events"), run_ctx)
-    assert all(c.holds for c in result.claims), [c.to_dict() for c in result.claims]
+    assert all(c.holds for c in result.claims), [dataclasses.asdict(c) for c in result.claims]
     assert result.metrics["saved_ratio_sltt_over_bptt"] < 0.5
 
 

@@ -106,7 +106,7 @@ def fit(*, model: torch.nn.Module, step: Step, dataset: Dataset, epochs: int, ba
             load_extra_state(saved["extra"])
         set_rng_state(saved["rng"])
         state = TrainState(epoch=saved["epoch"], step=saved["step"], history=saved["history"])
-        ctx._metrics.truncate_after("epoch", state.epoch)
+        ctx._metrics.truncate_after("epoch", state.epoch, stage=stage)
     n = len(dataset)  # type: ignore[arg-type]
     per_epoch = num_batches(n, batch_size, drop_last)
     with ctx.bar(f"{ctx.experiment or 'run'}: {stage}", total=epochs * per_epoch) as bar:

@@ -44,9 +44,15 @@ class MetricsLog:
                 self.fields = list(reader.fieldnames or [])
                 self.rows = list(reader)
 
-    def truncate_after(self, column: str, value: float) -> None:
-        """Drop rows whose ``column`` exceeds ``value`` (used on resume, so no row is logged twice)."""
-        keep = [r for r in self.rows if r.get(column) in (None, "") or float(r[column]) <= value]
+    def truncate_after(self, column: str, value: float, stage: str | None = None) -> None:
+        """Drop rows of ``stage`` (all rows when None) whose ``column`` exceeds ``value``; used on
+        resume so that no row is logged twice and other stages' rows are kept."""
+        def drop(r: dict) -> bool:
+            if stage is not None and r.get("stage") != stage:
+                return False
+            return r.get(column) not in (None, "") and float(r[column]) > value
+
+        keep = [r for r in self.rows if not drop(r)]
         if len(keep) != len(self.rows):
             self.rows = keep
             self._rewrite()

@@ -15,7 +15,7 @@ import warnings
 from typing import Annotated, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from tenfold.config import Config
@@ -58,6 +58,14 @@ class LionConfig(Config):
     finalize_at: float = Field(0.75, gt=0, le=1, description="fraction of epochs after which masks become hard")
     target_ratio: float = Field(0.885, gt=0, description="claim: LION params <= ratio x VPT-deep params")
     split_seed: int = Field(0, ge=0)
+    claim_rho: Rho = Field(0.5, description="the sparsity the claims are made at, fixed before the run (picking "
+                                            "the best rho on the test set would make the claims hold by selection)")
+
+    @model_validator(mode="after")
+    def _claim_rho_in_sweep(self) -> "LionConfig":
+        if self.claim_rho not in self.rhos:
+            raise ValueError(f"claim_rho={self.claim_rho} must be one of rhos={self.rhos}")
+        return self
 
 
 def few_shot_task(shots: int, split_seed: int):
@@ -236,7 +244,7 @@ def summarize(rows: list[dict], cfg: LionConfig, ctx: RunContext, foundation: di
         table.append(entry)
         points.append(entry)
     within = [e for e in table if e["ratio_to_vpt"] <= cfg.target_ratio]
-    best = max(within, key=lambda e: e["acc"]) if within else min(table, key=lambda e: e["ratio_to_vpt"])
+    best = next(e for e in table if e["rho"] == cfg.claim_rho)  # fixed in the config, not chosen on test
     lion_rows = [r for r in rows if r["method"] == "LION"]
     train_nc = sum(r["train_nonconverged"] for r in lion_rows)
     eval_nc = sum(r["eval_nonconverged"] for r in lion_rows)
@@ -259,7 +267,7 @@ def summarize(rows: list[dict], cfg: LionConfig, ctx: RunContext, foundation: di
     ax.legend()
     figure = ctx.save_figure(fig, "accuracy_vs_parameters")
 
-    metrics = {"vpt_acc": vpt_acc, "vpt_params": vpt_params, "lion_best_rho": best["rho"], "lion_acc": best["acc"],
+    metrics = {"vpt_acc": vpt_acc, "vpt_params": vpt_params, "lion_claim_rho": best["rho"], "lion_acc": best["acc"],
                "lion_params": best["params"], "param_ratio": best["ratio_to_vpt"],
                "acc_gain_over_vpt": best["acc"] - vpt_acc,
                "rhos_within_budget_beating_vpt": sum(e["acc"] >= vpt_acc for e in within),

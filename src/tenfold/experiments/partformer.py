@@ -128,6 +128,11 @@ def _evaluate(model, val: PanopticPartsDataset, spec: EvalSpec, cfg, out_dir: Pa
     return evaluate_arrays(pairs, spec)
 
 
+def _or_nan(value: float | None) -> float:
+    """A metric the evaluator could not compute (None: no class to average) is NaN, never 0."""
+    return float("nan") if value is None else float(value)
+
+
 def _colour(pred: np.ndarray) -> np.ndarray:
     """RGB visualization of an (H, W, 3) (sid, iid, pid) map: hue by class, shade by instance and part."""
     palette = np.array([[0, 0, 0], [70, 130, 180], [120, 90, 50], [0, 0, 142], [220, 20, 60], [230, 200, 20]]
@@ -221,8 +226,8 @@ def run(cfg: PartFormerScenesConfig, ctx: RunContext) -> Result:
     gain = res["PartPQ"] - base["PartPQ"]
     params = sum(p.numel() for p in model.parameters())
     return Result(
-        metrics={"PartPQ": res["PartPQ"], "PQ": res["PQ"], "part_mIoU": res["part_mIoU"] or 0.0,
-                 "PWQ_provisional": res["PWQ (provisional)"] or 0.0, "PartPQ_untrained": base["PartPQ"],
+        metrics={"PartPQ": res["PartPQ"], "PQ": res["PQ"], "part_mIoU": _or_nan(res["part_mIoU"]),
+                 "PWQ_provisional": _or_nan(res["PWQ (provisional)"]), "PartPQ_untrained": base["PartPQ"],
                  "PartPQ_folder_eval": folder["PartPQ"], "parameters": params,
                  **{f"PartPQ_{n}": r["PartPQ"] for n, r in results.items()}},
         claims=[Claim.at_least(f"PartPQ gain over the untrained model ({main})", gain, cfg.min_gain),

@@ -139,7 +139,7 @@ def run(cfg: PLConfig, ctx: RunContext) -> Result:
         ax[0].plot(kappas, [counts[(name, T, eps_hard)] for T in cfg.blocks], "o-", label=name)
     ax[0].plot(kappas, [lower_bound_queries(T, chain_blocks_for(eps_hard)) for T in cfg.blocks], "k--",
                label="bound T t/2")
-    ax[0].set(xscale="log", yscale="log", xlabel="kappa = L T / 0.24", ylabel="gradient queries",
+    ax[0].set(xscale="log", yscale="log", xlabel=f"kappa = L T / {cfg.pl_scale:g}", ylabel="gradient queries",
               title=f"hard PL function, eps={eps_hard:g}")
     ax[0].legend()
     for name in ("GD", "AGD", "HB"):

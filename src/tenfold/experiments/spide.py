@@ -214,9 +214,8 @@ def run_events(cfg: SpideEventsConfig, ctx: RunContext) -> Result:
     return Result(
         metrics={"test_acc": acc, "max_feedback_norm": out["max_feedback_norm"],
                  "train_loss": out["history"][-1]["loss"], "forward_rate": out["history"][-1]["forward_rate"]},
-        claims=[Claim.at_least("spike backward on events: test accuracy", acc, 0.8),
-                Claim.at_most("feedback Frobenius norm after every step", out["max_feedback_norm"],
-                              cfg.feedback_norm_cap)],
+        # the feedback norm cap is a projection, so it holds by construction: a metric, not a claim
+        claims=[Claim.at_least("spike backward on events: test accuracy", acc, 0.8)],
         figures=[ctx.save_figure(fig, "accuracy")], key_metric="test_acc",
         notes=(f"Events simulated from {cfg.source} images ({len(train)} train, {len(test)} test, {cfg.bins} bins of "
                f"(2, H, W) counts); IF layer of {cfg.hidden} with recurrent feedback, T = bins, T_b = "
