@@ -13,6 +13,7 @@ one part object without any part label (the evaluator turns it into crowd).
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from tenfold.engine.checkpoint import atomic_write_bytes, atomic_write_text
 from tenfold.errors import ConfigError
 
 SKY, GROUND, CAR, PERSON, BALL = 1, 2, 3, 4, 5
@@ -171,11 +173,11 @@ def write_spec_files(root: str | Path) -> tuple[Path, Path, Path]:
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     ds = root / "dataset_spec.yaml"
-    ds.write_text(yaml.safe_dump(dataset_spec_dict(), sort_keys=False))
+    atomic_write_text(ds, yaml.safe_dump(dataset_spec_dict(), sort_keys=False))
     ev = root / "eval_spec.yaml"
-    ev.write_text(yaml.safe_dump(eval_spec_dict(str(ds)), sort_keys=False))
+    atomic_write_text(ev, yaml.safe_dump(eval_spec_dict(str(ds)), sort_keys=False))
     ev_np = root / "eval_spec_noparts.yaml"
-    ev_np.write_text(yaml.safe_dump(eval_spec_dict(str(ds), parts=False), sort_keys=False))
+    atomic_write_text(ev_np, yaml.safe_dump(eval_spec_dict(str(ds), parts=False), sort_keys=False))
     return ds, ev, ev_np
 
 
@@ -193,10 +195,12 @@ def write_scenes(root: str | Path, scenes: list[Scene], prefix: str = "scene") -
         sid = f"{prefix}_{i:05d}"
         write_gt(root / "labels" / f"{sid}.tif", sc.uids)
         (root / "images").mkdir(parents=True, exist_ok=True)
-        Image.fromarray((sc.image * 255).round().astype(np.uint8)).save(root / "images" / f"{sid}.png")
+        buf = io.BytesIO()
+        Image.fromarray((sc.image * 255).round().astype(np.uint8)).save(buf, format="PNG")
+        atomic_write_bytes(root / "images" / f"{sid}.png", buf.getvalue())
         entries.append({"id": sid, "file_name": f"{sid}.png", "height": int(sc.uids.shape[0]),
                         "width": int(sc.uids.shape[1])})
     images_json = root / "images.json"
-    images_json.write_text(json.dumps({"images": entries}, indent=1))
+    atomic_write_text(images_json, json.dumps({"images": entries}, indent=1))
     return {"root": root, "labels": root / "labels", "images": root / "images", "images_json": images_json,
             "dataset_spec": ds, "eval_spec": ev, "eval_spec_noparts": ev_np}

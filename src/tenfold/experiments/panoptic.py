@@ -58,6 +58,8 @@ def run(cfg: PanopticMetricsConfig, ctx: RunContext) -> Result:
         raise ConfigError(f"min_things={cfg.min_things} is invalid: expected <= max_things={cfg.max_things}")
     if any(not 0.0 <= f <= 1.0 for f in cfg.levels):
         raise ConfigError(f"levels={cfg.levels!r} is invalid: expected fractions in [0, 1]")
+    if ctx.world_size > 1:
+        raise ConfigError(f"devices={ctx.world_size} is invalid for panoptic-metrics: it runs in one process")
     _, eval_path, _ = write_spec_files(ctx.path("specs"))
     spec = EvalSpec.load(eval_path)
     scenes = generate_scenes(cfg.images, seed=ctx.seed, height=cfg.height, width=cfg.width,

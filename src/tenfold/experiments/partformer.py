@@ -168,6 +168,9 @@ def _figure(ctx, val, spec, model, cfg) -> str:
 @register("partformer-scenes", paper="panoptic-partformer", config=PartFormerScenesConfig, order=85,
           description="Part-whole query model trained on procedural scenes; PartPQ/PWQ and ablations")
 def run(cfg: PartFormerScenesConfig, ctx: RunContext) -> Result:
+    if ctx.world_size > 1:
+        raise ConfigError(f"devices={ctx.world_size} is invalid for partformer-scenes: it runs in one process "
+                          "(its data files and predictions are written by that process)")
     if cfg.data_root is not None:
         spec = EvalSpec.load(cfg.eval_spec)
         root = Path(cfg.data_root)

@@ -14,6 +14,8 @@ Predictions are HxWx3 uint8 PNGs holding (sid, iid, pid); sid 255 = no predictio
 
 from __future__ import annotations
 
+import io
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 import yaml
 
+from tenfold.engine.checkpoint import atomic_write_bytes
 from tenfold.errors import DataError
 
 SPEC_DIR = Path(__file__).parent / "specs"
@@ -320,11 +323,11 @@ def write_gt(path: str | Path, uids: np.ndarray) -> Path:
     import tifffile
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     uids = np.asarray(uids, dtype=np.int32)
     check_uids(uids, str(path))
-    tifffile.imwrite(path, uids)
-    return path
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, uids)
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def read_prediction(path: str | Path) -> np.ndarray:
@@ -354,7 +357,7 @@ def write_prediction(path: str | Path, sid: np.ndarray, iid: np.ndarray, pid: np
         if x.size and (x.min() < 0 or x.max() > 255):
             raise DataError(f"prediction {path}: {name} value {int(x.max() if x.max() > 255 else x.min())} "
                             "does not fit the PNG format: expected 0..255 (at most 255 instances per class)")
-    path.parent.mkdir(parents=True, exist_ok=True)
     arr = np.stack([np.asarray(sid), np.asarray(iid), np.asarray(pid)], axis=-1).astype(np.uint8)
-    Image.fromarray(arr).save(path)
-    return path
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return atomic_write_bytes(path, buf.getvalue())

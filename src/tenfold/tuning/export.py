@@ -61,7 +61,9 @@ def trainable_state(model: nn.Module) -> dict:
 
 def save_tuned(model: nn.Module, path: str | Path) -> Path:
     """Write the trainable tensors and the tuning config of ``model`` to ``path``."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from tenfold.engine.checkpoint import atomic_write_bytes, atomic_write_text
 
     info = getattr(model, "tenfold_tuning", None)
     require(info is not None, "model", type(model).__name__, "a model returned by tenfold.tuning.apply")
@@ -70,10 +72,9 @@ def save_tuned(model: nn.Module, path: str | Path) -> Path:
     meta = {"method": info["method"], "options": info["options"], "num_classes": _num_classes(model)}
     if _is_peft(model):
         model.save_pretrained(str(path))
-        (path / PEFT_INFO).write_text(json.dumps(meta))
+        atomic_write_text(path / PEFT_INFO, json.dumps(meta))
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(trainable_state(model), str(path), metadata={"tenfold_tuning": json.dumps(meta)})
+    atomic_write_bytes(path, save(trainable_state(model), metadata={"tenfold_tuning": json.dumps(meta)}))
     return path
 
 

@@ -127,7 +127,7 @@ def foundation_model(kind: str = "digits", cache_dir: str | Path | None = None,
 
     Loaded from ``cache_dir`` when a file for this exact spec exists, else pre-trained and saved there.
     """
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     require(kind in SPECS, "kind", kind, f"one of {', '.join(SPECS)}")
     spec = SPECS[kind]
@@ -143,9 +143,11 @@ def foundation_model(kind: str = "digits", cache_dir: str | Path | None = None,
         model.eval()
         return model, {"held_out_acc": float(meta.get("held_out_acc", "nan")), "cached": True, "path": str(path)}
     model, acc = pretrain(spec, progress)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp),
-              metadata={"held_out_acc": repr(acc), "spec": json.dumps(asdict(spec))})
-    tmp.replace(path)
+    from safetensors.torch import save
+
+    from tenfold.engine.checkpoint import atomic_write_bytes
+
+    # a unique temporary file + rename: concurrent processes never see or mix half-written caches
+    atomic_write_bytes(path, save({k: v.contiguous() for k, v in model.state_dict().items()},
+                                  metadata={"held_out_acc": repr(acc), "spec": json.dumps(asdict(spec))}))
     return model, {"held_out_acc": acc, "cached": False, "path": str(path)}
