@@ -99,6 +99,9 @@ def run(quick: bool = False) -> dict:
         if method != "base":
             rows[method]["inference_vs_base"] = t / infer_times["base"]
     targets = []
+    for method, r in rows.items():  # a method that failed to run is a failed target, never a silent gap
+        if "error" in r:
+            targets.append(target(f"{method} ran in the benchmark", 0.0, "runs", False))
     for method in MERGEABLE:
         if "inference_vs_base" in rows.get(method, {}):
             r = rows[method]["inference_vs_base"]
