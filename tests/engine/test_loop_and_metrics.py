@@ -76,3 +76,16 @@ def test_global_batches_are_split_evenly_over_processes():
         assert sorted(torch.cat([a, b]).tolist()) == sorted(whole.tolist())
     with pytest.raises(ConfigError, match="batch_size=15"):
         next(batches(data, 15, shuffle=False, world_size=2))
+
+
+def test_resume_truncation_keeps_other_stages_rows(tmp_path):
+    from tenfold.engine.metrics import MetricsLog
+
+    log = MetricsLog(tmp_path / "metrics.csv")
+    for epoch in range(1, 6):
+        log.log(stage="a", epoch=epoch, loss=1.0)
+    for epoch in range(1, 4):
+        log.log(stage="b", epoch=epoch, loss=1.0)
+    log.truncate_after("epoch", 2, stage="b")
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    assert [(r["stage"], int(r["epoch"])) for r in rows] == [("a", e) for e in range(1, 6)] + [("b", 1), ("b", 2)]
