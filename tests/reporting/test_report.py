@@ -74,7 +74,7 @@ def test_readme_table_is_generated_between_markers(tmp_path, fake_experiments):
     reproduce(["fake-ok"], preset="quick", out=tmp_path / "rep", readme=readme)
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("rest\n") and "OLD-TABLE" not in text
-    assert "| fake-ok |" in text and "score = 1 (>= 0.5): pass" in text and "**fail**" in text
+    assert "| fake-ok |" in text and "1/2 hold; **fail**: score small" in text
 
 
 def test_readme_without_markers_is_refused(tmp_path, fake_experiments):
