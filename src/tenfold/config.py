@@ -50,20 +50,26 @@ def build(cls: type[C], data: dict[str, Any] | None = None, source: str = "confi
         raise ConfigError(f"{source}: {first}{more}") from None
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; errors name the file."""
+def read_yaml_mapping(path: str | Path, *, kind: str = "config", error: type[Exception] = ConfigError,
+                      allow_empty: bool = True) -> dict[str, Any]:
+    """Read a YAML file holding a mapping; every error names the ``kind`` of file and its path."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        raise error(f"{kind} file {path} does not exist")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if data is None:
+        raise error(f"{kind} file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None and allow_empty:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of fields, got {type(data).__name__}")
+        raise error(f"{kind} file {path} must hold a mapping of fields, got {type(data).__name__}")
     return data
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a config YAML mapping (an empty file is an empty mapping); errors name the file."""
+    return read_yaml_mapping(path)
 
 
 def _coerce(text: str) -> Any:

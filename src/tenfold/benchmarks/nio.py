@@ -38,19 +38,15 @@ def run(quick: bool = False) -> dict:
         model = shapes_cnn(16, 10)
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
-        def train_step():
+        def train_step(inputs=x, targets=y):
             model.train()
-            loss = F.cross_entropy(model(x), y)
+            loss = F.cross_entropy(model(inputs), targets)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
 
         def train_step_128():
-            model.train()
-            loss = F.cross_entropy(model(x128), y128)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            train_step(x128, y128)
 
         def nio_iteration():
             nio(model, (x, y), gamma=5.0, iterations=1, D=d_sub)

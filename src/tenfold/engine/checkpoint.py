@@ -86,13 +86,17 @@ def load_state(path: str | Path) -> dict[str, Any]:
         raise DataError(f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc})") from None
 
 
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain module inside Fabric's and DDP's wrappers (both expose ``.module``)."""
+    inner = getattr(model, "module", model)
+    return getattr(inner, "module", inner)
+
+
 def save_weights(model: torch.nn.Module, path: str | Path) -> Path:
     """The model's state dict as safetensors, written atomically (DDP/Fabric wrappers unwrapped)."""
     from safetensors.torch import save
 
-    inner = getattr(model, "module", model)
-    inner = getattr(inner, "module", inner)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in inner.state_dict().items()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
     return atomic_write_bytes(path, save(tensors))
 
 

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import torch
 from torch.utils.data import Dataset
 
+from tenfold.engine.checkpoint import unwrap
 from tenfold.engine.context import RunContext
 from tenfold.engine.metrics import check_finite, to_float
 from tenfold.engine.seed import derive_seed, make_generator, rng_state, set_rng_state
@@ -97,7 +98,7 @@ def fit(*, model: torch.nn.Module, step: Step, dataset: Dataset, epochs: int, ba
     state = TrainState()
     saved = ctx.load_checkpoint(stage)
     if saved is not None:
-        _unwrap(model).load_state_dict(saved["model"])
+        unwrap(model).load_state_dict(saved["model"])
         if optimizer is not None and saved.get("optimizer") is not None:
             optimizer.load_state_dict(saved["optimizer"])
         if scheduler is not None and saved.get("scheduler") is not None:
@@ -139,7 +140,7 @@ def fit(*, model: torch.nn.Module, step: Step, dataset: Dataset, epochs: int, ba
             state.history.append(row)
             ctx.log_metrics(stage=stage, epoch=state.epoch, step=state.step, **row)
             ctx.save_checkpoint(stage, {
-                "model": _unwrap(model).state_dict(),
+                "model": unwrap(model).state_dict(),
                 "optimizer": optimizer.state_dict() if optimizer is not None else None,
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "extra": extra_state() if extra_state is not None else {},
@@ -171,8 +172,3 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, ctx: RunContext, *, batch
         weight += len(y)
     model.train(was_training)
     return total / max(weight, 1)
-
-
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    inner = getattr(model, "module", model)  # Fabric's wrapper and DDP both expose .module
-    return getattr(inner, "module", inner)

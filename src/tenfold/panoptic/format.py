@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
+from tenfold.config import read_yaml_mapping
 from tenfold.engine.checkpoint import atomic_write_bytes
 from tenfold.errors import DataError
 
@@ -91,15 +91,7 @@ def encode_ids(sid, iid, pid, where: str = "ids"):
 # spec files
 # ---------------------------------------------------------------------------------------------
 def _load_yaml(path: Path, kind: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise DataError(f"{kind} file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise DataError(f"{kind} file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{kind} file {path} must hold a mapping, got {type(data).__name__}")
-    return data
+    return read_yaml_mapping(path, kind=kind, error=DataError, allow_empty=False)
 
 
 def _field(data: dict, key: str, path: Path, kind: type | tuple, what: str) -> Any:
