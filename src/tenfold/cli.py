@@ -1,4 +1,4 @@
-"""The ``tenfold`` command: list, run, reproduce, bench, eval-parts, info.
+"""The ``tenfold`` command: list, run, reproduce, bench, eval-parts, merge-parts, show-parts, info.
 
 Deliberate errors (:class:`tenfold.errors.TenfoldError`) print as one line and exit with code 2;
 ``--debug`` shows the traceback instead.
@@ -110,7 +110,7 @@ def bench(
 def eval_parts(
     gt: Path = typer.Option(..., "--gt", help="folder of ground-truth label files (panoptic_parts layout)"),
     pred: Path = typer.Option(..., "--pred", help="folder of prediction PNGs (sid, iid, pid channels)"),
-    eval_spec: Path = typer.Option(..., "--eval-spec", help="evaluation spec YAML"),
+    eval_spec: str = typer.Option(..., "--eval-spec", help="evaluation spec YAML, or a shipped spec's short name"),
     images_json: Optional[Path] = typer.Option(None, "--images-json", help="JSON list of image ids to evaluate"),
     out_file: Optional[Path] = typer.Option(None, "--out", help="write the results as JSON here"),
     workers: int = typer.Option(1, help="processes over images"),
@@ -127,6 +127,36 @@ def eval_parts(
     if out_file is not None:
         atomic_write_json(out_file, results)
         out.print(f"wrote {out_file}")
+
+
+@app.command("merge-parts")
+def merge_parts(
+    eval_spec: str = typer.Option(..., "--eval-spec", help="evaluation spec YAML, or a shipped spec's short name"),
+    panoptic_json: Path = typer.Option(..., "--panoptic-json", help="COCO panoptic predictions JSON"),
+    panoptic_dir: Path = typer.Option(..., "--panoptic-dir", help="folder of the COCO panoptic PNGs (RGB ids)"),
+    parts_dir: Path = typer.Option(..., "--parts-dir", help="folder of flat part-semantic PNGs (named by image id)"),
+    out_dir: Path = typer.Option(..., "--out", help="folder for the PPS prediction PNGs (sid, iid, pid)"),
+    images_json: Optional[Path] = typer.Option(None, "--images-json", help="JSON list of image ids to merge"),
+) -> None:
+    """Merge panoptic and part predictions into part-aware panoptic PNGs (panoptic_parts merge_to_pps)."""
+    from tenfold.panoptic.merge import merge_folders
+
+    written = merge_folders(eval_spec, panoptic_json, panoptic_dir, parts_dir, out_dir, images_json)
+    out.print(f"wrote {len(written)} PPS predictions to {out_dir}")
+
+
+@app.command("show-parts")
+def show_parts(
+    path: Path = typer.Argument(..., help="a label .tif, a prediction .png, or a folder of them"),
+    eval_spec: str = typer.Option(..., "--eval-spec", help="evaluation spec YAML, or a shipped spec's short name"),
+    out_dir: Path = typer.Option(..., "--out", help="folder for the colour PNGs"),
+    image: Optional[Path] = typer.Option(None, "--image", help="an image (or a folder of images) to blend under"),
+) -> None:
+    """Colour PNGs of panoptic-parts labels and predictions: class colour, shaded per instance and part."""
+    from tenfold.panoptic.visualize import show_folder
+
+    written = show_folder(path, eval_spec, out_dir, image)
+    out.print(f"wrote {len(written)} colour PNGs to {out_dir}")
 
 
 @app.command()

@@ -124,7 +124,7 @@ class DatasetSpec:
 
     @classmethod
     def load(cls, path: str | Path) -> "DatasetSpec":
-        path = Path(path)
+        path = spec_path(path)
         data = _load_yaml(path, "dataset spec")
         sc2pc = _field(data, "scene_class2part_classes", path, dict, "an ordered mapping scene class -> part list")
         names = [str(k) for k in sc2pc]
@@ -198,7 +198,8 @@ class EvalSpec:
 
     @classmethod
     def load(cls, path: str | Path) -> "EvalSpec":
-        path = Path(path)
+        """Read an eval spec file; a short name such as ``ppq_cpp_19_23_cvpr21_default`` loads a shipped one."""
+        path = spec_path(path)
         data = _load_yaml(path, "evaluation spec")
         ds_path = Path(str(_field(data, "dataset_spec_path", path, str, "a path to a dataset spec YAML")))
         dataset = DatasetSpec.load(resolve_dataset_spec(ds_path, path))
@@ -275,12 +276,27 @@ def resolve_dataset_spec(ds_path: Path, eval_spec_path: Path) -> Path:
 
 
 def builtin_spec(name: str) -> Path:
-    """Path of a shipped spec file, e.g. ``builtin_spec("ppq_cpp_19_23_cvpr21_default_evalspec.yaml")``."""
-    path = SPEC_DIR / name
-    if not path.is_file():
-        known = ", ".join(sorted(p.name for p in SPEC_DIR.glob("*.yaml")))
-        raise DataError(f"spec {name!r} is not shipped: expected one of {known}")
-    return path
+    """Path of a shipped spec file by its short name or file name: ``builtin_spec("ppq_cpp_19_23_cvpr21_default")``
+    (eval spec), ``builtin_spec("cpp")`` (dataset spec) or the full ``..._evalspec.yaml`` file name."""
+    name = str(name)
+    for candidate in (name, f"{name}.yaml", f"{name}_evalspec.yaml", f"{name}_datasetspec.yaml"):
+        path = SPEC_DIR / candidate
+        if "/" not in candidate and path.is_file():
+            return path
+    known = ", ".join(sorted(p.name.removesuffix(".yaml") for p in SPEC_DIR.glob("*.yaml")))
+    raise DataError(f"spec {name!r} is not shipped: expected a file or one of {known} "
+                    "(with or without _evalspec / _datasetspec)")
+
+
+def spec_path(name_or_path: str | Path) -> Path:
+    """An existing spec file, or a shipped spec named by short name (see :func:`builtin_spec`)."""
+    path = Path(name_or_path)
+    if path.is_file() or path.parent != Path("."):
+        return path
+    try:
+        return builtin_spec(str(path.name))
+    except DataError:
+        return path
 
 
 # ---------------------------------------------------------------------------------------------

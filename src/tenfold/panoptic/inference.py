@@ -1,10 +1,11 @@
 """Inference of the part-whole model: whole segments by Mask2Former's panoptic rule, the part map,
 and the merge into the part-aware panoptic format (``panoptic_parts.md`` sections 1 and 4).
 
-Whole segments: keep queries whose best class is not no-object and whose score exceeds
-``score_threshold``; each pixel goes to argmax_q score_q * sigmoid(m_q); a query keeps its segment when
-(its argmax pixels with m_q >= 0.5) / (pixels with m_q >= 0.5) >= ``overlap_threshold``; stuff segments
-of one class merge. Parts: argmax over part queries of presence * sigmoid(mask) where the maximum is
+Whole segments (Mask2Former's ``panoptic_inference``): keep queries whose best class is not no-object
+and whose score exceeds ``score_threshold``; each pixel goes to argmax_q score_q * sigmoid(m_q); a query
+keeps its segment when (its argmax area) / (its pixels with m_q >= 0.5) >= ``overlap_threshold`` and
+pastes the pixels it won that also have m_q >= 0.5 (the mask threshold applies only when pasting); stuff
+segments of one class merge. Parts: argmax over part queries of presence * sigmoid(mask) where the maximum is
 >= 0.5, else background (0).
 """
 
@@ -22,9 +23,10 @@ from tenfold.panoptic.merge import merge_to_pps
 
 @dataclass(frozen=True)
 class InferenceConfig:
-    score_threshold: float = 0.5
-    overlap_threshold: float = 0.8
+    score_threshold: float = 0.5     # Mask2Former's object_mask_threshold is 0.8 (the tiny models use 0.5)
+    overlap_threshold: float = 0.8   # Mask2Former's overlap_threshold
     part_threshold: float = 0.5
+    mask_threshold: float = 0.5      # Mask2Former pastes pixels with sigmoid(mask) >= 0.5
 
 
 @torch.no_grad()
@@ -47,9 +49,10 @@ def whole_segments(class_logits: torch.Tensor, mask_logits: torch.Tensor, spec: 
     things = set(spec.things)
     for k in range(len(scores)):
         sid = spec.eval_sids[int(labels[k])]
-        region = (owner == k) & (masks[k] >= 0.5)
-        area, original = int(region.sum()), int((masks[k] >= 0.5).sum())
-        if area == 0 or original == 0 or area / original < cfg.overlap_threshold:
+        won = owner == k
+        region = won & (masks[k] >= cfg.mask_threshold)        # the mask threshold applies when pasting
+        area, original = int(won.sum()), int((masks[k] >= cfg.mask_threshold).sum())
+        if area == 0 or original == 0 or not bool(region.any()) or area / original < cfg.overlap_threshold:
             continue
         region_np = region.cpu().numpy()
         if sid in things:

@@ -171,11 +171,8 @@ def image_stats(gt_uids: np.ndarray, pred: np.ndarray, spec: EvalSpec, *, includ
         seg_px = p[:, 0].astype(np.int32) * 256 + p[:, 1]
     svals = _distinct(seg_px)
     c_sid, c_iid = svals // 256, svals % 256
-    allowed = _lut(256, [*spec.eval_sids, NO_PREDICTION, spec.ignore_label])
-    if not allowed[c_sid].all():
-        bad = int(c_sid[~allowed[c_sid]][0])
-        raise DataError(f"{where}: predicted sid {bad} is not an evaluated class of {spec.path.name}: "
-                        f"expected one of {spec.eval_sids} or 255 (no prediction)")
+    # predicted sids that the spec does not evaluate (e.g. Cityscapes void ids 0-6) belong to no predicted
+    # segment: the reference's prediction_parsing only collects the evaluated classes, so they are ignored
     code = np.zeros(int(svals[-1]) + 1, np.int64)
     code[svals] = np.arange(svals.size)
     nc = svals.size
