@@ -165,3 +165,136 @@ def test_bad_trainer_arguments_are_one_line_errors(kwargs, field):
     with pytest.raises(ConfigError, match=f"^{field}=") as info:
         SNNTrainer(make_model(), **args)
     assert "\n" not in str(info.value)
+
+
+def test_a_second_trainer_on_the_same_model_does_not_change_the_first_ones_rule(batch):
+    x, y = batch
+    model = make_model(tau=2.0)
+    bptt = SNNTrainer(model, T, "bptt")
+    model.zero_grad(set_to_none=True)
+    bptt.gradients(x, y)
+    before = parameter_grads(model)
+    SNNTrainer(model, T, "sltt")  # constructing another trainer must not touch the model
+    model.zero_grad(set_to_none=True)
+    bptt.gradients(x, y)
+    after = parameter_grads(model)
+    assert all(torch.equal(before[n], after[n]) for n in before)
+    assert all(m.temporal == "bptt" for m in model.modules() if isinstance(m, LIFNeuron))  # untouched
+
+
+def test_temporal_mode_is_set_per_call_and_restored():
+    from tenfold.snn.neurons import temporal_mode
+
+    model = make_model()
+    for m in model.modules():
+        if isinstance(m, LIFNeuron):
+            m.temporal = "sltt"
+    seen = []
+    hook = model.body[2].register_forward_hook(lambda m, i, o: seen.append(m.temporal))
+    SNNTrainer(model, 2, "bptt").gradients(torch.rand(4, 64).double(), torch.zeros(4, dtype=torch.long))
+    hook.remove()
+    assert seen == ["bptt", "bptt"]
+    assert all(m.temporal == "sltt" for m in model.modules() if isinstance(m, LIFNeuron))
+    with pytest.raises(RuntimeError), temporal_mode(model, "bptt"):
+        raise RuntimeError
+    assert all(m.temporal == "sltt" for m in model.modules() if isinstance(m, LIFNeuron))
+
+
+def test_rule_names_and_k():
+    model = make_model()
+    assert (SNNTrainer(model, T, "sltt-2").rule, SNNTrainer(model, T, "sltt-2").k) == ("sltt-k", 2)
+    assert SNNTrainer(model, T, "sltt-k", 3).k == 3
+    assert SNNTrainer(model, T, "sltt-2", 2).k == 2
+    for rule, k, message in (("sltt", 2, "k=2 is invalid with rule='sltt'"), ("bptt", 1, "k=1 is invalid"),
+                             ("sltt-2", 3, "already says K=2"), ("sltt-9", None, "K=9"), ("sltt-x", None, "rule=")):
+        with pytest.raises(ConfigError, match=message) as info:
+            SNNTrainer(model, T, rule, k)
+        assert "\n" not in str(info.value)
+
+
+def test_one_line_errors_for_models_without_neurons_and_bad_batches(batch):
+    x, y = batch
+    with pytest.raises(ConfigError, match="has no spiking neuron"):
+        SNNTrainer(torch.nn.Linear(64, 10), T)
+    trainer = SNNTrainer(make_model(), T)
+    with pytest.raises(ConfigError, match="expected tensors x, y"):
+        trainer.gradients(torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y)), y)
+
+    class Dict(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = make_model()
+
+        def forward(self, x):
+            return {"logits": self.net(x)}
+
+    with pytest.raises(ConfigError, match="output of the model is a dict"):
+        SNNTrainer(Dict(), T).gradients(x, y)
+
+
+def test_tuple_outputs_dataloaders_and_a_custom_per_step_loss(batch):
+    x, y = batch
+
+    class Pair(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = make_model()
+
+        def forward(self, x):
+            return self.net(x), None
+
+    model = Pair()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    calls = []
+    trainer = SNNTrainer(model, T, "sltt", optimizer=opt,
+                         loss=lambda o, t: (calls.append(1), torch.nn.functional.cross_entropy(o, t))[1])
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32)
+    results = trainer.fit_epoch(loader)
+    assert len(results) == 2 and len(calls) == 2 * T
+    assert 0.0 <= trainer.accuracy(loader) <= 1.0
+    assert trainer.accuracy(torch.utils.data.TensorDataset(x, y)) == trainer.accuracy(loader)
+    plain = make_model()
+    plain.zero_grad(set_to_none=True)  # the default loss is CE + 0.05 MSE(ones); lam_l=0 is plain CE
+    SNNTrainer(plain, T, "sltt", lam_l=0.0).gradients(x, y)
+    custom = make_model()
+    SNNTrainer(custom, T, "sltt", loss=torch.nn.functional.cross_entropy).gradients(x, y)
+    assert all(torch.allclose(a, b) for a, b in zip(parameter_grads(plain).values(), parameter_grads(custom).values()))
+
+
+def test_no_sync_wraps_every_step_but_the_last_backward(batch):
+    from contextlib import contextmanager
+
+    x, y = batch
+    log = []
+
+    @contextmanager
+    def no_sync():
+        log.append("enter")
+        yield
+        log.append("exit")
+
+    for rule, k, expected in (("sltt", None, T - 1), ("bptt", None, T - 1), ("sltt-k", 2, None)):
+        log.clear()
+        trainer = SNNTrainer(make_model(), T, rule, k, no_sync=no_sync, generator=torch.Generator().manual_seed(1))
+        result = trainer.gradients(x, y)
+        n = log.count("enter")
+        assert n == (expected if expected is not None else result.grad_steps[-1]), (rule, n)
+
+
+def test_amp_with_grad_scaler_matches_float32_closely(batch):
+    x, y = batch
+    x = x.float()
+    grads = {}
+    for precision in ("32", "bf16-mixed", "16-mixed"):
+        model = make_model().float()
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)
+        trainer = SNNTrainer(model, T, "sltt", optimizer=opt, precision=precision)
+        trainer.step(x, y)
+        if trainer.scaler is not None:
+            assert trainer.scaler.get_scale() > 1  # gradients were scaled, the step unscaled them
+        grads[precision] = torch.cat([p.grad.flatten() for p in model.parameters()])
+    for precision in ("bf16-mixed", "16-mixed"):
+        cos = torch.nn.functional.cosine_similarity(grads["32"], grads[precision], dim=0)
+        assert cos > 0.9, (precision, cos)
+    with pytest.raises(ConfigError, match="^precision="):
+        SNNTrainer(make_model(), T, precision="fp8")

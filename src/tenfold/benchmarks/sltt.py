@@ -18,7 +18,7 @@ from torch import nn
 from tenfold.benchmarks.common import fixed_threads, median_times, target
 from tenfold.snn.loss import per_step_loss
 from tenfold.snn.networks import SpikingMLP, SpikingPreActResNet18
-from tenfold.snn.profile import _Window, parameter_pointers, peak_saved_bytes
+from tenfold.snn.profile import peak_live_saved, peak_saved_bytes
 from tenfold.snn.train import SNNTrainer, grad_cosines, parameter_grads
 
 NAME = "sltt"
@@ -63,21 +63,17 @@ def _spikingjelly(model: SpikingMLP):
     return net, functional.reset_net
 
 
-def _sj_iteration(net, reset, x: torch.Tensor, y: torch.Tensor, T: int, window: _Window | None = None) -> None:
+def _sj_iteration(net, reset, x: torch.Tensor, y: torch.Tensor, T: int, xs: torch.Tensor | None = None) -> None:
     net.zero_grad(set_to_none=True)
-    out = net(x.unsqueeze(0).repeat(T, 1, 1))
+    out = net(x.unsqueeze(0).repeat(T, 1, 1) if xs is None else xs)
     loss = sum(per_step_loss(out[t], y) for t in range(T)) / T
-    if window is not None:
-        window.close()
     loss.backward()
     reset(net)
 
 
 def _sj_saved_bytes(net, reset, x, y, T) -> int:
-    window = _Window(parameter_pointers(net))
-    with torch.autograd.graph.saved_tensors_hooks(window.pack, lambda t: t):
-        _sj_iteration(net, reset, x, y, T, window)
-    return window.peak
+    xs = x.unsqueeze(0).repeat(T, 1, 1)  # the multi-step input is SpikingJelly's input, not an activation
+    return peak_live_saved(lambda: _sj_iteration(net, reset, x, y, T, xs), [*net.parameters(), x, xs])
 
 
 def cuda_memory(batch: int = 128, T: int = 6) -> dict[str, Any] | None:

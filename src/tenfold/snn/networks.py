@@ -7,7 +7,10 @@ per-step batch statistics, as in the paper's code (not SpikingJelly's multi-step
 - :class:`SpikingMLP`: Linear-LIF blocks and a Linear readout.
 - :class:`SpikingVGG`: VGG-11-BN for event data: Conv-BN-LIF-Dropout, AvgPool, AdaptiveAvgPool, Linear.
 - :class:`SpikingPreActResNet18`: pre-activation spiking ResNet-18 for CIFAR.
-- :class:`NFSpikingResNet34`: normalizer-free ResNet-34 with scaled weight-standardized convs (ImageNet).
+- :class:`NFSpikingResNet34` / ``50`` / ``101``: normalizer-free ResNets with scaled weight-standardized convs
+  (ImageNet).
+
+Layer for layer as the official code (qymeng94/SLTT ``models/``); tests pin the parameter counts.
 """
 
 from __future__ import annotations
@@ -75,14 +78,17 @@ class SpikingMLP(nn.Module):
         return self.head(self.body(x))
 
 
-VGG11 = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512)
+VGG11 = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 
 
 class SpikingVGG(nn.Module):
-    """VGG-11-BN: ``Conv3x3-BN-LIF-Dropout`` blocks with 2x2 AvgPool at "M", AdaptiveAvgPool, Linear.
+    """VGG-11-BN as in the official SLTT code (``models/spiking_vgg_bn.py``): ``Conv3x3(bias)-BN-LIF-Dropout``
+    blocks with 2x2 AvgPool at every "M" (five in VGG-11), AdaptiveAvgPool(7), Linear. Init as the
+    official: convs Kaiming-normal (fan_out, ReLU gain) with zero bias, BN weight 1 / bias 0, the Linear
+    N(0, 0.01) with zero bias.
 
-    ``width`` scales every channel count (1.0 is the paper's VGG-11); ``pool_to`` is the adaptive
-    pooling size (7 in the paper).
+    ``width`` scales every channel count (1.0 is the paper's VGG-11); ``plan`` and ``pool_to`` (7 in
+    the paper) are for the small CPU variants.
     """
 
     def __init__(self, in_channels: int = 2, classes: int = 10, width: float = 1.0, plan: tuple = VGG11,
@@ -94,16 +100,26 @@ class SpikingVGG(nn.Module):
         c = in_channels
         for item in plan:
             if item == "M":
-                layers.append(nn.AvgPool2d(2))
+                layers.append(nn.AvgPool2d(2, 2))
                 continue
             out = max(1, int(round(item * width)))
-            layers += [nn.Conv2d(c, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), _lif(neuron)]
+            layers += [nn.Conv2d(c, out, 3, padding=1, bias=True), nn.BatchNorm2d(out), _lif(neuron)]
             if dropout > 0:
                 layers.append(StepDropout(dropout, generator))
             c = out
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(pool_to)
         self.head = nn.Linear(c * pool_to * pool_to, classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0.0, 0.01)
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.pool(self.features(x)).flatten(1))
@@ -128,14 +144,17 @@ class PreActBlock(nn.Module):
 
 
 class SpikingPreActResNet18(nn.Module):
-    """Pre-activation spiking ResNet-18 (CIFAR): stem conv3x3 (no BN), 4 stages of 2 blocks,
-    head ``BN -> LIF -> AvgPool -> dropout -> Linear``; ``width`` is the stem channel count (64)."""
+    """Pre-activation spiking ResNet-18 (CIFAR) as in the official SLTT code (``models/spiking_resnet.py``):
+    stem conv3x3 without bias (no BN), 4 stages of 2 blocks (convs with bias), head ``BN -> LIF ->
+    AvgPool -> dropout -> Linear``; ``width`` is the stem channel count (64). Init as the official:
+    convs Kaiming-normal (fan_out, ReLU gain; biases PyTorch's default), the Linear's bias zero. The
+    official AvgPool(4) on the 4x4 map of a 32x32 input is the global average pool used here."""
 
     def __init__(self, in_channels: int = 3, classes: int = 10, width: int = 64, dropout: float = 0.0,
                  generator: torch.Generator | None = None, **neuron: Any) -> None:
         super().__init__()
         require(width >= 1, "width", width, "a positive channel count")
-        self.stem = nn.Conv2d(in_channels, width, 3, 1, 1)
+        self.stem = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
         blocks, c = [], width
         for i, mult in enumerate((1, 2, 4, 8)):
             for j in range(2):
@@ -149,6 +168,7 @@ class SpikingPreActResNet18(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.lif(self.bn(self.blocks(self.stem(x))))
@@ -156,19 +176,21 @@ class SpikingPreActResNet18(nn.Module):
 
 
 class ScaledWSConv2d(nn.Conv2d):
-    """Scaled weight standardization (Brock et al. 2021):
-    ``W' = gain * (W - mean(W)) / sqrt(var(W) * fan_in + eps)`` per output channel."""
+    """Scaled weight standardization (Brock et al. 2021), as the official SLTT NF-ResNets:
+    ``W' = gain * (W - mean(W)) / sqrt(var(W) * fan_in + eps)`` per output channel, with the unbiased
+    variance (``torch.var``'s default, as in the official code) and ``fan_in = prod(W.shape[1:])``."""
 
     def __init__(self, *args: Any, eps: float = 1e-4, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.gain = nn.Parameter(torch.ones(self.out_channels, 1, 1, 1))
+        self.gain = nn.Parameter(torch.ones(self.out_channels, 1, 1, 1, device=self.weight.device,
+                                            dtype=self.weight.dtype))
         self.eps = eps
 
     def standardized_weight(self) -> torch.Tensor:
         w = self.weight
         fan_in = w[0].numel()
         mean = w.mean(dim=(1, 2, 3), keepdim=True)
-        var = w.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
+        var = w.var(dim=(1, 2, 3), keepdim=True, unbiased=True)
         return self.gain * (w - mean) / torch.sqrt(var * fan_in + self.eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -180,16 +202,19 @@ GAMMA = 2.74  # variance-preserving gain of the spiking activation used by the p
 
 
 class NFBlock(nn.Module):
-    """NF-ResNet basic block: ``s = LIF(x / beta) * gamma``;
+    """NF-ResNet basic block (official ``BasicBlock``): ``s = LIF(x / beta) * gamma``;
     ``out = conv2(LIF(conv1(s)) * gamma) * skip_gain * alpha + shortcut``, where the shortcut is ``x``
     (or a 1x1 WS conv of ``s`` when the shape changes) and ``skip_gain`` starts at 0."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int, beta: float, alpha: float, neuron: dict) -> None:
+    expansion = 1
+
+    def __init__(self, c_in: int, planes: int, stride: int, beta: float, alpha: float, neuron: dict) -> None:
         super().__init__()
         self.beta, self.alpha = beta, alpha
+        c_out = planes * self.expansion
         self.lif1, self.lif2 = _lif(neuron), _lif(neuron)
-        self.conv1 = ScaledWSConv2d(c_in, c_out, 3, stride, 1)
-        self.conv2 = ScaledWSConv2d(c_out, c_out, 3, 1, 1)
+        self.conv1 = ScaledWSConv2d(c_in, planes, 3, stride, 1)
+        self.conv2 = ScaledWSConv2d(planes, c_out, 3, 1, 1)
         self.skip_gain = nn.Parameter(torch.zeros(()))
         self.shortcut = ScaledWSConv2d(c_in, c_out, 1, stride) if stride != 1 or c_in != c_out else None
 
@@ -199,29 +224,88 @@ class NFBlock(nn.Module):
         return out + (self.shortcut(s) if self.shortcut is not None else x)
 
 
-class NFSpikingResNet34(nn.Module):
-    """Normalizer-free spiking ResNet-34 (ImageNet), no BatchNorm: stem 7x7/2 WS conv + maxpool,
-    stages (3, 4, 6, 3) of :class:`NFBlock` with expected-variance tracking ``beta = sqrt(var)``."""
+class NFBottleneck(nn.Module):
+    """NF-ResNet bottleneck (official ``Bottleneck``, NF-ResNet-50/101): ``s = LIF(x / beta) * gamma``;
+    ``out = conv3(LIF(conv2(LIF(conv1(s)) * gamma)) * gamma) * skip_gain * alpha + shortcut`` with 1x1,
+    3x3 (stride), 1x1 (x4 channels) WS convs; shortcut ``x`` or a 1x1 WS conv of ``s``."""
 
-    def __init__(self, in_channels: int = 3, classes: int = 1000, width: int = 64, alpha: float = 0.2,
-                 stages: tuple[int, ...] = (3, 4, 6, 3), **neuron: Any) -> None:
+    expansion = 4
+
+    def __init__(self, c_in: int, planes: int, stride: int, beta: float, alpha: float, neuron: dict) -> None:
+        super().__init__()
+        self.beta, self.alpha = beta, alpha
+        c_out = planes * self.expansion
+        self.lif1, self.lif2, self.lif3 = _lif(neuron), _lif(neuron), _lif(neuron)
+        self.conv1 = ScaledWSConv2d(c_in, planes, 1)
+        self.conv2 = ScaledWSConv2d(planes, planes, 3, stride, 1)
+        self.conv3 = ScaledWSConv2d(planes, c_out, 1)
+        self.skip_gain = nn.Parameter(torch.zeros(()))
+        self.shortcut = ScaledWSConv2d(c_in, c_out, 1, stride) if stride != 1 or c_in != c_out else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.lif1(x / self.beta) * GAMMA
+        out = self.lif3(self.conv2(self.lif2(self.conv1(s)) * GAMMA)) * GAMMA
+        out = self.conv3(out) * self.skip_gain * self.alpha
+        return out + (self.shortcut(s) if self.shortcut is not None else x)
+
+
+class NFSpikingResNet(nn.Module):
+    """Normalizer-free spiking ResNet (ImageNet) as the official ``SpikingNFResNet``, no BatchNorm: stem
+    7x7/2 WS conv, AvgPool(3, 2, 1), stages of :class:`NFBlock` or :class:`NFBottleneck` with
+    expected-variance tracking ``beta = sqrt(var)`` (var = 1 + alpha^2 after a block with a projection
+    shortcut, += alpha^2 otherwise), global average pool, Linear. No LIF after the last stage.
+    Init as the official: every conv Kaiming-normal (fan_out) with zero bias, the Linear's weight zero
+    (its bias PyTorch's default)."""
+
+    def __init__(self, block: type[nn.Module] = NFBlock, stages: tuple[int, ...] = (3, 4, 6, 3),
+                 in_channels: int = 3, classes: int = 1000, width: int = 64, alpha: float = 0.2,
+                 **neuron: Any) -> None:
         super().__init__()
         require(width >= 1, "width", width, "a positive channel count")
         self.stem = ScaledWSConv2d(in_channels, width, 7, 2, 3)
-        self.pool = nn.MaxPool2d(3, 2, 1)
+        self.pool = nn.AvgPool2d(3, 2, 1)
         blocks, c, var = [], width, 1.0
         for i, n in enumerate(stages):
             for j in range(n):
                 stride = 2 if (i > 0 and j == 0) else 1
-                c_out = width * 2 ** i
-                blocks.append(NFBlock(c, c_out, stride, var ** 0.5, alpha, neuron))
-                var = 1.0 + alpha ** 2 if (j == 0 and (stride != 1 or c != c_out)) else var + alpha ** 2
+                planes = width * 2 ** i
+                c_out = planes * block.expansion
+                projected = stride != 1 or c != c_out
+                blocks.append(block(c, planes, stride, var ** 0.5, alpha, neuron))
+                var = 1.0 + alpha ** 2 if projected else var + alpha ** 2
                 c = c_out
         self.blocks = nn.Sequential(*blocks)
-        self.lif = _lif(neuron)
         self.head = nn.Linear(c, classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
         nn.init.zeros_(self.head.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.lif(self.blocks(self.pool(self.stem(x)))) * GAMMA
+        s = self.blocks(self.pool(self.stem(x)))
         return self.head(F.adaptive_avg_pool2d(s, 1).flatten(1))
+
+
+class NFSpikingResNet34(NFSpikingResNet):
+    """NF-ResNet-34: basic blocks, stages (3, 4, 6, 3)."""
+
+    def __init__(self, in_channels: int = 3, classes: int = 1000, width: int = 64, alpha: float = 0.2,
+                 stages: tuple[int, ...] = (3, 4, 6, 3), **neuron: Any) -> None:
+        super().__init__(NFBlock, stages, in_channels, classes, width, alpha, **neuron)
+
+
+class NFSpikingResNet50(NFSpikingResNet):
+    """NF-ResNet-50: bottleneck blocks, stages (3, 4, 6, 3)."""
+
+    def __init__(self, in_channels: int = 3, classes: int = 1000, width: int = 64, alpha: float = 0.2,
+                 stages: tuple[int, ...] = (3, 4, 6, 3), **neuron: Any) -> None:
+        super().__init__(NFBottleneck, stages, in_channels, classes, width, alpha, **neuron)
+
+
+class NFSpikingResNet101(NFSpikingResNet):
+    """NF-ResNet-101: bottleneck blocks, stages (3, 4, 23, 3)."""
+
+    def __init__(self, in_channels: int = 3, classes: int = 1000, width: int = 64, alpha: float = 0.2,
+                 stages: tuple[int, ...] = (3, 4, 23, 3), **neuron: Any) -> None:
+        super().__init__(NFBottleneck, stages, in_channels, classes, width, alpha, **neuron)

@@ -17,12 +17,14 @@ to zero: only spatial gradients remain, and each step's graph is independent of 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 from tenfold.errors import ConfigError, require
-from tenfold.snn.surrogate import check_surrogate, spike
+from tenfold.snn.surrogate import _Spike, check_surrogate
 
 TEMPORAL_MODES = ("bptt", "sltt")
 
@@ -75,7 +77,7 @@ class LIFNeuron(nn.Module):
                                   f"{tuple(self.u.shape)}: call reset_states(model) before a new batch")
             # lam * (u - (v_th - u_rest) * s) + I in two fused ops (fewer kernels and autograd nodes)
             u = torch.add(current, self.u, alpha=self.lam).add_(self.s, alpha=-self.lam * (self.v_th - self.u_rest))
-        s = spike(u - self.v_th, self.surrogate, self.width)
+        s = _Spike.apply(u - self.v_th, self.surrogate, self.width)  # arguments validated at construction
         if self.temporal == "sltt":  # no temporal gradient: keep only detached state
             self.u, self.s = u.detach(), s.detach()
         else:
@@ -87,14 +89,45 @@ class LIFNeuron(nn.Module):
                 f"width={self.width}, temporal={self.temporal!r}")
 
 
+def _is_spikingjelly_memory(m: nn.Module) -> bool:
+    """A SpikingJelly ``base.MemoryModule`` (neuron, stateful dropout...), recognised without importing it."""
+    return callable(getattr(m, "register_memory", None)) and callable(getattr(m, "reset", None)) \
+        and isinstance(getattr(m, "_memories", None), dict)
+
+
+def is_spiking_neuron(m: nn.Module) -> bool:
+    """Our :class:`LIFNeuron` or a SpikingJelly neuron (a memory module with a ``v_threshold``)."""
+    return isinstance(m, LIFNeuron) or (_is_spikingjelly_memory(m) and hasattr(m, "v_threshold"))
+
+
+def spiking_neurons(module: nn.Module) -> list[nn.Module]:
+    return [m for m in module.modules() if is_spiking_neuron(m)]
+
+
 def stateful_modules(module: nn.Module) -> list[nn.Module]:
-    return [m for m in module.modules() if callable(getattr(m, "reset_state", None))]
+    return [m for m in module.modules() if callable(getattr(m, "reset_state", None)) or _is_spikingjelly_memory(m)]
 
 
 def reset_states(module: nn.Module) -> None:
-    """Reset every stateful neuron in ``module`` (the trainer calls this before every batch)."""
+    """Reset every stateful module in ``module``: ours (``reset_state``) and SpikingJelly's memory modules
+    (``reset``), e.g. a user's network built from ``spikingjelly.activation_based.neuron.LIFNode``. The
+    trainer calls this before and after every batch."""
     for m in stateful_modules(module):
-        m.reset_state()
+        if callable(getattr(m, "reset_state", None)):
+            m.reset_state()
+        else:
+            m.reset()
+
+
+def detach_states(module: nn.Module) -> None:
+    """Cut the temporal graph of SpikingJelly memory modules (their tensors are replaced by detached
+    copies, not detached in place). Our :class:`LIFNeuron` under ``temporal='sltt'`` does this itself; the
+    trainer calls this after every SLTT step so that SpikingJelly neurons follow the same rule."""
+    for m in module.modules():
+        if _is_spikingjelly_memory(m):
+            for key, value in m._memories.items():
+                if isinstance(value, torch.Tensor):
+                    m._memories[key] = value.detach()
 
 
 def set_temporal(module: nn.Module, temporal: str) -> None:
@@ -103,6 +136,22 @@ def set_temporal(module: nn.Module, temporal: str) -> None:
     for m in module.modules():
         if isinstance(m, LIFNeuron):
             m.temporal = temporal
+
+
+@contextmanager
+def temporal_mode(module: nn.Module, temporal: str) -> Iterator[None]:
+    """Every :class:`LIFNeuron` of ``module`` in ``temporal`` mode inside the block; each neuron's own
+    mode is restored afterwards (also on error), so two trainers can share one model."""
+    check_temporal(temporal)
+    neurons = [m for m in module.modules() if isinstance(m, LIFNeuron)]
+    before = [m.temporal for m in neurons]
+    try:
+        for m in neurons:
+            m.temporal = temporal
+        yield
+    finally:
+        for m, mode in zip(neurons, before):
+            m.temporal = mode
 
 
 def run_steps(neuron: nn.Module, currents: torch.Tensor) -> torch.Tensor:
