@@ -140,3 +140,51 @@ def test_iterative_magnitude_pruning_with_rewinding():
 def test_rho_outside_the_unit_interval_is_a_one_line_error(rho):
     with pytest.raises(ConfigError, match=r"rho=.*\[0, 1\)"):
         LotteryPruner(tiny_lion(), rho)
+
+
+def test_pruned_lion_masks_survive_save_and_load_and_adamw_keeps_pruned_weights_zero(tmp_path):
+    """Issue 21: masks are saved with the tensors; AdamW's momentum (built up while dense) and weight decay
+    do not move weights under a zero mask once the training loop calls tuning_after_step()."""
+    from tenfold.tuning.lion import lion_parameter_count
+
+    lion = tiny_lion()
+    pruner = LotteryPruner(lion, 0.5, score="magnitude")
+    opt = torch.optim.AdamW([p for p in lion.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.1)
+    train_steps(lion, None, opt, 3)            # dense phase: momentum on every weight
+    pruner.recompute()
+    pruner.finalize()
+    for i in range(3):                          # after finalisation: the stored weights must stay zero
+        x, y = batch(10 + i)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(lion(x), y).backward()
+        opt.step()
+        lion.tuning_after_step()
+    for key, (module, attr) in prunable_weights(lion).items():
+        mask = getattr(module, f"{attr}_mask")
+        assert torch.equal(getattr(module, attr)[mask == 0], torch.zeros_like(getattr(module, attr)[mask == 0])), key
+    zeros = pruner.zero_count()
+    assert zeros == math.floor(0.5 * pruner.size)
+    path = tt.save_tuned(lion, tmp_path / "lion.safetensors")
+    base = build_vit(img_size=8, patch_size=2, in_chans=1, num_classes=5, embed_dim=16, depth=1, num_heads=2)
+    loaded = tt.load_tuned(base, path)
+    assert LotteryPruner(loaded, 0.5).zero_count() == zeros
+    assert lion_parameter_count(loaded) == lion_parameter_count(lion)
+    for key, (module, attr) in prunable_weights(loaded).items():
+        ref_module, _ = prunable_weights(lion)[key]
+        assert torch.equal(getattr(module, f"{attr}_mask"), getattr(ref_module, f"{attr}_mask")), key
+    x, _ = batch(99)
+    lion.eval(), loaded.eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(x), lion(x))
+
+
+def test_training_loops_call_tuning_after_step(monkeypatch):
+    """Both loops (tenfold.tuning.training and the lion experiment) re-apply the masks after each step."""
+    from tenfold.tuning.training import train_tuned
+
+    lion = tiny_lion()
+    calls = []
+    monkeypatch.setattr(lion, "tuning_after_step", lambda: calls.append(1))
+    x, y = batch(0)
+    train_tuned(lion, (x, y), epochs=1, batch_size=4, lr=1e-3, weight_decay=0.0, generator=torch.Generator())
+    assert len(calls) == 2

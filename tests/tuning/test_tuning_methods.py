@@ -150,9 +150,9 @@ def test_vpt_init_bound_and_avg_pool_skip_prompts(tuning_vit, tuning_batch):
     model = tt.apply(tuning_vit(global_pool="avg"), "vpt-shallow", length=5)
     assert model.vpt.prompts.abs().max() <= tt.prompts.prompt_init_bound(model)
     x, _ = tuning_batch
-    feats = model.forward_features(x)
-    assert feats.shape[1] == 1 + 5 + 16
-    assert torch.allclose(model.forward_head(feats, pre_logits=True), model.fc_norm(feats[:, 6:].mean(1)))
+    feats = model.forward_features(x)  # prompt outputs are dropped after the last block
+    assert feats.shape[1] == 1 + 16
+    assert torch.allclose(model.forward_head(feats, pre_logits=True), model.fc_norm(feats[:, 1:].mean(1)))
 
 
 def test_adaptformer_reads_the_unnormed_residual_stream(tuning_vit):

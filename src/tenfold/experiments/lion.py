@@ -116,6 +116,8 @@ def train(model: nn.Module, data, cfg: LionConfig, generator: torch.Generator, p
             opt.step()
             if soft:
                 pruner.after_step(cfg.lr)
+            if hasattr(model, "tuning_after_step"):
+                model.tuning_after_step()
         if pruner is not None and not pruner.finalized:
             pruner.recompute()
             if epoch + 1 >= hard_from:

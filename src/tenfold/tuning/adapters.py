@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from tenfold.errors import require
-from tenfold.tuning.common import freeze, require_vit, seeded, subclass_with, train_head
+from tenfold.tuning.common import freeze, reference, require_vit, seeded, subclass_with, train_head
 from tenfold.tuning.registry import register_method
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
@@ -119,12 +119,13 @@ def _add_slots(model: nn.Module, method: str, hidden: int, make_slot, sublayers:
     require_vit(model, method)
     require(isinstance(hidden, int) and hidden >= 1, "hidden", hidden, "an integer bottleneck width >= 1")
     freeze(model)
+    ref = reference(model)  # initialised on the CPU from the seeded generator, then moved (same values anywhere)
     for block in model.blocks:
         require(not isinstance(block, AdapterBlockMixin), "model", type(model).__name__,
                 "a ViT without adapters already (apply one adapter method)")
         block.__class__ = subclass_with(AdapterBlockMixin, type(block))
         for sub in sublayers:
-            setattr(block, f"adapter_{sub}", make_slot())
+            setattr(block, f"adapter_{sub}", make_slot().to(**ref))
     train_head(model)
     return model
 
@@ -161,6 +162,8 @@ def apply_convpass(model: nn.Module, hidden: int = 8, scale: float = 1.0, dropou
     """Convpass: a convolutional bypass in parallel with both sublayers, 2L(2Dk + D + 9k^2 + 2k) parameters."""
     require(scale > 0, "scale", scale, "a positive bypass scale s")
     require_vit(model, "convpass")
+    require(not getattr(model, "dynamic_img_size", False), "model", f"{type(model).__name__}(dynamic_img_size=True)",
+            "a ViT with a fixed patch grid (method 'convpass' convolves the patch tokens on that grid)")
     g = seeded(seed)
     grid, prefix = model.patch_embed.grid_size, model.num_prefix_tokens
     return _add_slots(model, "convpass", hidden, lambda: AdapterSlot(
@@ -168,12 +171,12 @@ def apply_convpass(model: nn.Module, hidden: int = 8, scale: float = 1.0, dropou
 
 
 register_method("houlsby", apply_houlsby, family="adapter", description="sequential bottleneck after both sublayers",
-                defaults={"hidden": 8, "activation": "gelu", "dropout": 0.0, "seed": 0})
+                defaults={"hidden": 8, "activation": "gelu", "dropout": 0.0, "seed": 0}, check_reach=True)
 register_method("pfeiffer", apply_pfeiffer, family="adapter", description="sequential bottleneck after the MLP",
-                defaults={"hidden": 8, "activation": "relu", "dropout": 0.0, "seed": 0})
+                defaults={"hidden": 8, "activation": "relu", "dropout": 0.0, "seed": 0}, check_reach=True)
 register_method("adaptformer", apply_adaptformer, family="adapter",
                 description="scaled parallel bottleneck beside the MLP",
-                defaults={"hidden": 8, "scale": 0.1, "dropout": 0.1, "seed": 0})
+                defaults={"hidden": 8, "scale": 0.1, "dropout": 0.1, "seed": 0}, check_reach=True)
 register_method("convpass", apply_convpass, family="adapter",
                 description="scaled convolutional bypass beside both sublayers",
-                defaults={"hidden": 8, "scale": 1.0, "dropout": 0.1, "seed": 0})
+                defaults={"hidden": 8, "scale": 1.0, "dropout": 0.1, "seed": 0}, check_reach=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from torch import nn
 
 from tenfold.errors import ConfigError, DataError, require
-from tenfold.tuning.common import classifier
+from tenfold.tuning.common import classifiers
 from tenfold.tuning.parameters import QVLoRAMixin, SSFMixin, fold_qv_lora, fold_ssf
 from tenfold.tuning.registry import apply
 
@@ -48,15 +48,22 @@ def merge(model: nn.Module) -> nn.Module:
 
 
 def _num_classes(model: nn.Module) -> int | None:
-    head = classifier(model)
+    head = classifiers(model)[0]
     if hasattr(head, "modules_to_save"):  # peft's wrapper around a trained copy of the head
         head = head.modules_to_save["default"]
     return getattr(head, "out_features", None)
 
 
 def trainable_state(model: nn.Module) -> dict:
-    """The trainable tensors by name (what ``save_tuned`` writes)."""
-    return {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    """What ``save_tuned`` writes: the trainable tensors by name, plus the pruning masks of LION's
+    implicit layers (buffers ``<weight>_mask`` of modules with ``PRUNABLE`` weights), without which a
+    pruned model would come back dense."""
+    state = {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    for prefix, module in model.named_modules():
+        for attr in getattr(module, "PRUNABLE", ()):
+            name = f"{prefix}.{attr}_mask" if prefix else f"{attr}_mask"
+            state[name] = getattr(module, f"{attr}_mask").detach().contiguous()
+    return state
 
 
 def save_tuned(model: nn.Module, path: str | Path) -> Path:

@@ -47,6 +47,13 @@ class MaskedWeights(nn.Module):
     def masked(self, name: str) -> torch.Tensor:
         return getattr(self, name) * getattr(self, f"{name}_mask")
 
+    @torch.no_grad()
+    def apply_masks(self) -> None:
+        """Zero the stored weights under a zero mask (after an optimiser step: AdamW's momentum and weight
+        decay move them although their gradient is zero; the forward never sees them, a saved file would)."""
+        for name in self.PRUNABLE:
+            getattr(self, name).mul_(getattr(self, f"{name}_mask"))
+
 
 class InputPromptLayer(MaskedWeights):
     """Pixel-space equilibrium prompt: z* = tanh(gamma K2 * ReLU(K1 * z*) + U * x + b); returns x + z*."""
@@ -152,7 +159,7 @@ class LION(nn.Module):
         g = torch.Generator().manual_seed(seed)
         channels = _in_channels(backbone)
         # registered first so that parameter names (and tenfold.tuning.count_parameters) see it as "head"
-        self.head = classifier(backbone)
+        self.head = classifier(backbone, "lion")
         self.backbone = freeze(backbone)
         for p in self.head.parameters():
             p.requires_grad_(True)
@@ -170,6 +177,11 @@ class LION(nn.Module):
 
     def get_classifier(self) -> nn.Module:
         return self.head
+
+    def tuning_after_step(self) -> None:
+        """Called by the training loops after every optimiser step: pruned weights stay exactly zero."""
+        for layer in self.implicit_layers():
+            layer.apply_masks()
 
     def implicit_layers(self) -> tuple[InputPromptLayer, OutputPromptLayer]:
         return self.input_prompt, self.output_prompt

@@ -17,11 +17,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from tenfold.errors import require
-from tenfold.tuning.common import classifier, freeze, matching_modules, seeded, subclass_with, train_head
+from tenfold.tuning.common import (freeze, head_names, matching_modules, reference, route_qkv_through_module, seeded,
+                                   subclass_with, train_head)
 from tenfold.tuning.registry import register_method
 
 QKV_PATTERN = r".*\.attn\.qkv"
-SSF_PATTERN = r"patch_embed\.proj|blocks\.\d+\.(norm1|attn\.qkv|attn\.proj|norm2|mlp\.fc1|mlp\.fc2)|norm"
+# ViT blocks are blocks.<i>; Swin's are layers.<s>.blocks.<i> (same sublayer names)
+SSF_PATTERN = r"patch_embed\.proj|(layers\.\d+\.)?blocks\.\d+\.(norm1|attn\.qkv|attn\.proj|norm2|mlp\.fc1|mlp\.fc2)|norm"
 
 
 def _check_rank(rank: int, alpha: float) -> None:
@@ -30,21 +32,22 @@ def _check_rank(rank: int, alpha: float) -> None:
 
 
 # --- LoRA through peft ------------------------------------------------------------------------------
-def _head_name(model: nn.Module) -> str:
-    head = classifier(model)
-    return next(n for n, m in model.named_modules() if m is head)
-
-
 def apply_lora(model: nn.Module, rank: int = 8, alpha: float = 8.0, dropout: float = 0.0,
-               target_modules: str = QKV_PATTERN, seed: int = 0) -> nn.Module:
-    """peft LoRA on the modules matching ``target_modules`` (default: every fused ``attn.qkv``)."""
+               target_modules: str = QKV_PATTERN, seed: int = 0, use_dora: bool = False,
+               use_rslora: bool = False) -> nn.Module:
+    """peft LoRA on the modules matching ``target_modules`` (default: every fused ``attn.qkv``).
+
+    ``use_dora`` (DoRA: magnitude and direction) and ``use_rslora`` (scale alpha / sqrt(r)) are peft's own
+    ``LoraConfig`` options; the result is a ``peft.PeftModel`` (``merge_and_unload``, ``unmerge_adapter``,
+    ``add_adapter``/``set_adapter`` for several adapters on one backbone)."""
     from peft import LoraConfig, get_peft_model
 
     _check_rank(rank, alpha)
-    matching_modules(model, target_modules, nn.Linear)
+    matching_modules(model, target_modules, nn.Linear, method="lora")
+    route_qkv_through_module(model)
     freeze(model)
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
-                        modules_to_save=[_head_name(model)])
+                        modules_to_save=head_names(model), use_dora=bool(use_dora), use_rslora=bool(use_rslora))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # peft draws A from the global generator; keep that seeded and local
         return get_peft_model(model, config)
@@ -68,9 +71,11 @@ def add_qv_lora(qkv: nn.Linear, rank: int, alpha: float, dropout: float, generat
     require(qkv.out_features % 3 == 0, "target module out_features", qkv.out_features, "a fused qkv (3D outputs)")
     d, dim = qkv.out_features // 3, qkv.in_features
     qkv.__class__ = subclass_with(QVLoRAMixin, type(qkv))
+    ref = {"dtype": qkv.weight.dtype, "device": qkv.weight.device}
     for name in ("q", "v"):
-        a = torch.empty(rank, dim, dtype=qkv.weight.dtype, device=qkv.weight.device)
+        a = torch.empty(rank, dim)  # drawn on the CPU from the seeded generator, then moved: same values anywhere
         nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=generator)
+        a = a.to(**ref)
         qkv.register_parameter(f"lora_a_{name}", nn.Parameter(a))
         qkv.register_parameter(f"lora_b_{name}", nn.Parameter(torch.zeros(d, rank, dtype=a.dtype, device=a.device)))
     qkv.lora_scale = alpha / rank
@@ -81,7 +86,8 @@ def apply_lora_qv(model: nn.Module, rank: int = 8, alpha: float = 8.0, dropout: 
                   target_modules: str = QKV_PATTERN, seed: int = 0) -> nn.Module:
     """Split LoRA on q and v of every fused qkv matching ``target_modules``: 4 D r per block."""
     _check_rank(rank, alpha)
-    names = matching_modules(model, target_modules, nn.Linear)
+    names = matching_modules(model, target_modules, nn.Linear, method="lora-qv")
+    route_qkv_through_module(model)
     freeze(model)
     g = seeded(seed)
     modules = dict(model.named_modules())
@@ -138,20 +144,21 @@ def _channels(module: nn.Module) -> int:
 def apply_ssf(model: nn.Module, target_modules: str = SSF_PATTERN, std: float = 0.02, seed: int = 0) -> nn.Module:
     """Scale-and-shift after every Linear / Conv2d / LayerNorm matching ``target_modules``."""
     require(std >= 0, "std", std, "a non-negative init standard deviation")
-    names = matching_modules(model, target_modules, (nn.Linear, nn.Conv2d, nn.LayerNorm))
+    names = matching_modules(model, target_modules, (nn.Linear, nn.Conv2d, nn.LayerNorm), method="ssf")
+    route_qkv_through_module(model)
     freeze(model)
     g = seeded(seed)
     modules = dict(model.named_modules())
     for name in names:
         module = modules[name]
         require(not isinstance(module, SSFMixin), "module", name, "a module without SSF already")
-        ref = next(module.parameters())
+        ref = reference(module)
         c = _channels(module)
         scale = 1.0 + std * torch.randn(c, generator=g)
         shift = std * torch.randn(c, generator=g)
         module.__class__ = subclass_with(SSFMixin, type(module))
-        module.ssf_scale = nn.Parameter(scale.to(ref))
-        module.ssf_shift = nn.Parameter(shift.to(ref))
+        module.ssf_scale = nn.Parameter(scale.to(**ref))
+        module.ssf_shift = nn.Parameter(shift.to(**ref))
     train_head(model)
     return model
 
@@ -174,10 +181,12 @@ def fold_ssf(module: nn.Module) -> None:
 
 
 register_method("lora", apply_lora, family="parameter", description="peft LoRA on the fused qkv (q, k and v)",
-                defaults={"rank": 8, "alpha": 8.0, "dropout": 0.0, "target_modules": QKV_PATTERN, "seed": 0})
+                defaults={"rank": 8, "alpha": 8.0, "dropout": 0.0, "target_modules": QKV_PATTERN, "seed": 0,
+                          "use_dora": False, "use_rslora": False}, check_reach=True)
 register_method("lora-qv", apply_lora_qv, family="parameter", description="split LoRA on q and v only",
-                defaults={"rank": 8, "alpha": 8.0, "dropout": 0.0, "target_modules": QKV_PATTERN, "seed": 0})
+                defaults={"rank": 8, "alpha": 8.0, "dropout": 0.0, "target_modules": QKV_PATTERN, "seed": 0},
+                check_reach=True)
 register_method("bitfit", apply_bitfit, family="parameter", description="train every bias incl. LayerNorm",
-                defaults={})
+                defaults={}, check_reach=True)
 register_method("ssf", apply_ssf, family="parameter", description="scale and shift after each op",
-                defaults={"target_modules": SSF_PATTERN, "std": 0.02, "seed": 0})
+                defaults={"target_modules": SSF_PATTERN, "std": 0.02, "seed": 0}, check_reach=True)

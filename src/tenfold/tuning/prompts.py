@@ -5,6 +5,12 @@ before the patch tokens, without positional embedding: [cls, P, E]. VPT-shallow 
 before block 0; VPT-deep gives every block i its own P_i, and block i >= 1 *replaces* the previous
 block's p prompt outputs with P_i, so the sequence length stays 1 + p + N throughout.
 Init U(-v, v) with v = sqrt(6 / (in_chans * patch^2 + D)) (0.0625 for ViT-B/16).
+
+After the last block the prompt outputs are dropped again, so the final norm, the pooling (token or
+average over the patches), the heads (DeiT-distilled's two) and timm's dynamic image size see the
+model's own token layout. Supported: timm VisionTransformer (incl. DeiT-distilled, register tokens) and
+Eva (EVA-02: its attention skips rotary embedding on the prefix tokens, which then include the prompts).
+Swin (windowed attention) and convolutional nets are refused.
 """
 
 from __future__ import annotations
@@ -15,17 +21,25 @@ import torch
 from torch import nn
 
 from tenfold.errors import require
-from tenfold.tuning.common import freeze, require_vit, seeded, train_head
+from tenfold.tuning.common import freeze, reference, seeded, train_head
 from tenfold.tuning.registry import register_method
 
 
 class VisualPrompts(nn.Module):
     """The prompt tensor (layers, p, D) and the position ``start`` (number of prefix tokens) it goes to."""
 
-    def __init__(self, layers: int, length: int, dim: int, start: int, bound: float, generator: torch.Generator):
+    def __init__(self, layers: int, length: int, dim: int, start: int, bound: float, generator: torch.Generator,
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None):
         super().__init__()
         self.length, self.start = length, start
-        self.prompts = nn.Parameter(torch.empty(layers, length, dim).uniform_(-bound, bound, generator=generator))
+        init = torch.empty(layers, length, dim).uniform_(-bound, bound, generator=generator)  # same draw on any device
+        self.prompts = nn.Parameter(init.to(device=device, dtype=dtype))
+
+    def remove(self, x: torch.Tensor) -> torch.Tensor:
+        """The sequence without the p prompt tokens (after the last block)."""
+        if self.length == 0:
+            return x
+        return torch.cat([x[:, :self.start], x[:, self.start + self.length:]], dim=1)
 
     def insert(self, x: torch.Tensor, layer: int) -> torch.Tensor:
         """Layer 0: [prefix, P_0, patches]; layer i >= 1: the p tokens after the prefix become P_i."""
@@ -46,6 +60,28 @@ class _PromptHook:
         return (self.prompts.insert(args[0], self.layer), *args[1:])
 
 
+class _RemoveHook:
+    """Forward hook of the last block that drops the prompt outputs."""
+
+    def __init__(self, prompts: VisualPrompts):
+        self.prompts = prompts
+
+    def __call__(self, module: nn.Module, args: tuple, output):
+        return self.prompts.remove(output)
+
+
+def require_prompt_model(model: nn.Module, method: str) -> None:
+    """VPT needs a token sequence with prefix tokens: a timm VisionTransformer or Eva of timm blocks."""
+    from timm.models.eva import Eva, EvaBlock
+    from timm.models.vision_transformer import Block, VisionTransformer
+
+    ok = (isinstance(model, VisionTransformer) and all(isinstance(b, Block) for b in model.blocks)) or (
+        isinstance(model, Eva) and all(isinstance(b, EvaBlock) for b in model.blocks))
+    require(ok, "model", type(model).__name__,
+            f"a timm VisionTransformer or Eva (method {method!r} inserts prompt tokens into a ViT token "
+            "sequence; Swin's windowed attention and convolutional nets have none)")
+
+
 def prompt_init_bound(model: nn.Module) -> float:
     """VPT's uniform bound v = sqrt(6 / (in_chans * patch_h * patch_w + D))."""
     proj = model.patch_embed.proj
@@ -54,17 +90,19 @@ def prompt_init_bound(model: nn.Module) -> float:
 
 
 def _apply_vpt(model: nn.Module, length: int, deep: bool, seed: int, method: str) -> nn.Module:
-    require_vit(model, method)
+    require_prompt_model(model, method)
     require(isinstance(length, int) and length >= 0, "length", length, "an integer prompt length >= 0")
     require(not hasattr(model, "vpt"), "model", type(model).__name__, "a ViT without prompts already (apply VPT once)")
     freeze(model)
     layers = len(model.blocks) if deep else 1
     model.vpt = VisualPrompts(layers, length, model.embed_dim, model.num_prefix_tokens, prompt_init_bound(model),
-                              seeded(seed))
+                              seeded(seed), **reference(model))
     for i in range(layers):
         model.blocks[i].register_forward_pre_hook(_PromptHook(model.vpt, i))
-    # Pooling skips the first num_prefix_tokens tokens: counting the prompts there keeps them out of avg pooling.
-    model.num_prefix_tokens += length
+    model.blocks[-1].register_forward_hook(_RemoveHook(model.vpt))
+    for block in model.blocks:  # Eva: rotary embedding skips the prefix tokens, which now include the prompts
+        if hasattr(block.attn, "num_prefix_tokens"):
+            block.attn.num_prefix_tokens += length
     train_head(model)
     return model
 
@@ -80,6 +118,6 @@ def apply_vpt_deep(model: nn.Module, length: int = 10, seed: int = 0) -> nn.Modu
 
 
 register_method("vpt-shallow", apply_vpt_shallow, family="prompt", description="p prompt tokens before block 0",
-                defaults={"length": 10, "seed": 0})
+                defaults={"length": 10, "seed": 0}, check_reach=True)
 register_method("vpt-deep", apply_vpt_deep, family="prompt",
-                description="p prompt tokens per block, replacing the previous block's", defaults={"length": 10, "seed": 0})
+                description="p prompt tokens per block, replacing the previous block's", defaults={"length": 10, "seed": 0}, check_reach=True)

@@ -35,20 +35,25 @@ class TuningMethod:
     family: str
     description: str
     defaults: dict[str, Any] = field(default_factory=dict)
+    check_reach: bool = False  # apply() refuses models whose forward never reaches the method's new tensors
 
 
 METHODS: dict[str, TuningMethod] = {}
 
 
 def register_method(name: str, apply_fn: Callable[..., nn.Module], *, family: str, description: str,
-                    defaults: dict[str, Any]) -> TuningMethod:
-    """Add a method to :data:`METHODS`; ``defaults`` names every option ``apply_fn`` accepts."""
+                    defaults: dict[str, Any], check_reach: bool = False) -> TuningMethod:
+    """Add a method to :data:`METHODS`; ``defaults`` names every option ``apply_fn`` accepts.
+
+    ``check_reach``: after ``apply_fn`` a forward pass checks that every new trainable tensor is on the
+    autograd graph, and a model whose forward bypasses them is refused
+    (:func:`tenfold.tuning.common.require_reached`)."""
     require(isinstance(name, str) and name != "", "name", name, "a non-empty method name")
     require(family in FAMILIES, "family", family, f"one of {', '.join(FAMILIES)}")
     if name in METHODS and METHODS[name].apply_fn.__module__ != apply_fn.__module__:
         raise ConfigError(f"tuning method {name!r} is registered twice "
                           f"({METHODS[name].apply_fn.__module__} and {apply_fn.__module__})")
-    method = TuningMethod(name, apply_fn, family, description, dict(defaults))
+    method = TuningMethod(name, apply_fn, family, description, dict(defaults), check_reach)
     METHODS[name] = method
     return method
 
@@ -90,6 +95,10 @@ def apply(model: nn.Module, method: str, **options: Any) -> nn.Module:
         raise ConfigError(f"option {unknown[0]!r} is unknown for method {method!r}: expected one of {valid}")
     resolved = {**spec.defaults, **options}
     tuned = spec.apply_fn(model, **resolved)
+    if spec.check_reach:
+        from tenfold.tuning.common import require_reached
+
+        require_reached(tuned, spec.name)
     saved = {k: (list(v) if isinstance(v, tuple) else v) for k, v in resolved.items() if _jsonable(v)}
     tuned.tenfold_tuning = {"method": spec.name, "options": saved}
     return tuned
@@ -129,12 +138,19 @@ def _group_of(name: str) -> str:
 
 
 def _head_parameters(model: nn.Module) -> int:
-    """Trainable parameters of the classifier head (the ``head`` module of a timm model, however wrapped)."""
-    count = 0
+    """Trainable parameters of the classifier heads (timm's ``get_classifier()``: ResNet's ``fc``, both
+    heads of DeiT-distilled, peft's wrapped copy; a model without one counts 0)."""
+    from tenfold.tuning.common import classifiers
+
+    try:
+        heads = classifiers(model)
+    except ConfigError:
+        return 0
     seen: set[int] = set()
-    for name, p in model.named_parameters():
-        group = _group_of(name)
-        if group == "head" and p.requires_grad and id(p) not in seen:
-            seen.add(id(p))
-            count += p.numel()
+    count = 0
+    for head in heads:
+        for p in head.parameters():
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                count += p.numel()
     return count

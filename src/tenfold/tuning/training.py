@@ -77,6 +77,8 @@ def train_tuned(model: nn.Module, data: Data, *, epochs: int, batch_size: int, l
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if hasattr(model, "tuning_after_step"):
+                model.tuning_after_step()
             sched.step()
             total += loss.item() * len(yb)
         history.append(total / n)
