@@ -39,7 +39,7 @@ def test_mpcl_graph_cli_writes_claims_and_figure(tmp_path, capsys):
 @pytest.mark.slow
 def test_mpcl_shapes_cli_every_method_beats_random_encoder(tmp_path, capsys):
     code, out, err = _run(["run", "mpcl-shapes", "--out", str(tmp_path), "--set", "seeds=[0,1]",
-                           "--set", "epochs=10", "--set", "start_epoch=3"], capsys)
+                           "--set", "epochs=10", "--set", "mix_after=2"], capsys)
     assert code == 0, err
     folder, data = _results(tmp_path, "mpcl-shapes")
     assert (folder / "probe_accuracy.png").is_file()
@@ -50,20 +50,26 @@ def test_mpcl_shapes_cli_every_method_beats_random_encoder(tmp_path, capsys):
     assert all(m[f"{k}_probe_acc"] > m["random_probe_acc"] for k in ("simclr", "simclr-attn", "simsiam"))
 
 
-def test_simsiam_multi_step_equals_simsiam_before_its_start_epoch():
+def test_simsiam_multi_is_vanilla_through_epoch_mix_after_as_the_official_epoch_counter():
+    """Official: ``if self.epoch_counter <= 50: vanilla`` with the counter from 0, so with the default
+    mix_after = 50 the epochs 0..50 are plain SimSiam and mixing starts at epoch 51."""
     torch.manual_seed(0)
     model = build_model("simsiam-multi", mlp_encoder(64, 32, 16), siam_dim=12)
     x1, x2, index = torch.randn(6, 1, 8, 8), torch.randn(6, 1, 8, 8), torch.arange(6)
     bank = MultiStageBank(6, 12)
     bank.stage(index, torch.randn(6, 12))
     bank.commit()
-    multi = MethodConfig("simsiam-multi", beta=0.5, start_epoch=2)
     model.train()
     plain, _ = method_loss(MethodConfig("simsiam"), model, x1, x2)
-    before, _ = method_loss(multi, model, x1, x2, index, epoch=1, bank=bank)
-    after, _ = method_loss(multi, model, x1, x2, index, epoch=2, bank=bank)
-    assert abs(before.item() - plain.item()) < 1e-6
-    assert abs(after.item() - plain.item()) > 1e-4
+    multi = MethodConfig("simsiam-multi", beta=0.5)
+    assert multi.mix_after == 50
+    at_50, _ = method_loss(multi, model, x1, x2, index, epoch=50, bank=bank)
+    at_51, _ = method_loss(multi, model, x1, x2, index, epoch=51, bank=bank)
+    assert abs(at_50.item() - plain.item()) < 1e-6
+    assert abs(at_51.item() - plain.item()) > 1e-4
+    small = MethodConfig("simsiam-multi", beta=0.5, mix_after=2)
+    assert abs(method_loss(small, model, x1, x2, index, epoch=2, bank=bank)[0].item() - plain.item()) < 1e-6
+    assert abs(method_loss(small, model, x1, x2, index, epoch=3, bank=bank)[0].item() - plain.item()) > 1e-4
 
 
 @pytest.mark.parametrize("args, message", [
@@ -142,3 +148,14 @@ def test_encoders_and_heads_have_the_documented_shapes():
         assert torch.isfinite(loss) and h1.shape == (4, 16)
     with pytest.raises(ConfigError, match="^method="):
         MethodConfig("byol")
+
+
+@pytest.mark.parametrize("preset", ["quick", "paper", "paper-simsiam-multi"])
+def test_cifar_presets_crop_at_the_official_scale_lower_0_08(preset):
+    from tenfold.config import resolve
+    from tenfold.experiments.mpcl import CifarConfig
+
+    cfg = resolve(CifarConfig, "mpcl-cifar", preset)
+    assert cfg.crop_low == 0.08  # official SimCLR-Attn config: scale_lower 0.08 (solo-learn min_scale 0.08)
+    if preset == "paper-simsiam-multi":
+        assert cfg.mix_after == 50

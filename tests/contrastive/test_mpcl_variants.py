@@ -112,9 +112,23 @@ def test_rewired_graph_is_row_stochastic_and_excludes_self_and_own_positive():
     feats = _t(10, 4, seed=10)
     idx, w = rewired_positives(pair_positives(10), feats, k=3, beta=0.3)
     assert idx.shape == (10, 4)
-    assert torch.allclose(w.sum(1), torch.ones(10), atol=1e-6)
+    assert torch.allclose(w.sum(1), torch.ones(10, dtype=w.dtype), atol=1e-6)
     rows = torch.arange(10)
     assert not (idx[:, 1:] == rows[:, None]).any()
     assert not (idx[:, 1:] == pair_positives(10)[:, None]).any()
     with pytest.raises(ConfigError, match="^k="):
         rewired_positives(pair_positives(10), feats, k=9, beta=0.3)
+
+
+def test_rewiring_with_padded_positives_can_pick_row_0_as_a_neighbour():
+    """Padding (-1) in the positives must not exclude row 0 from the neighbour search."""
+    feats = torch.tensor([[1.0, 0.0], [0.99, 0.1], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0], [-0.9, 0.3]],
+                         dtype=torch.float64)
+    # row 1's only positive is row 3 (padded to K = 2); its nearest other row is row 0
+    pos = torch.tensor([[2, -1], [3, -1], [0, -1], [1, -1], [5, -1], [4, -1]])
+    idx, w = rewired_positives(pos, feats, k=1, beta=0.5)
+    assert int(idx[1, -1]) == 0
+    assert float(w[1, -1]) == 0.5
+    # a listed positive is still excluded: row 2's positive is row 0, so row 0 is not its neighbour
+    assert int(idx[2, -1]) != 0
+    assert torch.allclose(w.sum(1), torch.ones(6, dtype=torch.float64))

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tenfold.errors import ConfigError
-from tenfold.init import gradcosine, statistic_mode, sub_batch_bounds, supported_parameters
+from tenfold.init import cosine_statistics, gradcosine, statistic_mode, sub_batch_bounds, supported_parameters
 
 
 def mlp(seed=0):
@@ -24,6 +24,22 @@ def test_sub_batch_bounds_follow_the_formula():
     assert sub_batch_bounds(10, 2, 0.2) == [(0, 6), (4, 10)]  # floor(1.2 * 5) = 6, floor(0.8 * 5) = 4
     assert sub_batch_bounds(12, 4, 0.2) == [(0, 3), (2, 7), (4, 10), (7, 12)]
     assert sub_batch_bounds(7, 7) == [(i, i + 1) for i in range(7)]
+
+
+def test_sub_batch_bounds_use_the_integer_length_int_b_over_d_as_the_official_code():
+    # official batch_settings: length = int(bs / chunks); with B/D = 2.5 as a float the first sub-batch
+    # would be [0, 3) and the second [2, 6)
+    assert sub_batch_bounds(10, 4, 0.2) == [(0, 2), (1, 4), (3, 7), (4, 10)]
+    assert sub_batch_bounds(10, 3) == [(0, 3), (3, 6), (6, 10)]  # the last takes the remainder
+    assert sub_batch_bounds(11, 2, 0.5) == [(0, 7), (2, 11)]
+
+
+def test_variance_statistic_is_the_official_population_variance_summed():
+    g = torch.randn(4, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    stats = cosine_statistics(g)
+    mean = g.mean(0)
+    assert stats.variance.item() == pytest.approx(((g - mean) ** 2).mean(0).sum().item(), rel=1e-12)
+    assert torch.allclose(stats.norms, g.norm(dim=1))
 
 
 def test_identical_samples_give_gc_one():

@@ -26,8 +26,8 @@ DESCRIPTION = "NIO: 100 iterations vs a training run of the same CNN (time), one
 def run(quick: bool = False) -> dict:
     from tenfold.data import shapes
     from tenfold.experiments.nio import shapes_cnn
-    from tenfold.init.gradcosine import statistic_mode, sub_batch_bounds, supported_parameters
-    from tenfold.init.nio import nio, scale_statistics
+    from tenfold.init.gradcosine import statistic_mode, sub_batch_bounds
+    from tenfold.init.nio import nio, scale_statistics, scaled_parameters
 
     batch, size, d_sub = 64, 32, 2
     with fixed_threads(1):
@@ -55,7 +55,7 @@ def run(quick: bool = False) -> dict:
         times = median_times({"train_step": train_step, "train_step_128": train_step_128,
                               "nio_iteration": nio_iteration}, repeats=repeats, warmup=1)
 
-        named = supported_parameters(model)
+        named = scaled_parameters(model)
         theta0 = {k: p.detach().clone() for k, p in named.items()}
         with SavedTensorBytes() as nio_mem, statistic_mode(model):
             alphas = {k: torch.ones((), requires_grad=True) for k in named}

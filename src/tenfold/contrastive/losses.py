@@ -60,12 +60,13 @@ def positives_from_indexes(indexes: torch.Tensor) -> torch.Tensor:
     return torch.where(picked, order, torch.full_like(order, -1))
 
 
-def positive_graph(positives: torch.Tensor, num_rows: int, edge_weights: torch.Tensor | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate positives and return ``(index (N, K), weight (N, K))`` with each row's weights summing to 1.
+def positive_graph(positives: torch.Tensor, num_rows: int, edge_weights: torch.Tensor | None = None,
+                   return_degree: bool = False):
+    """Validate positives and return ``(index (N, K), weight (N, K))`` with each row's weights summing to 1
+    (``P_d = D^-1 A``), and with ``return_degree`` also the degrees ``d = A 1`` (N,) before normalisation.
 
-    ``positives`` is (N,) (one positive per row) or (N, K) (padding ``-1`` allowed). ``edge_weights``
-    (same shape, >= 0) default to uniform over the row's positives; they are normalised per row.
+    ``positives`` is (N,) (one positive per row) or (N, K) (padding ``-1`` allowed, at index 0 with weight
+    0 in the returned index). ``edge_weights`` (same shape, >= 0) default to 1 per listed positive.
     """
     require(positives.dim() in (1, 2), "positives", tuple(positives.shape), "a tensor of shape (N,) or (N, K)")
     require(not positives.is_floating_point(), "positives", positives.dtype, "an integer tensor of row indices")
@@ -94,10 +95,18 @@ def positive_graph(positives: torch.Tensor, num_rows: int, edge_weights: torch.T
     empty = (total <= 0).flatten()
     require(not bool(empty.any()), "positives", f"row {int(empty.nonzero()[0]) if empty.any() else -1}",
             "at least one positive (with positive weight) in every row")
+    if return_degree:
+        return idx.clamp_min(0), w / total, total.flatten()
     return idx.clamp_min(0), w / total
 
 
-def _anchor_weights(anchor_weights: torch.Tensor | None, n: int, like: torch.Tensor) -> torch.Tensor:
+def _anchor_weights(anchor_weights: torch.Tensor | None, n: int, like: torch.Tensor,
+                    degree: torch.Tensor | None = None) -> torch.Tensor:
+    """``r``: the given weights (default ``1/N``), times ``d_i / mean(d)`` when ``degree`` is given (the
+    population objective weights each anchor by its degree; uniform degrees change nothing)."""
+    if degree is not None:
+        scale = (degree / degree.mean()).to(like.dtype)
+        return _anchor_weights(anchor_weights, n, like) * scale
     if anchor_weights is None:
         return torch.full((n,), 1.0 / n, dtype=like.dtype, device=like.device)
     require(tuple(anchor_weights.shape) == (n,), "anchor_weights", tuple(anchor_weights.shape), f"shape ({n},)")
@@ -151,19 +160,26 @@ class _MPInfoNCE(torch.autograd.Function):
 
 
 def mp_infonce(z: torch.Tensor, positives: torch.Tensor, tau: float, edge_weights: torch.Tensor | None = None,
-               anchor_weights: torch.Tensor | None = None, normalize: bool = True) -> torch.Tensor:
+               anchor_weights: torch.Tensor | None = None, normalize: bool = True,
+               degree_weighted: bool = True) -> torch.Tensor:
     """InfoNCE over the rows of ``z`` (N, D) with an explicit positive graph (spec 1.2).
 
     ``positives``: (N,) or (N, K) row indices (``-1`` pads); ``edge_weights``: optional per-edge weights
-    (row-normalised); ``anchor_weights``: optional detached per-row weights ``r`` (default ``1/N``).
+    ``A_ij``; ``anchor_weights``: optional detached per-row weights (default ``1/N``). With
+    ``degree_weighted`` (default) the anchor weights are multiplied by ``d_i / mean(d)``, ``d = A 1``, and
+    each row's edges are normalised to ``A_ij / d_i``: the loss is then the population objective
+    ``-sum_ij A_ij S_ij / sum(A) + sum_i d_i lse_i / sum(d)`` (paper Sec. 3). ``False`` gives every anchor
+    the same weight whatever its degree. With one positive per row (or equal degrees) both are NT-Xent.
     ``normalize`` projects rows to the unit sphere first (autograd adds ``(I - zz^T)/||u||``).
     The backward is the closed form ``(1/tau)[R(P-A) + (R(P-A))^T] Z``; memory stays at one N x N matrix.
     """
     require(tau > 0, "tau", tau, "a positive temperature")
     require(z.dim() == 2 and z.shape[0] >= 2, "z", tuple(z.shape), "a matrix of shape (N >= 2, D)")
     n = z.shape[0]
-    idx, w = positive_graph(positives.to(z.device), n, None if edge_weights is None else edge_weights.to(z.device))
-    r = _anchor_weights(None if anchor_weights is None else anchor_weights.to(z.device), n, z)
+    idx, w, deg = positive_graph(positives.to(z.device), n,
+                                 None if edge_weights is None else edge_weights.to(z.device), return_degree=True)
+    r = _anchor_weights(None if anchor_weights is None else anchor_weights.to(z.device), n, z,
+                        deg if degree_weighted else None)
     if normalize:
         z = F.normalize(z, dim=1)
     return _MPInfoNCE.apply(z, idx, w.to(z.dtype), r, float(tau))
@@ -191,13 +207,19 @@ def dense_positive_matrix(positives: torch.Tensor, num_rows: int, edge_weights: 
     return a.scatter_add_(1, idx, w.to(dtype))
 
 
+def _degrees(positives: torch.Tensor, n: int, edge_weights: torch.Tensor | None, degree_weighted: bool):
+    return positive_graph(positives, n, edge_weights, return_degree=True)[2] if degree_weighted else None
+
+
 def infonce_parts(z: torch.Tensor, positives: torch.Tensor, tau: float, edge_weights: torch.Tensor | None = None,
-                  anchor_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(L_align, L_unif)`` on already-projected rows ``z``: ``-sum r_i A_ij S_ij`` and ``sum r_i lse_i``."""
+                  anchor_weights: torch.Tensor | None = None, degree_weighted: bool = True
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(L_align, L_unif)`` on already-projected rows ``z``: ``-sum r_i A_ij S_ij`` and ``sum r_i lse_i``
+    (``A`` row-normalised, ``r`` as in :func:`mp_infonce`)."""
     require(tau > 0, "tau", tau, "a positive temperature")
     n = z.shape[0]
     a = dense_positive_matrix(positives, n, edge_weights, z.dtype)
-    r = _anchor_weights(anchor_weights, n, z)
+    r = _anchor_weights(anchor_weights, n, z, _degrees(positives, n, edge_weights, degree_weighted))
     s = (z @ z.T) / tau
     align = -(r * (a * s).sum(1)).sum()
     unif = (r * torch.logsumexp(s.masked_fill(torch.eye(n, dtype=torch.bool, device=z.device), float("-inf")),
@@ -214,14 +236,16 @@ def affinity_matrix(z: torch.Tensor, tau: float) -> torch.Tensor:
 
 def message_passing_gradients(z: torch.Tensor, positives: torch.Tensor, tau: float,
                               edge_weights: torch.Tensor | None = None,
-                              anchor_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                              anchor_weights: torch.Tensor | None = None,
+                              degree_weighted: bool = True) -> dict[str, torch.Tensor]:
     """Closed-form gradients w.r.t. projected rows ``z`` (spec 1.2):
 
     ``align = -(1/tau)(RA + (RA)^T) Z``, ``unif = (1/tau)(RP + (RP)^T) Z``, ``total = align + unif``.
     """
     n = z.shape[0]
-    ra = _anchor_weights(anchor_weights, n, z)[:, None] * dense_positive_matrix(positives, n, edge_weights, z.dtype)
-    rp = _anchor_weights(anchor_weights, n, z)[:, None] * affinity_matrix(z, tau)
+    r = _anchor_weights(anchor_weights, n, z, _degrees(positives, n, edge_weights, degree_weighted))
+    ra = r[:, None] * dense_positive_matrix(positives, n, edge_weights, z.dtype)
+    rp = r[:, None] * affinity_matrix(z, tau)
     align = -((ra + ra.T) @ z) / tau
     unif = ((rp + rp.T) @ z) / tau
     return {"align": align, "unif": unif, "total": align + unif}

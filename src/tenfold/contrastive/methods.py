@@ -23,13 +23,14 @@ SIAMESE = ("simsiam", "simsiam-multi")
 
 @dataclass(frozen=True)
 class MethodConfig:
-    """``tau`` (InfoNCE temperature), ``beta`` and ``start_epoch`` (SimSiam-Multi mixing), ``knn_k`` and
+    """``tau`` (InfoNCE temperature), ``beta`` and ``mix_after`` (SimSiam-Multi mixing: plain SimSiam while the
+    epoch counter from 0 is ``<= mix_after``, as the official ``if self.epoch_counter <= 50``), ``knn_k`` and
     ``rewire_beta`` (rewiring)."""
 
     name: str = "simclr"
     tau: float = 0.5
     beta: float = 0.5
-    start_epoch: int = 50
+    mix_after: int = 50
     knn_k: int = 1
     rewire_beta: float = 0.2
 
@@ -38,7 +39,7 @@ class MethodConfig:
         require(self.tau > 0, "tau", self.tau, "a positive temperature")
         require(0 <= self.beta <= 1 and 0 <= self.rewire_beta <= 1, "beta", (self.beta, self.rewire_beta),
                 "mixing weights in [0, 1]")
-        require(self.start_epoch >= 0, "start_epoch", self.start_epoch, "a non-negative epoch")
+        require(self.mix_after >= -1, "mix_after", self.mix_after, "an epoch >= -1 (-1: mix from the first epoch)")
         require(self.knn_k >= 1, "knn_k", self.knn_k, "at least one neighbour")
 
 
@@ -58,7 +59,7 @@ def method_loss(cfg: MethodConfig, model: ContrastiveModel, x1: torch.Tensor, x2
     """``(loss, h1)`` for two views ``x1, x2`` of the same samples; ``epoch`` counts from 0.
 
     SimSiam-Multi needs ``index`` and ``bank``: it stages ``sg(z2)`` every step and mixes the bank into
-    the targets from ``cfg.start_epoch`` on; the caller commits the bank at epoch ends.
+    the targets once ``epoch > cfg.mix_after``; the caller commits the bank at epoch ends.
     """
     b = x1.shape[0]
     h, z, p = model(torch.cat([x1, x2]))
@@ -68,7 +69,7 @@ def method_loss(cfg: MethodConfig, model: ContrastiveModel, x1: torch.Tensor, x2
             return simsiam_loss(p1, p2, z1, z2), h[:b]
         require(bank is not None and index is not None, "bank", None, "a MultiStageBank and sample indices")
         memory, filled = bank.lookup(index)
-        beta = cfg.beta if epoch >= cfg.start_epoch else 0.0
+        beta = cfg.beta if epoch > cfg.mix_after else 0.0  # official: vanilla while epoch_counter <= 50
         loss = simsiam_multi_loss(p1, p2, z1, z2, memory.to(z.device), beta, filled.to(z.device))
         bank.stage(index, z2)
         return loss, h[:b]

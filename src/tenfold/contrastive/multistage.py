@@ -2,7 +2,7 @@
 
 SimSiam: ``L = -1/2 cos(p1, sg z2) - 1/2 cos(p2, sg z1)``.
 SimSiam-Multi (Jumping Knowledge with training stages as layers): a bank ``M`` holds each sample's
-projector output from the previous epoch; from ``start_epoch`` on the targets become
+projector output from the previous epoch; once the epoch counter (from 0) exceeds ``mix_after`` the targets become
 ``sg((1 - beta) z2 + beta M[i])`` and ``sg((1 - beta) z1 + beta M[i])``. During an epoch ``sg(z2_i)`` is
 written to a staging copy; :meth:`MultiStageBank.commit` copies it into ``M`` at the epoch end.
 """

@@ -17,14 +17,17 @@ from tenfold.errors import require
 
 @torch.no_grad()
 def knn_positives(features: torch.Tensor, k: int, exclude: torch.Tensor | None = None) -> torch.Tensor:
-    """Indices (N, k) of each row's ``k`` nearest other rows by cosine; ``exclude`` (N, K) rows are skipped."""
+    """Indices (N, k) of each row's ``k`` nearest other rows by cosine; ``exclude`` (N, K) rows are skipped
+    (``-1`` entries are padding and exclude nothing)."""
     n = features.shape[0]
     require(1 <= k <= n - 2, "k", k, f"a neighbour count in 1..{n - 2} for {n} rows")
     f = F.normalize(features.detach(), dim=1)
     sim = f @ f.T
     sim.fill_diagonal_(float("-inf"))
     if exclude is not None:
-        ex = exclude.view(n, -1).clamp_min(0)
+        ex = exclude.to(sim.device).view(n, -1)
+        # padding (-1) must not exclude anything: point it at the row itself (already -inf), never at row 0
+        ex = torch.where(ex >= 0, ex, torch.arange(n, device=sim.device)[:, None])
         sim.scatter_(1, ex, float("-inf"))
     return sim.topk(k, dim=1).indices
 
@@ -34,8 +37,10 @@ def rewired_positives(positives: torch.Tensor, features: torch.Tensor, k: int, b
     """``(index, weight)`` of ``A~ = (1 - beta) A + beta kNN_k(sg(features))``, shapes (N, K + k)."""
     require(0.0 <= beta <= 1.0, "beta", beta, "a mixing weight in [0, 1]")
     n = features.shape[0]
-    idx, w = positive_graph(positives.to(features.device), n, edge_weights)
-    nn_idx = knn_positives(features, k, exclude=idx)
+    positives = positives.to(features.device)
+    idx, w = positive_graph(positives, n, edge_weights)  # idx has padding clamped to 0 (with weight 0)
+    nn_idx = knn_positives(features, k, exclude=positives.view(n, -1))  # the padded form: -1 excludes nothing
+    w = w.to(features.dtype) if features.is_floating_point() else w
     w_all = torch.cat([(1 - beta) * w, torch.full((n, k), beta / k, dtype=w.dtype, device=w.device)], dim=1)
     return torch.cat([idx, nn_idx], dim=1), w_all
 

@@ -156,7 +156,8 @@ class TrainConfig(Config):
     momentum: float = Field(0.9, ge=0, lt=1)
     tau: float = Field(0.5, gt=0, description="InfoNCE temperature")
     beta: float = Field(0.5, ge=0, le=1, description="SimSiam-Multi memory weight")
-    start_epoch: int = Field(5, ge=0, description="SimSiam-Multi: first epoch (from 0) that mixes the bank")
+    mix_after: int = Field(4, ge=-1, description="SimSiam-Multi: plain SimSiam while the epoch (from 0) is <= this "
+                           "(official: epoch_counter <= 50), mixing after it")
     knn_k: int = Field(1, ge=1, description="rewiring: neighbours per anchor")
     rewire_beta: float = Field(0.2, ge=0, le=1, description="rewiring: weight of neighbour positives")
     proj_dim: int = Field(64, ge=2, description="SimCLR projector output")
@@ -170,7 +171,7 @@ class TrainConfig(Config):
 
 
 def _method_config(method: str, t: TrainConfig) -> MethodConfig:
-    return MethodConfig(method, tau=t.tau, beta=t.beta, start_epoch=t.start_epoch, knn_k=t.knn_k,
+    return MethodConfig(method, tau=t.tau, beta=t.beta, mix_after=t.mix_after, knn_k=t.knn_k,
                         rewire_beta=t.rewire_beta)
 
 
@@ -356,10 +357,10 @@ class CifarConfig(TrainConfig):
     siam_lr: float = Field(0.5, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     tau: float = Field(0.5, gt=0)
-    start_epoch: int = Field(5, ge=0)
+    mix_after: int = Field(4, ge=-1)
     proj_dim: int = Field(128, ge=2)
     siam_dim: int = Field(2048, ge=4)
-    crop_low: float = Field(0.2, gt=0, le=1)
+    crop_low: float = Field(0.08, gt=0, le=1, description="RandomResizedCrop scale low (official scale_lower 0.08)")
     flip: bool = True
     jitter: float = Field(0.5, ge=0)
     p_gray: float = Field(0.2, ge=0, le=1)

@@ -147,7 +147,7 @@ def _run(cfg: NIOConfig, ctx: RunContext, model: nn.Module, train: ArrayDataset,
     mean_norm_after = sum(after_phase) / len(after_phase)
     # alpha >= alpha_min is enforced by a projection in nio(), so it is a metric (a check of the
     # implementation, tested in tests/init), not a claim about the method
-    min_alpha_gap = min(a - (0.0 if k.endswith("bias") else 0.01) for row in history.alphas for k, a in row.items())
+    min_alpha_gap = min(a - (0.01 if "weight" in k else 0.0) for row in history.alphas for k, a in row.items())
     metrics = {"gc_before": float(before.gc), "gc_after": float(after.gc), "norm_before": float(before.norm),
                "norm_after": float(after.norm), "mean_norm_from_first_constraint": mean_norm_after,
                "constraint_steps": sum(history.constraint), "min_alpha_minus_bound": min_alpha_gap}

@@ -1,9 +1,11 @@
 """Neural initialization optimization (NIO) and the GradCosine statistic (Yang, Wang, Yuan, Lin,
-NeurIPS 2022, arXiv:2210.05956), for any PyTorch model built from Conv, Linear and LayerNorm layers."""
+NeurIPS 2022, arXiv:2210.05956), for any PyTorch model with Conv, Linear or LayerNorm layers (BatchNorm
+scales are optimized too, as in the official RescaleAdam)."""
 
 from tenfold.init.gradcosine import (GradCosine, cosine_statistics, gradcosine, per_sample_cross_entropy,
                                      statistic_mode, sub_batch_bounds, supported_parameters)
-from tenfold.init.nio import NIOHistory, nio
+from tenfold.init.nio import OBJECTIVES, NIOHistory, RescaleAdamState, nio, objective_value, scaled_parameters
 
 __all__ = ["GradCosine", "cosine_statistics", "gradcosine", "per_sample_cross_entropy", "statistic_mode",
-           "sub_batch_bounds", "supported_parameters", "NIOHistory", "nio"]
+           "sub_batch_bounds", "supported_parameters", "OBJECTIVES", "NIOHistory", "RescaleAdamState", "nio",
+           "objective_value", "scaled_parameters"]

@@ -1,19 +1,20 @@
 """GradCosine (GC): the cosine similarity of sub-batch gradients at initialization (NIO, Sec. 3).
 
 Sample-wise: ``GC = 1/(n(n-1)) sum_{i != j} cos(g_i, g_j)`` with ``g_i = grad_theta l_i``. Batch form
-(Sec. 4, the code): the batch is cut into ``D`` contiguous sub-batches with overlap ``r``; with
-``L = B/D`` sub-batch ``i`` spans ``[floor((1-r) L i), floor((1+r) L (i+1)))`` (first from 0, last to
-B); ``G_i`` is the gradient of that sub-batch's mean loss, ``GC`` the mean off-diagonal cosine of the
-``G_i`` and the norm statistic ``mean_i ||G_i||``. One forward pass serves all sub-batches.
+(Sec. 4, the code): the batch is cut into ``D`` contiguous sub-batches with overlap ``r``; with the
+integer ``L = int(B/D)`` (as the official ``batch_settings``) sub-batch ``i`` spans
+``[int((1-r) L i), int((1+r) L (i+1)))``, the first from 0 and the last to ``B`` (so the last one takes
+the remainder); ``G_i`` is the gradient of that sub-batch's mean loss, ``GC`` the mean off-diagonal
+cosine of the ``G_i`` and the norm statistic ``mean_i ||G_i||``. One forward pass serves all sub-batches.
 
-Gradients are taken for the weights and biases of Conv, Linear and LayerNorm layers. BatchNorm runs on
-batch statistics without touching its running statistics, and dropout is off.
+Gradients are taken for the weights and biases of Conv, Linear and LayerNorm layers (the official
+``get_ordered_params``); NIO rescales more tensors than that (BatchNorm too, see :mod:`tenfold.init.nio`).
+BatchNorm runs on batch statistics without touching its running statistics, and dropout is off.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -45,11 +46,11 @@ def sub_batch_bounds(batch: int, parts: int, overlap: float = 0.0) -> list[tuple
     require(isinstance(parts, int) and parts >= 2, "D", parts, "an integer >= 2 sub-batches")
     require(0.0 <= overlap < 1.0, "overlap", overlap, "a fraction in [0, 1)")
     require(batch >= parts, "batch", batch, f"at least D={parts} samples (one per sub-batch)")
-    size = batch / parts
+    length = int(batch / parts)  # an integer sub-batch length, as the official code (not B/D as a float)
     bounds = []
     for i in range(parts):
-        start = 0 if i == 0 else math.floor((1 - overlap) * size * i)
-        stop = batch if i == parts - 1 else min(batch, math.floor((1 + overlap) * size * (i + 1)))
+        start = 0 if i == 0 else int((1 - overlap) * length * i)
+        stop = batch if i == parts - 1 else min(batch, int((1 + overlap) * length * (i + 1)))
         bounds.append((start, stop))
     return bounds
 
@@ -80,21 +81,26 @@ def per_sample_cross_entropy(output: torch.Tensor, target: torch.Tensor) -> torc
 
 @dataclass
 class GradCosine:
-    """GC (mean off-diagonal cosine), ``norm`` (mean sub-batch gradient norm), and the cosine matrix."""
+    """GC (mean off-diagonal cosine), ``norm`` (mean sub-batch gradient norm), the cosine matrix, the
+    per-sub-batch norms and the gradient variance ``sum_p var_i(G_ip)`` (population variance over the
+    ``D`` sub-batches, summed over coordinates: the official ``cal_grad_variance(...).sum()``)."""
 
     gc: torch.Tensor
     norm: torch.Tensor
     cosines: torch.Tensor
+    norms: torch.Tensor | None = None
+    variance: torch.Tensor | None = None
 
 
 def cosine_statistics(grads: torch.Tensor) -> GradCosine:
-    """GC and the mean norm of the rows of ``grads`` (D x P), differentiable."""
+    """GC, the mean norm and the variance of the rows of ``grads`` (D x P), differentiable."""
     norms = grads.norm(dim=1)
     unit = grads / norms.clamp_min(torch.finfo(grads.dtype).tiny).unsqueeze(1)
     cos = unit @ unit.T
     d = len(grads)
     off = cos.sum() - cos.diagonal().sum()
-    return GradCosine(off / (d * (d - 1)), norms.mean(), cos)
+    variance = grads.var(dim=0, unbiased=False).sum()
+    return GradCosine(off / (d * (d - 1)), norms.mean(), cos, norms, variance)
 
 
 def sub_batch_gradients(per_sample_loss: torch.Tensor, params: list[torch.Tensor], bounds: list[tuple[int, int]],

@@ -1,15 +1,34 @@
 """Neural Initialization Optimization (NIO, Sec. 4, Alg. 1): rescale each parameter tensor of an
 initialized network so that GradCosine rises while the gradient norm stays bounded.
 
-Every supported tensor gets a scale ``alpha_l`` (init 1) with ``theta_l = alpha_l theta0_l``. Each
-iteration takes a batch, computes the sub-batch gradients ``G_i`` (with ``create_graph``) and
+Every tensor the official ``RescaleAdam`` scales gets a scale ``alpha_l`` (init 1) with
+``theta_l = alpha_l theta0_l``: each trainable parameter whose name contains ``weight`` or ``bias``,
+BatchNorm's ``gamma``/``beta`` included (on a BatchNorm network under batch statistics a conv scale
+alone does not change the forward pass, the BatchNorm scales do). Tensors whose initial norm is 0 are
+left alone, as the official code does. GC is computed on the Conv/Linear/LayerNorm gradients only
+(:func:`tenfold.init.gradcosine.supported_parameters`, the official ``get_ordered_params``).
 
-- if ``mean ||G_i|| > gamma``: descends on ``mean ||G_i||`` (its own Adam moments);
-- else descends on ``J = -GC - lambda * sum_i ||G_i||``.
+Each iteration takes a batch, computes the sub-batch gradients ``G_i`` (with ``create_graph``) and
+
+- if ``mean ||G_i|| > gamma``: descends on ``mean ||G_i||`` (a constraint step);
+- else descends on the objective (the official ``opt_target``; ``lambda`` is ``norm_weight``,
+  ``w`` is ``gc_weight``, 1 in the paper, 0 for the ablation that leaves only the norm term):
+
+  ====================  ===========================================
+  ``gc_gn_sqrt``        ``-w GC - lambda sum_i ||G_i||`` (released)
+  ``gc_gn``             ``-w GC - lambda sum_i ||G_i||^2``
+  ``gc``                ``-w GC``
+  ``gv_gn_sqrt``        ``w V - lambda sum_i ||G_i||``
+  ``gv_gn``             ``w V - lambda sum_i ||G_i||^2``
+  ``gv``                ``w V``  (``V = sum_p var_i G_ip``)
+  ====================  ===========================================
 
 The gradient w.r.t. a scale is ``dJ/dalpha_l = <grad_theta_l J, theta_l> / alpha_l`` (autograd through
-``alpha_l theta0_l``). It is clipped to ``[-clip, clip]``, an Adam step is taken, and
-``alpha <- max(alpha - step, alpha_min)`` (``alpha_min`` 0.01 for weights, 0 for biases).
+``alpha_l theta0_l``). It is clipped to ``[-clip, clip]`` and an Adam step is taken as ``RescaleAdam``
+does: separate first moments and step counts for the two kinds of step, ONE second moment shared by
+both, whose bias correction counts all steps; then ``alpha <- max(alpha - step, alpha_min)``
+(``alpha_min`` 0.01 for weights, 0 for biases). A tensor whose scale reaches 0 stays at 0 (the official
+code skips tensors of norm 0).
 """
 
 from __future__ import annotations
@@ -21,9 +40,11 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from tenfold.errors import ConvergenceError, require
-from tenfold.init.gradcosine import (cosine_statistics, per_sample_cross_entropy, statistic_mode, sub_batch_bounds,
-                                     sub_batch_gradients, supported_parameters)
+from tenfold.errors import ConfigError, ConvergenceError, require
+from tenfold.init.gradcosine import (GradCosine, cosine_statistics, per_sample_cross_entropy, statistic_mode,
+                                     sub_batch_bounds, sub_batch_gradients, supported_parameters)
+
+OBJECTIVES = ("gc_gn_sqrt", "gc_gn", "gc", "gv_gn_sqrt", "gv_gn", "gv")
 
 
 @dataclass
@@ -34,28 +55,64 @@ class NIOHistory:
     norm: list[float] = field(default_factory=list)
     constraint: list[bool] = field(default_factory=list)
     alphas: list[dict[str, float]] = field(default_factory=list)
+    variance: list[float] = field(default_factory=list)
+
+
+def scaled_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
+    """``name -> parameter`` of the tensors NIO rescales: trainable, name containing ``weight`` or ``bias``
+    (the official ``RescaleAdam`` groups, BatchNorm included), initial norm > 0."""
+    found = {k: p for k, p in model.named_parameters()
+             if p.requires_grad and ("weight" in k or "bias" in k) and float(p.detach().norm()) > 0}
+    if not found:
+        raise ConfigError(f"model={type(model).__name__} is invalid: expected trainable weight or bias tensors "
+                          "of non-zero norm (NIO rescales those)")
+    return found
+
+
+def objective_value(objective: str, stats: GradCosine, gc_weight: float = 1.0, norm_weight: float = 1.0
+                    ) -> torch.Tensor:
+    """The quantity a non-constraint NIO step descends on (the official ``opt_target``)."""
+    require(objective in OBJECTIVES, "objective", objective, f"one of {', '.join(OBJECTIVES)}")
+    stat = -stats.gc if objective.startswith("gc") else stats.variance
+    norms = stats.norms
+    if objective.endswith("_gn_sqrt"):
+        return gc_weight * stat - norm_weight * norms.sum()
+    if objective.endswith("_gn"):
+        return gc_weight * stat - norm_weight * norms.square().sum()
+    return gc_weight * stat
 
 
 @dataclass
-class _Adam:
-    """Adam moments for one phase (the constraint phase keeps its own)."""
+class RescaleAdamState:
+    """Adam on the scales as the official ``RescaleAdam``: per tensor, first moments ``m`` (free steps)
+    and ``m_cons`` (constraint steps) with their own step counts, and one second moment ``v`` shared by
+    both kinds of step, bias-corrected with the total step count."""
 
-    betas: tuple[float, float]
-    eps: float
-    m: dict[str, torch.Tensor] = field(default_factory=dict)
-    v: dict[str, torch.Tensor] = field(default_factory=dict)
-    t: int = 0
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    m: dict[str, float] = field(default_factory=dict)
+    m_cons: dict[str, float] = field(default_factory=dict)
+    v: dict[str, float] = field(default_factory=dict)
+    steps: dict[str, int] = field(default_factory=dict)
+    cons_steps: dict[str, int] = field(default_factory=dict)
 
-    def step(self, grads: dict[str, torch.Tensor], lr: float) -> dict[str, torch.Tensor]:
-        self.t += 1
+    def step(self, grads: dict[str, float], lr: float, constraint: bool) -> dict[str, float]:
+        """The step ``lr * m_hat / (sqrt(v_hat) + eps)`` for each tensor in ``grads`` (others untouched)."""
         b1, b2 = self.betas
         out = {}
         for k, g in grads.items():
-            self.m[k] = b1 * self.m.get(k, torch.zeros_like(g)) + (1 - b1) * g
-            self.v[k] = b2 * self.v.get(k, torch.zeros_like(g)) + (1 - b2) * g * g
-            m_hat = self.m[k] / (1 - b1 ** self.t)
-            v_hat = self.v[k] / (1 - b2 ** self.t)
-            out[k] = lr * m_hat / (v_hat.sqrt() + self.eps)
+            if constraint:
+                self.cons_steps[k] = self.cons_steps.get(k, 0) + 1
+                self.m_cons[k] = self.m_cons.get(k, 0.0) * b1 + g * (1 - b1)
+                t, m = self.cons_steps[k], self.m_cons[k]
+            else:
+                self.steps[k] = self.steps.get(k, 0) + 1
+                self.m[k] = self.m.get(k, 0.0) * b1 + g * (1 - b1)
+                t, m = self.steps[k], self.m[k]
+            self.v[k] = self.v.get(k, 0.0) * b2 + g * g * (1 - b2)
+            total = self.steps.get(k, 0) + self.cons_steps.get(k, 0)
+            denom = (self.v[k] / (1 - b2 ** total)) ** 0.5 + self.eps
+            out[k] = (lr / (1 - b1 ** t)) * m / denom
         return out
 
 
@@ -83,15 +140,25 @@ def _batches(data) -> Iterator:
 
 
 def scale_statistics(model: nn.Module, theta0: dict[str, torch.Tensor], alphas: dict[str, torch.Tensor],
-                     batch: tuple[torch.Tensor, torch.Tensor], loss_fn: Callable, bounds: list[tuple[int, int]]):
-    """GC, norms (differentiable in ``alphas``) of the model with ``theta_l = alpha_l theta0_l``."""
+                     batch: tuple[torch.Tensor, torch.Tensor], loss_fn: Callable, bounds: list[tuple[int, int]],
+                     gc_names: list[str] | None = None) -> tuple[GradCosine, torch.Tensor]:
+    """GC, variance and norms (differentiable in ``alphas``) of the model with ``theta_l = alpha_l theta0_l``.
+
+    ``gc_names``: the tensors whose gradients enter GC (default: the Conv/Linear/LayerNorm ones); those
+    not scaled enter at their current value."""
     x, y = batch
+    gc_names = list(supported_parameters(model)) if gc_names is None else gc_names
+    current = dict(model.named_parameters())
     params = {k: alphas[k] * theta0[k] for k in theta0}
+    for k in gc_names:
+        if k not in params:  # e.g. a zero-initialised bias: not rescaled, but its gradient is part of GC
+            params[k] = current[k].detach().clone().requires_grad_(True)
     losses = loss_fn(functional_call(model, params, (x,)), y)
     require(losses.dim() == 1 and len(losses) == len(x), "loss_fn", getattr(loss_fn, "__name__", loss_fn),
             f"a function returning one loss per sample (shape ({len(x)},))")
-    grads = sub_batch_gradients(losses, list(params.values()), bounds, create_graph=True)
-    return cosine_statistics(grads), grads.norm(dim=1)
+    grads = sub_batch_gradients(losses, [params[k] for k in gc_names], bounds, create_graph=True)
+    stats = cosine_statistics(grads)
+    return stats, stats.norms
 
 
 def nio(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | Iterable, gamma: float = 5.0,
@@ -99,46 +166,56 @@ def nio(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | Iterable, ga
         alpha_min_weight: float = 0.01, alpha_min_bias: float = 0.0, clip: float = 1.0,
         betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = per_sample_cross_entropy,
-        on_iteration: Callable[[int, float, float, bool], None] | None = None) -> tuple[nn.Module, NIOHistory]:
-    """Optimize the per-tensor scales of ``model``'s Conv/Linear/LayerNorm parameters in place.
+        on_iteration: Callable[[int, float, float, bool], None] | None = None, objective: str = "gc_gn_sqrt",
+        gc_weight: float = 1.0) -> tuple[nn.Module, NIOHistory]:
+    """Optimize the per-tensor scales of ``model``'s weights and biases in place (see the module docstring).
 
     ``data`` is one ``(x, y)`` batch (reused every iteration) or an iterable of batches (cycled).
-    ``norm_weight`` is ``lambda`` (1 in the released config; 0 gives the plain ``J = -GC``). Returns the
-    rescaled model (same object, modes restored) and the history.
+    ``objective`` is the official ``opt_target`` (default ``gc_gn_sqrt``, the released config),
+    ``norm_weight`` its ``lambda`` (``gn_mul``, 1 in the released config), ``gc_weight`` the weight of its
+    GC (or variance) term (0: the ablation without GradCosine). Returns the rescaled model (same object,
+    modes restored) and the history.
     """
     require(gamma > 0, "gamma", gamma, "a positive gradient-norm bound")
     require(iterations >= 1, "iterations", iterations, "at least one iteration")
     require(lr > 0, "lr", lr, "a positive learning rate")
     require(clip > 0, "clip", clip, "a positive clipping bound")
+    require(objective in OBJECTIVES, "objective", objective, f"one of {', '.join(OBJECTIVES)}")
+    require(gc_weight >= 0 and norm_weight >= 0, "gc_weight/norm_weight", (gc_weight, norm_weight),
+            "non-negative weights")
     require(alpha_min_weight >= 0 and alpha_min_bias >= 0, "alpha_min", (alpha_min_weight, alpha_min_bias),
             "non-negative lower bounds")
-    named = supported_parameters(model)
+    gc_names = list(supported_parameters(model))
+    named = scaled_parameters(model)
     theta0 = {k: p.detach().clone() for k, p in named.items()}
-    alpha_min = {k: alpha_min_bias if k.endswith("bias") else alpha_min_weight for k in named}
-    alphas = {k: torch.ones((), dtype=p.dtype, device=p.device) for k, p in named.items()}
-    adam = {True: _Adam(betas, eps), False: _Adam(betas, eps)}
+    alpha_min = {k: alpha_min_weight if "weight" in k else alpha_min_bias for k in named}
+    alphas = {k: 1.0 for k in named}
+    adam = RescaleAdamState(betas, eps)
     history = NIOHistory()
     stream = _batches(data)
     with statistic_mode(model), _math_attention():
         for it in range(iterations):
             batch = next(stream)
             bounds = sub_batch_bounds(len(batch[0]), D, overlap)
-            leaves = {k: a.clone().requires_grad_(True) for k, a in alphas.items()}
-            stats, norms = scale_statistics(model, theta0, leaves, batch, loss_fn, bounds)
+            leaves = {k: torch.tensor(a, dtype=theta0[k].dtype, device=theta0[k].device, requires_grad=True)
+                      for k, a in alphas.items()}
+            stats, norms = scale_statistics(model, theta0, leaves, batch, loss_fn, bounds, gc_names)
             constraint = bool(stats.norm.detach() > gamma)
-            objective = stats.norm if constraint else -stats.gc - norm_weight * norms.sum()
-            if not torch.isfinite(objective):
-                raise ConvergenceError(f"NIO iteration {it}: the objective became {float(objective)}; "
+            target = stats.norm if constraint else objective_value(objective, stats, gc_weight, norm_weight)
+            if not torch.isfinite(target):
+                raise ConvergenceError(f"NIO iteration {it}: the objective became {float(target)}; "
                                        "lower lr or gamma")
-            grads = torch.autograd.grad(objective, list(leaves.values()), allow_unused=True)
-            grads = {k: (g if g is not None else torch.zeros_like(leaves[k])).clamp(-clip, clip)
-                     for k, g in zip(leaves, grads)}
-            steps = adam[constraint].step(grads, lr)
-            alphas = {k: torch.clamp(alphas[k] - steps[k], min=alpha_min[k]) for k in alphas}
+            active = [k for k in leaves if alphas[k] != 0.0]  # a tensor scaled to 0 is skipped (official)
+            grads = torch.autograd.grad(target, [leaves[k] for k in active], allow_unused=True)
+            # no gradient (a tensor the objective does not reach): no step, as RescaleAdam skips p.grad None
+            clipped = {k: max(min(float(g), clip), -clip) for k, g in zip(active, grads) if g is not None}
+            steps = adam.step(clipped, lr, constraint)
+            alphas = {k: (max(a - steps[k], alpha_min[k]) if k in steps else a) for k, a in alphas.items()}
             history.gc.append(float(stats.gc.detach()))
             history.norm.append(float(stats.norm.detach()))
+            history.variance.append(float(stats.variance.detach()))
             history.constraint.append(constraint)
-            history.alphas.append({k: float(a) for k, a in alphas.items()})
+            history.alphas.append(dict(alphas))
             if on_iteration is not None:
                 on_iteration(it, history.gc[-1], history.norm[-1], constraint)
     with torch.no_grad():
