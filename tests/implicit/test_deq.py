@@ -194,3 +194,42 @@ def test_conv_bound_is_above_the_true_operator_norm_and_normalisation_caps_it():
     assert torch.equal(normalize_conv(small), small)  # already 1-Lipschitz: left alone
     m = torch.randn(5, 7, generator=g, dtype=D64)
     assert torch.linalg.matrix_norm(normalize_linear(m), ord=2) <= 1 + 1e-12
+
+
+def _conv_operator_norm(w, size, iterations=400):
+    x = torch.randn(1, w.shape[1], *size, generator=torch.Generator().manual_seed(3), dtype=w.dtype)
+    for _ in range(iterations):  # power iteration on the actual zero-padded convolution
+        x = F.conv_transpose2d(F.conv2d(x, w, padding=1), w, padding=1)
+        x = x / x.norm()
+    return float(F.conv2d(x, w, padding=1).norm())
+
+
+@pytest.mark.parametrize("shape,size", [((4, 1, 3, 3), (8, 8)), ((1, 4, 3, 3), (8, 8)), ((8, 3, 3, 3), (12, 12))])
+def test_fft_conv_bound_is_an_upper_bound_within_10_percent_and_scaling_makes_it_one(shape, size):
+    """Issue 21: the input layer's contraction bound must be tight, so gamma is what the layer gets."""
+    from tenfold.implicit import conv_operator_bound, scale_conv
+
+    w = torch.randn(*shape, generator=torch.Generator().manual_seed(1), dtype=D64)
+    true = _conv_operator_norm(w, size)
+    bound = float(conv_operator_bound(w, size))
+    assert true <= bound * (1 + 1e-9) and bound <= 1.1 * true
+    scaled = scale_conv(w, size)
+    assert float(conv_operator_bound(scaled, size)) == pytest.approx(1.0, abs=1e-12)
+    assert _conv_operator_norm(scaled, size) >= 0.9  # the old sqrt(k h k w) normalisation gave 0.35-0.7 here
+
+
+def test_jacobian_norm_matches_a_linear_map_and_ift_backward_stats_are_recorded():
+    from tenfold.implicit import jacobian_norm
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(6, 6, generator=g, dtype=D64)
+    a = 0.8 * a / torch.linalg.matrix_norm(a, ord=2)
+    assert jacobian_norm(lambda z: z @ a.T, torch.zeros(1, 6, dtype=D64), iterations=200) == pytest.approx(0.8, rel=1e-6)
+    theta = torch.nn.Parameter(torch.randn(6, generator=g, dtype=D64))
+    solver = EquilibriumSolver(SolverSettings(solver="fixed_point", backward="ift", b_solver="fixed_point",
+                                              b_tol=1e-8, b_max_iter=200, f_tol=1e-10, f_max_iter=200)).train()
+    z = solver(lambda z: torch.tanh(z @ a.T + theta), torch.zeros(3, 6, dtype=D64))
+    assert solver.last_backward_info is None
+    z.sum().backward()
+    info = solver.last_backward_info
+    assert info is not None and info.max_residual <= 1e-8 and info.mean_steps >= 2

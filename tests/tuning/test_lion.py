@@ -128,3 +128,24 @@ def test_bad_options_are_one_line_errors(options, field):
 def test_a_model_without_timm_feature_api_is_rejected():
     with pytest.raises(ConfigError, match="model="):
         LION(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten()))
+
+
+def test_lion_layers_report_jacobian_at_the_solution_within_gamma_and_backward_residuals():
+    """Issue 21: ||J|| at z* is reported and bounded by the configured gamma; the IFT backward solve's
+    residual is recorded for both layers."""
+    from tenfold.tuning.foundation import build_vit
+
+    vit = build_vit(img_size=8, patch_size=2, in_chans=1, num_classes=5, embed_dim=16, depth=1, num_heads=2)
+    lion = tt.apply(vit, "lion", rank=4, hidden=2, gamma=0.9, backward="ift")
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        lion.input_prompt.u.copy_(torch.randn(lion.input_prompt.u.shape, generator=g))
+        lion.output_prompt.w_up.copy_(torch.randn(lion.output_prompt.w_up.shape, generator=g))
+    x = torch.rand(4, 1, 8, 8, generator=g)
+    d = lion.diagnostics(x)
+    assert 0 < d["in_jacobian_norm"] <= 0.9 + 1e-4 and 0 < d["out_jacobian_norm"] <= 0.9 + 1e-4
+    assert d["in_bound"] == d["out_bound"] == 0.9 and d["in_one_step_gap"] > 0
+    lion.train()
+    torch.nn.functional.cross_entropy(lion(x), torch.arange(4)).backward()
+    back = lion.backward_infos()
+    assert back["input"].max_residual <= 1e-6 and back["output"].max_residual <= 1e-6

@@ -5,11 +5,13 @@ from tenfold.implicit.deq import (
     NonConvergenceWarning,
     SolverInfo,
     SolverSettings,
+    jacobian_norm,
     unrolled_fixed_point,
 )
-from tenfold.implicit.lipschitz import conv_lipschitz_bound, normalize_conv, normalize_linear
+from tenfold.implicit.lipschitz import (conv_lipschitz_bound, conv_operator_bound, normalize_conv, normalize_linear,
+                                        scale_conv, scale_linear)
 
 __all__ = [
-    "EquilibriumSolver", "NonConvergenceWarning", "SolverInfo", "SolverSettings", "unrolled_fixed_point",
-    "conv_lipschitz_bound", "normalize_conv", "normalize_linear",
+    "EquilibriumSolver", "NonConvergenceWarning", "SolverInfo", "SolverSettings", "jacobian_norm", "unrolled_fixed_point",
+    "conv_lipschitz_bound", "conv_operator_bound", "normalize_conv", "normalize_linear", "scale_conv", "scale_linear",
 ]

@@ -116,14 +116,19 @@ class EquilibriumSolver(nn.Module):
         self.deq = DEQIndexing(
             f_solver=SOLVERS[s.solver], b_solver=SOLVERS[s.b_solver], f_max_iter=s.f_max_iter,
             eval_f_max_iter=s.eval_f_max_iter, f_tol=s.f_tol, f_stop_mode="rel", b_max_iter=s.b_max_iter,
-            b_tol=s.b_tol, b_stop_mode="abs", **grad,
+            b_tol=s.b_tol, b_stop_mode="rel", **grad,
         )
         self.last_info: SolverInfo | None = None
+        self.last_backward_info: SolverInfo | None = None  # the IFT backward solve's (set during backward)
+
+    def _backward_writer(self, info: dict) -> None:
+        self.last_backward_info = SolverInfo(residual=info["rel_lowest"].detach(), steps=info["nstep"].detach(),
+                                             f_tol=self.settings.b_tol)
 
     def forward(self, f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor) -> torch.Tensor:
         s = self.settings
         kwargs = {"m": s.anderson_m} if s.solver in ANDERSON else {}
-        trajectory, info = self.deq(f, z0, solver_kwargs=kwargs)
+        trajectory, info = self.deq(f, z0, solver_kwargs=kwargs, backward_writer=self._backward_writer)
         self.last_info = SolverInfo(residual=info["rel_lowest"].detach(), steps=info["nstep"].detach(), f_tol=s.f_tol)
         self._report(self.last_info)
         return trajectory[-1]
@@ -147,3 +152,24 @@ def unrolled_fixed_point(f: Callable[[torch.Tensor], torch.Tensor], z0: torch.Te
     for _ in range(steps):
         z = f(z)
     return z
+
+
+def jacobian_norm(f: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor, iterations: int = 30,
+                  seed: int = 0) -> float:
+    """||J_f(z)||_2 by power iteration on J^T J (jvp then vjp; a lower estimate that converges to the
+    norm). For a batch, f acts per sample and this is the largest sample's norm."""
+    from torch.func import jvp, vjp
+
+    g = torch.Generator().manual_seed(seed)
+    v = torch.randn(z.shape, generator=g).to(z)
+    v = v / v.norm()
+    _, pullback = vjp(f, z)
+    sigma = 0.0
+    for _ in range(iterations):
+        jv = jvp(f, (z,), (v,))[1]
+        sigma = float(jv.norm())
+        w = pullback(jv)[0]
+        if float(w.norm()) == 0.0:
+            return 0.0
+        v = w / w.norm()
+    return sigma
