@@ -120,7 +120,7 @@ def eval_parts(
         from tenfold.panoptic.evaluator import evaluate_folders, format_table
     except ImportError as exc:  # pragma: no cover - only while the panoptic package is incomplete
         raise ConfigError(f"the panoptic evaluator is not available: {exc}") from None
-    from tenfold.engine.checkpoint import atomic_write_json
+    from tenfold.io import atomic_write_json
 
     results = evaluate_folders(gt, pred, eval_spec, images_json=images_json, workers=workers)
     out.print(format_table(results))

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
+
+from tenfold.engine.threads import fixed_threads  # noqa: F401  (moved to the engine; kept importable here)
 
 
 def median_times(fns: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1) -> dict[str, float]:
@@ -60,13 +62,3 @@ class SavedTensorBytes:
 
 def target(name: str, value: float, threshold: str, holds: bool) -> dict:
     return {"name": name, "value": float(value), "threshold": threshold, "holds": bool(holds)}
-
-
-@contextlib.contextmanager
-def fixed_threads(n: int = 1) -> Iterator[None]:
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)

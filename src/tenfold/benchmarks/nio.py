@@ -25,7 +25,7 @@ DESCRIPTION = "NIO: 100 iterations vs a training run of the same CNN (time), one
 
 def run(quick: bool = False) -> dict:
     from tenfold.data import shapes
-    from tenfold.experiments.nio import shapes_cnn
+    from tenfold.init.models import shapes_cnn
     from tenfold.init.gradcosine import statistic_mode, sub_batch_bounds
     from tenfold.init.nio import nio, scale_statistics, scaled_parameters
 

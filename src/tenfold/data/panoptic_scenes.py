@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from tenfold.engine.checkpoint import atomic_write_bytes, atomic_write_text
+from tenfold.io import atomic_write_bytes, atomic_write_text
 from tenfold.errors import ConfigError
 
 SKY, GROUND, CAR, PERSON, BALL = 1, 2, 3, 4, 5
@@ -186,7 +186,7 @@ def write_scenes(root: str | Path, scenes: list[Scene], prefix: str = "scene") -
     and the spec files. Returns the paths (``labels``, ``images``, ``images_json``, ``eval_spec``, ...)."""
     from PIL import Image
 
-    from tenfold.panoptic.format import write_gt
+    from tenfold.data.panoptic_codec import write_gt
 
     root = Path(root).resolve()
     ds, ev, ev_np = write_spec_files(root)

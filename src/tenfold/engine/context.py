@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from tenfold.engine import progress as _progress
-from tenfold.engine.checkpoint import atomic_write_json, load_state, save_state
+from tenfold.engine.checkpoint import load_state, save_state
+from tenfold.io import atomic_write_json
 from tenfold.engine.metrics import MetricsLog, check_finite, to_float
 from tenfold.engine.seed import derive_seed, make_generator
 
@@ -30,6 +31,8 @@ class RunContext:
     - ``seed``; ``generator(*keys)``: a torch generator seeded from the run seed and keys.
     - ``log_metrics(step=..., **values)``: a row in ``metrics.csv``; non-finite values stop the run.
     - ``track(iterable, description)``: a progress bar; ``bar(description, total)`` for manual ones.
+    - ``stage(name, model=..., optimizer=..., ...)``: a resumable training stage (the way to checkpoint a
+      training loop; see :class:`tenfold.engine.stage.Stage`).
     - ``save_checkpoint(name, state)`` / ``load_checkpoint(name)``: atomic; loading only on ``--resume``.
     - ``save_figure(fig, name)``: a PNG in the run folder; returns its relative path.
     - ``warn(message)``: logged, and kept in ``results.json`` under ``warnings``.
@@ -48,7 +51,7 @@ class RunContext:
         self.out_dir = Path(self.out_dir)
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._metrics = MetricsLog(self.out_dir / "metrics.csv", enabled=self.is_main)
+        self._metrics = MetricsLog(self.out_dir / "metrics.csv", enabled=self.is_main, resume=self.resume)
 
     # processes -------------------------------------------------------------------------------
     @property
@@ -93,6 +96,13 @@ class RunContext:
     def save_checkpoint(self, name: str, state: dict[str, Any]) -> None:
         if self.is_main:
             save_state(self.path(f"checkpoints/{name}.pt"), state)
+
+    def stage(self, name: str, **kwargs: Any):
+        """A resumable training stage named ``name``: ``Stage(self, name, **kwargs)``; see
+        :class:`tenfold.engine.stage.Stage` (model, optimizer, scheduler, state=, monitor=)."""
+        from tenfold.engine.stage import Stage
+
+        return Stage(self, name, **kwargs)
 
     def load_checkpoint(self, name: str) -> dict[str, Any] | None:
         """The checkpoint ``name`` when resuming and it exists, else None."""

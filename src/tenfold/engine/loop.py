@@ -4,12 +4,12 @@ A *step* is any callable ``step(batch, state) -> dict[str, float]``. It does its
 ``ctx.backward(loss)`` (one or many times: per time step, implicit gradients, double backward) and
 optimizer update. The loop owns everything around it: seeded shuffling, sharding each global batch
 over DDP processes, device transfer, progress, ``metrics.csv``, NaN detection and checkpoints at
-epoch ends that make ``--resume`` bit-identical to an uninterrupted run.
+epoch ends (a :class:`~tenfold.engine.stage.Stage`) that make ``--resume`` bit-identical to an
+uninterrupted run.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -17,10 +17,9 @@ from typing import Any, Protocol
 import torch
 from torch.utils.data import Dataset
 
-from tenfold.engine.checkpoint import unwrap
 from tenfold.engine.context import RunContext
 from tenfold.engine.metrics import check_finite, to_float
-from tenfold.engine.seed import derive_seed, make_generator, rng_state, set_rng_state
+from tenfold.engine.seed import derive_seed, make_generator
 from tenfold.errors import ConfigError
 
 
@@ -77,42 +76,62 @@ def num_batches(n: int, batch_size: int, drop_last: bool) -> int:
     return n // batch_size if drop_last else -(-n // batch_size)
 
 
+class _Callbacks:
+    """``extra_state``/``load_extra_state`` callables seen as one checkpointable object."""
+
+    def __init__(self, get: Callable[[], dict[str, Any]] | None, put: Callable[[dict[str, Any]], None] | None):
+        self.get, self.put = get, put
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.get() if self.get is not None else {}
+
+    def load_state_dict(self, value: dict[str, Any]) -> None:
+        if self.put is not None:
+            self.put(value)
+
+
+class _StepCounter:
+    def __init__(self, state: TrainState) -> None:
+        self.state = state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.state.step}
+
+    def load_state_dict(self, value: dict[str, Any]) -> None:
+        self.state.step = int(value["step"])
+
+
 def fit(*, model: torch.nn.Module, step: Step, dataset: Dataset, epochs: int, batch_size: int, ctx: RunContext,
         optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None, stage: str = "train",
         drop_last: bool = False, collate_fn: Callable[[Sequence[Any]], Any] = collate,
         on_epoch_end: Callable[[TrainState], dict[str, float] | None] | None = None,
         extra_state: Callable[[], dict[str, Any]] | None = None,
         load_extra_state: Callable[[dict[str, Any]], None] | None = None,
-        stop_after_epochs: int | None = None) -> TrainState:
+        stop_after_epochs: int | None = None, monitor: str | None = None, mode: str = "max") -> TrainState:
     """Train for ``epochs`` epochs, calling ``step`` on each (sharded, on-device) batch.
 
     Metrics returned by ``step`` are averaged per epoch and logged with ``on_epoch_end``'s metrics.
-    A checkpoint named ``stage`` is written after every epoch; with ``ctx.resume`` training continues
-    after the last completed epoch. ``stop_after_epochs`` (or the environment variable
+    The loop is a :class:`~tenfold.engine.stage.Stage` named ``stage``: a checkpoint after every epoch
+    (``monitor=`` also keeps the best one), and with ``ctx.resume`` training continues after the last
+    completed epoch, bit-identically. ``stop_after_epochs`` (or the environment variable
     ``TENFOLD_STOP_AFTER_EPOCHS``) simulates an interruption after that many epochs, for tests.
     """
-    if stop_after_epochs is None and os.environ.get("TENFOLD_STOP_AFTER_EPOCHS"):
-        stop_after_epochs = int(os.environ["TENFOLD_STOP_AFTER_EPOCHS"])
+    from tenfold.engine.stage import Stage
+
     if epochs < 0:
         raise ConfigError(f"epochs={epochs} is invalid: expected a non-negative number")
     state = TrainState()
-    saved = ctx.load_checkpoint(stage)
-    if saved is not None:
-        unwrap(model).load_state_dict(saved["model"])
-        if optimizer is not None and saved.get("optimizer") is not None:
-            optimizer.load_state_dict(saved["optimizer"])
-        if scheduler is not None and saved.get("scheduler") is not None:
-            scheduler.load_state_dict(saved["scheduler"])
-        if load_extra_state is not None and "extra" in saved:
-            load_extra_state(saved["extra"])
-        set_rng_state(saved["rng"])
-        state = TrainState(epoch=saved["epoch"], step=saved["step"], history=saved["history"])
-        ctx._metrics.truncate_after("epoch", state.epoch, stage=stage)
+    resumable = Stage(ctx, stage, model=model, optimizer=optimizer, scheduler=scheduler, monitor=monitor, mode=mode,
+                      state={"extra": _Callbacks(extra_state, load_extra_state), "counter": _StepCounter(state)})
     n = len(dataset)  # type: ignore[arg-type]
     per_epoch = num_batches(n, batch_size, drop_last)
+    if batch_size < ctx.world_size or batch_size % ctx.world_size:
+        raise ConfigError(f"batch_size={batch_size} is invalid: expected a multiple of the {ctx.world_size} processes")
     with ctx.bar(f"{ctx.experiment or 'run'}: {stage}", total=epochs * per_epoch) as bar:
-        bar.advance(state.epoch * per_epoch)
-        while state.epoch < epochs:
+        resumable.restore()
+        state.epoch, state.history = resumable.epoch, [_metrics_of(r) for r in resumable.history]
+        bar.advance(min(state.epoch, epochs) * per_epoch)
+        for _ in resumable.epochs(epochs, progress=False):
             if stop_after_epochs is not None and state.epoch >= stop_after_epochs:
                 raise KeyboardInterrupt(f"simulated interruption after {stop_after_epochs} epochs")
             model.train()
@@ -138,15 +157,12 @@ def fit(*, model: torch.nn.Module, step: Step, dataset: Dataset, epochs: int, ba
             if on_epoch_end is not None:
                 row.update({k: to_float(v) for k, v in (on_epoch_end(state) or {}).items()})
             state.history.append(row)
-            ctx.log_metrics(stage=stage, epoch=state.epoch, step=state.step, **row)
-            ctx.save_checkpoint(stage, {
-                "model": unwrap(model).state_dict(),
-                "optimizer": optimizer.state_dict() if optimizer is not None else None,
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "extra": extra_state() if extra_state is not None else {},
-                "rng": rng_state(), "epoch": state.epoch, "step": state.step, "history": state.history,
-            })
+            resumable.log(step=state.step, **row)
     return state
+
+
+def _metrics_of(row: dict[str, Any]) -> dict[str, float]:
+    return {k: v for k, v in row.items() if k not in ("stage", "epoch", "step")}
 
 
 @torch.no_grad()

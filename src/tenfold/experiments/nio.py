@@ -27,6 +27,7 @@ from tenfold.engine import RunContext
 from tenfold.engine.seed import derive_seed
 from tenfold.experiments.registry import register
 from tenfold.init import gradcosine, nio
+from tenfold.init.models import shapes_cnn
 from tenfold.reporting import Claim, Result, markdown_table
 from tenfold.reporting.figures import new_figure
 
@@ -69,14 +70,6 @@ def digits_mlp(width: int) -> nn.Module:
     """The spec's MLP: 64-w-w-w-10 with ReLU, no BatchNorm."""
     return nn.Sequential(nn.Flatten(), nn.Linear(64, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
                          nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10))
-
-
-def shapes_cnn(width: int, classes: int) -> nn.Module:
-    def block(cin, cout):
-        return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
-
-    return nn.Sequential(*block(3, width), *block(width, 2 * width), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(2 * width, classes))
 
 
 def _stream(data: ArrayDataset, batch: int, generator: torch.Generator):

@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from tenfold.config import Config, resolve
-from tenfold.engine.checkpoint import atomic_write_json, atomic_write_text
+from tenfold.io import atomic_write_json, atomic_write_text
 from tenfold.engine.context import RunContext
 from tenfold.engine.fabric import make_fabric, resolve_device
 from tenfold.engine.seed import seed_everything

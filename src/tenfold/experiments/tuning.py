@@ -18,7 +18,7 @@ from typing import Any, Literal
 import torch
 from pydantic import Field, model_validator
 
-from tenfold.benchmarks.common import fixed_threads
+from tenfold.engine.threads import fixed_threads
 from tenfold.config import Config
 from tenfold.engine import RunContext
 from tenfold.errors import ConfigError, DataError

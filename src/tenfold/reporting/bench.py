@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tenfold.benchmarks import IMPORT_ERRORS, discover, get
-from tenfold.engine.checkpoint import atomic_write_json, atomic_write_text
+from tenfold.io import atomic_write_json, atomic_write_text
 from tenfold.experiments.runner import versions
 from tenfold.reporting.results import markdown_table
 

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from tenfold.engine.checkpoint import atomic_write_bytes  # noqa: E402
+from tenfold.io import atomic_write_bytes  # noqa: E402
 
 
 def new_figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] | None = None):

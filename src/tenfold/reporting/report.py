@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tenfold.engine.checkpoint import atomic_write_text
+from tenfold.io import atomic_write_text
 from tenfold.reporting.papers import paper
 from tenfold.reporting.results import markdown_table
 

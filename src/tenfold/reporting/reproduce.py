@@ -9,7 +9,7 @@ from typing import Any
 
 from tenfold.config import available_presets
 from tenfold.engine import progress
-from tenfold.engine.checkpoint import atomic_write_json
+from tenfold.io import atomic_write_json
 from tenfold.errors import ConfigError
 from tenfold.experiments.registry import discover, get, quick_names
 from tenfold.experiments.runner import latest_run_dir, run_experiment, versions

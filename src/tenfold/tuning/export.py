@@ -70,7 +70,7 @@ def save_tuned(model: nn.Module, path: str | Path) -> Path:
     """Write the trainable tensors and the tuning config of ``model`` to ``path``."""
     from safetensors.torch import save
 
-    from tenfold.engine.checkpoint import atomic_write_bytes, atomic_write_text
+    from tenfold.io import atomic_write_bytes, atomic_write_text
 
     info = getattr(model, "tenfold_tuning", None)
     require(info is not None, "model", type(model).__name__, "a model returned by tenfold.tuning.apply")

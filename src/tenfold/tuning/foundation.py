@@ -145,7 +145,7 @@ def foundation_model(kind: str = "digits", cache_dir: str | Path | None = None,
     model, acc = pretrain(spec, progress)
     from safetensors.torch import save
 
-    from tenfold.engine.checkpoint import atomic_write_bytes
+    from tenfold.io import atomic_write_bytes
 
     # a unique temporary file + rename: concurrent processes never see or mix half-written caches
     atomic_write_bytes(path, save({k: v.contiguous() for k, v in model.state_dict().items()},
