@@ -92,7 +92,7 @@ def show_folder(path: str | Path, eval_spec: str | Path | EvalSpec, out_dir: str
     blended over the photo with weight ``alpha``."""
     from PIL import Image
 
-    from tenfold.engine.checkpoint import atomic_write_bytes
+    from tenfold.io import atomic_write_bytes
 
     spec = eval_spec if isinstance(eval_spec, EvalSpec) else EvalSpec.load(eval_spec)
     path, out_dir = Path(path), Path(out_dir)
