@@ -68,9 +68,14 @@ def _print_result(data: dict) -> None:
     for key, value in data.get("metrics", {}).items():
         table.add_row(key, f"{value:.6g}")
     out.print(table)
+    from tenfold.reporting.claims import verdict
+
     for claim in data.get("claims", []):
-        mark = "[green]holds[/green]" if claim["holds"] else "[red]fails[/red]"
-        out.print(f"claim: {claim['name']} = {claim['value']:.4g} ({claim['threshold']}): {mark}")
+        word = verdict(claim)
+        mark = f"[green]{word}[/green]" if claim["holds"] else f"[red]{word}[/red]"
+        spread = f" ± {claim['std']:.2g} over {claim['n']} seeds" if claim.get("n", 1) > 1 else ""
+        out.print(f"{claim.get('kind', 'unclassified')}: {claim['name']} = {claim['value']:.4g}{spread} "
+                  f"({claim['threshold']}): {mark}", soft_wrap=True)
 
 
 @app.command()
@@ -83,14 +88,36 @@ def reproduce(
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
     update_readme: Optional[Path] = typer.Option(None, "--update-readme",
                                                  help="write the results table into this README's results markers"),
+    falsify: bool = typer.Option(False, "--falsify",
+                                 help="also run every paper claim's ablation (the mechanism removed) and record "
+                                      "whether the claim then fails"),
+    strict: bool = typer.Option(False, "--strict",
+                                help="exit 1 when a paper claim is not reproduced or not falsified, or a check fails"),
 ) -> None:
-    """Run every registered experiment (or --only some) and write report.md and report.html."""
+    """Run every registered experiment (or --only some) and write report.md and report.html.
+
+    Exits 1 when an experiment crashed (the others still run and are reported); with --strict also when a
+    paper claim is not reproduced or not falsified, or a check fails.
+    """
     from tenfold.reporting.reproduce import reproduce as do_reproduce
 
     names = [n.strip() for n in only.split(",") if n.strip()] if only else None
-    report = do_reproduce(names, preset="quick" if quick else "paper", out=out_dir, resume=resume, seed=seed,
-                          device=device, readme=update_readme)
-    out.print(f"report: {report}")
+    outcome = do_reproduce(names, preset="quick" if quick else "paper", out=out_dir, resume=resume, seed=seed,
+                           device=device, readme=update_readme, falsify_claims=falsify)
+    out.print(f"report: {outcome.report}")
+    code = 0
+    if outcome.crashed:
+        err.print(f"[red]error:[/red] {len(outcome.crashed)} experiment(s) crashed: {', '.join(outcome.crashed)} "
+                  f"(see {outcome.report})", highlight=False, soft_wrap=True)
+        code = 1
+    if strict:
+        failing = outcome.failing()
+        if failing:
+            err.print(f"[red]--strict:[/red] {len(failing)} statement(s) not reproduced, not falsified or "
+                      f"failing: {'; '.join(failing)}", highlight=False, soft_wrap=True)
+            code = 1
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

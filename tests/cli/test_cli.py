@@ -38,16 +38,18 @@ def test_run_writes_a_complete_run_folder(tmp_path, capsys):
     data = json.loads((folder / "results.json").read_text())
     assert data["experiment"] == "digits-mlp" and data["seed"] == 3 and data["status"] == "ok"
     assert set(data) >= {"metrics", "claims", "figures", "wall_s", "versions", "preset"}
-    claim = data["claims"][0]
-    assert claim["holds"] == (claim["value"] >= 0.95)
-    assert "claim: test accuracy" in out
+    paper_claim, check = data["claims"]
+    assert paper_claim["kind"] == "paper" and paper_claim["n"] == 3 and paper_claim["ablation"] == ["hidden=0"]
+    assert paper_claim["holds"] == (paper_claim["value"] <= 0.9)
+    assert check["kind"] == "check" and check["holds"] == (check["value"] >= 0.95)
+    assert "check: MLP test accuracy" in out and "paper: a hidden layer" in out
 
 
 BAD_CLI = [
     (["run", "no-such-experiment"], "unknown experiment 'no-such-experiment'"),
     (["run", "digits-mlpp"], "did you mean digits-mlp"),
     (["run", "digits-mlp", "--set", "epochs=0"], "field 'epochs'=0"),
-    (["run", "digits-mlp", "--set", "lr=fast"], "field 'lr'='fast'"),
+    (["run", "digits-mlp", "--set", "weight_decay=fast"], "field 'weight_decay'='fast'"),
     (["run", "digits-mlp", "--set", "widht=3"], "unknown field 'widht'"),
     (["run", "digits-mlp", "--set", "epochs"], "override 'epochs' is malformed"),
     (["run", "digits-mlp", "--preset", "huge"], "preset 'huge' does not exist"),
@@ -91,7 +93,7 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, capsys
     assert _run(args + ["--out", str(tmp_path / "b")], capsys)[0] == 130
     (folder,) = (tmp_path / "b" / "digits-mlp").iterdir()
     assert json.loads((folder / "results.json").read_text())["status"] == "interrupted"
-    assert load_state(folder / "checkpoints" / "train.pt")["epoch"] == 3
+    assert load_state(folder / "checkpoints" / "seed0-hidden128-lr0.003.pt")["epoch"] == 3
     monkeypatch.delenv("TENFOLD_STOP_AFTER_EPOCHS")
     assert _run(args + ["--out", str(tmp_path / "b"), "--resume"], capsys)[0] == 0
     (full,) = (tmp_path / "a" / "digits-mlp").iterdir()
@@ -112,7 +114,7 @@ def test_kill_9_mid_run_then_resume(tmp_path):
     deadline = time.time() + 120
     ckpt = None
     while time.time() < deadline and proc.poll() is None:
-        found = list((tmp_path / "k").glob("digits-mlp/*/checkpoints/train.pt"))
+        found = list((tmp_path / "k").glob("digits-mlp/*/checkpoints/seed0-hidden128-lr0.003.pt"))
         if found:
             ckpt = found[0]
             break

@@ -40,13 +40,14 @@ def fake_experiments(monkeypatch):
 
 
 def test_report_lists_claims_figures_and_failures(tmp_path, fake_experiments):
-    report = reproduce(["fake-ok", "fake-broken"], preset="quick", out=tmp_path)
-    md = report.read_text()
-    assert "| fake-ok | score | 1 | >= 0.5 | pass |" in md
-    assert "| fake-ok | score small | 1 | <= 0.5 | **fail** |" in md
+    outcome = reproduce(["fake-ok", "fake-broken"], preset="quick", out=tmp_path)
+    md = outcome.report.read_text()
+    assert "| fake-ok | score | 1 | >= 0.5 | holds |" in md  # ad-hoc claims are listed as unclassified
+    assert "| fake-ok | score small | 1 | <= 0.5 | **fails** |" in md
     assert "| fake-broken | (experiment failed) |" in md
     assert "simulated failure inside the experiment" in md
-    assert "1/2 claims hold" in md and "1 failed" in md
+    assert "unclassified claims: 2" in md and "1 failed" in md
+    assert outcome.crashed == ["fake-broken"]
     assert "![fake-ok: line](runs/fake-ok/" in md
     html = (tmp_path / "report.html").read_text()
     assert "data:image/png;base64," in html and "<table>" in html
@@ -74,7 +75,7 @@ def test_readme_table_is_generated_between_markers(tmp_path, fake_experiments):
     reproduce(["fake-ok"], preset="quick", out=tmp_path / "rep", readme=readme)
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("rest\n") and "OLD-TABLE" not in text
-    assert "| fake-ok |" in text and "1/2 hold; **fail**: score small" in text
+    assert "fake-ok |" in text and "unclassified 1/2 hold; **score small (fails)**" in text
 
 
 def test_readme_without_markers_is_refused(tmp_path, fake_experiments):

@@ -33,6 +33,8 @@ class Experiment:
     description: str = ""
     quick: bool = True  # part of `tenfold reproduce --quick`
     order: int = 100    # position in the report
+    claims: tuple = ()  # PaperClaim / Check statements, evaluated by the runner (tenfold.reporting.claims)
+    threads: int = 2    # CPU threads of a quick run, so its figures do not depend on the machine
 
 
 REGISTRY: dict[str, Experiment] = {}
@@ -42,12 +44,21 @@ _discovered = False
 
 
 def register(name: str, *, paper: str, config: type[Config], description: str = "", quick: bool = True,
-             order: int = 100) -> Callable[[Callable], Callable]:
+             order: int = 100, claims: list | tuple = (), threads: int = 2) -> Callable[[Callable], Callable]:
+    """Register an experiment. ``claims`` are its :class:`~tenfold.reporting.PaperClaim` and
+    :class:`~tenfold.reporting.Check` statements, checked here against ``config`` (a malformed claim is a
+    :class:`~tenfold.reporting.claims.ClaimError` at import); ``threads`` pins a quick run's CPU threads."""
+    from tenfold.reporting.claims import validate_claims
+
+    statements = validate_claims(name, config, claims)
+    if threads < 1:
+        raise ValueError(f"experiment {name!r}: threads={threads} must be at least 1")
+
     def wrap(fn: Callable) -> Callable:
         if name in REGISTRY and REGISTRY[name].run.__module__ != fn.__module__:
             raise RuntimeError(f"experiment name {name!r} is registered twice")
         REGISTRY[name] = Experiment(name, paper, config, fn, description or (fn.__doc__ or "").strip().split("\n")[0],
-                                    quick, order)
+                                    quick, order, statements, threads)
         return fn
     return wrap
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 import datetime as _dt
 import platform
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 
+from tenfold.benchmarks.common import fixed_threads
 from tenfold.config import Config, resolve
 from tenfold.io import atomic_write_json, atomic_write_text
 from tenfold.engine.context import RunContext
@@ -24,6 +26,7 @@ from tenfold.engine.fabric import make_fabric, resolve_device
 from tenfold.engine.seed import seed_everything
 from tenfold.errors import ConfigError
 from tenfold.experiments.registry import get
+from tenfold.reporting.claims import evaluate_claims
 from tenfold.reporting.results import Result
 
 
@@ -112,15 +115,22 @@ def run_experiment(name: str, *, preset: str = "quick", overrides: tuple[str, ..
 
     start = time.perf_counter()
     try:
-        if devices > 1:
-            fabric = make_fabric(accel, devices)
-            result, warnings = fabric.launch(_worker, name, header["config"], preset, seed, str(folder), resume)
-        else:
-            ctx = RunContext(out_dir=folder, seed=seed, preset=preset, experiment=name,
-                             device=torch.device(accel), resume=resume)
-            seed_everything(seed)
-            result = exp.run(cfg, ctx)
-            warnings = ctx.warnings
+        # quick runs are pinned (register(threads=...)), so their figures do not depend on the machine's cores
+        with fixed_threads(exp.threads) if preset == "quick" else nullcontext():
+            if devices > 1:
+                fabric = make_fabric(accel, devices)
+                result, warnings = fabric.launch(_worker, name, header["config"], preset, seed, str(folder),
+                                                 resume)
+            else:
+                ctx = RunContext(out_dir=folder, seed=seed, preset=preset, experiment=name,
+                                 device=torch.device(accel), resume=resume)
+                seed_everything(seed)
+                result = exp.run(cfg, ctx)
+                warnings = ctx.warnings
+        if not isinstance(result, Result):
+            raise TypeError(f"experiment {name!r} returned {type(result).__name__}, expected "
+                            "tenfold.reporting.Result")
+        claims = evaluate_claims(exp.claims, cfg, result.metrics, result.samples, name)
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         atomic_write_json(folder / "results.json", {
@@ -129,10 +139,9 @@ def run_experiment(name: str, *, preset: str = "quick", overrides: tuple[str, ..
             "versions": versions()})
         raise
     wall = time.perf_counter() - start
-    if not isinstance(result, Result):
-        raise TypeError(f"experiment {name!r} returned {type(result).__name__}, expected tenfold.reporting.Result")
     data = {"experiment": name, "preset": preset, "seed": seed, "status": "ok", **result.to_dict(),
             "warnings": list(warnings), "wall_s": round(wall, 3), "versions": versions()}
+    data["claims"] = claims + data["claims"]  # declared statements first, then any ad-hoc (unclassified) ones
     atomic_write_json(folder / "results.json", data)
     return folder, data
 

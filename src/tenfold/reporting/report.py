@@ -14,6 +14,7 @@ from typing import Any
 
 from tenfold.io import atomic_write_text
 from tenfold.reporting.papers import paper
+from tenfold.reporting.claims import verdict
 from tenfold.reporting.results import markdown_table
 
 
@@ -31,55 +32,182 @@ def _key_metric(entry: dict[str, Any]) -> str:
     return f"{key} = {_fmt(metrics[key])}"
 
 
+def _counts(entries: list[dict[str, Any]]) -> dict[str, int]:
+    """Verdict counts over the finished experiments' statements, paper claims and checks apart."""
+    counts: dict[str, int] = {}
+    for e in entries:
+        if e.get("status") != "ok":
+            continue
+        for c in e.get("claims", []):
+            key = f"{c.get('kind', 'unclassified')}:{verdict(c)}"
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
 def _claims_cell(entry: dict[str, Any]) -> str:
+    """The summary table's cell: paper claims reproduced, checks passing, ad-hoc claims holding."""
     claims = entry.get("claims") or []
     if entry.get("status") != "ok":
         return "—"
-    held = sum(bool(c["holds"]) for c in claims)
-    return f"{held}/{len(claims)} hold" if claims else "none"
+    if not claims:
+        return "none"
+    parts = []
+    paper = [c for c in claims if c.get("kind") == "paper"]
+    if paper:
+        ok = sum(verdict(c) in ("reproduced", "reproduced (ablation not run)") for c in paper)
+        flagged = sum(verdict(c) in ("not falsified", "ablation failed") for c in paper)
+        parts.append(f"paper {ok}/{len(paper)} reproduced" + (f", {flagged} not falsified" if flagged else ""))
+    checks = [c for c in claims if c.get("kind") == "check"]
+    if checks:
+        parts.append(f"checks {sum(bool(c['holds']) for c in checks)}/{len(checks)} pass")
+    loose = [c for c in claims if c.get("kind") not in ("paper", "check")]
+    if loose:
+        parts.append(f"unclassified {sum(bool(c['holds']) for c in loose)}/{len(loose)} hold")
+    return "; ".join(parts)
+
+
+def _value(c: dict[str, Any], prefix: str = "") -> str:
+    """``mean ± std (n=3)`` for a per-seed claim, the plain value for a single run."""
+    value = c.get(f"{prefix}value")
+    if value is None:
+        return "—"
+    std, n = c.get(f"{prefix}std", 0.0), c.get("n", 1)
+    return f"{_fmt(float(value))} ± {_fmt(float(std))} (n={n})" if n and n > 1 else _fmt(float(value))
+
+
+def _ablated(c: dict[str, Any]) -> str:
+    if c.get("ablation_error"):
+        return f"ablation crashed: {c['ablation_error'][:80]}"
+    if "ablated_value" not in c:
+        return "not run (--falsify)"
+    word = "holds" if c["ablated_holds"] else "fails"
+    return f"{_value(c, 'ablated_')} → {word}"
+
+
+def _mark(text: str) -> str:
+    """Bold the verdicts a reader must not miss."""
+    return f"**{text}**" if text in ("not reproduced", "not falsified", "ablation failed", "fail", "fails") else text
 
 
 def summary_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for e in entries:
         rows.append({"paper": paper(e.get("paper", "")).title if e.get("paper") else "",
-                     "experiment": e["experiment"], "key metric": _key_metric(e), "claims": _claims_cell(e),
-                     "status": e.get("status", "?"), "wall (s)": f"{e.get('wall_s', 0):.1f}"})
+                     "experiment": f"[{e['experiment']}](#{slug(e['experiment'])})", "key metric": _key_metric(e),
+                     "claims": _claims_cell(e), "status": e.get("status", "?"),
+                     "wall (s)": f"{e.get('wall_s', 0):.1f}"})
+    return rows
+
+
+def paper_claim_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per paper claim: ours, the threshold, the paper's figure, the value without the mechanism."""
+    rows = []
+    for e in entries:
+        if e.get("status") != "ok":
+            continue
+        for c in e.get("claims", []):
+            if c.get("kind") != "paper":
+                continue
+            rows.append({"experiment": e["experiment"], "claim": c["name"], "ours": _value(c),
+                         "threshold": c["threshold"], "paper": c.get("paper", ""),
+                         "without the mechanism": f"`{' '.join(c.get('ablation', []))}`: {_ablated(c)}",
+                         "verdict": _mark(verdict(c))})
+    return rows
+
+
+def check_rows(entries: list[dict[str, Any]], kinds: tuple[str, ...] = ("check",)) -> list[dict[str, Any]]:
+    """Checks (or, with ``kinds=("unclassified",)``, ad-hoc claims); a crashed experiment is one row."""
+    rows = []
+    for e in entries:
+        if e.get("status") != "ok":
+            if kinds == ("check",):
+                rows.append({"experiment": e["experiment"], "statement": "(experiment failed)", "value": "—",
+                             "threshold": "—", "result": "**FAILED**"})
+            continue
+        for c in e.get("claims", []):
+            if c.get("kind", "unclassified") in kinds:
+                rows.append({"experiment": e["experiment"], "statement": c["name"], "value": _value(c),
+                             "threshold": c["threshold"], "result": _mark(verdict(c))})
     return rows
 
 
 def claim_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every statement of every experiment, paper claims, checks and unclassified ones, in one table."""
     rows = []
     for e in entries:
         if e.get("status") != "ok":
-            rows.append({"experiment": e["experiment"], "claim": "(experiment failed)", "value": "—",
+            rows.append({"experiment": e["experiment"], "kind": "—", "claim": "(experiment failed)", "value": "—",
                          "threshold": "—", "result": "**FAILED**"})
             continue
         for c in e.get("claims", []):
-            rows.append({"experiment": e["experiment"], "claim": c["name"], "value": _fmt(float(c["value"])),
-                         "threshold": c["threshold"], "result": "pass" if c["holds"] else "**fail**"})
+            rows.append({"experiment": e["experiment"], "kind": c.get("kind", "unclassified"), "claim": c["name"],
+                         "value": _value(c), "threshold": c["threshold"], "result": _mark(verdict(c))})
     return rows
 
 
+def slug(text: str) -> str:
+    """The anchor of a heading, as GitHub makes it (lower case, spaces to dashes, punctuation dropped)."""
+    return re.sub(r"[^a-z0-9 _-]", "", text.lower()).strip().replace(" ", "-")
+
+
+def _link(path: str, out_dir: Path) -> str:
+    p = Path(path)
+    try:
+        p = p.relative_to(out_dir)
+    except ValueError:
+        pass
+    return p.as_posix()
+
+
 def render_markdown(entries: list[dict[str, Any]], out_dir: Path, *, title: str, preset: str,
-                    environment: dict[str, str], total_wall: float) -> str:
-    """The report as Markdown; figure links are relative to ``out_dir``."""
-    n_claims = sum(len(e.get("claims", [])) for e in entries if e.get("status") == "ok")
-    n_hold = sum(bool(c["holds"]) for e in entries if e.get("status") == "ok" for c in e.get("claims", []))
+                    environment: dict[str, str], total_wall: float, falsified: bool = False) -> str:
+    """The report as Markdown; figure and run-folder links are relative to ``out_dir``."""
+    counts = _counts(entries)
+    n_paper = sum(v for k, v in counts.items() if k.startswith("paper:"))
+    n_repro = counts.get("paper:reproduced", 0) + counts.get("paper:reproduced (ablation not run)", 0)
+    n_notfals = counts.get("paper:not falsified", 0) + counts.get("paper:ablation failed", 0)
+    n_notrep = counts.get("paper:not reproduced", 0)
+    n_check = sum(v for k, v in counts.items() if k.startswith("check:"))
+    n_pass = counts.get("check:pass", 0)
+    n_loose = sum(v for k, v in counts.items() if k.startswith("unclassified:"))
     failed = [e["experiment"] for e in entries if e.get("status") != "ok"]
+    paper_line = (f"paper claims: {n_repro}/{n_paper} reproduced, {n_notrep} not reproduced"
+                  + (f", {n_notfals} of the reproduced not falsified" if falsified else
+                     " (ablations not run: use --falsify)"))
     lines = [f"# {title}", "",
              f"Generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} · preset `{preset}` · "
-             f"{len(entries)} experiments · {n_hold}/{n_claims} claims hold · "
-             f"{len(failed)} failed · experiments' wall time {experiment_seconds(entries):.0f} s "
+             f"{len(entries)} experiments · {paper_line} · checks: {n_pass}/{n_check} pass"
+             + (f" · unclassified claims: {n_loose}" if n_loose else "")
+             + f" · {len(failed)} failed · experiments' wall time {experiment_seconds(entries):.0f} s "
              f"(this invocation {total_wall:.0f} s)", ""]
     if failed:
         lines += [f"**Failed experiments:** {', '.join(failed)} (errors below).", ""]
-    lines += ["## Summary", "", markdown_table(summary_rows(entries)), "",
-              "## Claims", "", markdown_table(claim_rows(entries)) or "No claims.", ""]
-
+    lines += ["A *paper claim* is a paper's effect measured at this scale against a baseline or an ablation; "
+              "*without the mechanism* is the same experiment rerun with the listed `--set` overrides, which "
+              "remove what the claim tests: a claim that still holds then is **not falsified**. A claim that "
+              "fails here is **not reproduced** at this scale, an honest result. A *check* is a property of "
+              "the implementation (it holds by construction when the code is right). Thresholds come from "
+              "each experiment's config, fixed before the run; their sources are in the sections below.", ""]
     by_paper: dict[str, list[dict[str, Any]]] = {}
     for e in entries:
         by_paper.setdefault(e.get("paper", ""), []).append(e)
+    toc = ["## Contents", "", "- [Summary](#summary)", "- [Paper claims](#paper-claims)", "- [Checks](#checks)"]
+    if n_loose:
+        toc.append("- [Unclassified claims](#unclassified-claims)")
+    for key, group in by_paper.items():
+        toc.append(f"- [{paper(key).title}](#{slug(paper(key).title)})")
+        toc += [f"  - [{e['experiment']}](#{slug(e['experiment'])})" for e in group]
+    toc.append("- [Environment](#environment)")
+    lines += toc + [""]
+    lines += ["## Summary", "", markdown_table(summary_rows(entries)), "",
+              "## Paper claims", "", markdown_table(paper_claim_rows(entries)) or "No paper claims.", "",
+              "## Checks", "", markdown_table(check_rows(entries)) or "No checks.", ""]
+    if n_loose:
+        lines += ["## Unclassified claims", "",
+                  "Ad-hoc claims of experiments not yet moved onto the evidence contract: neither a paper claim "
+                  "with an ablation nor a declared check.", "",
+                  markdown_table(check_rows(entries, ("unclassified",))), ""]
+
     for key, group in by_paper.items():
         p = paper(key)
         lines += [f"## {p.title}", ""]
@@ -89,16 +217,16 @@ def render_markdown(entries: list[dict[str, Any]], out_dir: Path, *, title: str,
             lines += [f"### {e['experiment']}", ""]
             if e.get("description"):
                 lines += [e["description"], ""]
+            run_link = f"[{e.get('run_dir', '')}]({_link(e.get('run_dir', '.'), out_dir)})" if e.get("run_dir") \
+                else "—"
             if e.get("status") != "ok":
-                lines += [f"**Status: {e.get('status')}.** Error: `{e.get('error', 'unknown')}`", ""]
+                lines += [f"**Status: {e.get('status')}.** Error: `{e.get('error', 'unknown')}`", "",
+                          f"Run folder: {run_link}", ""]
                 continue
             if e.get("notes"):
                 lines += [e["notes"], ""]
             if e.get("claims"):
-                lines += [markdown_table([{"claim": c["name"], "value": _fmt(float(c["value"])),
-                                           "threshold": c["threshold"],
-                                           "result": "pass" if c["holds"] else "**fail**"}
-                                          for c in e["claims"]]), ""]
+                lines += [markdown_table([_section_row(c, out_dir) for c in e["claims"]]), ""]
             metrics = e.get("metrics") or {}
             if metrics:
                 lines += ["<details><summary>metrics</summary>", "",
@@ -108,17 +236,25 @@ def render_markdown(entries: list[dict[str, Any]], out_dir: Path, *, title: str,
                 lines += [f"**{table_title}**", "", table, ""]
             run_dir = Path(e.get("run_dir", "."))
             for fig in e.get("figures", []):
-                rel = (run_dir / fig)
-                try:
-                    rel = rel.relative_to(out_dir)
-                except ValueError:
-                    pass
-                lines += [f"![{e['experiment']}: {Path(fig).stem}]({rel.as_posix()})", ""]
+                lines += [f"![{e['experiment']}: {Path(fig).stem}]({_link(str(run_dir / fig), out_dir)})", ""]
             for w in e.get("warnings", []):
                 lines += [f"> warning: {w}", ""]
-            lines += [f"Run folder: `{e.get('run_dir', '')}` · wall time {e.get('wall_s', 0):.1f} s", ""]
+            lines += [f"Run folder: {run_link} · wall time {e.get('wall_s', 0):.1f} s", ""]
     lines += ["## Environment", "", markdown_table([{"item": k, "value": v} for k, v in environment.items()]), ""]
     return "\n".join(lines)
+
+
+def _section_row(c: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """A statement in its experiment's section: with the threshold's source and the ablation's run."""
+    row = {"kind": c.get("kind", "unclassified"), "claim": c["name"], "value": _value(c),
+           "threshold": c["threshold"], "source of the threshold": c.get("source", "")}
+    if c.get("kind") == "paper":
+        ablated = _ablated(c)
+        if c.get("ablation_run_dir"):
+            ablated = f"[{ablated}]({_link(c['ablation_run_dir'], out_dir)})"
+        row |= {"paper": c.get("paper", ""), "without the mechanism": ablated}
+    row["result"] = _mark(verdict(c))
+    return row
 
 
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
@@ -143,18 +279,21 @@ def render_html(markdown: str, out_dir: Path, title: str) -> str:
         return f'src="data:image/png;base64,{data}"'
 
     body = re.sub(r'src="([^"]+\.png)"', embed, body)
-    body = body.replace("<strong>fail</strong>", '<strong style="color:#b00">fail</strong>')
-    body = body.replace("<strong>FAILED</strong>", '<strong style="color:#b00">FAILED</strong>')
+    body = re.sub(r"<(h[23])>(.*?)</h[23]>",
+                  lambda m: f'<{m.group(1)} id="{slug(html.unescape(re.sub("<[^>]+>", "", m.group(2))))}">'
+                            f"{m.group(2)}</{m.group(1)}>", body)
+    for word in ("fail", "fails", "FAILED", "not reproduced", "not falsified", "ablation failed"):
+        body = body.replace(f"<strong>{word}</strong>", f'<strong style="color:#b00">{word}</strong>')
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body>{body}</body></html>\n")
 
 
 def write_report(entries: list[dict[str, Any]], out_dir: str | Path, *, preset: str, environment: dict[str, str],
-                 total_wall: float, title: str = "Tenfold reproduction report") -> Path:
+                 total_wall: float, title: str = "Tenfold reproduction report", falsified: bool = False) -> Path:
     """Write ``report.md`` and ``report.html`` into ``out_dir``; returns the Markdown path."""
     out_dir = Path(out_dir)
     md = render_markdown(entries, out_dir, title=title, preset=preset, environment=environment,
-                         total_wall=total_wall)
+                         total_wall=total_wall, falsified=falsified)
     path = atomic_write_text(out_dir / "report.md", md)
     atomic_write_text(out_dir / "report.html", render_html(md, out_dir, title))
     return path
@@ -175,14 +314,14 @@ def readme_table(entries: list[dict[str, Any]], report_dir: str, total_wall: flo
     for e in entries:
         claims = e.get("claims") or []
         if e.get("status") != "ok":
-            verdict = f"**failed**: {e.get('error', '')[:80]}"
+            cell = f"**failed**: {e.get('error', '')[:80]}"
         else:
-            failing = [c["name"] for c in claims if not c["holds"]]
-            verdict = f"{len(claims) - len(failing)}/{len(claims)} hold" + (
-                f"; **fail**: {'; '.join(failing)}" if failing else "")
+            flagged = [f"{c['name']} ({verdict(c)})" for c in claims
+                       if verdict(c) in ("not reproduced", "not falsified", "ablation failed", "fail", "fails")]
+            cell = _claims_cell(e) + (f"; **{'; '.join(flagged)}**" if flagged else "")
         p = paper(e.get("paper", ""))
         rows.append({"paper": p.short or p.title, "experiment": e["experiment"],
-                     "key metric": _key_metric(e), "claims": verdict, "wall (s)": f"{e.get('wall_s', 0):.0f}"})
+                     "key metric": _key_metric(e), "claims": cell, "wall (s)": f"{e.get('wall_s', 0):.0f}"})
     stamp = _dt.datetime.now().strftime("%Y-%m-%d")
     return (f"Generated by `tenfold reproduce --quick --update-readme README.md` on {stamp} "
             f"(experiments' wall time {experiment_seconds(entries):.0f} s on {_threads()} CPU threads; "

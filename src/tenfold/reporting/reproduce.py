@@ -1,9 +1,17 @@
 """``tenfold reproduce``: run many experiments with one overall progress display, keep going past
-failures, and write one report."""
+failures, and write one report.
+
+With ``falsify``, every distinct ablation of an experiment's paper claims is run too (claims that share
+an ablation share the run), and each paper claim records ``ablated_value`` and ``ablated_holds``: a
+claim that still holds with its mechanism removed is "not falsified".
+"""
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +21,55 @@ from tenfold.io import atomic_write_json
 from tenfold.errors import ConfigError
 from tenfold.experiments.registry import discover, get, quick_names
 from tenfold.experiments.runner import latest_run_dir, run_experiment, versions
+from tenfold.reporting.claims import ablation_groups, verdict
 from tenfold.reporting.report import readme_table, update_readme, write_report
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a reproduce run wrote, and the counts the exit code is decided from."""
+
+    report: Path
+    entries: list[dict[str, Any]]
+
+    @property
+    def crashed(self) -> list[str]:
+        return [e["experiment"] for e in self.entries if e.get("status") != "ok"]
+
+    def failing(self, verdicts: tuple[str, ...] = ("not reproduced", "not falsified", "ablation failed",
+                                                   "fail")) -> list[str]:
+        """``experiment: claim`` for every statement whose verdict is in ``verdicts``."""
+        return [f"{e['experiment']}: {c['name']} ({verdict(c)})" for e in self.entries if e.get("status") == "ok"
+                for c in e.get("claims", []) if verdict(c) in verdicts]
+
+
+def ablation_slug(overrides: tuple[str, ...]) -> str:
+    """A folder name for an ablation run: readable and unique (a short hash of the overrides)."""
+    text = "_".join(overrides)
+    readable = re.sub(r"[^A-Za-z0-9.=-]+", "-", text)[:48].strip("-")
+    return f"{readable}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+
+def falsify(entry: dict[str, Any], *, preset: str, runs: Path, resume: bool, seed: int, device: str) -> None:
+    """Rerun ``entry``'s experiment once per distinct ablation and record the ablated value of each of its
+    paper claims (in place). A crashed ablation run is recorded as ``ablation_error`` on its claims."""
+    exp = get(entry["experiment"])
+    by_name = {c["name"]: c for c in entry.get("claims", [])}
+    for overrides, names in ablation_groups(exp.claims).items():
+        root = runs / "ablations" / ablation_slug(overrides)
+        try:
+            folder, data = run_experiment(exp.name, preset=preset, overrides=overrides, seed=seed, out=root,
+                                          resume=resume, device=device)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # recorded on the claims it was meant to test
+            for n in names:
+                by_name[n]["ablation_error"] = f"{type(exc).__name__}: {exc}"
+            continue
+        ablated = {c["name"]: c for c in data.get("claims", [])}
+        for n in names:
+            by_name[n] |= {"ablated_value": ablated[n]["value"], "ablated_std": ablated[n]["std"],
+                           "ablated_holds": bool(ablated[n]["holds"]), "ablation_run_dir": str(folder)}
 
 
 def select(names: list[str] | None, preset: str) -> list[str]:
@@ -29,11 +85,13 @@ def select(names: list[str] | None, preset: str) -> list[str]:
 
 
 def reproduce(names: list[str] | None = None, *, preset: str = "quick", out: str | Path = "reproduce",
-              resume: bool = False, seed: int = 0, device: str = "auto", readme: str | Path | None = None) -> Path:
-    """Run the experiments and write ``report.md`` / ``report.html`` in ``out``; returns the report path.
+              resume: bool = False, seed: int = 0, device: str = "auto", readme: str | Path | None = None,
+              falsify_claims: bool = False) -> Outcome:
+    """Run the experiments and write ``report.md`` / ``report.html`` in ``out``.
 
     With ``resume``, experiments whose results already exist in ``out`` are not run again (an
-    unfinished one continues from its checkpoints).
+    unfinished one continues from its checkpoints). With ``falsify_claims``, each experiment's ablations
+    run too (see :func:`falsify`).
     """
     out = Path(out)
     if readme is not None and not Path(readme).is_file():
@@ -44,8 +102,9 @@ def reproduce(names: list[str] | None = None, *, preset: str = "quick", out: str
     runs = out / "runs"
     entries: list[dict[str, Any]] = []
     start = time.perf_counter()
+    steps = len(chosen) + (sum(len(ablation_groups(get(n).claims)) for n in chosen) if falsify_claims else 0)
     with progress.session():
-        with progress.bar("reproduce", total=len(chosen)) as overall:
+        with progress.bar("reproduce", total=steps) as overall:
             for name in chosen:
                 exp = get(name)
                 overall.describe(f"reproduce: {name}")
@@ -61,11 +120,18 @@ def reproduce(names: list[str] | None = None, *, preset: str = "quick", out: str
                             "wall_s": time.perf_counter() - t0}
                 data = {**data, "paper": exp.paper, "description": exp.description,
                         "run_dir": str(folder) if folder else ""}
+                overall.advance()
+                if falsify_claims:
+                    groups = len(ablation_groups(exp.claims))
+                    if data.get("status") == "ok" and groups:
+                        overall.describe(f"reproduce: {name} without its mechanisms ({groups} run(s))")
+                        falsify(data, preset=preset, runs=runs, resume=resume, seed=seed, device=device)
+                    overall.advance(groups)
                 entries.append(data)
                 atomic_write_json(out / "summary.json", entries)
-                overall.advance()
     total = time.perf_counter() - start
-    report = write_report(entries, out, preset=preset, environment=versions(), total_wall=total)
+    report = write_report(entries, out, preset=preset, environment=versions(), total_wall=total,
+                          falsified=falsify_claims)
     if readme is not None:
         update_readme(readme, readme_table(entries, str(out), total))
-    return report
+    return Outcome(report, entries)

@@ -9,7 +9,12 @@ from typing import Any
 
 @dataclass
 class Claim:
-    """A paper's claim tested at small scale: ``value`` against ``threshold`` (e.g. ``">= 0.95"``)."""
+    """An ad-hoc claim computed inside an experiment: ``value`` against ``threshold`` (e.g. ``">= 0.95"``).
+
+    Deprecated in favour of the declarative :class:`~tenfold.reporting.PaperClaim` and
+    :class:`~tenfold.reporting.Check` lists passed to ``register(claims=...)``; the report lists ad-hoc
+    claims apart, as "unclassified".
+    """
 
     name: str
     value: float
@@ -41,12 +46,14 @@ class Claim:
 class Result:
     """The outcome of one experiment run; written to ``results.json`` by the runner.
 
-    ``figures`` are paths relative to the run folder; ``tables`` map a title to a Markdown table;
-    ``key_metric`` names the metric shown in the report's summary table.
+    ``samples`` map a metric to its per-seed values (what a :class:`~tenfold.reporting.PaperClaim`
+    reads: mean and spread); ``figures`` are paths relative to the run folder; ``tables`` map a title to
+    a Markdown table; ``key_metric`` names the metric shown in the report's summary table.
     """
 
     metrics: dict[str, float] = field(default_factory=dict)
     claims: list[Claim] = field(default_factory=list)
+    samples: dict[str, list[float]] = field(default_factory=dict)
     figures: list[str] = field(default_factory=list)
     tables: dict[str, str] = field(default_factory=dict)
     notes: str = ""
@@ -55,6 +62,8 @@ class Result:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["metrics"] = {k: float(v) for k, v in self.metrics.items()}
+        data["samples"] = {k: [float(x) for x in v] for k, v in self.samples.items()}
+        data["claims"] = [{**c, "kind": "unclassified"} for c in data["claims"]]
         return data
 
 
@@ -69,8 +78,13 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str] | None = None,
             return "yes" if v else "no"
         if isinstance(v, float):
             return format(v, floatfmt)
-        return str(v)
+        return escape_cell(str(v))
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def escape_cell(text: str) -> str:
+    """A table cell's text with Markdown's column separator escaped and line breaks folded."""
+    return text.replace("\\|", "|").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
