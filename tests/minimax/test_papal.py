@@ -86,7 +86,7 @@ def test_particle_papal_reaches_the_grid_reference():
     w1 = []
     res = papal(game, lam1=0.05, lam2=0.1, particles=600, outer_steps=40, inner_steps=300, step=0.01,
                 generator=torch.Generator().manual_seed(0),
-                callback=lambda t, x, y: w1.append((wasserstein1(x, xs, hist.a[-1]), wasserstein1(y, xs, hist.b[-1]))))
+                callback=lambda t, x, y, *_: w1.append((wasserstein1(x, xs, hist.a[-1]), wasserstein1(y, xs, hist.b[-1]))))
     w1 = np.array(w1)
     assert w1[0].min() > 0.3 or w1[0].max() > 0.5  # it starts far from the reference
     assert (w1[-10:].mean(0) < 0.12).all()

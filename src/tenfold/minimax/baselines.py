@@ -5,7 +5,8 @@
 - MFL-DA (Ma & Ying 2022; Lu 2022): mean-field Langevin descent-ascent at temperature 1 on (f + lam1|.|^2)/lam2,
   x_i -= iota_x [grad_x mean_j f(x_i, y_j) + 2 lam1 x_i]/lam2 + sqrt(2 iota_x) xi,
   y_j += iota_y [grad_y mean_i f(x_i, y_j) - 2 lam1 y_j]/lam2 + sqrt(2 iota_y) xi';
-  single timescale (ratio 1), two timescales (iota_y = ratio iota_x), quasistatic (``y_steps`` y-steps per x-step).
+  a simultaneous (Jacobi) update: both drifts at the same (x, y); single timescale (ratio 1), two timescales
+  (iota_y = ratio iota_x), quasistatic (``y_steps`` y-steps per x-step).
 - WFR-DA / conic particle mirror-prox (Domingo-Enrich et al. 2020; Wang & Chizat): multiplicative weight
   updates w_i ∝ w_i exp(-eta_w sum_j omega_j f(x_i, y_j)), omega_j ∝ omega_j exp(eta_w sum_i w_i f(x_i, y_j)), and
   weighted gradient steps on positions; gradients taken at a ghost (extrapolated) point.
@@ -21,6 +22,7 @@ import torch
 
 from tenfold.errors import ConvergenceError, require
 from tenfold.minimax.games import Game
+from tenfold.minimax.papal import check_regularization, confinement_grad
 
 Callback = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None]
 
@@ -47,7 +49,8 @@ def gda(game: Game, x: torch.Tensor, y: torch.Tensor, *, step: float, steps: int
     for k in range(1, steps + 1):
         gx, gy = game.grad_x(x, y, one), game.grad_y(x, y, one)
         x, y = _wrap(game, x - step * gx), _wrap(game, y + step * gy)
-        _check_finite("GDA", k, x, y)
+        if x.device.type != "meta":
+            _check_finite("GDA", k, x, y)
         if callback is not None and k % every == 0:
             callback(k, x, y, one, one)
     return x, y
@@ -56,24 +59,38 @@ def gda(game: Game, x: torch.Tensor, y: torch.Tensor, *, step: float, steps: int
 def mfl_da(game: Game, x: torch.Tensor, y: torch.Tensor, *, lam1: float, lam2: float, step: float, steps: int,
            generator: torch.Generator, ratio: float = 1.0, y_steps: int = 1, every: int = 1,
            callback: Callback | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean-field Langevin descent-ascent; ``ratio`` = iota_y / iota_x, ``y_steps`` y-updates per x-update."""
-    require(lam2 > 0, "lam2", lam2, "a positive entropy weight")
-    require(lam1 >= 0, "lam1", lam1, "a non-negative quadratic weight")
+    """Mean-field Langevin descent-ascent; ``ratio`` = iota_y / iota_x, ``y_steps`` y-updates per x-update.
+
+    The update is simultaneous (Jacobi), as in Ma & Ying (2022) and Lu (2022): both drifts of a step are
+    evaluated at the same (x, y). With ``y_steps`` = K > 1 (quasistatic) the x-step and the first of the K
+    y-steps start from the same state, and the remaining K - 1 y-steps follow against that x; the next x-step
+    sees the y they produced. On the torus the confinement is the periodic V of
+    :func:`tenfold.minimax.papal.confinement`. Noise is drawn by ``generator`` on the particles' device.
+    """
+    check_regularization(lam1, lam2, game.torus)
     require(step > 0, "step", step, "a positive step size")
     require(ratio > 0, "ratio", ratio, "a positive timescale ratio")
     require(steps >= 1 and y_steps >= 1, "steps", (steps, y_steps), "positive step counts")
     step_y = ratio * step
     wx, wy = _uniform(len(x), x), _uniform(len(y), y)
+    meta = x.device.type == "meta"
+
+    def y_move(x_, y_):
+        drift = (game.grad_y(x_, y_, wx) - lam1 * confinement_grad(y_, game.torus)) / lam2
+        noise = torch.randn(y_.shape, generator=generator, dtype=y_.dtype, device=y_.device)
+        return _wrap(game, y_ + step_y * drift + math.sqrt(2 * step_y) * noise)
+
     for k in range(1, steps + 1):
-        for _ in range(y_steps):
-            drift = (game.grad_y(x, y, wx) - 2 * lam1 * y) / lam2
-            noise = torch.randn(y.shape, generator=generator, dtype=y.dtype)
-            y = _wrap(game, y + step_y * drift + math.sqrt(2 * step_y) * noise)
-        drift = (game.grad_x(x, y, wy) + 2 * lam1 * x) / lam2
-        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-        x = _wrap(game, x - step * drift + math.sqrt(2 * step) * noise)
+        drift_x = (game.grad_x(x, y, wy) + lam1 * confinement_grad(x, game.torus)) / lam2  # at the old (x, y)
+        y = y_move(x, y)
+        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        x_new = _wrap(game, x - step * drift_x + math.sqrt(2 * step) * noise)
+        for _ in range(y_steps - 1):  # quasistatic: y keeps tracking the old x within the step
+            y = y_move(x, y)
+        x = x_new
         if k % every == 0 or k == steps:
-            _check_finite("MFL-DA", k, x, y)
+            if not meta:
+                _check_finite("MFL-DA", k, x, y)
             if callback is not None and k % every == 0:
                 callback(k, x, y, wx, wy)
     return x, y
@@ -110,7 +127,8 @@ def wfr_da(game: Game, x: torch.Tensor, y: torch.Tensor, *, weight_step: float, 
         log_wx, log_wy, x, y = move(log_wx, log_wy, x, y, grads)
         wx, wy = log_wx.exp(), log_wy.exp()
         if k % every == 0 or k == steps:
-            _check_finite("WFR-DA", k, x, y, wx, wy)
+            if x.device.type != "meta":
+                _check_finite("WFR-DA", k, x, y, wx, wy)
             if callback is not None and k % every == 0:
                 callback(k, x, y, wx, wy)
     return x, y, wx, wy

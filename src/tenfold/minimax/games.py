@@ -40,14 +40,16 @@ class Game:
         """(M, dim_x): grad_x sum_j wy_j f(x_i, y_j) for every i."""
         with torch.enable_grad():
             xg = x.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(self.payoff(xg, y.detach()) @ wy, xg, torch.ones(len(x), dtype=x.dtype))
+            (grad,) = torch.autograd.grad(self.payoff(xg, y.detach()) @ wy, xg,
+                                          torch.ones(len(x), dtype=x.dtype, device=x.device))
         return grad
 
     def grad_y(self, x: torch.Tensor, y: torch.Tensor, wx: torch.Tensor) -> torch.Tensor:
         """(N, dim_y): grad_y sum_i wx_i f(x_i, y_j) for every j."""
         with torch.enable_grad():
             yg = y.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(wx @ self.payoff(x.detach(), yg), yg, torch.ones(len(y), dtype=y.dtype))
+            (grad,) = torch.autograd.grad(wx @ self.payoff(x.detach(), yg), yg,
+                                          torch.ones(len(y), dtype=y.dtype, device=y.device))
         return grad
 
 
@@ -75,10 +77,10 @@ class LowRankGame(Game):
     def u_grad_dot(self, x: torch.Tensor, coef) -> torch.Tensor:
         """(M, dim_x): grad_x sum_k coef_k u_k(x) (``coef``: K numbers, a tensor or a list); built-in games
         override it with a fused closed form, the innermost operation of every Langevin step."""
-        return torch.einsum("mkd,k->md", self.du(x), torch.as_tensor(coef, dtype=x.dtype))
+        return torch.einsum("mkd,k->md", self.du(x), torch.as_tensor(coef, dtype=x.dtype, device=x.device))
 
     def v_grad_dot(self, y: torch.Tensor, coef) -> torch.Tensor:
-        return torch.einsum("nkd,k->nd", self.dv(y), torch.as_tensor(coef, dtype=y.dtype))
+        return torch.einsum("nkd,k->nd", self.dv(y), torch.as_tensor(coef, dtype=y.dtype, device=y.device))
 
     def mean_over_y(self, x, y, wy):
         return self.u(x) @ (wy @ self.v(y))
@@ -91,6 +93,12 @@ class LowRankGame(Game):
 
     def grad_y(self, x, y, wx):
         return self.v_grad_dot(y, wx @ self.u(x))
+
+
+def _split(coef) -> list:
+    """K coefficients as python floats (a list, the CPU fast path) or 0-d tensors (a tensor on any device,
+    so that nothing is read back from an accelerator or the meta device)."""
+    return [float(c) for c in coef] if isinstance(coef, list | tuple) else list(coef.unbind())
 
 
 def _rowwise_jacobian(fn: Callable, z: torch.Tensor) -> torch.Tensor:
@@ -121,12 +129,12 @@ class SinusoidGame(LowRankGame):
 
     def v_grad_dot(self, y, coef):
         # sin 3y = 3 sin y - 4 sin^3 y: two transcendental calls per Langevin step instead of three
-        c0, c1, c2 = (float(c) for c in coef)
+        c0, c1, c2 = _split(coef)
         s = torch.sin(y)
         return torch.addcmul(torch.cos(y).mul_(c2), s, s.square().mul_(8 * c0).sub_(6 * c0 + c1))
 
     def u_grad_dot(self, x, coef):
-        c0, c1, c2 = (float(c) for c in coef)
+        c0, c1, c2 = _split(coef)
         return (2 * c0) * torch.cos(2 * x + 0.5) + (c2 / 3) * torch.cos(x + 0.7) - (c1 / 3) * torch.sin(x + 0.7)
 
 
@@ -151,7 +159,8 @@ class MatchingPennies(LowRankGame):
 
     def u_grad_dot(self, x, coef):
         a = (2 * math.pi) * x
-        return (2 * math.pi) * (float(coef[1]) * torch.cos(a) - float(coef[0]) * torch.sin(a))
+        c0, c1 = _split(coef)
+        return (2 * math.pi) * (c1 * torch.cos(a) - c0 * torch.sin(a))
 
     v_grad_dot = u_grad_dot
 
@@ -166,15 +175,15 @@ class GaussianProxyGame(Game):
         self.dim_x = self.dim_y = target.numel()
 
     def payoff(self, x, y):
-        return torch.tanh((x - self.target) @ y.T)
+        return torch.tanh((x - self.target.to(x)) @ y.T)
 
     def grad_x(self, x, y, wy):
-        s = (1 - torch.tanh((x - self.target) @ y.T).square()) * wy  # (M, N)
+        s = (1 - torch.tanh((x - self.target.to(x)) @ y.T).square()) * wy  # (M, N)
         return s @ y
 
     def grad_y(self, x, y, wx):
-        s = (1 - torch.tanh((x - self.target) @ y.T).square()) * wx[:, None]  # (M, N)
-        return s.T @ (x - self.target)
+        s = (1 - torch.tanh((x - self.target.to(x)) @ y.T).square()) * wx[:, None]  # (M, N)
+        return s.T @ (x - self.target.to(x))
 
 
 class CallableGame(Game):

@@ -31,6 +31,24 @@ def check_regularization(lam1: float, lam2: float, torus: bool = False) -> None:
     require(torus or lam1 > 0, "lam1", lam1, "a positive quadratic weight (lam1 = 0 only on the torus)")
 
 
+def confinement(z: torch.Tensor, torus: bool = False) -> torch.Tensor:
+    """V(z) of R(p) = E_p[lam1 V + lam2 log p], per row: |z|^2 on R^d; on the torus [0, 1)^d (our extension)
+    the periodic V = sum_k (1 - cos 2 pi z_k)/(2 pi^2), which equals |z|^2 to second order at 0."""
+    if torus:
+        return ((1 - torch.cos((2 * math.pi) * z)) / (2 * math.pi**2)).sum(-1)
+    return z.square().sum(-1)
+
+
+def confinement_grad(z: torch.Tensor, torus: bool = False) -> torch.Tensor:
+    """grad V(z): 2 z on R^d, sin(2 pi z)/pi on the torus."""
+    return torch.sin((2 * math.pi) * z) / math.pi if torus else 2 * z
+
+
+def _on_meta(t: torch.Tensor) -> bool:
+    """Meta tensors carry shapes and dtypes but no values: value checks are skipped there."""
+    return t.device.type == "meta"
+
+
 def momentum(lam2: float) -> float:
     """mu = (2 + lam2^2 - lam2 sqrt(4 + lam2^2)) / 2, the root in (0, 1) of mu^2 - (2 + lam2^2) mu + 1."""
     require(lam2 > 0, "lam2", lam2, "a positive entropy weight")
@@ -50,25 +68,31 @@ class GridHistory:
 
 
 def exact_outer_loop(F: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor, *, lam1: float, lam2: float,
-                     steps: int) -> GridHistory:
+                     steps: int, extrapolation: float = 1.0, torus: bool = False) -> GridHistory:
     """The outer loop of spec 1.2 with closed-form Gibbs steps on grids ``xs`` (rows of F), ``ys`` (columns).
 
-    Probability vectors on the grid points; the potentials are exact, only space is discretized.
+    Probability vectors on the grid points (1-D grids, or (points, d) grids of the product space); the
+    potentials are exact, only space is discretized. ``extrapolation`` scales the optimistic term:
+    phi_t = -(1 + e mu) E_{p_{t-1}} f + e mu E_{p_{t-2}} f; e = 0 removes it (an ablation, not the paper's
+    method). ``torus``: the periodic confinement of :func:`confinement` instead of |x|^2.
     """
-    check_regularization(lam1, lam2)
+    check_regularization(lam1, lam2, torus)
     require(steps >= 1, "steps", steps, "a positive number of outer steps")
     require(F.shape == (len(xs), len(ys)), "F", tuple(F.shape), f"a ({len(xs)}, {len(ys)}) payoff matrix")
     mu = momentum(lam2)
-    g = lam1 / lam2 * xs.square()
-    h = lam1 / lam2 * ys.square()
+    vx = confinement(xs.reshape(len(xs), -1), torus)
+    vy = confinement(ys.reshape(len(ys), -1), torus)
+    g = lam1 / lam2 * vx
+    h = lam1 / lam2 * vy
     hist = GridHistory(a=[_gibbs(g)], b=[_gibbs(h)])
     a_prev = hist.a[0]
+    e = float(extrapolation)
     for _ in range(steps):
         a_now = hist.a[-1]
-        phi = -(1 + mu) * (a_now @ F) + mu * (a_prev @ F)
-        h = mu * h + (1 - mu) * (phi + lam1 * ys.square()) / lam2
+        phi = -(1 + e * mu) * (a_now @ F) + e * mu * (a_prev @ F)
+        h = mu * h + (1 - mu) * (phi + lam1 * vy) / lam2
         b = _gibbs(h)
-        g = mu * g + (1 - mu) * (F @ b + lam1 * xs.square()) / lam2
+        g = mu * g + (1 - mu) * (F @ b + lam1 * vx) / lam2
         a_prev = a_now
         hist.a.append(_gibbs(g))
         hist.b.append(b)
@@ -81,42 +105,65 @@ class OpponentAverage:
     ``side="y"``: the potential of y built from past x sets (f(x_r, y)); ``side="x"``: of x from y sets.
     Low-rank games keep one feature vector (exact EMA, any age); otherwise a pool of past sets whose
     coefficients decay by mu per step, dropped once older than ``horizon`` steps (spec 1.3).
+    ``batch`` (stochastic potentials, spec 1.3 "minibatch f = E G"): each gradient uses a uniformly drawn
+    minibatch of ``batch`` opponent particles per pool set (``generator`` draws it), an unbiased estimate of
+    the exact gradient; with the low-rank path the feature means of a set are taken over such a minibatch.
     """
 
-    def __init__(self, game: Game, side: str, horizon: int, low_rank: bool):
+    def __init__(self, game: Game, side: str, horizon: int, low_rank: bool, batch: int | None = None,
+                 generator: torch.Generator | None = None):
         require(side in ("x", "y"), "side", side, "'x' or 'y'")
         require(horizon >= 1, "horizon", horizon, "a positive pool age")
         require(not low_rank or isinstance(game, LowRankGame), "low_rank", low_rank,
                 "False for a game without low-rank features")
+        require(batch is None or (isinstance(batch, int) and batch >= 1), "batch", batch,
+                "None (exact potentials) or a positive minibatch size")
+        require(batch is None or generator is not None, "generator", generator, "a generator for the minibatches")
         self.game, self.side, self.horizon, self.low_rank = game, side, horizon, low_rank
+        self.batch, self.generator = batch, generator
         self.features: torch.Tensor | None = None
-        self.pool: list[list] = []  # [particles, coefficient, age]
+        self._coef = None
+        self.pool: list[list] = []  # [particles, coefficient, age, weights]
+
+    def _set_coef(self) -> None:
+        # python floats on the CPU: no tensor reads inside the Langevin loop; a tensor elsewhere (no syncs)
+        self._coef = self.features.tolist() if self.features.device.type == "cpu" else self.features
 
     def decay(self, mu: float) -> None:
         if self.features is not None:
             self.features = mu * self.features
-            self._coef = self.features.tolist()
+            self._set_coef()
         for entry in self.pool:
             entry[1] *= mu
             entry[2] += 1
         self.pool = [e for e in self.pool if e[2] <= self.horizon]
 
+    def _minibatch(self, particles: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``batch`` particles drawn with probabilities w (with replacement), equal weights: unbiased."""
+        idx = torch.multinomial(w, self.batch, replacement=True, generator=self.generator)
+        return particles[idx], torch.full((self.batch,), 1.0 / self.batch, dtype=w.dtype, device=w.device)
+
     def add(self, particles: torch.Tensor, coef: float, weights: torch.Tensor | None = None) -> None:
-        w = torch.full((len(particles),), 1.0 / len(particles), dtype=particles.dtype) if weights is None else weights
+        w = _uniform_weights(particles) if weights is None else weights
         if self.low_rank:
+            if self.batch is not None:
+                particles, w = self._minibatch(particles, w)
             feats = self.game.u(particles) if self.side == "y" else self.game.v(particles)
             contribution = coef * (w @ feats)
             self.features = contribution if self.features is None else self.features + contribution
-            self._coef = self.features.tolist()  # python floats: no tensor reads inside the Langevin loop
+            self._set_coef()
         else:
             for entry in self.pool:  # X(t-1) was added last step as X(t): accumulate, do not duplicate
-                if entry[0] is particles and torch.equal(entry[3], w):
+                if entry[0] is particles and entry[3] is w:
                     entry[1] += coef
                     return
             self.pool.append([particles, coef, 0, w])
 
     def _stacked(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return (torch.cat([e[0] for e in self.pool]), torch.cat([e[1] * e[3] for e in self.pool]))
+        if self.batch is None:
+            return (torch.cat([e[0] for e in self.pool]), torch.cat([e[1] * e[3] for e in self.pool]))
+        sets = [self._minibatch(e[0], e[3]) for e in self.pool]
+        return (torch.cat([z for z, _ in sets]), torch.cat([e[1] * w for e, (_, w) in zip(self.pool, sets)]))
 
     def value(self, z: torch.Tensor) -> torch.Tensor:
         if self.low_rank:
@@ -140,12 +187,21 @@ class OpponentAverage:
         return self.game.grad_y(opp, z, w) if self.side == "y" else self.game.grad_x(z, opp, w)
 
 
+def _uniform_weights(z: torch.Tensor) -> torch.Tensor:
+    return torch.full((len(z),), 1.0 / len(z), dtype=z.dtype, device=z.device)
+
+
 def sample_prior(n: int, dim: int, lam1: float, lam2: float, torus: bool, generator: torch.Generator,
-                 dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """pi = N(0, lam2/(2 lam1) I), or uniform on [0, 1)^dim on the torus."""
+                 dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> torch.Tensor:
+    """pi = N(0, lam2/(2 lam1) I); on the torus uniform on [0, 1)^dim (exactly the prior for lam1 = 0; for
+    lam1 > 0 the start of the inner loop, whose target includes the periodic confinement).
+
+    ``device`` defaults to the generator's device (the meta device takes a CPU generator).
+    """
+    device = generator.device if device is None else torch.device(device)
     if torus:
-        return torch.rand(n, dim, generator=generator, dtype=dtype)
-    return math.sqrt(lam2 / (2 * lam1)) * torch.randn(n, dim, generator=generator, dtype=dtype)
+        return torch.rand(n, dim, generator=generator, dtype=dtype, device=device)
+    return math.sqrt(lam2 / (2 * lam1)) * torch.randn(n, dim, generator=generator, dtype=dtype, device=device)
 
 
 def langevin(z: torch.Tensor, potential: Callable[[torch.Tensor], torch.Tensor],
@@ -153,18 +209,21 @@ def langevin(z: torch.Tensor, potential: Callable[[torch.Tensor], torch.Tensor],
              sampler: str = "ula", torus: bool = False) -> torch.Tensor:
     """ULA  z <- z - step grad U(z) + sqrt(2 step) xi, or MALA (Metropolis-adjusted, Algorithm 2).
 
-    On the torus positions wrap into [0, 1) (our extension; MALA is not offered there).
+    On the torus positions wrap into [0, 1) (our extension; MALA is not offered there). Noise is drawn by
+    ``generator`` on z's device and in z's dtype.
     """
     require(step > 0, "step", step, "a positive Langevin step size")
+    require(steps >= 0, "steps", steps, "a non-negative number of Langevin steps")
     require(sampler in ("ula", "mala"), "sampler", sampler, "'ula' or 'mala'")
     require(not (torus and sampler == "mala"), "sampler", sampler, "'ula' on the torus")
     noise_scale = math.sqrt(2 * step)
-    g = grad(z)
-    u = potential(z) if sampler == "mala" else None
+    g = grad(z) if steps else None
+    u = potential(z) if sampler == "mala" and steps else None
     chunk = max(1, min(steps, 2**22 // max(z.numel(), 1)))  # draw noise for many steps at once
     for k in range(steps):
         if k % chunk == 0:
-            block = torch.randn((min(chunk, steps - k), *z.shape), generator=generator, dtype=z.dtype)
+            block = torch.randn((min(chunk, steps - k), *z.shape), generator=generator, dtype=z.dtype,
+                                device=z.device)
         noise = block[k % chunk]
         if sampler == "ula":
             z = z.add(g, alpha=-step).add_(noise, alpha=noise_scale)
@@ -177,17 +236,40 @@ def langevin(z: torch.Tensor, potential: Callable[[torch.Tensor], torch.Tensor],
         forward = noise.square().sum(1) / 2  # |z' - z + step g(z)|^2 / (4 step)
         backward = (z - proposal + step * g_new).square().sum(1) / (4 * step)
         log_accept = u - u_new + forward - backward
-        accept = torch.log(torch.rand(len(z), generator=generator, dtype=z.dtype)) < log_accept
+        accept = torch.log(torch.rand(len(z), generator=generator, dtype=z.dtype, device=z.device)) < log_accept
         z = torch.where(accept[:, None], proposal, z)
         g = torch.where(accept[:, None], g_new, g)
         u = torch.where(accept, u_new, u)
     return z
 
 
+def proximal_sampler(z: torch.Tensor, potential: Callable[[torch.Tensor], torch.Tensor],
+                     grad: Callable[[torch.Tensor], torch.Tensor], *, eta: float, steps: int, inner_steps: int,
+                     inner_step: float, generator: torch.Generator) -> torch.Tensor:
+    """The proximal sampler (Algorithm 3; Lee, Shen and Tian 2021) for pi ∝ exp(-U) with MALA inside.
+
+    Each of ``steps`` outer iterations: (forward) w = z + sqrt(eta) xi; (backward) sample the restricted
+    Gaussian oracle  z ~ exp(-U(z) - |z - w|^2/(2 eta))  by ``inner_steps`` MALA steps of size ``inner_step``
+    started at the current z. The pair (z, w) is a Gibbs sampler of exp(-U(z) - |z - w|^2/(2 eta)), whose
+    z-marginal is pi; with an exact backward step it converges for any eta (at rate 1/(1 + alpha eta) per step
+    under an LSI with constant alpha).
+    """
+    require(eta > 0, "eta", eta, "a positive proximal step")
+    require(steps >= 0 and inner_steps >= 1, "steps", (steps, inner_steps), "a non-negative number of proximal "
+            "steps and a positive number of MALA steps per step")
+    for _ in range(steps):
+        w = z + math.sqrt(eta) * torch.randn(z.shape, generator=generator, dtype=z.dtype, device=z.device)
+        z = langevin(z, lambda v, w=w: potential(v) + (v - w).square().sum(1) / (2 * eta),
+                     lambda v, w=w: grad(v).add_(v - w, alpha=1 / eta), step=inner_step, steps=inner_steps,
+                     generator=generator, sampler="mala")
+    return z
+
+
 @dataclass
 class PapalResult:
     """Final particle sets (Option I: the last pair; Option II: a random iterate with P(t) ∝ mu^(-t))
-    and every outer iterate X(t), Y(t) for t = 0..T."""
+    and every outer iterate X(t), Y(t) for t = 0..T, with their particle weights (uniform 1/M except for
+    the weights-only ablation ``inner="weights"``)."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -195,82 +277,139 @@ class PapalResult:
     ys: list[torch.Tensor]
     chosen_step: int
     mu: float = 1.0
+    wxs: list[torch.Tensor] = field(default_factory=list)
+    wys: list[torch.Tensor] = field(default_factory=list)
+
+    @property
+    def wx(self) -> torch.Tensor:
+        return self.wxs[self.chosen_step] if self.wxs else _uniform_weights(self.x)
+
+    @property
+    def wy(self) -> torch.Tensor:
+        return self.wys[self.chosen_step] if self.wys else _uniform_weights(self.y)
+
+    def iterate(self, t: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(X(t), Y(t), wx, wy)."""
+        wx = self.wxs[t] if self.wxs else _uniform_weights(self.xs[t])
+        wy = self.wys[t] if self.wys else _uniform_weights(self.ys[t])
+        return self.xs[t], self.ys[t], wx, wy
 
     def mixture(self, last: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The gamma-weighted mixture (gamma_t = mu^(-t), the measure the theorem bounds) of the last
         ``last`` iterates: (x, y, wx, wy) with particle weights summing to one."""
         require(1 <= last <= len(self.xs) - 1, "last", last, f"between 1 and {len(self.xs) - 1} iterates")
         steps = range(len(self.xs) - last, len(self.xs))
-        gamma = torch.tensor([self.mu ** (-(s - steps[0])) for s in steps], dtype=self.x.dtype)
+        gamma = torch.tensor([self.mu ** (-(s - steps[0])) for s in steps], dtype=self.x.dtype,
+                             device=self.x.device)
         gamma = gamma / gamma.sum()
-
-        def stack(sets):
-            z = torch.cat([sets[s] for s in steps])
-            w = torch.cat([torch.full((len(sets[s]),), float(g) / len(sets[s]), dtype=z.dtype)
-                           for s, g in zip(steps, gamma)])
-            return z, w
-
-        (x, wx), (y, wy) = stack(self.xs), stack(self.ys)
+        parts = [self.iterate(s) for s in steps]
+        x = torch.cat([p[0] for p in parts])
+        y = torch.cat([p[1] for p in parts])
+        wx = torch.cat([g * p[2] for g, p in zip(gamma, parts)])
+        wy = torch.cat([g * p[3] for g, p in zip(gamma, parts)])
         return x, y, wx, wy
+
+
+INNER_LOOPS = ("langevin", "weights", "proximal")
 
 
 def papal(game: Game, *, lam1: float, lam2: float, particles: int, outer_steps: int, inner_steps: int,
           step: float, generator: torch.Generator, sampler: str = "ula", low_rank: bool | None = None,
           horizon: int | None = None, output: str = "last", dtype: torch.dtype = torch.float64,
-          callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None) -> PapalResult:
+          device: torch.device | str | None = None, extrapolation: float = 1.0, inner: str = "langevin",
+          batch: int | None = None, proximal_eta: float = 0.05, proximal_inner: int = 5,
+          callback: Callable[..., None] | None = None) -> PapalResult:
     """Algorithm 1 of the paper (spec 1.3) with M = ``particles`` per player.
 
-    Each outer step t: (1) decay the pools by mu and add X(t) with -(1-mu)(1+mu)/lam2 and X(t-1) with
-    (1-mu) mu/lam2 to y's potential; (2) draw Y from the prior, run ``inner_steps`` Langevin steps on
-    h^(t+1)(y) = (lam1/lam2)|y|^2 + pool; (3) add Y(t+1) with (1-mu)/lam2 to x's potential and do the same
-    for X. ``low_rank`` (default: whenever the game is a LowRankGame) keeps feature means instead of pools.
-    ``horizon`` (default ceil(10/lam2)) prunes pool sets by age. ``callback(t, X, Y)`` after each step.
+    Each outer step t: (1) decay the pools by mu and add X(t) with -(1 + e mu)(1-mu)/lam2 and X(t-1) with
+    e (1-mu) mu/lam2 to y's potential (e = ``extrapolation``, 1 in the paper; 0 removes the optimistic term,
+    an ablation); (2) draw Y from the prior, run the inner loop on h^(t+1)(y) = (lam1/lam2) V(y) + pool;
+    (3) add Y(t+1) with (1-mu)/lam2 to x's potential and do the same for X.
+
+    ``inner``: "langevin" (``inner_steps`` ULA or MALA steps of size ``step``, Algorithms 1-2), "proximal"
+    (Algorithm 3: ``inner_steps`` proximal-sampler steps with proximal step ``proximal_eta``, each backward
+    step by ``proximal_inner`` MALA steps of size ``step``), or "weights" (an ablation: no particle movement;
+    the M prior draws X(0), Y(0) stay put and carry the self-normalized importance weights
+    p*_t/pi ∝ exp(-pool), so PAPAL becomes a weight-only method). ``batch``: stochastic potentials
+    (minibatches of the opponent's particles, see :class:`OpponentAverage`).
+    ``low_rank`` (default: whenever the game is a LowRankGame) keeps feature means instead of pools.
+    ``horizon`` (default ceil(10/lam2)) prunes pool sets by age. ``device`` (default: the generator's)
+    and ``dtype`` place every tensor. ``callback(t, X, Y, wx, wy)`` after each step.
     """
     check_regularization(lam1, lam2, game.torus)
     require(isinstance(particles, int) and particles >= 1, "M", particles, "an integer number of particles >= 1")
     require(outer_steps >= 1, "outer_steps", outer_steps, "a positive number of outer steps")
-    require(inner_steps >= 1, "inner_steps", inner_steps, "a positive number of Langevin steps")
+    require(inner in INNER_LOOPS, "inner", inner, f"one of {INNER_LOOPS}")
+    require(inner_steps >= 1 or inner == "weights", "inner_steps", inner_steps, "a positive number of inner steps")
     require(step > 0, "step", step, "a positive Langevin step size")
     require(output in ("last", "random"), "output", output, "'last' (Option I) or 'random' (Option II)")
+    require(sampler in ("ula", "mala"), "sampler", sampler, "'ula' or 'mala'")
+    require(extrapolation >= 0, "extrapolation", extrapolation, "a non-negative weight of the optimistic term")
     low_rank = isinstance(game, LowRankGame) if low_rank is None else low_rank
     horizon = horizon or math.ceil(10 / lam2)
+    device = generator.device if device is None else torch.device(device)
     mu = momentum(lam2)
-    quad = 0.0 if game.torus else lam1 / lam2
-    y_pot = OpponentAverage(game, "y", horizon, low_rank)
-    x_pot = OpponentAverage(game, "x", horizon, low_rank)
+    e = float(extrapolation)
+    quad = lam1 / lam2
+    torus = game.torus
+    y_pot = OpponentAverage(game, "y", horizon, low_rank, batch, generator)
+    x_pot = OpponentAverage(game, "x", horizon, low_rank, batch, generator)
+    meta = device.type == "meta"
 
     def prior(dim: int) -> torch.Tensor:
-        return sample_prior(particles, dim, lam1, lam2, game.torus, generator, dtype)
+        return sample_prior(particles, dim, lam1, lam2, torus, generator, dtype, device)
 
-    x_now = prior(game.dim_x)
+    def potential(pot: OpponentAverage):
+        return (lambda z: quad * confinement(z, torus) + pot.value(z),
+                lambda z: pot.grad(z).add_(confinement_grad(z, torus), alpha=quad))
+
+    fixed_x, fixed_y = prior(game.dim_x), prior(game.dim_y)
+
+    def sample(pot: OpponentAverage, fixed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if inner == "weights":  # prior draws: uniform on the torus, so the confinement enters the weights there
+            return fixed, torch.softmax(-pot.value(fixed) - (quad * confinement(fixed, True) if torus else 0), 0)
+        start = prior(fixed.shape[1])
+        value, grad = potential(pot)
+        if inner == "proximal":
+            return proximal_sampler(start, value, grad, eta=proximal_eta, steps=inner_steps,
+                                    inner_steps=proximal_inner, inner_step=step, generator=generator), None
+        return langevin(start, value, grad, step=step, steps=inner_steps, generator=generator, sampler=sampler,
+                        torus=torus), None
+
+    x_now, y_now = fixed_x, fixed_y
+    wx_now = wx_prev = _uniform_weights(x_now)
+    wy_now = _uniform_weights(y_now)
     x_prev = x_now
-    y_now = prior(game.dim_y)
-    _check_payoff_range(game, x_now, y_now)
-    xs, ys = [x_now], [y_now]
+    if not meta:
+        _check_payoff_range(game, x_now, y_now)
+    xs, ys, wxs, wys = [x_now], [y_now], [wx_now], [wy_now]
     for t in range(outer_steps):
         y_pot.decay(mu)
-        y_pot.add(x_now, -(1 - mu) * (1 + mu) / lam2)
-        y_pot.add(x_prev, (1 - mu) * mu / lam2)
-        y_now = langevin(prior(game.dim_y), lambda z: quad * z.square().sum(1) + y_pot.value(z),
-                         lambda z: y_pot.grad(z).add_(z, alpha=2 * quad), step=step, steps=inner_steps,
-                         generator=generator, sampler=sampler, torus=game.torus)
+        y_pot.add(x_now, -(1 - mu) * (1 + e * mu) / lam2, wx_now)
+        if e:
+            y_pot.add(x_prev, (1 - mu) * e * mu / lam2, wx_prev)
+        y_now, wy = sample(y_pot, fixed_y)
+        wy_now = _uniform_weights(y_now) if wy is None else wy
         x_pot.decay(mu)
-        x_pot.add(y_now, (1 - mu) / lam2)
-        x_prev, x_now = x_now, langevin(prior(game.dim_x), lambda z: quad * z.square().sum(1) + x_pot.value(z),
-                                        lambda z: x_pot.grad(z).add_(z, alpha=2 * quad), step=step, steps=inner_steps,
-                                        generator=generator, sampler=sampler, torus=game.torus)
-        if not (torch.isfinite(x_now).all() and torch.isfinite(y_now).all()):
+        x_pot.add(y_now, (1 - mu) / lam2, wy_now)
+        x_new, wx = sample(x_pot, fixed_x)
+        x_prev, wx_prev = x_now, wx_now
+        x_now, wx_now = x_new, (_uniform_weights(x_new) if wx is None else wx)
+        if not meta and not (torch.isfinite(x_now).all() and torch.isfinite(y_now).all()):
             raise ConvergenceError(f"PAPAL particles became non-finite at outer step {t + 1}: lower the step "
                                    f"size (now {step})")
         xs.append(x_now)
         ys.append(y_now)
+        wxs.append(wx_now)
+        wys.append(wy_now)
         if callback is not None:
-            callback(t + 1, x_now, y_now)
+            callback(t + 1, x_now, y_now, wx_now, wy_now)
     chosen = outer_steps
-    if output == "random":
-        weights = torch.tensor([mu ** (-s) for s in range(1, outer_steps + 1)], dtype=torch.float64)
+    if output == "random" and not meta:
+        weights = torch.tensor([mu ** (-s) for s in range(1, outer_steps + 1)], dtype=torch.float64,
+                               device=generator.device)
         chosen = int(torch.multinomial(weights / weights.sum(), 1, generator=generator)) + 1
-    return PapalResult(x=xs[chosen], y=ys[chosen], xs=xs, ys=ys, chosen_step=chosen, mu=mu)
+    return PapalResult(x=xs[chosen], y=ys[chosen], xs=xs, ys=ys, chosen_step=chosen, mu=mu, wxs=wxs, wys=wys)
 
 
 def _check_payoff_range(game: Game, x: torch.Tensor, y: torch.Tensor) -> None:

@@ -13,6 +13,7 @@ from tenfold.pl.lower_bound import (
     chain_blocks_for,
     hessian_norm,
     lower_bound_queries,
+    pl_constant,
     pl_ratio,
     relative_value_floor,
 )
@@ -21,6 +22,6 @@ from tenfold.pl.quadratic import NesterovQuadratic
 
 __all__ = [
     "C3", "METHODS", "HardFunction", "NesterovQuadratic", "ScaledHardFunction", "Trace", "adam", "agd",
-    "chain_blocks_for", "gd", "heavy_ball", "hessian_norm", "lower_bound_queries", "pl_ratio",
+    "chain_blocks_for", "gd", "heavy_ball", "hessian_norm", "lower_bound_queries", "pl_constant", "pl_ratio",
     "relative_value_floor", "run_method", "tent", "v_grad", "v_value",
 ]

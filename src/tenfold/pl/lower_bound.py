@@ -69,3 +69,26 @@ def hessian_norm(hvp: Callable, x: torch.Tensor, generator: torch.Generator, ite
             return 0.0
         u = w / norm
     return norm
+
+
+def pl_constant(g, points: int = 1001) -> tuple[float, float]:
+    """The smallest PL ratio |grad g|^2/(2 g) found on the hard function, and where: (ratio, s).
+
+    The ratio is ~0.24/T at the start y, but lower where the first coordinate has moved alone: on the family
+    x = y with x_1 = s y_1 it equals ((3s - 1)^2 + (1 - s)^2)/(2 g(x)) for T >= 2, smallest at s = 0.4
+    (~0.097/T). We scan s in [0, 1] (``points`` values) and return the minimum, an upper bound on the true
+    PL constant (Lemma 2 proves 1/(C3 T) below it); gradient searches from perturbed starts found nothing
+    lower (docs/pl.md).
+    """
+    require(points >= 2, "points", points, "at least two scan points")
+    start = g.start
+    best, where = pl_ratio(g.value_and_grad, start), 1.0
+    for s in torch.linspace(0.0, 1.0, points, dtype=start.dtype).tolist():
+        x = start.clone()
+        x[0] = s * start[0]
+        if s == 0.0 and g.value(x) == 0:
+            continue
+        ratio = pl_ratio(g.value_and_grad, x)
+        if ratio < best:
+            best, where = ratio, s
+    return best, where
