@@ -17,3 +17,34 @@ def run_ctx(tmp_path):
     from tenfold.engine import RunContext
 
     return RunContext(out_dir=tmp_path / "run", seed=0, experiment="test")
+
+
+# -- oracle tests are required in CI --------------------------------------------------------------------
+# An oracle test compares with a reference library of the [oracles] extra (SpikingJelly, panoptic_parts).
+# On a developer's machine without the extra it skips; under CI=true a skipped oracle test (or a skipped
+# oracle module) fails instead, so a missing install step cannot hide behind a green run.
+IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def _is_oracle(node) -> bool:
+    return node.get_closest_marker("oracle") is not None or "oracle" in node.nodeid.lower()
+
+
+def _fail_skipped_oracle(report, node) -> None:
+    if IN_CI and report.skipped and _is_oracle(node) and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = (f"CI: oracle test skipped ({reason}); oracle tests are required in CI: install the "
+                           "[oracles] extra (`make oracles`)")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_skipped_oracle(outcome.get_result(), item)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _fail_skipped_oracle(outcome.get_result(), collector)

@@ -93,7 +93,7 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, capsys
     assert _run(args + ["--out", str(tmp_path / "b")], capsys)[0] == 130
     (folder,) = (tmp_path / "b" / "digits-mlp").iterdir()
     assert json.loads((folder / "results.json").read_text())["status"] == "interrupted"
-    assert load_state(folder / "checkpoints" / "seed0-hidden128-lr0.003.pt")["epoch"] == 3
+    assert load_state(folder / "checkpoints" / "seed0-mlp-lr0.003.pt")["epoch"] == 3
     monkeypatch.delenv("TENFOLD_STOP_AFTER_EPOCHS")
     assert _run(args + ["--out", str(tmp_path / "b"), "--resume"], capsys)[0] == 0
     (full,) = (tmp_path / "a" / "digits-mlp").iterdir()
@@ -114,7 +114,7 @@ def test_kill_9_mid_run_then_resume(tmp_path):
     deadline = time.time() + 120
     ckpt = None
     while time.time() < deadline and proc.poll() is None:
-        found = list((tmp_path / "k").glob("digits-mlp/*/checkpoints/seed0-hidden128-lr0.003.pt"))
+        found = list((tmp_path / "k").glob("digits-mlp/*/checkpoints/seed0-mlp-lr0.003.pt"))
         if found:
             ckpt = found[0]
             break

@@ -63,7 +63,7 @@ def make_mlp(hidden: int, inputs: int = 64, classes: int = 10) -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, classes))
 
 
-def _train(cfg: DigitsMLPConfig, ctx: RunContext, hidden: int, lr: float, seed: int, train, val):
+def _train(cfg: DigitsMLPConfig, ctx: RunContext, role: str, hidden: int, lr: float, seed: int, train, val):
     """One model trained with AdamW; returns it and its per-epoch history (a resumable stage)."""
     torch.manual_seed(seed)
     model = make_mlp(hidden)
@@ -80,7 +80,7 @@ def _train(cfg: DigitsMLPConfig, ctx: RunContext, hidden: int, lr: float, seed: 
         return {"loss": loss.detach()}
 
     state = fit(model=model, step=step, dataset=train, epochs=cfg.epochs, batch_size=cfg.batch_size, ctx=ctx,
-                optimizer=optimizer, stage=f"seed{seed}-hidden{hidden}-lr{lr:g}",
+                optimizer=optimizer, stage=f"seed{seed}-{role}-lr{lr:g}",
                 on_epoch_end=lambda s: {"val_acc": evaluate(model, val, ctx)} if s.epoch == cfg.epochs else None)
     return model, state
 
@@ -89,11 +89,11 @@ def _cross_entropy(out: torch.Tensor, y: torch.Tensor) -> float:
     return float(nn.functional.cross_entropy(out, y))
 
 
-def _tuned(cfg, ctx, hidden, seed, train, val, test) -> dict:
+def _tuned(cfg, ctx, role, hidden, seed, train, val, test) -> dict:
     """The learning rate with the lowest final validation loss; that model's test accuracy and loss."""
     best = None
     for lr in cfg.lrs:
-        model, state = _train(cfg, ctx, hidden, lr, seed, train, val)
+        model, state = _train(cfg, ctx, role, hidden, lr, seed, train, val)
         val_loss = evaluate(model, val, ctx, metric=_cross_entropy)
         if best is None or val_loss < best["val_loss"]:
             best = {"lr": lr, "val_loss": val_loss, "test_acc": evaluate(model, test, ctx),
@@ -110,8 +110,8 @@ def run(cfg: DigitsMLPConfig, ctx: RunContext) -> Result:
     for k in range(cfg.seeds):
         seed = ctx.seed + k
         train, val, test = (digits(s, seed=cfg.split_seed + k) for s in ("train", "val", "test"))
-        mlp = _tuned(cfg, ctx, cfg.hidden, seed, train, val, test)
-        linear = _tuned(cfg, ctx, 0, seed, train, val, test)
+        mlp = _tuned(cfg, ctx, "mlp", cfg.hidden, seed, train, val, test)
+        linear = _tuned(cfg, ctx, "linear", 0, seed, train, val, test)
         ratio = mlp["test_loss"] / linear["test_loss"]
         ratios.append(ratio)
         rows.append({"seed": seed, "MLP lr": mlp["lr"], "MLP test acc": mlp["test_acc"],

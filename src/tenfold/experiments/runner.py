@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import yaml
 
-from tenfold.benchmarks.common import fixed_threads
+from tenfold.engine.threads import fixed_threads
 from tenfold.config import Config, resolve
 from tenfold.io import atomic_write_json, atomic_write_text
 from tenfold.engine.context import RunContext

@@ -216,10 +216,11 @@ def evaluate_claim(claim: Statement, cfg: BaseModel, metrics: dict[str, float],
     if isinstance(claim, PaperClaim) and len(values) < claim.seeds:
         raise ClaimError(f"{where}: {claim.metric!r} has {len(values)} per-seed value(s), the claim needs "
                          f"{claim.seeds} (put one value per seed in Result.samples)")
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    finite = all(math.isfinite(v) for v in values)
+    mean = statistics.fmean(values) if finite else math.nan
+    std = statistics.stdev(values) if finite and len(values) > 1 else (0.0 if finite else math.nan)
     low, high = claim.bounds(cfg)
-    holds = bool(all(math.isfinite(v) for v in values) and low <= mean <= high)
+    holds = bool(finite and low <= mean <= high)
     record: dict[str, Any] = {
         "name": claim.name, "kind": claim.kind, "metric": claim.metric, "value": mean, "std": std,
         "n": len(values), "samples": values, "threshold": claim.threshold_text(cfg),

@@ -1,0 +1,242 @@
+"""The evidence contract: claim schema, registration errors, evaluation, --falsify reruns, the report."""
+
+import json
+import math
+
+import pytest
+from pydantic import Field
+
+from tenfold.config import Config
+from tenfold.experiments import registry
+from tenfold.reporting import Check, ClaimError, PaperClaim, Result
+from tenfold.reporting.claims import evaluate_claim, verdict
+from tenfold.reporting.reproduce import ablation_slug, reproduce
+
+
+class _T(Config):
+    min_gain: float = Field(0.1, description="source: test fixture")
+    max_gap: float = Field(1e-3, description="source: test fixture")
+    bare: float = 0.5  # no description: not a valid threshold
+    label: str = Field("x", description="not a number")
+
+
+class _Cfg(Config):
+    mechanism: bool = Field(True, description="the mechanism the claim tests")
+    other: bool = Field(True, description="a second switch")
+    seeds: int = 3
+    thresholds: _T = _T()
+
+
+def _paper(**kw):
+    args = dict(metric="gain", at_least="thresholds.min_gain", ablation=["mechanism=false"],
+                paper="Paper, Table 1: 90% vs 80%")
+    return PaperClaim("gain over the baseline", **{**args, **kw})
+
+
+# -- registration ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("claim, message", [
+    (_paper(ablation=[]), "ablation= is empty"),
+    (_paper(paper=" "), "paper= is empty"),
+    (_paper(seeds=1), "needs why_one_run="),
+    (_paper(seeds=0, why_one_run="deterministic"), "seeds=0 must be at least 1"),
+    (_paper(at_least="thresholds.nope"), "'thresholds.nope' is not a field"),
+    (_paper(at_least="thresholds.bare"), "has no description"),
+    (_paper(at_least="thresholds.label"), "must be a number"),
+    (_paper(at_least=None), "exactly one of at_least=, at_most=, between="),
+    (_paper(at_most="thresholds.max_gap"), "exactly one of"),
+    (_paper(ablation=["mechanizm=false"]), "not a valid override"),
+    (_paper(ablation=["mechanism"]), "not a valid override"),
+    (_paper(ablation=["mechanism=maybe"]), "not a valid override"),
+    (_paper(metric=""), "metric= is empty"),
+    (Check("c", metric="m", between=("thresholds.min_gain",)), "two config field paths"),
+])
+def test_malformed_claims_are_refused_at_registration(claim, message):
+    with pytest.raises(ClaimError, match=message):
+        registry.register("fake-bad", paper="foundation", config=_Cfg, claims=[claim])
+    assert "fake-bad" not in registry.REGISTRY
+
+
+def test_duplicate_claim_names_and_foreign_objects_are_refused():
+    with pytest.raises(ClaimError, match="two claims are named"):
+        registry.register("fake-bad", paper="foundation", config=_Cfg, claims=[_paper(), _paper()])
+    with pytest.raises(ClaimError, match="PaperClaim or Check"):
+        registry.register("fake-bad", paper="foundation", config=_Cfg, claims=["holds"])
+
+
+def test_one_run_claims_need_a_reason_and_then_register():
+    ok = _paper(seeds=1, why_one_run="a deterministic memory count")
+    registry.register("fake-one", paper="foundation", config=_Cfg, claims=[ok])(lambda cfg, ctx: None)
+    registry.REGISTRY.pop("fake-one")
+
+
+# -- evaluation ------------------------------------------------------------------------------------------
+def test_paper_claim_reads_the_mean_and_reports_the_spread():
+    rec = evaluate_claim(_paper(), _Cfg(), {}, {"gain": [0.1, 0.2, 0.3]})
+    assert rec["value"] == pytest.approx(0.2) and rec["std"] == pytest.approx(0.1) and rec["n"] == 3
+    assert rec["holds"] and rec["kind"] == "paper" and rec["threshold"] == ">= 0.1"
+    assert rec["ablation"] == ["mechanism=false"] and rec["paper"].startswith("Paper")
+    assert "source: test fixture" in rec["source"]
+    low = evaluate_claim(_paper(), _Cfg(), {}, {"gain": [0.0, 0.05, 0.1]})
+    assert not low["holds"]  # mean 0.05 < 0.1 although one seed reaches it
+    strict = _Cfg(thresholds=_T(min_gain=0.25))
+    assert not evaluate_claim(_paper(), strict, {}, {"gain": [0.1, 0.2, 0.3]})["holds"]
+
+
+def test_paper_claim_with_too_few_seeds_or_no_metric_is_an_error():
+    with pytest.raises(ClaimError, match="has 2 per-seed value"):
+        evaluate_claim(_paper(), _Cfg(), {}, {"gain": [0.3, 0.3]})
+    with pytest.raises(ClaimError, match="has 1 per-seed value"):
+        evaluate_claim(_paper(), _Cfg(), {"gain": 0.3}, {})
+    with pytest.raises(ClaimError, match="no metric 'gain'"):
+        evaluate_claim(_paper(), _Cfg(), {"gian": 0.3}, {})
+
+
+def test_checks_read_metrics_and_non_finite_values_fail():
+    check = Check("gap", metric="gap", at_most="thresholds.max_gap")
+    assert evaluate_claim(check, _Cfg(), {"gap": 1e-4}, {})["holds"]
+    assert not evaluate_claim(check, _Cfg(), {"gap": 1e-2}, {})["holds"]
+    assert not evaluate_claim(check, _Cfg(), {"gap": math.nan}, {})["holds"]
+    assert not evaluate_claim(_paper(), _Cfg(), {}, {"gain": [0.3, math.inf, 0.3]})["holds"]
+    both = Check("in band", metric="gap", between=("thresholds.max_gap", "thresholds.min_gain"))
+    assert evaluate_claim(both, _Cfg(), {"gap": 0.05}, {})["threshold"] == "in [0.001, 0.1]"
+
+
+def test_verdicts():
+    base = {"kind": "paper", "holds": True}
+    assert verdict(base) == "reproduced (ablation not run)"
+    assert verdict({**base, "ablated_holds": False}) == "reproduced"
+    assert verdict({**base, "ablated_holds": True}) == "not falsified"
+    assert verdict({**base, "holds": False, "ablated_holds": False}) == "not reproduced"
+    assert verdict({**base, "ablation_error": "RuntimeError: x"}) == "ablation failed"
+    assert verdict({"kind": "check", "holds": False}) == "fail"
+
+
+# -- --falsify ---------------------------------------------------------------------------------------------
+CLAIMS = [
+    _paper(),  # fails without the mechanism
+    PaperClaim("gap is small", metric="gap_by_seed", at_most="thresholds.max_gap", ablation=["mechanism=false"],
+               paper="Paper, Fig. 2: gap 1e-4"),  # shares the run, and still holds without the mechanism
+    PaperClaim("needs the other switch", metric="gain", at_least="thresholds.min_gain", ablation=["other=false"],
+               paper="Paper | Table 3: a|b"),  # a second, distinct ablation; '|' must be escaped in tables
+    Check("a check | with a bar", metric="score", at_least="thresholds.min_gain"),
+]
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    registry.discover()
+    calls = []
+
+    def run(cfg, ctx):
+        calls.append((cfg.mechanism, cfg.other))
+        gain = 0.3 if cfg.mechanism and cfg.other else 0.0
+        return Result(metrics={"score": 1.0}, samples={"gain": [gain + 0.01 * k for k in range(cfg.seeds)],
+                                                       "gap_by_seed": [1e-4] * cfg.seeds})
+
+    def broken_ablation(cfg, ctx):
+        if not cfg.mechanism:
+            raise RuntimeError("ablation crashed")
+        return run(cfg, ctx)
+
+    exp = registry.Experiment("fake-claims", "foundation", _Cfg, run, "fake", claims=tuple(CLAIMS))
+    monkeypatch.setitem(registry.REGISTRY, "fake-claims", exp)
+    monkeypatch.setitem(registry.REGISTRY, "fake-crashy",
+                        registry.Experiment("fake-crashy", "foundation", _Cfg, broken_ablation, "crashy",
+                                            claims=(_paper(),)))
+    return calls
+
+
+def test_falsify_runs_each_distinct_ablation_once_and_records_ablated_values(tmp_path, fake):
+    outcome = reproduce(["fake-claims"], preset="quick", out=tmp_path, falsify_claims=True)
+    assert sorted(fake) == [(False, True), (True, False), (True, True)]  # main run + 2 distinct ablations
+    claims = {c["name"]: c for c in outcome.entries[0]["claims"]}
+    gain = claims["gain over the baseline"]
+    assert gain["ablated_value"] == pytest.approx(0.01) and gain["ablated_holds"] is False
+    assert verdict(gain) == "reproduced"
+    assert verdict(claims["gap is small"]) == "not falsified"
+    assert verdict(claims["needs the other switch"]) == "reproduced"
+    slug = ablation_slug(("mechanism=false",))
+    assert (tmp_path / "runs" / "ablations" / slug / "fake-claims").is_dir()
+    assert gain["ablation_run_dir"].startswith(str(tmp_path / "runs" / "ablations" / slug))
+    assert outcome.failing() == ["fake-claims: gap is small (not falsified)"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary[0]["claims"][0]["ablated_holds"] is False
+
+
+def test_without_falsify_no_ablation_runs(tmp_path, fake):
+    outcome = reproduce(["fake-claims"], preset="quick", out=tmp_path)
+    assert fake == [(True, True)]
+    assert {verdict(c) for c in outcome.entries[0]["claims"] if c["kind"] == "paper"} == {
+        "reproduced (ablation not run)"}
+
+
+def test_a_crashed_ablation_is_recorded_not_fatal(tmp_path, fake):
+    outcome = reproduce(["fake-crashy"], preset="quick", out=tmp_path, falsify_claims=True)
+    (claim,) = outcome.entries[0]["claims"]
+    assert "ablation crashed" in claim["ablation_error"] and verdict(claim) == "ablation failed"
+    assert "ablation crashed" in outcome.report.read_text()
+
+
+def test_report_shows_ours_threshold_paper_and_ablated_value(tmp_path, fake):
+    outcome = reproduce(["fake-claims"], preset="quick", out=tmp_path, falsify_claims=True)
+    md = outcome.report.read_text()
+    header = "| experiment | claim | ours | threshold | paper | without the mechanism | verdict |"
+    assert header in md
+    assert ("| fake-claims | gain over the baseline | 0.31 ± 0.01 (n=3) | >= 0.1 | Paper, Table 1: 90% vs 80% | "
+            "`mechanism=false`: 0.01 ± 0.01 (n=3) → fails | reproduced |") in md
+    assert "| **not falsified** |" in md
+    assert "Paper \\| Table 3: a\\|b" in md and "a check \\| with a bar" in md  # escaped, not new columns
+    for line in md.splitlines():
+        if line.startswith("| fake-claims | needs the other switch"):
+            assert line.replace("\\|", "").count("|") == 8
+    assert "paper claims: 2/3 reproduced, 0 not reproduced, 1 of the reproduced not falsified" in md
+    assert "checks: 1/1 pass" in md
+    assert "## Contents" in md and "- [Paper claims](#paper-claims)" in md and "(#fake-claims)" in md
+    assert "Run folder: [" in md and "](runs/fake-claims/" in md
+    html = (tmp_path / "report.html").read_text()
+    assert 'id="paper-claims"' in html and 'id="fake-claims"' in html
+    assert '<strong style="color:#b00">not falsified</strong>' in html
+
+
+def test_cli_strict_exit_codes(tmp_path, fake, capsys):
+    from tenfold.cli import cli_main
+
+    base = ["reproduce", "--quick", "--only", "fake-claims", "--out", str(tmp_path)]
+    assert cli_main(base) == 0
+    assert cli_main(base + ["--falsify"]) == 0  # a flagged claim is reported, not an error
+    assert cli_main(base + ["--falsify", "--strict"]) == 1
+    assert "gap is small (not falsified)" in capsys.readouterr().err
+
+
+def test_reproduce_exits_1_when_an_experiment_crashes(tmp_path, monkeypatch, capsys):
+    from tenfold.cli import cli_main
+
+    registry.discover()
+
+    def broken(cfg, ctx):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(registry.REGISTRY, "fake-boom", registry.Experiment("fake-boom", "foundation", _Cfg, broken))
+    assert cli_main(["reproduce", "--quick", "--only", "fake-boom", "--out", str(tmp_path)]) == 1
+    assert "1 experiment(s) crashed: fake-boom" in capsys.readouterr().err
+
+
+# -- the shipped experiments ---------------------------------------------------------------------------------
+def test_every_registered_paper_claim_names_an_ablation_and_a_paper_figure():
+    for exp in registry.discover().values():
+        for claim in exp.claims:
+            if isinstance(claim, PaperClaim):
+                assert claim.ablation and claim.paper.strip(), (exp.name, claim.name)
+
+
+@pytest.mark.slow
+def test_digits_mlp_paper_claim_fails_without_its_hidden_layer(tmp_path):
+    from tenfold.experiments.runner import run_experiment
+
+    fast = ["epochs=10", "lrs=[0.01]"]
+    _, data = run_experiment("digits-mlp", overrides=fast, out=tmp_path / "with")
+    claim = data["claims"][0]
+    assert claim["kind"] == "paper" and claim["holds"], claim
+    _, ablated = run_experiment("digits-mlp", overrides=fast + ["hidden=0"], out=tmp_path / "without")
+    claim = ablated["claims"][0]
+    assert claim["value"] == pytest.approx(1.0, abs=0.05) and not claim["holds"]  # the linear model against itself
