@@ -1,5 +1,6 @@
 """The session runner and the FSCIL metrics on small synthetic data (fast), and the experiment path."""
 
+import copy
 import json
 
 import pytest
@@ -161,3 +162,115 @@ def test_cli_bad_session_settings_fail_before_work(tmp_path, capsys, override, m
     code = cli_main(["run", "fscil-digits", "--out", str(tmp_path), "--set", override])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
+
+
+# --- the official session protocol (mmfscil/apis/fscil.py, mean_neck_feat=True) ------------------------
+
+def _official_counts(session: int, base: int, ways: int, shots: int, copy_list: list[int]) -> dict[int, int]:
+    """Written from the official rule, independently of the library: the new shots once, each earlier
+    novel class's mean copy_list[session - 1] times, each base class's mean once."""
+    counts = {c: 1 for c in range(base)}
+    for c in range(base, base + ways * (session - 1)):
+        counts[c] = copy_list[session - 1]
+    for c in range(base + ways * (session - 1), base + ways * session):
+        counts[c] = shots
+    return counts
+
+
+def _three_session_data():
+    torch.manual_seed(0)
+    net = FSCILNet(mlp_backbone(10, 16), ProjectionHead(16, 9), ETFClassifier(10, 9, seed=0))
+    xb, yb = _blobs(10, [0, 1, 2, 3], 0)
+    xs = [_blobs(5, [4 + 2 * i, 5 + 2 * i], 1 + i) for i in range(3)]
+    xt, yt = _blobs(4, list(range(10)), 7)
+    data = cache_features(net, [xb] + [x for x, _ in xs], [yb] + [y for _, y in xs], xt, yt, [4, 2, 2, 2])
+    return net, data
+
+
+@pytest.mark.parametrize("duplication,copy_list", [("t", [1, 2, 3]), (1, [1, 1, 1]), (4, [4, 4, 4])])
+def test_each_sessions_finetuning_set_is_the_official_one(duplication, copy_list):
+    net, data = _three_session_data()
+    sets = {}
+    run_sessions(net, "etf-dr", data, IncrementalSettings(steps=2, duplication=duplication),
+                 torch.Generator().manual_seed(0), on_finetune_set=lambda t, y: sets.__setitem__(t, y.clone()))
+    assert sorted(sets) == [1, 2, 3]
+    for t, labels in sets.items():
+        got = dict(zip(*[v.tolist() for v in torch.unique(labels, return_counts=True)]))
+        assert got == _official_counts(t, 4, 2, 5, copy_list), (t, got)
+
+
+def test_digits_session_two_matches_the_issue_example():
+    """Issue 22: session 2 on digits (base 0-5, {6,7}, {8,9}, c_t = t): {6:2, 7:2, 8:5, 9:5}, base means once."""
+    assert _official_counts(2, 6, 2, 5, [1, 2]) == {0: 1, 1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 2, 7: 2, 8: 5, 9: 5}
+
+
+def test_finetune_set_rows_are_the_shots_and_the_stored_means():
+    from tenfold.incremental.sessions import class_means, finetune_set
+
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(40, 3, generator=g, dtype=torch.float64)
+    labels = torch.arange(8).repeat_interleave(5)
+    memory = class_means(feats[:30], labels[:30], list(range(6)))  # base 0-3, earlier novel 4-5
+    x, y = finetune_set(memory, 4, feats[30:], labels[30:], c_t=3)
+    assert torch.equal(x[:10], feats[30:]) and torch.equal(y[:10], labels[30:])  # new shots once, not repeated
+    assert y[10:16].tolist() == [4, 5, 4, 5, 4, 5] and torch.equal(x[10:12], x[12:14])
+    assert torch.allclose(x[10], feats[20:25].mean(0))  # the mean of class 4's shots
+    assert y[16:].tolist() == [0, 1, 2, 3] and torch.allclose(x[16:], memory[:4])
+
+
+def test_feature_mixup_mixes_the_neck_outputs():
+    """With p = 1 and lam = 0.5 the loss is that of 0.5 g(h) + 0.5 g(h[perm]), not of g(0.5 h + 0.5 h[perm])."""
+    from tenfold.incremental.losses import dot_regression_loss, mixed_loss
+    from tenfold.incremental.sessions import finetune_head
+
+    torch.manual_seed(0)
+    head = ProjectionHead(6, 5)
+    net = FSCILNet(nn.Identity(), head, ETFClassifier(6, 5, seed=0))
+    h = torch.randn(8, 6, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 1, 2, 3, 4, 5, 0, 1])
+    settings = IncrementalSettings(steps=1, batch_size=8, feature_mixup_p=1.0, feature_mixup_lam=0.5,
+                                   balanced=False, weight_decay=0.0, momentum=0.0, lr=1.0, warmup_steps=0,
+                                   schedule="cosine")
+    g = torch.Generator().manual_seed(3)
+    order = torch.randperm(8, generator=g)
+    torch.rand((), generator=g)
+    perm = torch.randperm(8, generator=g)
+    w = net.classifier.prototypes
+    ref = copy.deepcopy(head)
+    mu = ref(h[order])
+    loss = 10.0 * mixed_loss(dot_regression_loss, 0.5 * mu + 0.5 * mu[perm], y[order], y[order][perm], 0.5,
+                             prototypes=w)
+    loss.backward()
+    expected = {k: p.detach() - p.grad for k, p in ref.named_parameters()}
+    finetune_head(net, h, y, 6, settings, torch.Generator().manual_seed(3), session=1)
+    for k, p in head.named_parameters():
+        assert torch.allclose(p.detach(), expected[k], atol=1e-6), k
+
+
+def test_cooldown_schedule_matches_the_official_hook_formula():
+    import math
+
+    from tenfold.incremental.sessions import cooldown_lr
+
+    lr, total = 0.25, 50
+    # Values of CosineAnnealingCooldownLrUpdaterHook(min_lr_ratio=1e-2, cool_down_ratio=0.1, cool_down_time=5,
+    # warmup='linear', warmup_iters=5, warmup_ratio=0.1) at runner.iter = it, written out by hand.
+    def regular(it):
+        return 0.0025 + 0.5 * (0.25 - 0.0025) * (1 + math.cos(math.pi * it / 45))
+    assert cooldown_lr(1, total, lr) == pytest.approx(regular(1) * (1 - 0.8 * 0.9))
+    assert cooldown_lr(4, total, lr) == pytest.approx(regular(4) * (1 - 0.2 * 0.9))
+    assert cooldown_lr(5, total, lr) == pytest.approx(regular(5))
+    assert cooldown_lr(45, total, lr) == pytest.approx(0.0025)
+    assert cooldown_lr(46, total, lr) == pytest.approx(0.00025) and cooldown_lr(50, total, lr) == pytest.approx(0.00025)
+
+
+def test_neck_mean_evaluation_scores_against_the_neck_output_of_the_stored_means():
+    net, data = _three_session_data()
+    recs, tuned = run_sessions(net, "etf-dr", data, IncrementalSettings(steps=3, evaluation="neck-mean"),
+                               torch.Generator().manual_seed(0))
+    from tenfold.incremental.sessions import _scores, class_means
+
+    memory = torch.cat([class_means(f, y, sorted(set(y.tolist()))) for f, y in zip(data.train_feats, data.train_labels)])
+    scores = _scores(tuned, "etf-dr", data.test_feats, memory, "neck-mean")
+    pred = scores.argmax(1)
+    assert recs[-1].all == pytest.approx((pred == data.test_labels).float().mean().item())

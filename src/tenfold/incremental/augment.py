@@ -43,3 +43,40 @@ def mix_batch(x: torch.Tensor, y: torch.Tensor, *, mixup_p: float, mixup_alpha: 
     if u < mixup_p + cutmix_p and x.dim() == 4:
         return cutmix(x, y, rng.beta(cutmix_alpha, cutmix_alpha), generator, rng)
     return x, y, y, 1.0
+
+
+def base_augment(x: torch.Tensor, generator: torch.Generator, scale: tuple[float, float] = (0.6, 1.0),
+                 jitter: float = 0.4) -> torch.Tensor:
+    """The official base-session train pipeline on a batch of images (B, C, H, W) in [0, 1]:
+    RandomResizedCrop (area ``scale``, aspect 3/4..4/3, resized back bilinearly), horizontal flip with
+    probability 0.5, and brightness/contrast/saturation jitter by factors in ``[1 - jitter, 1 + jitter]``.
+    Inputs that are not images (MLP features) are returned unchanged. Seeded by ``generator``."""
+    if x.dim() != 4:
+        return x
+    import math
+
+    import torch.nn.functional as F
+
+    b, c, h, w = x.shape
+    u = torch.rand(b, 7, generator=generator).to(x.device, x.dtype)
+    out = torch.empty_like(x)
+    for i in range(b):
+        area = (scale[0] + (scale[1] - scale[0]) * float(u[i, 0])) * h * w
+        ratio = math.exp(math.log(3 / 4) + (math.log(4 / 3) - math.log(3 / 4)) * float(u[i, 1]))
+        ch = max(1, min(h, int(round(math.sqrt(area / ratio)))))
+        cw = max(1, min(w, int(round(math.sqrt(area * ratio)))))
+        top = int(float(u[i, 2]) * (h - ch + 1))
+        left = int(float(u[i, 3]) * (w - cw + 1))
+        crop = x[i:i + 1, :, top:top + ch, left:left + cw]
+        out[i] = F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)[0]
+    flip = u[:, 4] < 0.5
+    out[flip] = out[flip].flip(-1)
+    factors = 1.0 + jitter * (2.0 * torch.rand(b, 3, generator=generator) - 1.0)
+    factors = factors.to(x.device, x.dtype).view(b, 3, 1, 1, 1)
+    out = out * factors[:, 0]  # brightness
+    mean = out.mean(dim=(1, 2, 3), keepdim=True)
+    out = (out - mean) * factors[:, 1] + mean  # contrast
+    if c == 3:
+        grey = out.mean(dim=1, keepdim=True)
+        out = (out - grey) * factors[:, 2] + grey  # saturation
+    return out.clamp(0.0, 1.0)

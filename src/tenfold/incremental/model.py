@@ -51,11 +51,30 @@ class ETFClassifier(nn.Module):
 
 
 class FSCILNet(nn.Module):
-    """``classifier(g(f(x)))``; ``features`` gives the backbone output ``f(x)`` that the memory stores."""
+    """``classifier(g(f(x)))``; ``features`` gives the backbone output ``f(x)`` that the memory stores.
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, classifier: nn.Module) -> None:
+    ``loss`` is ``"dr"`` (dot regression against the classifier's unit columns) or ``"ce"`` (cross-entropy
+    over the seen classes); ``None`` picks DR for the fixed ETF and CE for a learnable classifier. The other
+    two pairs are the paper's ablations (a learnable classifier with DR, the ETF with CE on scaled cosines).
+    """
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, classifier: nn.Module, loss: str | None = None) -> None:
         super().__init__()
+        require(loss in (None, "dr", "ce"), "loss", loss, "'dr' or 'ce'")
         self.backbone, self.head, self.classifier = backbone, head, classifier
+        self.loss = loss or ("dr" if isinstance(classifier, ETFClassifier) else "ce")
+
+    def prototypes(self) -> torch.Tensor:
+        """The class directions (d, K) the DR loss pulls toward: the ETF, or a learnable layer's unit rows."""
+        if isinstance(self.classifier, ETFClassifier):
+            return self.classifier.prototypes
+        return F.normalize(self.classifier.weight, dim=1).T
+
+    def scores(self, mu: torch.Tensor) -> torch.Tensor:
+        """Class scores of neck outputs ``mu``: cosines for the ETF or a DR-trained layer, logits otherwise."""
+        if isinstance(self.classifier, ETFClassifier) or self.loss == "dr":
+            return F.normalize(mu, dim=1) @ self.prototypes().to(mu.dtype)
+        return self.classifier(mu)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
@@ -65,7 +84,7 @@ class FSCILNet(nn.Module):
         return self.head(h)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.head(self.backbone(x)))
+        return self.scores(self.head(self.backbone(x)))
 
 
 def predict(scores: torch.Tensor, seen: int) -> torch.Tensor:

@@ -2,14 +2,18 @@
 
 Session 0 trains backbone ``f`` and projection ``g`` on the base classes. Afterwards ``f`` is frozen and
 its features are cached; a memory keeps one mean backbone feature per class seen so far. Session
-``t >= 1`` fine-tunes only ``g`` (and a linear classifier, for the linear baselines) on the new shots
-(duplicated ``c_t`` times) together with the stored class means, then stores the new classes' means and
-evaluates on every seen class.
+``t >= 1`` fine-tunes only ``g`` (and a linear classifier, for the linear baselines) on the set the
+official code builds (mmfscil/apis/fscil.py with ``mean_neck_feat=True``, see :func:`finetune_set`): the
+session's new shots once, each earlier novel class's mean feature ``c_t`` times and each base class's
+mean feature once. It then stores the new classes' means and evaluates on every seen class through the
+fine-tuned head (neck), either against the ETF (the official default) or against the neck outputs of
+the stored class means (the official ``feat_test``).
 
 Methods:
 - ``etf-dr``: fixed ETF classifier, dot-regression loss (the paper).
 - ``linear-memory``: learnable linear classifier, cross-entropy over seen classes, same memory.
-- ``linear-new``: the same, fine-tuned on the new shots only (no memory): catastrophic forgetting.
+- ``linear-new``: the same, fine-tuned on the new shots only (no memory): forgets by construction,
+  kept as an illustration, never as a baseline of a claim.
 - ``ncm``: nearest class mean (cosine) on the frozen backbone features of a CE-trained base model;
   no fine-tuning at all.
 
@@ -38,7 +42,10 @@ METHODS = ("etf-dr", "linear-memory", "linear-new", "ncm")
 
 @dataclass
 class BaseSettings:
-    """Base-session training: SGD with momentum, cosine schedule, optional Mixup/CutMix."""
+    """Base-session training: SGD with momentum, optional Mixup/CutMix and an optional per-batch image
+    transform ``augment(x, generator)`` (crop/flip/jitter; test-time features never see it). The schedule
+    is plain cosine (``schedule="cosine"``) or the official cosine with cool-down (``"cooldown"``,
+    :func:`cooldown_lr`, with ``warmup_steps``/``min_lr_ratio``/``cool_down_steps``)."""
 
     epochs: int = 10
     batch_size: int = 64
@@ -50,14 +57,28 @@ class BaseSettings:
     mixup_alpha: float = 0.8
     cutmix_p: float = 0.0
     cutmix_alpha: float = 1.0
+    schedule: str = "cosine"
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.1
+    min_lr_ratio: float = 0.01
+    cool_down_steps: int = 10
+    cool_down_ratio: float = 0.1
+    augment: Callable | None = None
 
 
 @dataclass
 class IncrementalSettings:
-    """Per-session fine-tuning of the head: ``steps`` SGD steps (one number, or one per session; cosine,
-    linear warm-up), batch
-    ``batch_size``, novel shots duplicated ``c_t = t`` times if ``duplication == "t"`` else that
-    integer; optional feature mixup (probability, fixed ``lam``) and class-balanced DR."""
+    """Per-session fine-tuning of the head: ``steps`` SGD steps (one number, or one per session), batch
+    ``batch_size`` (shuffled epochs, last incomplete batch dropped), the earlier novel classes' means
+    repeated ``c_t = t`` times if ``duplication == "t"`` else that integer (the official ``copy_list``:
+    ``t`` for miniImageNet/CUB, 1 for CIFAR); optional feature mixup of the neck outputs (probability,
+    fixed ``lam``); class-balanced DR (the official ``with_len``, CIFAR) or not (mini/CUB).
+
+    Schedule ``"cooldown"`` is the official one (CosineAnnealingCooldown: linear warm-up over
+    ``warmup_steps`` from ``warmup_ratio``, cosine to ``min_lr_ratio * lr``, the last ``cool_down_steps``
+    at ``cool_down_ratio`` of that); ``"cosine"`` is plain cosine to 0 after a linear warm-up.
+    ``evaluation`` is ``"etf"`` (argmax of ``w_k^T mu_hat``, the official default) or ``"neck-mean"``
+    (argmax of the cosine to the neck output of each stored class mean, the official ``feat_test``)."""
 
     steps: int | list[int] = 100
     batch_size: int = 64
@@ -70,14 +91,25 @@ class IncrementalSettings:
     feature_mixup_p: float = 0.0
     feature_mixup_lam: float = 0.5
     balanced: bool = True
+    schedule: str = "cooldown"
+    warmup_ratio: float = 0.1
+    min_lr_ratio: float = 0.01
+    cool_down_steps: int = 5
+    cool_down_ratio: float = 0.1
+    evaluation: str = "etf"
+
+
+CE_SCALE = 16.0  # temperature of cosine logits when the fixed ETF is trained with CE (an ablation only)
 
 
 def _loss(net: FSCILNet, mu: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: float, seen: int,
           dr_weight: float, balanced: bool = False) -> torch.Tensor:
-    if isinstance(net.classifier, ETFClassifier):
-        w = net.classifier.prototypes.to(mu.dtype)
+    if net.loss == "dr":
+        w = net.prototypes().to(mu.dtype)
         return dr_weight * mixed_loss(dot_regression_loss, mu, y_a, y_b, lam, prototypes=w, balanced=balanced)
-    logits = net.classifier(mu)[:, :seen]
+    logits = net.scores(mu)[:, :seen]
+    if isinstance(net.classifier, ETFClassifier):
+        logits = CE_SCALE * logits
     return mixed_loss(_cross_entropy, logits, y_a, y_b, lam, balanced=balanced)
 
 
@@ -100,6 +132,42 @@ def _cosine_lr(step: int, total: int, warmup: int, lr: float) -> float:
     return 0.5 * lr * (1.0 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+def cooldown_lr(it: int, total: int, lr: float, *, warmup: int = 5, warmup_ratio: float = 0.1,
+                min_lr_ratio: float = 0.01, cool_down: int = 5, cool_down_ratio: float = 0.1) -> float:
+    """The learning rate of iteration ``it`` (1-based, as the official runner counts) of ``total`` under
+    cosine annealing with cool-down (the official CosineAnnealingCooldownLrUpdaterHook, by iteration):
+
+    ``target = min_lr_ratio * lr``; for ``it > total - cool_down`` the rate is ``cool_down_ratio * target``,
+    else ``target + (lr - target)(1 + cos(pi it / (total - cool_down)))/2``; during the linear warm-up
+    (``it < warmup``) that rate is multiplied by ``1 - (1 - it/warmup)(1 - warmup_ratio)``.
+    """
+    target = lr * min_lr_ratio
+    span = total - cool_down
+    if it > span or span <= 0:
+        regular = target * cool_down_ratio
+    else:
+        regular = target + 0.5 * (lr - target) * (1.0 + math.cos(math.pi * it / span))
+    if warmup > 0 and it < warmup:
+        return regular * (1.0 - (1.0 - it / warmup) * (1.0 - warmup_ratio))
+    return regular
+
+
+def _base_lr(settings: BaseSettings, step: int, total: int) -> float:
+    if settings.schedule == "cooldown":
+        return cooldown_lr(step + 1, total, settings.lr, warmup=settings.warmup_steps,
+                           warmup_ratio=settings.warmup_ratio, min_lr_ratio=settings.min_lr_ratio,
+                           cool_down=settings.cool_down_steps, cool_down_ratio=settings.cool_down_ratio)
+    return _cosine_lr(step, total, settings.warmup_steps, settings.lr)
+
+
+def _session_lr(settings: IncrementalSettings, step: int, total: int) -> float:
+    if settings.schedule == "cooldown":
+        return cooldown_lr(step + 1, total, settings.lr, warmup=settings.warmup_steps,
+                           warmup_ratio=settings.warmup_ratio, min_lr_ratio=settings.min_lr_ratio,
+                           cool_down=settings.cool_down_steps, cool_down_ratio=settings.cool_down_ratio)
+    return _cosine_lr(step, total, settings.warmup_steps, settings.lr)
+
+
 def train_base(net: FSCILNet, x: torch.Tensor, y: torch.Tensor, settings: BaseSettings, generator: torch.Generator,
                on_epoch: Callable[[int, float], None] | None = None) -> FSCILNet:
     """Train ``f`` and ``g`` (and a linear classifier) on the base classes ``y`` in ``0..B-1`` in place."""
@@ -117,11 +185,12 @@ def train_base(net: FSCILNet, x: torch.Tensor, y: torch.Tensor, settings: BaseSe
         running = 0.0
         for start in range(0, len(y), settings.batch_size):
             idx = order[start:start + settings.batch_size]
-            xb, ya, yb, lam = mix_batch(x[idx], y[idx], mixup_p=settings.mixup_p, mixup_alpha=settings.mixup_alpha,
+            xb = x[idx] if settings.augment is None else settings.augment(x[idx], generator)
+            xb, ya, yb, lam = mix_batch(xb, y[idx], mixup_p=settings.mixup_p, mixup_alpha=settings.mixup_alpha,
                                         cutmix_p=settings.cutmix_p, cutmix_alpha=settings.cutmix_alpha,
                                         generator=generator, rng=rng)
             for group in opt.param_groups:
-                group["lr"] = _cosine_lr(step, total, 0, settings.lr)
+                group["lr"] = _base_lr(settings, step, total)
             loss = _loss(net, net.head(net.features(xb)), ya, yb, lam, seen, settings.dr_weight)
             _check(loss, f"base session, epoch {epoch}")
             opt.zero_grad(set_to_none=True)
@@ -147,6 +216,27 @@ def class_means(features: torch.Tensor, labels: torch.Tensor, classes: list[int]
     return torch.stack([features[labels == c].mean(dim=0) for c in classes])
 
 
+def copies(duplication: int | str, session: int) -> int:
+    """``c_t``: how often each earlier novel class's mean enters session ``session``'s fine-tuning set."""
+    return session if duplication == "t" else int(duplication)
+
+
+def finetune_set(memory: torch.Tensor, base_classes: int, new_feats: torch.Tensor, new_labels: torch.Tensor,
+                 c_t: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fine-tuning set of an incremental session, as the official code builds it
+    (mmfscil/apis/fscil.py, ``mean_neck_feat=True``): the session's new shots once, then the mean features
+    of the earlier novel classes (memory rows ``base_classes..``) as a block repeated ``c_t`` times, then
+    the base classes' mean features (memory rows ``0..base_classes-1``) once.
+
+    ``memory`` holds one mean backbone feature per class seen before this session, row = label.
+    """
+    require(c_t >= 1, "duplication", c_t, "c_t >= 1 copies")
+    labels = torch.arange(len(memory), device=new_labels.device)
+    earlier = memory[base_classes:]
+    return (torch.cat([new_feats, earlier.repeat(c_t, 1), memory[:base_classes]]),
+            torch.cat([new_labels, labels[base_classes:].repeat(c_t), labels[:base_classes]]))
+
+
 def session_steps(settings: IncrementalSettings, session: int) -> int:
     """The number of fine-tuning steps of incremental session ``session`` (1-based)."""
     if isinstance(settings.steps, int):
@@ -169,12 +259,13 @@ def finetune_head(net: FSCILNet, feats: torch.Tensor, labels: torch.Tensor, seen
             order, pos = torch.randperm(n, generator=generator), 0
         idx = order[pos:pos + settings.batch_size].to(labels.device)
         pos += settings.batch_size
-        h, y_a, y_b, lam = feats[idx], labels[idx], labels[idx], 1.0
+        mu, y_a, y_b, lam = net.head(feats[idx]), labels[idx], labels[idx], 1.0
         if settings.feature_mixup_p > 0 and float(torch.rand((), generator=generator)) < settings.feature_mixup_p:
-            h, y_a, y_b, lam = mixup(h, labels[idx], settings.feature_mixup_lam, generator)
+            # The official ImageClassifierCIL.mixup_feat mixes the neck outputs, not the backbone features.
+            mu, y_a, y_b, lam = mixup(mu, labels[idx], settings.feature_mixup_lam, generator)
         for group in opt.param_groups:
-            group["lr"] = _cosine_lr(step, total, settings.warmup_steps, settings.lr)
-        loss = _loss(net, net.head(h), y_a, y_b, lam, seen, settings.dr_weight, settings.balanced)
+            group["lr"] = _session_lr(settings, step, total)
+        loss = _loss(net, mu, y_a, y_b, lam, seen, settings.dr_weight, settings.balanced)
         _check(loss, f"session {session}, step {step}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -199,24 +290,31 @@ def cache_features(net: FSCILNet, train_x: list[torch.Tensor], train_y: list[tor
 
 
 @torch.no_grad()
-def _scores(net: FSCILNet, method: str, feats: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+def _scores(net: FSCILNet, method: str, feats: torch.Tensor, memory: torch.Tensor,
+            evaluation: str = "etf") -> torch.Tensor:
     if method == "ncm":
         return F.normalize(feats, dim=1) @ F.normalize(memory, dim=1).T
     net.head.eval()
-    return net.classifier(net.head(feats))
+    if evaluation == "neck-mean":
+        return F.normalize(net.head(feats), dim=1) @ F.normalize(net.head(memory), dim=1).T
+    return net.scores(net.head(feats))
 
 
 def run_sessions(base_net: FSCILNet, method: str, data: SessionData, settings: IncrementalSettings,
                  generator: torch.Generator,
-                 on_session: Callable[[SessionRecord], None] | None = None) -> tuple[list[SessionRecord], FSCILNet]:
+                 on_session: Callable[[SessionRecord], None] | None = None,
+                 on_finetune_set: Callable[[int, torch.Tensor], None] | None = None,
+                 ) -> tuple[list[SessionRecord], FSCILNet]:
     """Sessions 0..T on a copy of the base-trained ``base_net`` with ``method``; returns the records and the net.
 
     The backbone is frozen (only its cached features are used); the memory holds one mean backbone
-    feature per seen class.
+    feature per seen class. ``on_finetune_set(t, labels)`` sees the labels of each session's fine-tuning set.
     """
     require(method in METHODS, "method", method, f"one of {', '.join(METHODS)}")
     require(settings.duplication == "t" or (isinstance(settings.duplication, int) and settings.duplication >= 1),
             "duplication", settings.duplication, "'t' or a positive integer")
+    require(settings.evaluation in ("etf", "neck-mean"), "evaluation", settings.evaluation, "'etf' or 'neck-mean'")
+    require(settings.schedule in ("cooldown", "cosine"), "schedule", settings.schedule, "'cooldown' or 'cosine'")
     net = copy.deepcopy(base_net)
     for p in net.backbone.parameters():
         p.requires_grad_(False)
@@ -230,15 +328,16 @@ def run_sessions(base_net: FSCILNet, method: str, data: SessionData, settings: I
         new_classes = list(range(seen, seen + data.group_sizes[t]))
         seen += data.group_sizes[t]
         if t > 0 and method != "ncm":
-            c_t = t if settings.duplication == "t" else int(settings.duplication)
-            parts_x, parts_y = [feats.repeat(c_t, 1)], [labels.repeat(c_t)]
-            if method != "linear-new":
-                parts_x.append(memory)
-                parts_y.append(torch.arange(len(memory), device=labels.device))
-            finetune_head(net, torch.cat(parts_x), torch.cat(parts_y), seen, settings, generator, t)
+            if method == "linear-new":
+                ft_x, ft_y = feats, labels
+            else:
+                ft_x, ft_y = finetune_set(memory, data.group_sizes[0], feats, labels, copies(settings.duplication, t))
+            if on_finetune_set is not None:
+                on_finetune_set(t, ft_y)
+            finetune_head(net, ft_x, ft_y, seen, settings, generator, t)
         memory = torch.cat([memory, class_means(feats, labels, new_classes)])
         mask = data.test_labels < seen
-        pred = predict(_scores(net, method, data.test_feats[mask], memory), seen)
+        pred = predict(_scores(net, method, data.test_feats[mask], memory, settings.evaluation), seen)
         record = session_record(pred, data.test_labels[mask], group_of_class, t, seen)
         records.append(record)
         if on_session is not None:
