@@ -100,17 +100,49 @@ def test_cli_overlapping_sessions_too_many_is_a_one_line_error(tmp_path, capsys)
 
 
 @pytest.mark.slow
-def test_fscil_digits_claims_hold_for_one_seed_via_cli(tmp_path, capsys):
-    code = cli_main(["run", "fscil-digits", "--out", str(tmp_path), "--set", "seeds=[1]"])
+def test_fscil_digits_reports_the_claims_against_fair_baselines_via_cli(tmp_path, capsys):
+    """The user path: three seeds, the declared claims evaluated from per-seed margins, the official
+    fine-tuning sets, per-session tables. (At this scale the paper claims are not reproduced: docs/fscil.md.)"""
+    code = cli_main(["run", "fscil-digits", "--out", str(tmp_path)])
     assert code == 0, capsys.readouterr().err
     (folder,) = (tmp_path / "fscil-digits").iterdir()
     result = json.loads((folder / "results.json").read_text())
-    claims = result["claims"]
-    assert len(claims) == 2 and all(c["holds"] for c in claims), claims
-    m = result["metrics"]
-    assert m["etf-dr.base_drop"] < m["linear-memory.base_drop"]
-    assert m["linear-new.last"] < 40  # no memory: catastrophic forgetting
+    claims = {c["metric"]: c for c in result["claims"]}
+    assert claims["base_retention_margin"]["kind"] == "paper" and claims["final_margin"]["n"] == 3
+    assert claims["base_retention_margin"]["ablation"] == ["classifier=learnable", "loss=ce"]
+    assert claims["finetune_set_mismatches"]["holds"] and claims["etf_gram_error"]["holds"]
+    m, samples = result["metrics"], result["samples"]
+    for s, margin in zip((0, 1, 2), samples["base_retention_margin"]):
+        assert margin == pytest.approx(min(_base_drop(result, s, "linear-memory"), _base_drop(result, s, "ncm"))
+                                       - _base_drop(result, s, "etf-dr"), abs=0.01)
+    assert "linear-new.last" not in m  # no claim or default method compares with 'new shots only'
+    assert any(k.startswith("per-session accuracy on base classes") for k in result["tables"])
     assert (folder / "sessions.png").is_file()
+
+
+def _base_drop(result, seed, method):
+    table = result["tables"][next(k for k in result["tables"] if k.startswith("per seed"))]
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0] == str(seed) and cells[1] == method:
+            return float(cells[6])
+    raise KeyError((seed, method))
+
+
+def test_ablation_swaps_the_classifier_and_the_loss_of_the_method_under_test():
+    from tenfold.config import apply_overrides, build
+    from tenfold.experiments.fscil import CLAIMS, FSCILConfig, _base_nets
+    from tenfold.engine import RunContext
+
+    cfg = build(FSCILConfig, apply_overrides(FSCILConfig().model_dump(mode="json"),
+                                             list(CLAIMS[0].ablation) + ["base.epochs=1"]))
+    x, y = _blobs(4, [0, 1, 2], 0, dim=64)
+    ctx = RunContext(out_dir=__import__("tempfile").mkdtemp())
+    nets = _base_nets(cfg, {"test"}, x, y, 10, lambda: mlp_backbone(64, cfg.width), cfg.width, 0, ctx, "base")
+    assert isinstance(nets["test"].classifier, nn.Linear) and nets["test"].loss == "ce"
+    default = build(FSCILConfig, apply_overrides(FSCILConfig().model_dump(mode="json"), ["base.epochs=1"]))
+    nets = _base_nets(default, {"test"}, x, y, 10, lambda: mlp_backbone(64, cfg.width), cfg.width, 0, ctx, "b2")
+    assert isinstance(nets["test"].classifier, ETFClassifier) and nets["test"].loss == "dr"
 
 
 def _fake_cifar100(root, per_class_train=6, per_class_test=2):
@@ -139,7 +171,7 @@ def test_cifar100_experiment_reads_a_local_root_and_cec_index_files(tmp_path, ca
     write_session_files(tmp_path / "index", [base] + novel)
     args = ["run", "fscil-cifar100", "--out", str(tmp_path / "runs"), "--set", f"root={tmp_path / 'data'}",
             "--set", f"index_dir={tmp_path / 'index'}", "--set", "base.epochs=1", "--set", "incremental.steps=2",
-            "--set", "width=4", "--set", "dim=99", "--set", "methods=[etf-dr,ncm]"]
+            "--set", "backbone=cnn", "--set", "width=4", "--set", "dim=99", "--set", "methods=[etf-dr,ncm]"]
     code = cli_main(args)
     assert code == 0, capsys.readouterr().err
     (folder,) = (tmp_path / "runs" / "fscil-cifar100").iterdir()

@@ -44,8 +44,10 @@ METHODS = ("etf-dr", "linear-memory", "linear-new", "ncm")
 class BaseSettings:
     """Base-session training: SGD with momentum, optional Mixup/CutMix and an optional per-batch image
     transform ``augment(x, generator)`` (crop/flip/jitter; test-time features never see it). The schedule
-    is plain cosine (``schedule="cosine"``) or the official cosine with cool-down (``"cooldown"``,
-    :func:`cooldown_lr`, with ``warmup_steps``/``min_lr_ratio``/``cool_down_steps``)."""
+    is plain cosine (``schedule="cosine"``), the official cosine with cool-down (``"cooldown"``,
+    :func:`cooldown_lr`, with ``warmup_steps``/``min_lr_ratio``/``cool_down_steps``; CIFAR, CUB) or step decay
+    (``"step"``: times ``step_gamma`` at each fraction of the run in ``step_milestones``, after a linear warm-up
+    from ``warmup_ratio``; miniImageNet)."""
 
     epochs: int = 10
     batch_size: int = 64
@@ -63,6 +65,8 @@ class BaseSettings:
     min_lr_ratio: float = 0.01
     cool_down_steps: int = 10
     cool_down_ratio: float = 0.1
+    step_milestones: tuple[float, ...] = (0.4, 0.6, 0.7, 0.8, 0.9)
+    step_gamma: float = 0.25
     augment: Callable | None = None
 
 
@@ -153,6 +157,11 @@ def cooldown_lr(it: int, total: int, lr: float, *, warmup: int = 5, warmup_ratio
 
 
 def _base_lr(settings: BaseSettings, step: int, total: int) -> float:
+    if settings.schedule == "step":
+        lr = settings.lr * settings.step_gamma ** sum(step >= m * total for m in settings.step_milestones)
+        if step < settings.warmup_steps:
+            lr *= 1.0 - (1.0 - step / settings.warmup_steps) * (1.0 - settings.warmup_ratio)
+        return lr
     if settings.schedule == "cooldown":
         return cooldown_lr(step + 1, total, settings.lr, warmup=settings.warmup_steps,
                            warmup_ratio=settings.warmup_ratio, min_lr_ratio=settings.min_lr_ratio,
