@@ -50,7 +50,14 @@ class Case:
 CASES = [
     Case("digits-mlp", ["epochs=6"], hang_after=3, point="saved"),
     Case("digits-mlp", ["epochs=6"], hang_after=2, point="logged"),
-    # family helpers: add sltt-digits, fscil-digits, tuning-minivtab, ... here
+    # fscil-digits: 25 stage epochs per seed with these overrides (validation base models 4, validation
+    # sessions 8, base models 4, sessions 9); killed inside seed 0's validation base models, and between a
+    # session's row and its checkpoint in seed 2 (the paper claims need all three seeds).
+    Case("fscil-digits", ["base.epochs=2", "tuning.lr_grid=[0.01,0.1]", "incremental.steps=5"],
+         hang_after=4, point="saved"),
+    Case("fscil-digits", ["base.epochs=2", "tuning.lr_grid=[0.01,0.1]", "incremental.steps=5"],
+         hang_after=70, point="logged"),
+    # family helpers: add sltt-digits, tuning-minivtab, ... here
 ]
 
 

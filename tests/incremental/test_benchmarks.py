@@ -102,14 +102,25 @@ def _few_steps(tmp_path, name, root, *extra):
     ("fscil-cub", "cub_root", ["--set", "image_size=32"]),
     ("fscil-cifar100", "cifar_root", ["--set", "resnet12_channels=[8,8,8,16]"]),
 ])
-def test_paper_presets_run_a_few_steps_on_real_format_folders(tmp_path, request, capsys, name, fixture, extra):
+def test_paper_presets_run_a_few_steps_on_real_format_folders_and_resume(tmp_path, request, capsys, monkeypatch,
+                                                                         name, fixture, extra):
+    """Interrupted after the first session of the first sessions stage, then ``--resume`` finishes the run;
+    every (stage, epoch) row of metrics.csv appears once."""
+    import csv
+
     root = request.getfixturevalue(fixture)
     if name == "fscil-cifar100":
         root, index = root
         extra = extra + ["--set", f"index_dir={index}"]
-    code = _few_steps(tmp_path, name, root, *extra)
-    assert code == 0, capsys.readouterr().err
+    monkeypatch.setenv("TENFOLD_STOP_AFTER_EPOCHS", "1")
+    assert _few_steps(tmp_path, name, root, *extra) != 0
+    monkeypatch.delenv("TENFOLD_STOP_AFTER_EPOCHS")
     (folder,) = (tmp_path / "runs" / name).iterdir()
+    assert not (folder / "results.json").exists() or json.loads((folder / "results.json").read_text())["status"] != "ok"
+    code = _few_steps(tmp_path, name, root, *extra, "--resume")
+    assert code == 0, capsys.readouterr().err
+    rows = [(r["stage"], r["epoch"]) for r in csv.DictReader((folder / "metrics.csv").open())]
+    assert len(rows) == len(set(rows)) and any(s.startswith("sessions-etf-dr") for s, _ in rows)
     result = json.loads((folder / "results.json").read_text())
     sessions = 11 if name == "fscil-cub" else 9
     assert f"etf-dr.session{sessions - 1}" in result["metrics"]

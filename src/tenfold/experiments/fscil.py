@@ -33,7 +33,7 @@ from tenfold.config import Config
 from tenfold.data import digits, shapes, stratified_split
 from tenfold.data.base import ArrayDataset
 from tenfold.data.fewshot import SessionPlan, class_order, plan_sessions, session_indices
-from tenfold.engine import RunContext
+from tenfold.engine import RunContext, Stage
 from tenfold.engine.seed import derive_seed
 from tenfold.errors import require
 from tenfold.experiments.registry import register
@@ -203,11 +203,14 @@ def _base_nets(cfg: FSCILConfig, kinds: set[str], x: torch.Tensor, y: torch.Tens
         head = ProjectionHead(feat_dim, cfg.dim)
         clf = ETFClassifier(num_classes, cfg.dim, seed=seed) if classifier == "etf" else nn.Linear(cfg.dim, num_classes)
         net = FSCILNet(make_backbone(), head, clf, loss=loss).to(ctx.device)
-        log = lambda epoch, value, kind=kind: ctx.log_metrics(stage=f"{stage}-{kind}", seed=seed, epoch=epoch,
-                                                              loss=value)
-        nets[kind] = train_base(net, x.to(ctx.device), y.to(ctx.device), base_s,
-                                ctx.generator(seed, stage, kind), on_epoch=log)
+        nets[kind] = train_base(net, x.to(ctx.device), y.to(ctx.device), base_s, ctx.generator(seed, stage, kind),
+                                stage=_stage(ctx, f"{stage}-{kind}-seed{seed}"))
     return nets
+
+
+def _stage(ctx: RunContext, name: str):
+    """A factory of the engine's resumable stage ``name`` (checkpoint per epoch or session, rows once)."""
+    return lambda **objects: Stage(ctx, name, **objects)
 
 
 def tune_lrs(cfg: FSCILConfig, x0: torch.Tensor, y0: torch.Tensor, num_classes: int, make_backbone, feat_dim: int,
@@ -244,9 +247,9 @@ def tune_lrs(cfg: FSCILConfig, x0: torch.Tensor, y0: torch.Tensor, num_classes: 
         scores = []
         for lr in grid:
             recs, _ = run_sessions(nets[_kind(method)], method, data, dataclasses.replace(inc_s, lr=lr),
-                                   ctx.generator(seed, "val-sessions", method, str(lr)))
+                                   ctx.generator(seed, "val-sessions", method, str(lr)),
+                                   stage=_stage(ctx, f"val-{method}-lr{lr:g}-seed{seed}"))
             scores.append(average_accuracy(recs))
-            ctx.log_metrics(stage="val-lr", seed=seed, method=method, lr=lr, val_avg=scores[-1])
         chosen[method] = grid[max(range(len(grid)), key=lambda k: (scores[k], -k))]
     chosen.update({m: 0.0 for m in cfg.methods if m == "ncm"})
     return chosen
@@ -292,22 +295,15 @@ def run_trial(cfg: FSCILConfig, train: ArrayDataset, test: ArrayDataset, plan: S
         data = cache_features(net, [x.to(ctx.device) for x in train_x], [y.to(ctx.device) for y in train_y],
                               test_x.to(ctx.device), test_y.to(ctx.device), sizes)
 
-        def log(r: SessionRecord, method: str = method) -> None:
-            novel = {} if r.novel is None else {"acc_novel": r.novel}
-            ctx.log_metrics(stage="session", seed=seed, method=method, session=r.session, acc_all=r.all,
-                            acc_base=r.base, **novel)
-
-        def check(t: int, labels: torch.Tensor, method: str = method) -> None:
-            nonlocal mismatches
-            if method == "linear-new":
-                return
-            got = dict(zip(*[v.tolist() for v in torch.unique(labels, return_counts=True)]))
-            want = official_counts(t, sizes, cfg.shots, copies(cfg.incremental.duplication, t))
-            mismatches += sum(got.get(c, 0) != want.get(c, 0) for c in set(got) | set(want))
-
         settings = dataclasses.replace(inc_s, lr=lrs[method]) if method != "ncm" else inc_s
         out[method], _ = run_sessions(net, method, data, settings, ctx.generator(seed, "sessions", method),
-                                      on_session=log, on_finetune_set=check)
+                                      stage=_stage(ctx, f"sessions-{method}-seed{seed}"))
+        for r in out[method][1:]:  # compared with the official rule, written out independently
+            if method in ("ncm", "linear-new"):
+                continue
+            got = r.finetune_counts or {}
+            want = official_counts(r.session, sizes, cfg.shots, copies(cfg.incremental.duplication, r.session))
+            mismatches += sum(got.get(c, 0) != want.get(c, 0) for c in set(got) | set(want))
     return out, {"lr": lrs, "mismatches": mismatches}
 
 

@@ -19,6 +19,7 @@ class SessionRecord:
     base: float
     novel: float | None
     groups: list[float] = field(default_factory=list)
+    finetune_counts: dict[int, int] | None = None  # class -> samples in this session's fine-tuning set
 
 
 def session_record(pred: torch.Tensor, labels: torch.Tensor, group_of_class: torch.Tensor, session: int,

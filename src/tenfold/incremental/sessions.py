@@ -23,8 +23,10 @@ Labels given to this module are numbered in session order (base classes ``0..B-1
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 
 import numpy as np
@@ -178,18 +180,26 @@ def _session_lr(settings: IncrementalSettings, step: int, total: int) -> float:
 
 
 def train_base(net: FSCILNet, x: torch.Tensor, y: torch.Tensor, settings: BaseSettings, generator: torch.Generator,
-               on_epoch: Callable[[int, float], None] | None = None) -> FSCILNet:
-    """Train ``f`` and ``g`` (and a linear classifier) on the base classes ``y`` in ``0..B-1`` in place."""
+               on_epoch: Callable[[int, float], None] | None = None, stage: Callable[..., Any] | None = None
+               ) -> FSCILNet:
+    """Train ``f`` and ``g`` (and a linear classifier) on the base classes ``y`` in ``0..B-1`` in place.
+
+    ``stage(model=, optimizer=, state=)``, when given, returns a resumable :class:`tenfold.engine.Stage`;
+    the epochs then run through it (checkpoint after each, ``loss`` in its row) and ``on_epoch`` is unused.
+    """
     require(len(x) == len(y) and len(y) > 0, "x", tuple(x.shape), f"a non-empty batch matching {len(y)} labels")
     seen = int(y.max()) + 1
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
     per_epoch = -(-len(y) // settings.batch_size)
     total = settings.epochs * per_epoch
-    rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator)))
+    rng_seed = int(torch.randint(2**62, (1,), generator=generator))
+    st = stage(model=net, optimizer=opt, state={"generator": generator}) if stage is not None else None
+    epochs = (e - 1 for e in st.epochs(settings.epochs, progress=False)) if st is not None else range(settings.epochs)
     net.train()
-    step = 0
-    for epoch in range(settings.epochs):
+    for epoch in epochs:
+        rng = np.random.default_rng([rng_seed, epoch])  # Beta draws: a function of the epoch, nothing to save
+        step = epoch * per_epoch
         order = torch.randperm(len(y), generator=generator).to(y.device)
         running = 0.0
         for start in range(0, len(y), settings.batch_size):
@@ -207,7 +217,9 @@ def train_base(net: FSCILNet, x: torch.Tensor, y: torch.Tensor, settings: BaseSe
             opt.step()
             running += float(loss.detach()) * len(idx)
             step += 1
-        if on_epoch is not None:
+        if st is not None:
+            st.log(loss=running / len(y))
+        elif on_epoch is not None:
             on_epoch(epoch, running / len(y))
     net.eval()
     return net
@@ -313,11 +325,15 @@ def run_sessions(base_net: FSCILNet, method: str, data: SessionData, settings: I
                  generator: torch.Generator,
                  on_session: Callable[[SessionRecord], None] | None = None,
                  on_finetune_set: Callable[[int, torch.Tensor], None] | None = None,
+                 stage: Callable[..., Any] | None = None,
                  ) -> tuple[list[SessionRecord], FSCILNet]:
     """Sessions 0..T on a copy of the base-trained ``base_net`` with ``method``; returns the records and the net.
 
     The backbone is frozen (only its cached features are used); the memory holds one mean backbone
-    feature per seen class. ``on_finetune_set(t, labels)`` sees the labels of each session's fine-tuning set.
+    feature per seen class. ``on_finetune_set(t, labels)`` sees the labels of each session's fine-tuning set;
+    each record keeps its class counts (``finetune_counts``). ``stage(model=, state=)``, when given, returns a
+    resumable :class:`tenfold.engine.Stage` whose epochs are the sessions (one checkpoint per session, the
+    accuracies in its rows); ``on_session`` is then called only for the sessions that run.
     """
     require(method in METHODS, "method", method, f"one of {', '.join(METHODS)}")
     require(settings.duplication == "t" or (isinstance(settings.duplication, int) and settings.duplication >= 1),
@@ -327,28 +343,39 @@ def run_sessions(base_net: FSCILNet, method: str, data: SessionData, settings: I
     net = copy.deepcopy(base_net)
     for p in net.backbone.parameters():
         p.requires_grad_(False)
-    group_of_class = torch.repeat_interleave(torch.arange(len(data.group_sizes)), torch.tensor(data.group_sizes))
+    sizes = data.group_sizes
+    group_of_class = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
     group_of_class = group_of_class.to(data.test_labels.device)
-    memory = torch.zeros(0, data.train_feats[0].shape[1], dtype=data.train_feats[0].dtype,
-                         device=data.train_feats[0].device)
-    records = []
-    seen = 0
-    for t, (feats, labels) in enumerate(zip(data.train_feats, data.train_labels)):
-        new_classes = list(range(seen, seen + data.group_sizes[t]))
-        seen += data.group_sizes[t]
+    starts = [sum(sizes[:t]) for t in range(len(sizes))]
+    # The memory after session t: the class means of sessions 0..t (a function of the cached features).
+    means = [class_means(f, y, list(range(starts[t], starts[t] + sizes[t])))
+             for t, (f, y) in enumerate(zip(data.train_feats, data.train_labels))]
+    done: list[dict] = []
+    st = stage(model=net, state={"generator": generator, "records": done}) if stage is not None else None
+    sessions = (e - 1 for e in st.epochs(len(sizes), progress=False)) if st is not None else range(len(sizes))
+    for t in sessions:
+        feats, labels = data.train_feats[t], data.train_labels[t]
+        seen = starts[t] + sizes[t]
+        counts = None
         if t > 0 and method != "ncm":
             if method == "linear-new":
                 ft_x, ft_y = feats, labels
             else:
-                ft_x, ft_y = finetune_set(memory, data.group_sizes[0], feats, labels, copies(settings.duplication, t))
+                ft_x, ft_y = finetune_set(torch.cat(means[:t]), sizes[0], feats, labels,
+                                          copies(settings.duplication, t))
             if on_finetune_set is not None:
                 on_finetune_set(t, ft_y)
+            counts = dict(zip(*[v.tolist() for v in torch.unique(ft_y, return_counts=True)]))
             finetune_head(net, ft_x, ft_y, seen, settings, generator, t)
-        memory = torch.cat([memory, class_means(feats, labels, new_classes)])
+        memory = torch.cat(means[:t + 1])
         mask = data.test_labels < seen
         pred = predict(_scores(net, method, data.test_feats[mask], memory, settings.evaluation), seen)
         record = session_record(pred, data.test_labels[mask], group_of_class, t, seen)
-        records.append(record)
+        record.finetune_counts = counts
+        done.append(dataclasses.asdict(record))
+        if st is not None:
+            st.log(session=t, acc_all=record.all, acc_base=record.base,
+                   **({} if record.novel is None else {"acc_novel": record.novel}))
         if on_session is not None:
             on_session(record)
-    return records, net
+    return [SessionRecord(**r) for r in done], net
