@@ -9,7 +9,8 @@ import pytest
 from tenfold.cli import cli_main
 from tenfold.tuning.foundation import build_vit
 
-FAST = ["--set", "seeds=1", "--set", "epochs=2", "--set", "rhos=[0.5]", "--set", "shots=5"]
+FAST = ["--set", "seeds=3", "--set", "epochs=2", "--set", "rhos=[0.5]", "--set", "shots=5", "--set", "val_shots=2",
+        "--set", "lrs=[0.01]"]
 
 
 @pytest.fixture
@@ -34,14 +35,18 @@ def test_run_writes_claims_figure_and_solver_metrics(tmp_path, capsys, small_fou
     folder, data = results(tmp_path)
     assert (folder / "accuracy_vs_parameters.png").is_file()
     names = [c["name"] for c in data["claims"]]
-    assert any("VPT-deep params" in n for n in names) and any("acc - VPT-deep acc" in n for n in names)
+    assert any("0.885 x VPT-deep" in n for n in names) and any(n.startswith("LION beats VPT-deep") for n in names)
+    kinds = {c["name"]: c["kind"] for c in data["claims"]}
+    assert kinds[next(n for n in names if "0.885 x VPT-deep" in n)] == "check"
+    assert all(c["holds"] for c in data["claims"] if c["kind"] == "check" and "||J_f||" in c["name"])
     m = data["metrics"]
     assert m["vpt_params"] == 1 * 4 * 16 + 16 * 5 + 5  # L p D (depth 1) + head, exact
     assert m["param_ratio"] == pytest.approx(m["lion_params"] / m["vpt_params"])
-    ratio_claim = next(c for c in data["claims"] if "VPT-deep params" in c["name"])
+    ratio_claim = next(c for c in data["claims"] if "0.885 x VPT-deep" in c["name"])
     assert ratio_claim["holds"] == (m["param_ratio"] <= 0.885)
     header = (folder / "metrics.csv").read_text().splitlines()[0]
-    assert "in_residual" in header and "out_steps" in header
+    assert "eval_residual" in header and "backward_residual" in header
+    assert m["lion_max_backward_residual"] > 0  # IFT backward solves were measured
 
 
 def test_a_solver_that_stops_converging_says_so_in_results(tmp_path, capsys, small_foundation):
@@ -51,7 +56,7 @@ def test_a_solver_that_stops_converging_says_so_in_results(tmp_path, capsys, sma
     _, data = results(tmp_path)
     assert data["metrics"]["lion_eval_nonconverged"] > 0
     assert any("stopped above f_tol" in w for w in data["warnings"])
-    residual_claim = next(c for c in data["claims"] if "residual" in c["name"])
+    residual_claim = next(c for c in data["claims"] if c["name"].startswith("forward solves"))
     assert residual_claim["holds"] is False
 
 
@@ -81,3 +86,18 @@ def test_iterative_magnitude_pruning_option_reaches_the_exact_sparsity(tmp_path,
     prunable = 36 + 36 + 9 + 64 + 128 + 32 + 128
     # at most: kept entries can be exactly zero (e.g. W_up columns whose state never fires after rewinding)
     assert 0.5 * (prunable // 2) < params - 9 - 85 <= prunable - prunable // 2
+
+
+def test_interrupted_run_resumes_to_the_same_results(tmp_path, capsys, small_foundation, monkeypatch):
+    """One unit of the resumable stage = one training run; --resume after an interruption gives the same
+    metrics as an uninterrupted run and metrics.csv holds each run once."""
+    args = ["run", "lion", *FAST, "--set", "epochs=1"]
+    assert cli_main(args + ["--out", str(tmp_path / "a")]) == 0
+    monkeypatch.setenv("TENFOLD_STOP_AFTER_EPOCHS", "3")
+    assert cli_main(args + ["--out", str(tmp_path / "b")]) == 130
+    monkeypatch.delenv("TENFOLD_STOP_AFTER_EPOCHS")
+    assert cli_main(args + ["--out", str(tmp_path / "b"), "--resume"]) == 0
+    (a,), (b,) = (tmp_path / "a" / "lion").iterdir(), (tmp_path / "b" / "lion").iterdir()
+    ra, rb = (json.loads((f / "results.json").read_text()) for f in (a, b))
+    assert ra["metrics"] == rb["metrics"]
+    assert (a / "metrics.csv").read_text() == (b / "metrics.csv").read_text()
