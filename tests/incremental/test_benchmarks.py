@@ -125,3 +125,26 @@ def test_paper_presets_run_a_few_steps_on_real_format_folders_and_resume(tmp_pat
     sessions = 11 if name == "fscil-cub" else 9
     assert f"etf-dr.session{sessions - 1}" in result["metrics"]
     assert result["metrics"]["finetune_set_mismatches"] == 0
+
+
+def test_backbones_and_head_build_on_the_meta_device_and_run_in_float64():
+    from tenfold.incremental import ProjectionHead
+    from tenfold.incremental.backbones import resnet12, resnet18
+
+    with torch.device("meta"):
+        net, r18, head = resnet12(), resnet18(), ProjectionHead(640, 512)
+        assert net(torch.empty(2, 3, 32, 32)).shape == (2, 640) and r18(torch.empty(2, 3, 32, 32)).shape == (2, 512)
+        assert head(torch.empty(2, 640)).shape == (2, 512)
+    small = resnet12((4, 4, 4, 8)).double()
+    assert small(torch.randn(2, 3, 16, 16, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_step_schedule_decays_at_the_milestones_after_the_warmup():
+    from tenfold.incremental.sessions import BaseSettings, _base_lr
+
+    s = BaseSettings(lr=0.25, schedule="step", warmup_steps=10, warmup_ratio=0.25, step_milestones=(0.4, 0.6),
+                     step_gamma=0.25)
+    assert _base_lr(s, 0, 100) == pytest.approx(0.25 * 0.25)
+    assert _base_lr(s, 5, 100) == pytest.approx(0.25 * (1 - 0.5 * 0.75))
+    assert _base_lr(s, 39, 100) == pytest.approx(0.25) and _base_lr(s, 40, 100) == pytest.approx(0.0625)
+    assert _base_lr(s, 60, 100) == pytest.approx(0.25 / 16)
