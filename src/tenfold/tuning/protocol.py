@@ -74,15 +74,25 @@ def frozen_snapshot(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]
 
 def tune_on_task(method: str, foundation: nn.Module, task: Task, *, options: dict[str, Any], epochs: int,
                  batch_size: int, lr: float, weight_decay: float, seed: int, student: StudentShape,
-                 teacher: nn.Module | None = None, device: torch.device | str = "cpu") -> RunOutcome:
-    """Train ``method`` on ``task`` from ``foundation``; accuracy on the task's test set."""
+                 teacher: nn.Module | None = None, device: torch.device | str = "cpu", train=None,
+                 freeze_new: bool = False) -> RunOutcome:
+    """Train ``method`` on ``task`` (or on ``train``, e.g. the task's training split without its validation
+    shots) from ``foundation``; accuracy on the task's test set. ``freeze_new`` (an ablation) leaves every
+    trainable tensor but the heads at its initial value."""
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # new heads (reset_classifier) draw from the global generator
         model = prepare(method, foundation, task.num_classes, options, student=student, teacher=teacher, seed=seed)
     model = model.to(device)
+    if freeze_new:
+        from tenfold.tuning.common import classifiers
+
+        heads = {id(p) for h in classifiers(model) for p in h.parameters()}
+        for p in model.parameters():
+            if id(p) not in heads:
+                p.requires_grad_(False)
     snapshot = frozen_snapshot(model)
-    train_tuned(model, task.train_data, epochs=epochs, batch_size=batch_size, lr=lr,
+    train_tuned(model, task.train_data if train is None else train, epochs=epochs, batch_size=batch_size, lr=lr,
                 weight_decay=weight_decay, generator=torch.Generator().manual_seed(seed))
     acc = accuracy(model, task.test_data, batch_size=max(batch_size, 256))
     unchanged = all(torch.equal(p, before) for p, before in snapshot)
