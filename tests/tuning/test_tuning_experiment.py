@@ -173,3 +173,42 @@ def test_kill_9_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
                                                                           if k not in skip}
     strip = lambda text: [",".join(r.split(",")[:-1]) for r in text.splitlines()]  # noqa: E731 (seconds column)
     assert strip((ref_folder / "metrics.csv").read_text()) == strip((folder / "metrics.csv").read_text())
+
+
+def _tiny_vtab(root, task="dtd", train=10, test=4):
+    from PIL import Image
+
+    folder = root / task
+    (folder / "images").mkdir(parents=True)
+    lines = {"train800val200.txt": [], "test.txt": []}
+    for i in range(train + test):
+        Image.new("RGB", (20, 20), ((37 * i) % 255, 80 * (i % 2), 30)).save(folder / "images" / f"{i}.jpg")
+        lines["train800val200.txt" if i < train else "test.txt"].append(f"images/{i}.jpg {i % 2}")
+    for name, rows in lines.items():
+        (folder / name).write_text("\n".join(rows) + "\n")
+
+
+@pytest.mark.slow
+def test_vtab1k_paper_preset_runs_end_to_end_on_a_tiny_folder_with_local_weights(tmp_path, capsys):
+    """The paper preset's code path: local weights (safetensors of the timm model), a VTAB-1k-format folder,
+    the lr search on a validation part of train800val200, a few steps; a wrong weight file is one line."""
+    import timm
+    from safetensors.torch import save_file
+
+    _tiny_vtab(tmp_path / "vtab")
+    name = "vit_tiny_patch16_224"  # the preset's ViT-B/16 path, at a size a test can afford
+    model = timm.create_model(name, pretrained=False, img_size=32)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    common = ["run", "tuning-minivtab", "--preset", "paper", "--set", f"vtab_root={tmp_path / 'vtab'}",
+              "--set", f"backbone={name}", "--set", "image_size=32", "--set", "tasks=[dtd]", "--set", "epochs=1",
+              "--set", "batch_size=4", "--set", "methods=[linear,lora-qv]", "--set", "lr_factors=[1.0]"]
+    code = cli_main(common + ["--out", str(tmp_path / "runs"), "--set", f"weights={tmp_path / 'w.safetensors'}"])
+    assert code == 0, capsys.readouterr().err
+    (folder,) = (tmp_path / "runs" / "tuning-minivtab").iterdir()
+    data = json.loads((folder / "results.json").read_text())
+    assert "| lora-qv |" in next(iter(data["tables"].values()))
+    (tmp_path / "bad.safetensors").write_bytes(b"not a checkpoint")
+    capsys.readouterr()
+    code = cli_main(common + ["--out", str(tmp_path / "bad"), "--set", f"weights={tmp_path / 'bad.safetensors'}"])
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if line]
+    assert code == 2 and len(err) == 1 and "weights=" in err[0] and name in err[0], err

@@ -363,8 +363,13 @@ def _vtab_backbone(cfg: MiniVTABConfig) -> tuple[dict, dict]:
     if weights is None or not weights.is_file():
         raise DataError(f"weights={cfg.weights!r} is not a file: expected local {cfg.backbone} weights "
                         "(.safetensors, .pth or .npz; nothing is downloaded)")
-    model = timm.create_model(cfg.backbone, pretrained=True, pretrained_cfg_overlay={"file": str(weights)},
-                              img_size=cfg.image_size)
+    try:
+        model = timm.create_model(cfg.backbone, pretrained=True, pretrained_cfg_overlay={"file": str(weights)},
+                                  img_size=cfg.image_size)
+    except Exception as exc:  # timm raises RuntimeError / KeyError / safetensors errors for a wrong file
+        reason = " ".join(str(exc).split())[:200]
+        raise DataError(f"weights={cfg.weights!r} are not {cfg.backbone} weights (a timm checkpoint or safetensors "
+                        f"of that model): {type(exc).__name__}: {reason}") from None
     return {"vtab": model.eval()}, {"vtab": {"held_out_acc": float("nan"), "cached": True, "path": str(weights)}}
 
 
