@@ -166,3 +166,34 @@ def test_vpt_on_eva_keeps_rotary_embedding_off_the_prompts(timm_models):
     model = tt.apply(copy.deepcopy(base), "vpt-deep", length=2)
     assert all(b.attn.num_prefix_tokens == base.num_prefix_tokens + 2 for b in model.blocks)
     assert model.num_prefix_tokens == base.num_prefix_tokens
+
+
+@pytest.mark.parametrize("variant", [{"use_dora": True}, {"use_rslora": True}])
+def test_peft_lora_variants_unmerge_and_several_adapters(variant, tuning_vit, tuning_batch):
+    """DoRA and rsLoRA through peft's LoraConfig; merge then unmerge restores the adapter's outputs;
+    a second adapter on the same backbone is switched with set_adapter."""
+    from peft import LoraConfig
+
+    x, _ = tuning_batch
+    model = tt.apply(tuning_vit(), "lora", rank=2, alpha=4.0, **variant)
+    layer = model.base_model.model.blocks[0].attn.qkv
+    assert layer.use_dora["default"] == bool(variant.get("use_dora"))
+    expected_scale = 4.0 / (2 ** 0.5) if variant.get("use_rslora") else 4.0 / 2
+    assert layer.scaling["default"] == pytest.approx(expected_scale)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(generator=torch.Generator().manual_seed(0))
+    model.eval()
+    tuned = model(x)
+    model.merge_adapter()
+    assert torch.allclose(model(x), tuned, atol=1e-5)
+    model.unmerge_adapter()
+    assert torch.allclose(model(x), tuned, atol=1e-5)
+    model.add_adapter("second", LoraConfig(r=2, lora_alpha=2, target_modules=tt.parameters.QKV_PATTERN))
+    model.set_adapter("second")  # zero-initialised B: the base model's function (head aside)
+    with model.disable_adapter():
+        base = model(x)
+    assert torch.allclose(model(x), base, atol=1e-6)
+    model.set_adapter("default")
+    assert torch.allclose(model(x), tuned, atol=1e-5)
