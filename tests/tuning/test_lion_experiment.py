@@ -101,3 +101,11 @@ def test_interrupted_run_resumes_to_the_same_results(tmp_path, capsys, small_fou
     ra, rb = (json.loads((f / "results.json").read_text()) for f in (a, b))
     assert ra["metrics"] == rb["metrics"]
     assert (a / "metrics.csv").read_text() == (b / "metrics.csv").read_text()
+
+
+def test_paper_preset_runs_a_few_steps(tmp_path, capsys, small_foundation):
+    code = cli_main(["run", "lion", "--preset", "paper", "--out", str(tmp_path), "--set", "epochs=1",
+                     "--set", "lrs=[0.001]", "--set", "rhos=[0.5]", "--set", "shots=5", "--set", "val_shots=2"])
+    assert code == 0, capsys.readouterr().err
+    _, data = results(tmp_path)
+    assert data["preset"] == "paper" and data["metrics"]["lion_max_backward_residual"] > 0
