@@ -57,6 +57,8 @@ CASES = [
          hang_after=4, point="saved"),
     Case("fscil-digits", ["base.epochs=2", "tuning.lr_grid=[0.01,0.1]", "incremental.steps=5"],
          hang_after=70, point="logged"),
+    Case("partformer-scenes", ["steps=4", "chunk=2", "train_scenes=8", "val_scenes=4", "batch_size=2",
+                               "num_points=32", "size=32", "seeds=3", "ablations=false"], hang_after=3),
     # family helpers: add sltt-digits, tuning-minivtab, ... here
 ]
 

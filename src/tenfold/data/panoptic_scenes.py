@@ -97,9 +97,16 @@ def _person(h, w, cy, cx, s):
     return [head, torso, legs]
 
 
+# "shared" palette: a person's head, torso and legs take the colours of a car's window, body and wheel, so
+# colour alone cannot tell the two classes apart (their shapes and part layouts still differ)
+SHARED_PART_COLOURS = {(PERSON, 1): COLOURS[(CAR, 1)], (PERSON, 2): COLOURS[(CAR, 3)], (PERSON, 3): COLOURS[(CAR, 2)]}
+
+
 def generate_scene(rng: np.random.Generator, height: int = 64, width: int = 64, things: tuple[int, int] = (1, 5),
-                   corner_cases: bool = True, noise: float = 0.03) -> Scene:
-    """One scene drawn from ``rng``; ``things`` = (min, max) number of thing instances."""
+                   corner_cases: bool = True, noise: float = 0.03, shared_part_colours: bool = False) -> Scene:
+    """One scene drawn from ``rng``; ``things`` = (min, max) number of thing instances. With
+    ``shared_part_colours`` persons are painted in car part colours (parts, not colour, tell the classes apart)."""
+    colours = {**COLOURS, **SHARED_PART_COLOURS} if shared_part_colours else COLOURS
     if height < 16 or width < 16:
         raise ConfigError(f"scene size {height}x{width} is invalid: expected at least 16x16 pixels")
     if not 0 <= things[0] <= things[1]:
@@ -136,7 +143,7 @@ def generate_scene(rng: np.random.Generator, height: int = 64, width: int = 64, 
         partless_done |= no_parts
         for pid, m in enumerate(masks, start=1):
             uids[m] = cls * 1000 + iid if no_parts else cls * 100_000 + iid * 100 + pid
-            image[m] = np.array(COLOURS[(cls, pid)]) * rng.uniform(0.85, 1.15, size=3)
+            image[m] = np.array(colours[(cls, pid)]) * rng.uniform(0.85, 1.15, size=3)
         if corner_cases and not no_parts and rng.random() < 0.5:
             # an unlabelled (pid 0) horizontal band inside the object, in either encoding
             ys = np.flatnonzero(whole.any(1))

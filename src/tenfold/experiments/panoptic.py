@@ -11,6 +11,8 @@ part mIoU); the paper's own formula could not be read, so every output labels it
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from pydantic import Field
 
@@ -22,32 +24,84 @@ from tenfold.panoptic.corrupt import CORRUPTIONS
 from tenfold.panoptic.format import EvalSpec
 from tenfold.panoptic.merge import gt_to_prediction
 from tenfold.panoptic.metrics import COMBINERS, PartStats, image_stats, summarize
-from tenfold.reporting import Claim, Result, markdown_table
+from tenfold.reporting import Check, PaperClaim, Result, markdown_table
 from tenfold.reporting.figures import new_figure
 
 METRICS = ("PQ", "PartPQ", "PartPQ_parts", "part_mIoU", "PWQ (provisional)")
 
 
+class MetricsThresholds(Config):
+    exact: float = Field(1e-12, description="source: identities of the definitions; floating-point round-off "
+                         "of sums over a few hundred segments stays below 1e-12")
+    max_swap_miou: float = Field(0.9, description="source: theory; swapping two of three parts in every car and "
+                                 "person zeroes 4 of the 6 flat part IoUs where they are swapped, so part mIoU "
+                                 "(background included) must end far below 1; 0.9 is a loose bound")
+    max_split_pq: float = Field(0.9, description="source: theory; splitting every thing instance in two turns each "
+                                "TP into FN + 2 FP for thing classes (3 of 5 classes), so PQ ends near 0.6; 0.9 "
+                                "is a loose bound")
+    max_pwq: float = Field(0.95, description="source: design of PWQ (provisional): a geometric mean falls when either "
+                           "term falls; 0.95 asks for a visible response to errors that drop one term to <= 0.9")
+    min_bias_ratio: float = Field(0.1, description="source: theory; PartPQ does see part errors (a swap of two of "
+                                  "three parts scores 0.5 per segment with the background term, so 2 of the 5 "
+                                  "classes lose half: expected ratio ~0.35); a PartPQ blind to parts gives 0")
+    max_bias_ratio: float = Field(0.75, description="source: the ++ paper's statement that PartPQ 'biases to PQ' "
+                                  "(arXiv:2301.00954 abstract). An unbiased part-quality score would lose about as "
+                                  "much as part mIoU under pure part errors (ratio ~1); we call it biased when it "
+                                  "sees at most three quarters of part mIoU's drop")
+
+
 class PanopticMetricsConfig(Config):
-    images: int = Field(24, ge=1, le=10_000, description="procedural scenes")
+    seeds: int = Field(3, ge=1, description="independent scene sets; the bias ratio is reported per seed")
+    images: int = Field(24, ge=1, le=10_000, description="procedural scenes per seed")
     height: int = Field(96, ge=16, le=4096)
     width: int = Field(128, ge=16, le=4096)
     min_things: int = Field(3, ge=0, le=100)
     max_things: int = Field(6, ge=1, le=100)
     levels: list[float] = Field([0.0, 0.25, 0.5, 0.75, 1.0], min_length=2,
-                                description="fractions of thing segments corrupted")
+                                description="fractions of thing segments corrupted (the curves use seed 0)")
     shift_px: int = Field(4, ge=1, le=256, description="shift of the 'shifted mask' corruption")
     combiner: str = Field("geometric", description="PWQ combiner: geometric | harmonic | arithmetic")
+    include_bg: bool = Field(True, description="PartPQ's part score counts the background label, as the reference "
+                             "implementation does (False: the CVPR'21 paper's wording)")
+    partpq_classes: Literal["all", "parts"] = Field("all", description="classes the bias ratio's PartPQ averages: "
+                                                    "all (the published PartPQ) or only classes with parts")
+    thresholds: MetricsThresholds = MetricsThresholds()
 
 
-def _evaluate(gts, preds, spec, combiner):
+CLAIMS = [
+    PaperClaim("PartPQ biases to PQ: under part swaps it loses some, but at most 3/4, of part mIoU's drop",
+               metric="PartPQ_drop_over_mIoU_drop_part_swap",
+               between=("thresholds.min_bias_ratio", "thresholds.max_bias_ratio"),
+               ablation=["include_bg=false", "partpq_classes=parts"],
+               paper="PanopticPartFormer++ (arXiv:2301.00954, abstract): PartPQ 'biases to PQ'; PWQ is proposed "
+                     "to decouple part and panoptic errors (+3 PWQ on Cityscapes-PP over Panoptic-PartFormer)"),
+    Check("uncorrupted predictions score 1 on every metric (1 - min)", metric="perfect_shortfall",
+          at_most="thresholds.exact"),
+    Check("part swaps leave PQ at 1 (PQ is blind to part errors; 1 - PQ)", metric="part_swap_PQ_shortfall",
+          at_most="thresholds.exact"),
+    Check("part swaps lower part mIoU", metric="part swap/part_mIoU", at_most="thresholds.max_swap_miou"),
+    Check("instance splits leave part mIoU at 1 (PWQ part term decoupled; 1 - mIoU)",
+          metric="instance_split_mIoU_shortfall", at_most="thresholds.exact"),
+    Check("instance splits lower PQ", metric="instance split/PQ", at_most="thresholds.max_split_pq"),
+    Check("PWQ (provisional) sees part swaps", metric="part swap/PWQ (provisional)", at_most="thresholds.max_pwq"),
+    Check("PWQ (provisional) sees instance splits", metric="instance split/PWQ (provisional)",
+          at_most="thresholds.max_pwq"),
+]
+
+
+def _evaluate(gts, preds, spec, cfg):
     total = PartStats()
     for gt, pred in zip(gts, preds):
-        total += image_stats(gt, pred, spec)
-    return summarize(total, spec, combiner=combiner)
+        total += image_stats(gt, pred, spec, include_bg=cfg.include_bg)
+    return summarize(total, spec, combiner=cfg.combiner, include_bg=cfg.include_bg)
 
 
-@register("panoptic-metrics", paper="panoptic-partformer", config=PanopticMetricsConfig, order=80,
+def _corrupted(name, perfect, spec, level, rng, cfg):
+    kwargs = {"shift": cfg.shift_px} if name == "shifted mask" else {}
+    return [CORRUPTIONS[name](p, spec, level, rng, **kwargs) for p in perfect]
+
+
+@register("panoptic-metrics", paper="panoptic-partformer", config=PanopticMetricsConfig, order=80, claims=CLAIMS,
           description="PQ, PartPQ, part mIoU and PWQ (provisional) under systematic prediction corruptions")
 def run(cfg: PanopticMetricsConfig, ctx: RunContext) -> Result:
     from tenfold.errors import ConfigError
@@ -62,26 +116,40 @@ def run(cfg: PanopticMetricsConfig, ctx: RunContext) -> Result:
         raise ConfigError(f"devices={ctx.world_size} is invalid for panoptic-metrics: it runs in one process")
     _, eval_path, _ = write_spec_files(ctx.path("specs"))
     spec = EvalSpec.load(eval_path)
-    scenes = generate_scenes(cfg.images, seed=ctx.seed, height=cfg.height, width=cfg.width,
-                             things=(cfg.min_things, cfg.max_things))
-    gts = [s.uids for s in scenes]
-    perfect = [gt_to_prediction(g, spec) for g in gts]
     levels = sorted(set(cfg.levels))
+    ppq_key = "PartPQ" if cfg.partpq_classes == "all" else "PartPQ_parts"
     curves: dict[str, dict[str, list[float]]] = {}
     rows = []
-    with ctx.bar("corruptions x levels", len(CORRUPTIONS) * len(levels)) as bar:
-        for ci, (name, fn) in enumerate(CORRUPTIONS.items()):
-            curves[name] = {m: [] for m in METRICS}
-            for li, level in enumerate(levels):
-                rng = np.random.default_rng([ctx.seed, ci, li])
-                kwargs = {"shift": cfg.shift_px} if name == "shifted mask" else {}
-                preds = [fn(p, spec, level, rng, **kwargs) for p in perfect]
-                res = _evaluate(gts, preds, spec, cfg.combiner)
-                for m in METRICS:
-                    curves[name][m].append(float(res[m]))
-                ctx.log_metrics(corruption=ci, level=level, **{m.split(" ")[0]: res[m] for m in METRICS})
-                rows.append({"corruption": name, "fraction": level, **{m: res[m] for m in METRICS}})
-                bar.advance()
+    ratios, seed_rows = [], []
+    with ctx.bar("seeds x corruptions x levels", len(CORRUPTIONS) * len(levels) + 2 * (cfg.seeds - 1)) as bar:
+        for k in range(cfg.seeds):
+            scenes = generate_scenes(cfg.images, seed=ctx.seed + 1000 * k, height=cfg.height, width=cfg.width,
+                                     things=(cfg.min_things, cfg.max_things))
+            gts = [s.uids for s in scenes]
+            perfect = [gt_to_prediction(g, spec) for g in gts]
+            if k == 0:   # the full response curves on the first scene set
+                for ci, name in enumerate(CORRUPTIONS):
+                    curves[name] = {m: [] for m in METRICS}
+                    for li, level in enumerate(levels):
+                        rng = np.random.default_rng([ctx.seed, ci, li])
+                        res = _evaluate(gts, _corrupted(name, perfect, spec, level, rng, cfg), spec, cfg)
+                        for m in METRICS:
+                            curves[name][m].append(float(res[m]))
+                        ctx.log_metrics(corruption=ci, level=level, **{m.split(" ")[0]: res[m] for m in METRICS})
+                        rows.append({"corruption": name, "fraction": level, **{m: res[m] for m in METRICS}})
+                        bar.advance()
+                swap = {m: curves["part swap"][m][-1] for m in (*METRICS, )}
+                swap_ppq = swap[ppq_key]
+            else:
+                ci = list(CORRUPTIONS).index("part swap")
+                rng = np.random.default_rng([ctx.seed + 1000 * k, ci, 1])
+                res = _evaluate(gts, _corrupted("part swap", perfect, spec, 1.0, rng, cfg), spec, cfg)
+                swap_ppq, swap = res[ppq_key], {m: res[m] for m in METRICS}
+                bar.advance(2)
+            d_miou = 1.0 - swap["part_mIoU"]
+            ratios.append((1.0 - swap_ppq) / d_miou if d_miou > 0 else float("nan"))
+            seed_rows.append({"scene set": k, "PartPQ used": ppq_key, "PartPQ": swap_ppq,
+                              "part mIoU": swap["part_mIoU"], "PQ": swap["PQ"], "drop ratio": ratios[-1]})
 
     fig, axes = new_figure(len(CORRUPTIONS), size=(4.2 * len(CORRUPTIONS), 3.6))
     for ax, (name, curve) in zip(np.atleast_1d(axes), curves.items()):
@@ -94,29 +162,23 @@ def run(cfg: PanopticMetricsConfig, ctx: RunContext) -> Result:
 
     full = {name: {m: curve[m][-1] for m in METRICS} for name, curve in curves.items()}
     zero = {name: {m: curve[m][0] for m in METRICS} for name, curve in curves.items()}
-    swap, split = full["part swap"], full["instance split"]
-    d_ppq = 1.0 - swap["PartPQ"]
-    d_miou = 1.0 - swap["part_mIoU"]
     metrics = {f"{c}/{m}": v for c, d in full.items() for m, v in d.items()}
-    metrics["PartPQ_drop_over_mIoU_drop_part_swap"] = d_ppq / d_miou if d_miou > 0 else float("nan")
-    claims = [
-        Claim.true("uncorrupted predictions score 1 on every metric",
-                   all(abs(v - 1.0) < 1e-12 for d in zero.values() for v in d.values())),
-        Claim.at_least("part swaps: PQ unchanged (PQ is blind to part errors)", swap["PQ"], 1.0),
-        Claim.at_most("part swaps: part mIoU falls", swap["part_mIoU"], 0.9),
-        Claim.at_least("instance splits: part mIoU unchanged (PWQ part term decoupled)", split["part_mIoU"], 1.0),
-        Claim.at_most("instance splits: PQ falls", split["PQ"], 0.9),
-        Claim.at_most("PartPQ biases to PQ: its drop under part swaps relative to part mIoU's",
-                      metrics["PartPQ_drop_over_mIoU_drop_part_swap"], 0.75),
-        Claim.at_most("PWQ (provisional) sees part swaps", swap["PWQ (provisional)"], 0.95),
-        Claim.at_most("PWQ (provisional) sees instance splits", split["PWQ (provisional)"], 0.95),
-    ]
+    metrics.update({
+        "perfect_shortfall": 1.0 - min(v for d in zero.values() for v in d.values()) if levels[0] == 0.0
+        else float("nan"),
+        "part_swap_PQ_shortfall": 1.0 - full["part swap"]["PQ"],
+        "instance_split_mIoU_shortfall": 1.0 - full["instance split"]["part_mIoU"],
+        "PartPQ_drop_over_mIoU_drop_part_swap": float(np.mean(ratios)),
+    })
     cols = ["corruption", "fraction", *METRICS]
     return Result(
-        metrics=metrics, claims=claims, figures=[figure],
-        tables={"metric response (fraction of thing segments corrupted)": markdown_table(rows, cols)},
+        metrics=metrics, samples={"PartPQ_drop_over_mIoU_drop_part_swap": ratios}, figures=[figure],
+        tables={"metric response (fraction of thing segments corrupted, scene set 0)": markdown_table(rows, cols),
+                "part swaps of every thing segment, per scene set": markdown_table(seed_rows)},
         key_metric="PartPQ_drop_over_mIoU_drop_part_swap",
-        notes=(f"{cfg.images} procedural scenes of {cfg.height}x{cfg.width} px with every corner case (void, crowd, "
-               "unlabelled parts, a part object without part labels). PWQ is the provisional definition "
-               f"({cfg.combiner} mean of PQ and part mIoU), not the paper's unpublished formula."),
+        notes=(f"{cfg.seeds} sets of {cfg.images} procedural scenes of {cfg.height}x{cfg.width} px with every corner "
+               "case (void, crowd, unlabelled parts, a part object without part labels). The bias ratio is "
+               f"(1 - {ppq_key}) / (1 - part mIoU) when every car and person has two parts swapped "
+               f"(include_bg={cfg.include_bg}). PWQ is the provisional definition ({cfg.combiner} mean of PQ and "
+               "part mIoU), not the paper's unpublished formula."),
     )

@@ -10,7 +10,7 @@ the ``tenfold eval-parts`` command), ``merge`` (panoptic + parts -> part-aware p
 The names below are the public API; submodules hold the rest.
 """
 
-from tenfold.panoptic.dataset import PanopticPartsDataset, collate
+from tenfold.panoptic.dataset import PanopticPartsDataset, PartsFolderDataset, collate
 from tenfold.panoptic.evaluator import evaluate_folders, format_table
 from tenfold.panoptic.format import (DatasetSpec, EvalSpec, builtin_spec, decode_uids, encode_ids, read_gt,
                                      read_prediction, write_gt, write_prediction)
@@ -21,7 +21,7 @@ from tenfold.panoptic.model import PartFormerConfig, PartWholeFormer
 
 __all__ = [
     "DatasetSpec", "EvalSpec", "InferenceConfig", "PanopticPartsDataset", "PartFormerConfig", "PartStats",
-    "PartWholeFormer", "builtin_spec", "collate", "combine", "decode_uids", "encode_ids",
+    "PartWholeFormer", "PartsFolderDataset", "builtin_spec", "collate", "combine", "decode_uids", "encode_ids",
     "evaluate_arrays", "evaluate_folders", "flat_to_pid_table", "format_table", "gt_part_flat",
     "gt_to_prediction", "image_stats", "merge_to_pps", "part_map", "part_miou", "predict", "read_gt",
     "read_prediction", "summarize", "whole_segments", "write_gt", "write_prediction",

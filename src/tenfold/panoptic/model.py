@@ -275,3 +275,54 @@ class PartWholeFormer(nn.Module):
             pred = self._heads(whole, part, fw, fp)
             layers.append(pred)
         return {"layers": layers}
+
+
+def load_backbone_weights(model: "PartWholeFormer", path: str | "os.PathLike") -> int:
+    """Load local backbone weights into ``model.backbone`` (never downloads): a timm checkpoint or a
+    torchvision ResNet-50 state dict (``.pth``/``.pt``/``.bin``, optionally wrapped in ``state_dict`` or
+    ``model``, or ``.safetensors``). Classifier tensors (``fc.*``, ``head.*``, ``classifier.*``) are
+    skipped; every backbone tensor must be found with its shape, else a one-line DataError names the file.
+    Returns the number of tensors loaded."""
+    from pathlib import Path
+
+    from tenfold.errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"backbone weights {path} do not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # not a checkpoint at all
+        raise DataError(f"backbone weights {path} cannot be read as a state dict: {type(exc).__name__}") from None
+    for key in ("state_dict", "model", "module"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DataError(f"backbone weights {path} hold no tensor state dict")
+    state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
+    target = model.backbone.net if isinstance(model.backbone, TimmBackbone) else model.backbone
+    own = target.state_dict()
+    missing = [k for k in own if k not in state]
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or wrong:
+        bad = (missing or wrong)[0]
+        raise DataError(f"backbone weights {path} do not fit backbone {model.cfg.backbone!r}: {len(missing)} of "
+                        f"{len(own)} tensors missing, {len(wrong)} of another shape (first: {bad!r})")
+    with torch.no_grad():
+        for k, v in own.items():
+            v.copy_(state[k].to(v.dtype))
+    return len(own)
+
+
+def param_groups(model: "PartWholeFormer", lr: float, backbone_lr_mult: float, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups: the backbone at ``lr * backbone_lr_mult`` (Mask2Former: 0.1), the rest at ``lr``."""
+    backbone = [p for p in model.backbone.parameters() if p.requires_grad]
+    ids = {id(p) for p in backbone}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+    return [{"params": backbone, "lr": lr * backbone_lr_mult, "weight_decay": weight_decay},
+            {"params": rest, "lr": lr, "weight_decay": weight_decay}]
