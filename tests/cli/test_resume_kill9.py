@@ -59,7 +59,13 @@ CASES = [
          hang_after=70, point="logged"),
     Case("partformer-scenes", ["steps=4", "chunk=2", "train_scenes=8", "val_scenes=4", "batch_size=2",
                                "num_points=32", "size=32", "seeds=3", "ablations=false"], hang_after=3),
-    # family helpers: add sltt-digits, tuning-minivtab, ... here
+    # tuning-minivtab: 9 runs (one stage epoch each: 3 lr-search runs, then seeds 1-2 of 3 methods); lion: 6
+    Case("tuning-minivtab", ["methods=[linear,full,lora-qv]", "tasks=[digits-5-9]", "epochs=1", "lr_factors=[1.0]",
+                             "test_size=50"], hang_after=4, point="saved"),
+    Case("tuning-minivtab", ["methods=[linear,full,lora-qv]", "tasks=[digits-5-9]", "epochs=1", "lr_factors=[1.0]",
+                             "test_size=50"], hang_after=6, point="logged"),
+    Case("lion", ["epochs=2", "lrs=[0.01]", "shots=10", "val_shots=3"], hang_after=3, point="saved"),
+    # family helpers: add sltt-digits, ... here
 ]
 
 

@@ -139,42 +139,6 @@ def test_vtab_lists_are_read_and_checked(tmp_path):
         read_list(task / "test.txt")
 
 
-@pytest.mark.slow
-def test_kill_9_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
-    """kill -9 while the stage of training runs is mid-way (after its 4th run): --resume finishes it with the
-    metrics and metrics.csv of an uninterrupted run (each run's row once)."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    cmd = [sys.executable, "-m", "tenfold.cli", "run", "tuning-minivtab", "--set", "methods=[linear,full,lora-qv]",
-           "--set", "tasks=[digits-5-9]", "--set", "epochs=1", "--set", "lr_factors=[1.0]", "--set", "test_size=50"]
-    env = {**os.environ, "TENFOLD_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd + ["--out", str(tmp_path / "k")], env={**env, "TENFOLD_HANG_AFTER_EPOCHS": "4"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and not list((tmp_path / "k").glob("*/*/.hang")):
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it hung"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    (folder,) = (tmp_path / "k" / "tuning-minivtab").iterdir()
-    assert not (folder / "results.json").exists() or json.loads((folder / "results.json").read_text())["status"] != "ok"
-    done = subprocess.run(cmd + ["--out", str(tmp_path / "k"), "--resume"], env=env, capture_output=True)
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
-    ref = subprocess.run(cmd + ["--out", str(tmp_path / "ref")], env=env, capture_output=True)
-    assert ref.returncode == 0, ref.stderr.decode()[-2000:]
-    (ref_folder,) = (tmp_path / "ref" / "tuning-minivtab").iterdir()
-    ra, rb = (json.loads((f / "results.json").read_text()) for f in (ref_folder, folder))
-    skip = {"wall_seconds"}
-    assert {k: v for k, v in ra["metrics"].items() if k not in skip} == {k: v for k, v in rb["metrics"].items()
-                                                                          if k not in skip}
-    strip = lambda text: [",".join(r.split(",")[:-1]) for r in text.splitlines()]  # noqa: E731 (seconds column)
-    assert strip((ref_folder / "metrics.csv").read_text()) == strip((folder / "metrics.csv").read_text())
-
-
 def _tiny_vtab(root, task="dtd", train=10, test=4):
     from PIL import Image
 
