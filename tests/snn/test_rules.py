@@ -298,3 +298,20 @@ def test_amp_with_grad_scaler_matches_float32_closely(batch):
         assert cos > 0.9, (precision, cos)
     with pytest.raises(ConfigError, match="^precision="):
         SNNTrainer(make_model(), T, precision="fp8")
+
+
+def test_offline_sltt_has_the_online_gradient_but_bptt_memory(batch):
+    from tenfold.snn.profile import peak_saved_bytes
+
+    x, y = batch
+    g_on, res_on = grads(make_model(), x, y, "sltt")
+    model = make_model()
+    trainer = SNNTrainer(model, T, "sltt", online=False)
+    result = trainer.gradients(x, y)
+    g_off = parameter_grads(model)
+    assert result.backward_calls == 1 and res_on.backward_calls == T
+    for n in g_on:
+        assert torch.allclose(g_on[n], g_off[n], rtol=1e-10, atol=1e-12)
+    on = peak_saved_bytes(SNNTrainer(make_model(), T, "sltt"), x, y)
+    off = peak_saved_bytes(trainer, x, y)
+    assert off > 0.9 * T * on

@@ -1,12 +1,20 @@
 """SLTT experiments (Meng et al., ICCV 2023): BPTT vs SLTT vs SLTT-K on digits, simulated events, CIFAR.
 
-- ``sltt-digits`` (quick): spiking MLP 64-128-128-10, T=6, tau=1.1, each rule trained from the same
-  initialization and data order; claims: every rule reaches >= 0.95 test accuracy, SLTT's gradient on
-  the trained network is nearly parallel to BPTT's (per-layer cosine >= 0.999 at tau=1.1), and SLTT's
-  peak activation memory is at most half of BPTT's.
-- ``sltt-events`` (quick): a small VGG on DVS-like event streams simulated from digits (N-MNIST-style
-  saccade); claims: every rule reaches >= 0.85 test accuracy, SLTT memory at most half of BPTT's.
-- ``sltt-cifar`` (paper preset only, GPU): pre-activation spiking ResNet-18, T=6, local CIFAR-10 pickles.
+Every experiment trains each rule from the same initialization and data order, for ``seeds`` seeds,
+and declares its statements in :data:`CLAIMS` (thresholds in ``cfg.thresholds``, fixed before the run):
+
+- paper claims: SLTT's test accuracy within a band of BPTT's (per-seed differences); SLTT's activation
+  memory a fraction of BPTT's (ablation: ``online=false``, the same gradient from one backward after all
+  steps); SLTT-K faster than BPTT (ablation: ``timed_k`` = T); SLTT's gradient nearly parallel to BPTT's
+  (ablation: a slower leak, ``tau=4``). The accuracy parity's ablation ``spatial_grad=false`` removes
+  what SLTT keeps, the spatial gradient through the neurons (only the readout learns).
+- checks (hold by construction): T x SLTT/BPTT saved bytes = 1 (one step's graph vs T), identical
+  forward outputs of all rules, every rule trains.
+
+- ``sltt-digits`` (quick): spiking MLP 64-128-128-10, T=6, tau=1.1.
+- ``sltt-events`` (quick): a small spiking VGG on DVS-like event streams simulated from digits; its
+  gradient cosine (conv + BN, event input) is lower than the MLP's.
+- ``sltt-cifar`` (paper preset, GPU): pre-activation spiking ResNet-18, T=6, local CIFAR-10 pickles.
 """
 
 from __future__ import annotations
@@ -18,12 +26,13 @@ from typing import Literal
 import torch
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
+from tenfold.benchmarks.common import median_times
 from tenfold.config import Config
 from tenfold.data import digits
 from tenfold.engine import RunContext
 from tenfold.engine.loop import batches
 from tenfold.experiments.registry import register
-from tenfold.reporting import Claim, Result, markdown_table
+from tenfold.reporting import Check, PaperClaim, Result, markdown_table
 from tenfold.reporting.figures import new_figure
 from tenfold.snn.networks import SpikingMLP, SpikingPreActResNet18, SpikingVGG
 from tenfold.snn.profile import peak_saved_bytes
@@ -31,11 +40,62 @@ from tenfold.snn.surrogate import SURROGATES
 from tenfold.snn.train import SNNTrainer, grad_cosines, parameter_grads, parse_rule
 
 
+class SLTTThresholds(Config):
+    """Fixed before the final runs (2026-12-01); each description gives the source."""
+
+    min_acc_gap: float = Field(-0.02, description=(
+        "source: the paper's SLTT - BPTT gaps are within 1 point on static data (CIFAR-10 -0.01, CIFAR-100 "
+        "+0.87, ImageNet -0.28; DVS-CIFAR10 +3.7), doubled for our 450-image test set whose binomial std at "
+        "97% is 0.8 points"))
+    max_memory_ratio: float = Field(0.5, description=(
+        "source: the paper's SLTT/BPTT GPU memory is 0.36 (CIFAR-10 ResNet-18, T=6) and 0.29 (DVS-CIFAR10, "
+        "T=10), weights included; 0.5 is 'at least halved'"))
+    max_time_ratio: float = Field(0.75, description=(
+        "source: cost model (T forward steps + K backward steps at ~2x a forward) gives (T + 2K) / 3T = 0.56 "
+        "for SLTT-2 at T=6, the paper's SLTT-1 / BPTT ImageNet time is 0.43 (32.03 vs 73.8 h); 0.75 leaves "
+        "room for per-step overhead and stays below the ~1.0 of K = T"))
+    min_grad_cosine: float = Field(0.999, description=(
+        "source: spec snn.md 1.5 check 6 measured >= 0.9998 per layer at tau=1.1 on the digits MLP (0.993-0.995 "
+        "at tau=2); 0.999 separates the two regimes"))
+    memory_T_lo: float = Field(0.99, description="exact by construction: SLTT holds one step's graph, BPTT T steps "
+                               "(1.0 up to a few bytes of loss scalars)")
+    memory_T_hi: float = Field(1.01, description="exact by construction, see memory_T_lo")
+    max_forward_diff: float = Field(0.0, description="exact: the rules change only the backward, so forward "
+                                    "outputs are bit-identical (spec 1.5 check 1)")
+    min_accuracy: float = Field(0.95, description="source: spec 1.5 check 10, every rule >= 95% on digits "
+                                "(measured there 97.8-98.0%)")
+
+
+CLAIMS = [
+    PaperClaim("SLTT test accuracy within the band of BPTT's (SLTT - BPTT)", metric="acc_sltt_minus_bptt",
+               at_least="thresholds.min_acc_gap", ablation=["spatial_grad=false"],
+               paper="CIFAR-10, ResNet-18, T=6: SLTT 94.59% vs BPTT 94.60%; CIFAR-100 74.67 vs 73.80 (Table 2)"),
+    PaperClaim("SLTT / BPTT peak live saved activation bytes", metric="saved_ratio_sltt_over_bptt",
+               at_most="thresholds.max_memory_ratio", ablation=["online=false"], seeds=1,
+               why_one_run="a count of the bytes autograd holds, deterministic given the shapes",
+               paper="CIFAR-10, ResNet-18, T=6: 1.09 vs 3.00 GB (0.36); DVS-CIFAR10, VGG-11, T=10: 1.07 vs 3.70 GB"),
+    PaperClaim("SLTT-K / BPTT time per training iteration", metric="time_ratio_sltt_k_over_bptt",
+               at_most="thresholds.max_time_ratio", ablation=["timed_k=6"], seeds=1,
+               why_one_run="a median of interleaved timing repeats on one batch in one run (ratio of two medians)",
+               paper="ImageNet, NF-ResNet-34, T=6: SLTT-1 32.03 h vs BPTT 73.8 h (0.43)"),
+    PaperClaim("per-layer cosine of SLTT's to BPTT's gradient (trained BPTT net, first batch)",
+               metric="grad_cosine_min", at_least="thresholds.min_grad_cosine", ablation=["tau=4.0"],
+               paper="Sec. 4.1: with tau=1.1 the temporal terms lambda(1 - V_th sigma') are small, so SLTT's gradient "
+                     "keeps BPTT's direction (the paper's cosine figure: setting as in its Sec. 4.1)"),
+    Check("T x SLTT/BPTT saved bytes (one step's graph vs T)", metric="memory_ratio_times_T",
+          between=("thresholds.memory_T_lo", "thresholds.memory_T_hi")),
+    Check("max |forward output difference| across rules", metric="forward_max_abs_diff",
+          at_most="thresholds.max_forward_diff"),
+    Check("lowest test accuracy over rules and seeds", metric="min_test_acc", at_least="thresholds.min_accuracy"),
+]
+
+
 class SLTTCommon(Config):
     model_config = ConfigDict(**Config.model_config, validate_default=True)  # cross-field checks on defaults too
 
+    seeds: int = Field(3, ge=1, description="seeds of the comparison (each trains every rule)")
     rules: list[str] = Field(["bptt", "sltt", "sltt-1", "sltt-2"], min_length=1,
-                             description="training rules: bptt, sltt, sltt-K")
+                             description="training rules: bptt, sltt, sltt-K (bptt and sltt are always run)")
     T: int = Field(6, ge=1, description="time steps")
     tau: float = Field(1.1, ge=1.0, description="membrane time constant (lam = 1 - 1/tau)")
     v_th: float = Field(1.0, gt=0, description="firing threshold")
@@ -49,6 +109,16 @@ class SLTTCommon(Config):
     weight_decay: float = Field(0.0, ge=0)
     cosine_schedule: bool = False
     split_seed: int = Field(0, ge=0)
+    precision: Literal["32", "16-mixed", "bf16-mixed"] = Field("32", description="AMP of the SLTT trainer")
+    timed_k: int = Field(2, ge=1, description="K of the SLTT-K arm timed against BPTT")
+    time_repeats: int = Field(7, ge=3, description="interleaved timing repeats (median)")
+    time_batch: int = Field(1024, ge=1, description="samples of the timed batch: large enough that compute, not "
+                            "per-op dispatch, dominates, as in the paper's GPU iterations")
+    online: bool = Field(True, description="SLTT arms back-propagate each step at once; false: one backward after "
+                         "all steps (same gradient, every step's graph held: ablation of the memory claim)")
+    spatial_grad: bool = Field(True, description="false: the SLTT arms train only their readout (the spatial "
+                               "gradient through the neurons removed: ablation of the accuracy parity)")
+    thresholds: SLTTThresholds = SLTTThresholds()
 
     @field_validator("surrogate")
     @classmethod
@@ -62,7 +132,7 @@ class SLTTCommon(Config):
     def _known_rules(cls, v: list[str]) -> list[str]:
         for name in v:
             parse_rule(name)  # raises ConfigError with the rule's name
-        return v
+        return list(dict.fromkeys(["bptt", "sltt", *v]))
 
     @field_validator("T")
     @classmethod
@@ -71,6 +141,14 @@ class SLTTCommon(Config):
             _, k = parse_rule(name)
             if k is not None and not 1 <= k <= v:
                 raise ValueError(f"rule {name!r} needs K={k} in 1..T={v}")
+        return v
+
+    @field_validator("timed_k")
+    @classmethod
+    def _timed_k_within_t(cls, v: int, info: ValidationInfo) -> int:
+        T = info.data.get("T")
+        if T is not None and v > T:
+            raise ValueError(f"timed_k={v} needs K in 1..T={T}")
         return v
 
     def neuron(self) -> dict:
@@ -83,42 +161,82 @@ def _optimizer(cfg: SLTTCommon, model: torch.nn.Module) -> torch.optim.Optimizer
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def _trainer(cfg: SLTTCommon, model, name: str, static: bool, **kw) -> SNNTrainer:
+    rule, k = parse_rule(name)
+    return SNNTrainer(model, cfg.T, rule, k, lam_l=cfg.lam_l, mse_target=cfg.mse_target, static=static,
+                      online=cfg.online, **kw)
+
+
+def _readout_only(model: torch.nn.Module) -> None:
+    """The ``spatial_grad=false`` ablation: only the readout (``head``) learns."""
+    for n, p in model.named_parameters():
+        p.requires_grad_(n.startswith("head."))
+
+
 def train_rules(cfg: SLTTCommon, ctx: RunContext, make_model: Callable[[], torch.nn.Module], train, test,
-                static: bool) -> dict[str, dict]:
-    """Train one model per rule from the same initialization and data order; per-rule metrics."""
-    torch.manual_seed(ctx.seed)
+                static: bool, seed_index: int) -> dict[str, dict]:
+    """Train one model per rule from the same initialization and data order (seed ``ctx.seed + i``)."""
+    torch.manual_seed(ctx.seed + seed_index)
     init = make_model().state_dict()
-    probe_x, probe_y = next(iter(batches(train, cfg.batch_size, shuffle=False)))
     out: dict[str, dict] = {}
     for name in cfg.rules:
-        rule, k = parse_rule(name)
         model = make_model()
         model.load_state_dict(init)
+        if name != "bptt" and not cfg.spatial_grad:
+            _readout_only(model)
         optimizer = _optimizer(cfg, model)
         model, optimizer = ctx.setup(model, optimizer)
         device = next(model.parameters()).device
-        trainer = SNNTrainer(model, cfg.T, rule, k, optimizer, cfg.lam_l, cfg.mse_target,
-                             generator=ctx.generator("sltt-k", name), static=static, backward=ctx.backward)
-        memory = peak_saved_bytes(trainer, probe_x.to(device), probe_y.to(device))
-        model.zero_grad(set_to_none=True)
+        no_sync = (lambda m=model: ctx.fabric.no_backward_sync(m)) if ctx.world_size > 1 else None
+        trainer = _trainer(cfg, model, name, static, optimizer=optimizer, backward=ctx.backward,
+                           generator=ctx.generator("sltt-k", name, seed_index), precision=cfg.precision,
+                           no_sync=no_sync)
         schedule = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs) if cfg.cosine_schedule
                     else None)
         history, t0 = [], time.perf_counter()
-        order = ctx.generator("data-order")
-        for epoch in ctx.track(range(1, cfg.epochs + 1), f"{name}"):
+        order = ctx.generator("data-order", seed_index)
+        for epoch in ctx.track(range(1, cfg.epochs + 1), f"{name} seed {seed_index}"):
             losses = []
             for x, y in batches(train, cfg.batch_size, shuffle=True, generator=order, rank=ctx.rank,
                                 world_size=ctx.world_size):
                 losses.append(trainer.step(x.to(device), y.to(device)).loss)
             if schedule is not None:
                 schedule.step()
-            row = {"rule": name, "epoch": epoch, "loss": sum(losses) / len(losses)}
+            row = {"seed": seed_index, "rule": name, "epoch": epoch, "loss": sum(losses) / len(losses)}
             ctx.log_metrics(**row)
             history.append(row)
-        seconds = time.perf_counter() - t0
-        out[name] = {"history": history, "seconds": seconds, "saved_bytes": memory,
+        out[name] = {"history": history, "seconds": time.perf_counter() - t0,
                      "test_acc": trainer.accuracy(test, device=device), "model": model}
     return out
+
+
+def probe_rules(cfg: SLTTCommon, make_model: Callable[[], torch.nn.Module], data, static: bool,
+                seed: int) -> dict[str, float | dict]:
+    """Deterministic properties on the first batch at the initial weights: peak live saved bytes per rule,
+    forward outputs of every rule, and the SLTT-K / BPTT time per iteration (interleaved medians, on the
+    first ``time_batch`` samples)."""
+    x, y = next(iter(batches(data, cfg.batch_size, shuffle=False)))
+    tx, ty = next(iter(batches(data, min(cfg.time_batch, len(data)), shuffle=False)))
+    torch.manual_seed(seed)
+    init = make_model().state_dict()
+    saved, outputs, trainers = {}, {}, {}
+    for name in dict.fromkeys([*cfg.rules, f"sltt-{cfg.timed_k}"]):
+        model = make_model()
+        model.load_state_dict(init)
+        trainers[name] = _trainer(cfg, model, name, static, generator=torch.Generator().manual_seed(seed))
+        saved[name] = peak_saved_bytes(trainers[name], x, y)
+    for name, trainer in trainers.items():
+        model = make_model()
+        model.load_state_dict(init)
+        outputs[name] = _trainer(cfg, model, name, static, generator=torch.Generator().manual_seed(seed)
+                                 ).gradients(x, y).logits_sum
+    timed = {k: trainers[k] for k in ("bptt", f"sltt-{cfg.timed_k}")}
+    times = median_times({k: (lambda tr=tr: (tr.model.zero_grad(set_to_none=True), tr.gradients(tx, ty)))
+                          for k, tr in timed.items()}, repeats=cfg.time_repeats, warmup=1)
+    diff = max(float((o - outputs["bptt"]).abs().max()) for o in outputs.values())
+    return {"saved": saved, "forward_max_abs_diff": diff,
+            "time_ratio": times[f"sltt-{cfg.timed_k}"] / times["bptt"],
+            "ms": {k: 1000 * v for k, v in times.items()}}
 
 
 def grad_cosines_at(cfg: SLTTCommon, make_model: Callable[[], torch.nn.Module], state: dict, data,
@@ -129,45 +247,55 @@ def grad_cosines_at(cfg: SLTTCommon, make_model: Callable[[], torch.nn.Module], 
     for rule in ("bptt", "sltt"):
         model = make_model()
         model.load_state_dict(state)
-        SNNTrainer(model, cfg.T, rule, static=static).gradients(x, y)
+        SNNTrainer(model, cfg.T, rule, lam_l=cfg.lam_l, mse_target=cfg.mse_target, static=static).gradients(x, y)
         grads[rule] = parameter_grads(model)
     return {n: c for n, c in grad_cosines(grads["bptt"], grads["sltt"]).items() if n.endswith("weight")}
 
 
-def _report(cfg: SLTTCommon, ctx: RunContext, results: dict[str, dict], cosines: dict[str, float],
-            threshold: float, title: str, notes: str) -> Result:
+def run_comparison(cfg: SLTTCommon, ctx: RunContext, make_model: Callable[[], torch.nn.Module], train, test,
+                   static: bool, title: str, setting: str, notes: str) -> Result:
+    """Seeds x rules training, the probes, the figure, metrics and per-seed samples for :data:`CLAIMS`."""
+    runs = [train_rules(cfg, ctx, make_model, train, test, static, i) for i in range(cfg.seeds)]
+    probe = probe_rules(cfg, make_model, train, static, ctx.seed)
+    cosines = []
+    for i, results in enumerate(runs):
+        # on the trained BPTT network (unwrapped from DDP/Fabric: the state dict keys of a plain model)
+        bptt = results["bptt"]["model"]
+        state = getattr(bptt, "module", bptt).state_dict()
+        cosines.append(min(grad_cosines_at(cfg, make_model, state, train, static).values()))
+    names = list(cfg.rules)
+    acc = {n: [r[n]["test_acc"] for r in runs] for n in names}
+    saved = probe["saved"]
+    ratio = saved["sltt"] / saved["bptt"]
+
     fig, ax = new_figure(2)
-    for name, r in results.items():
-        ax[0].plot([h["epoch"] for h in r["history"]], [h["loss"] for h in r["history"]], label=name)
-    ax[0].set(xlabel="epoch", ylabel="training loss", yscale="log", title=title)
+    for n in names:
+        h = runs[0][n]["history"]
+        ax[0].plot([r["epoch"] for r in h], [r["loss"] for r in h], label=n)
+    ax[0].set(xlabel="epoch", ylabel="training loss (seed 0)", yscale="log", title=title)
     ax[0].legend()
-    names = list(results)
-    ax[1].bar(names, [results[n]["saved_bytes"] / 1e6 for n in names])
-    ax[1].set(ylabel="peak saved activations (MB)", title=f"activation memory, T={cfg.T}")
+    ax[1].bar(names, [saved[n] / 1e6 for n in names])
+    ax[1].set(ylabel="peak live saved activations (MB)", title=f"activation memory, T={cfg.T}")
     figure = ctx.save_figure(fig, "training")
-    rows = [{"rule": n, "test acc": f"{r['test_acc']:.4f}", "train s": f"{r['seconds']:.1f}",
-             "peak saved MB": f"{r['saved_bytes'] / 1e6:.3f}"} for n, r in results.items()]
-    metrics: dict[str, float] = {}
-    claims = []
-    for n, r in results.items():
-        key = n.replace("-", "_")
-        metrics[f"test_acc_{key}"] = r["test_acc"]
-        metrics[f"train_seconds_{key}"] = r["seconds"]
-        metrics[f"saved_mb_{key}"] = r["saved_bytes"] / 1e6
-        claims.append(Claim.at_least(f"{n} test accuracy", r["test_acc"], threshold))
-    if cosines:
-        worst = min(cosines.values())
-        metrics["grad_cosine_min"] = worst
-        if cfg.tau <= 1.1:
-            claims.append(Claim.at_least("per-layer cosine of SLTT to BPTT gradient (trained net)", worst, 0.999))
-    if "bptt" in results and "sltt" in results:
-        ratio = results["sltt"]["saved_bytes"] / results["bptt"]["saved_bytes"]
-        metrics["saved_ratio_sltt_over_bptt"] = ratio
-        if cfg.T >= 4:
-            claims.append(Claim.at_most("SLTT / BPTT activation memory", ratio, 0.5))
-    key = "test_acc_sltt" if "sltt" in results else f"test_acc_{names[0].replace('-', '_')}"
-    return Result(metrics=metrics, claims=claims, figures=[figure], key_metric=key,
-                  tables={"rules": markdown_table(rows)}, notes=notes)
+
+    mean = lambda v: sum(v) / len(v)  # noqa: E731
+    rows = [{"rule": n, "test acc (mean)": f"{mean(acc[n]):.4f}", "per seed": ", ".join(f"{a:.4f}" for a in acc[n]),
+             "train s (seed 0)": f"{runs[0][n]['seconds']:.1f}", "peak saved MB": f"{saved[n] / 1e6:.3f}"}
+            for n in names]
+    gaps = [s - b for s, b in zip(acc["sltt"], acc["bptt"])]
+    metrics: dict[str, float] = {f"test_acc_{n.replace('-', '_')}": mean(acc[n]) for n in names}
+    metrics |= {f"saved_mb_{n.replace('-', '_')}": saved[n] / 1e6 for n in saved}
+    metrics |= {"acc_sltt_minus_bptt": mean(gaps), "saved_ratio_sltt_over_bptt": ratio,
+                "memory_ratio_times_T": ratio * cfg.T, "time_ratio_sltt_k_over_bptt": probe["time_ratio"],
+                "ms_bptt": probe["ms"]["bptt"], f"ms_sltt_{cfg.timed_k}": probe["ms"][f"sltt-{cfg.timed_k}"],
+                "forward_max_abs_diff": probe["forward_max_abs_diff"], "grad_cosine_min": mean(cosines),
+                "min_test_acc": min(min(v) for v in acc.values())}
+    return Result(metrics=metrics, samples={"acc_sltt_minus_bptt": gaps, "grad_cosine_min": cosines},
+                  figures=[figure], key_metric="acc_sltt_minus_bptt", tables={"rules": markdown_table(rows)},
+                  notes=(f"{notes} Gradient cosine setting: {setting}, tau={cfg.tau}, T={cfg.T}, per-layer minimum "
+                         f"over weights, on the first training batch at each seed's trained BPTT weights. Times: "
+                         f"median of {cfg.time_repeats} interleaved iterations on one batch of {cfg.time_batch} (threads pinned by "
+                         "the runner)."))
 
 
 # --- sltt-digits ---------------------------------------------------------------------------------
@@ -179,8 +307,8 @@ class SLTTDigitsConfig(SLTTCommon):
     lr: float = Field(2e-3, gt=0)
 
 
-@register("sltt-digits", paper="sltt", config=SLTTDigitsConfig, order=50,
-          description="Spiking MLP on digits trained by BPTT, SLTT, SLTT-1 and SLTT-2")
+@register("sltt-digits", paper="sltt", config=SLTTDigitsConfig, claims=CLAIMS, order=50, threads=1,
+          processes=True, description="Spiking MLP on digits trained by BPTT, SLTT, SLTT-1 and SLTT-2")
 def run_digits(cfg: SLTTDigitsConfig, ctx: RunContext) -> Result:
     train, test = (digits(s, seed=cfg.split_seed, flatten=True, fractions=(0.75, 0.0, 0.25))
                    for s in ("train", "test"))
@@ -188,17 +316,19 @@ def run_digits(cfg: SLTTDigitsConfig, ctx: RunContext) -> Result:
     def make_model() -> torch.nn.Module:
         return SpikingMLP(64, cfg.hidden, 10, **cfg.neuron())
 
-    results = train_rules(cfg, ctx, make_model, train, test, static=True)
-    trained = next(iter(results.values()))["model"].state_dict()
-    cosines = grad_cosines_at(cfg, make_model, trained, train, static=True)
-    return _report(cfg, ctx, results, cosines, 0.95, "spiking MLP on digits",
-                   f"MLP 64-{'-'.join(map(str, cfg.hidden))}-10, T={cfg.T}, tau={cfg.tau}, {cfg.epochs} epochs of "
-                   f"{cfg.optimizer} lr={cfg.lr}; {len(train)} train / {len(test)} test digits (75/25). Paper "
-                   "(CIFAR-10, ResNet-18): BPTT 94.60% vs SLTT 94.59%; here the claim is that every rule trains "
-                   "a small SNN to the same accuracy band.")
+    return run_comparison(cfg, ctx, make_model, train, test, True, "spiking MLP on digits",
+                          f"spiking MLP 64-{'-'.join(map(str, cfg.hidden))}-10 on digits (static input)",
+                          f"MLP 64-{'-'.join(map(str, cfg.hidden))}-10, T={cfg.T}, tau={cfg.tau}, {cfg.epochs} epochs "
+                          f"of {cfg.optimizer} lr={cfg.lr}, {cfg.seeds} seeds; {len(train)} train / {len(test)} test "
+                          "digits (75/25).")
 
 
 # --- sltt-events ---------------------------------------------------------------------------------
+
+class EventThresholds(SLTTThresholds):
+    min_accuracy: float = Field(0.85, description="source: the earlier quick runs (0.90-0.97 per rule at one "
+                                "seed); 0.85 is a floor that a broken rule misses (chance is 0.10)")
+
 
 class SLTTEventsConfig(SLTTCommon):
     rules: list[str] = Field(["bptt", "sltt", "sltt-2"], min_length=1)
@@ -215,11 +345,11 @@ class SLTTEventsConfig(SLTTCommon):
     plan: list[int | Literal["M"]] = Field([16, "M", 32], min_length=1)
     pool_to: int = Field(2, ge=1)
     dropout: float = Field(0.0, ge=0, lt=1)
-    min_accuracy: float = Field(0.85, ge=0, le=1, description="claimed test accuracy of every rule")
+    thresholds: EventThresholds = EventThresholds()
 
 
-@register("sltt-events", paper="sltt", config=SLTTEventsConfig, order=51,
-          description="Small spiking VGG on simulated DVS event streams, BPTT vs SLTT vs SLTT-K")
+@register("sltt-events", paper="sltt", config=SLTTEventsConfig, claims=CLAIMS, order=51, threads=1,
+          processes=True, description="Small spiking VGG on simulated DVS event streams, BPTT vs SLTT vs SLTT-K")
 def run_events(cfg: SLTTEventsConfig, ctx: RunContext) -> Result:
     from tenfold.data.events import simulated_events
 
@@ -232,14 +362,21 @@ def run_events(cfg: SLTTEventsConfig, ctx: RunContext) -> Result:
         return SpikingVGG(2, classes, width=1.0, plan=tuple(cfg.plan), dropout=cfg.dropout, pool_to=cfg.pool_to,
                           generator=ctx.generator("dropout"), **cfg.neuron())
 
-    results = train_rules(cfg, ctx, make_model, data["train"], data["test"], static=False)
-    return _report(cfg, ctx, results, {}, cfg.min_accuracy, "spiking VGG on simulated events",
-                   f"{cfg.source} images ({classes} classes) as event streams (saccade-simulated DVS, "
-                   f"T={cfg.T} bins, 2 polarities), VGG plan {cfg.plan}, {cfg.epochs} epochs. Paper (DVS-CIFAR10, "
-                   "VGG-11, T=10): BPTT 73.60% / 3.70 GB vs SLTT 77.30% / 1.07 GB.")
+    return run_comparison(cfg, ctx, make_model, data["train"], data["test"], False, "spiking VGG on simulated events",
+                          f"conv-BN VGG {cfg.plan} on {cfg.size}x{cfg.size} simulated event frames",
+                          f"{cfg.source} images ({classes} classes) as event streams (saccade-simulated DVS, T={cfg.T} "
+                          f"bins, 2 polarities), VGG plan {cfg.plan}, {cfg.epochs} epochs, {cfg.seeds} seeds. Paper "
+                          "(DVS-CIFAR10, VGG-11, T=10): BPTT 73.60% / 3.70 GB vs SLTT 77.30% / 1.07 GB.")
 
 
 # --- sltt-cifar (paper preset; needs local CIFAR-10 and a GPU) --------------------------------
+
+class CifarThresholds(SLTTThresholds):
+    min_accuracy: float = Field(0.93, description="source: the paper's CIFAR-10 accuracies (BPTT 94.60%, SLTT "
+                                "94.59%) less 1.5 points for a reproduction")
+    min_acc_gap: float = Field(-0.01, description="source: the paper's SLTT - BPTT gap on CIFAR-10 is -0.01 points; "
+                               "one point on the 10,000-image test set is about 3 binomial std")
+
 
 class SLTTCifarConfig(SLTTCommon):
     rules: list[str] = Field(["bptt", "sltt"], min_length=1)
@@ -253,7 +390,7 @@ class SLTTCifarConfig(SLTTCommon):
     epochs: int = Field(200, ge=1)
     batch_size: int = Field(128, ge=1)
     train_limit: int | None = Field(None, ge=1, description="use only the first N training images (smoke runs)")
-    min_accuracy: float = Field(0.93, ge=0, le=1, description="claimed test accuracy (paper: 94.6 BPTT, 94.59 SLTT)")
+    thresholds: CifarThresholds = CifarThresholds()
     augment: bool = Field(True, description="random crop + flip + Cutout on the training images")
     cutout: int = Field(16, ge=0, le=32, description="Cutout hole size (0: none)")
 
@@ -274,7 +411,7 @@ def augment_image(img: torch.Tensor, generator: torch.Generator, cutout: int = 1
     return out
 
 
-@register("sltt-cifar", paper="sltt", config=SLTTCifarConfig, order=52, quick=False,
+@register("sltt-cifar", paper="sltt", config=SLTTCifarConfig, claims=CLAIMS, order=52, quick=False, processes=True,
           description="Pre-activation spiking ResNet-18 on CIFAR-10, BPTT vs SLTT (GPU; local CIFAR pickles)")
 def run_cifar(cfg: SLTTCifarConfig, ctx: RunContext) -> Result:
     from tenfold.data.base import ArrayDataset
@@ -293,6 +430,7 @@ def run_cifar(cfg: SLTTCifarConfig, ctx: RunContext) -> Result:
     def make_model() -> torch.nn.Module:
         return SpikingPreActResNet18(3, 10, cfg.width, cfg.dropout, **cfg.neuron())
 
-    results = train_rules(cfg, ctx, make_model, train, test, static=True)
-    return _report(cfg, ctx, results, {}, cfg.min_accuracy, "spiking ResNet-18 on CIFAR-10",
-                   "Paper (ResNet-18, T=6): BPTT 94.60% / 3.00 GB vs SLTT 94.59% / 1.09 GB.")
+    return run_comparison(cfg, ctx, make_model, train, test, True, "spiking ResNet-18 on CIFAR-10",
+                          "pre-activation spiking ResNet-18 on CIFAR-10",
+                          f"{len(train)} training images, {cfg.epochs} epochs, {cfg.seeds} seeds. Paper (ResNet-18, "
+                          "T=6): BPTT 94.60% / 3.00 GB vs SLTT 94.59% / 1.09 GB.")

@@ -21,7 +21,7 @@ from tenfold.config import Config
 from tenfold.engine import RunContext, evaluate, fit
 from tenfold.errors import ConfigError
 from tenfold.experiments.registry import register
-from tenfold.reporting import Claim, Result, markdown_table
+from tenfold.reporting import Check, PaperClaim, Result, markdown_table
 from tenfold.reporting.figures import new_figure
 from tenfold.snn.spide_models import SpideClassifier, alexnet_f, cifarnet_f, feature_count, lenet5, mlp_f
 from tenfold.snn.spide_reference import constant_input_rates
@@ -40,12 +40,53 @@ class SpideCommon(Config):
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0, description="the paper's 5e-4 acts as 5e-4/s_f (see docs)")
     milestones: list[int] = Field(default_factory=list, description="epochs where lr is multiplied by 0.1")
+    adjoint_feedback: bool = Field(True, description="false: the spike backward ignores the feedback term "
+                                   "(beta_N = g, a feedback-blind adjoint: ablation of the implicit gradient)")
+
+
+class SpideThresholds(Config):
+    """Fixed before the final runs (2026-12-01); each description gives the source."""
+
+    min_grad_cosine: float = Field(0.99, description=(
+        "source: spec snn.md 2.4 check 4, the spike backward reaches cosine 0.999 to the exact implicit gradient "
+        "at T_b=100 when unsaturated; 0.99 allows 10x that error"))
+    max_acc_gap: float = Field(0.02, description=(
+        "source: spec 2.4 check 5 measured 97.3% spike vs 97.1% exact on digits; 2 points is 3 binomial std "
+        "of the 359-image test set at 97%"))
+    max_rate_error_2T: float = Field(1.0 + 1e-9, description="theory (spec 2.4 check 1): the modified reset bounds "
+                                     "the rate error by 1/(2T); the metric is the error times 2T")
+    max_feedback_norm_ratio: float = Field(1.0 + 1e-6, description="by construction: the feedback weights are "
+                                           "projected onto the Frobenius ball of radius feedback_norm_cap")
+    min_accuracy: float = Field(0.95, description="source: spec 2.4 check 5, 94.2-97.3% measured on digits "
+                                "(feedback without cap the lowest); 0.95 for the capped network")
 
 
 class SpideDigitsConfig(SpideCommon):
+    seeds: int = Field(3, ge=1, description="seeds of the feedforward spike-vs-exact comparison and of the "
+                       "gradient check")
+    epochs: int = Field(12, ge=1)
     hidden: int = Field(128, ge=1, description="hidden units (one layer; the feedback is recurrent)")
     split_seed: int = Field(0, ge=0)
     feedback_exact: bool = Field(False, description="also train the feedback net with the exact gradient (slow)")
+    check_feedback_norm: float = Field(10.0, gt=0, description="Frobenius norm of the feedback in the gradient "
+                                       "check (the paper's cap for its single-layer DVS model), where ignoring it "
+                                       "changes the gradient")
+    thresholds: SpideThresholds = SpideThresholds()
+
+
+SPIDE_DIGITS_CLAIMS = [
+    PaperClaim("spike backward vs exact implicit gradient, feedback network (cosine)",
+               metric="grad_cosine_strong_feedback", at_least="thresholds.min_grad_cosine",
+               ablation=["adjoint_feedback=false"],
+               paper="Sec. 4: the mean of the ternary backward spikes over T_b steps converges to the implicit "
+                     "adjoint (I - J^T)^-1 g, so feedback SNNs (AlexNet-F, CIFARNet-F) train on it"),
+    Check("single IF neuron: max rate error x 2T (modified reset)", metric="rate_error_times_2T",
+          at_most="thresholds.max_rate_error_2T"),
+    Check("feedback Frobenius norm / cap after training", metric="feedback_norm_over_cap",
+          at_most="thresholds.max_feedback_norm_ratio"),
+    Check("feedback, spike backward: test accuracy", metric="test_acc_feedback_spike",
+          at_least="thresholds.min_accuracy"),
+]
 
 
 def _train(name: str, model: SpideClassifier, train, val, cfg: SpideCommon, ctx: RunContext,
@@ -105,6 +146,30 @@ def _gradient_check(model: SpideClassifier, x: torch.Tensor, y: torch.Tensor) ->
     return {"cosine": float(F.cosine_similarity(grads["spike"], grads["exact"], 0)), "max_abs_beta_exact": beta_max}
 
 
+def strong_feedback_cosine(cfg: "SpideDigitsConfig", seed: int, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """Cosine of the spike-backward gradient to the exact implicit gradient on a feedback network whose
+    feedback is rescaled to Frobenius norm ``check_feedback_norm`` (the feedback then changes the
+    adjoint: the feedback-blind one is reported beside it)."""
+    torch.manual_seed(seed)
+    snn = mlp_f(64, (cfg.hidden,), feedback=True, **_net_kwargs(cfg, "spike"))
+    with torch.no_grad():
+        snn.feedback.weight.mul_(cfg.check_feedback_norm / snn.feedback.weight.norm())
+    model = SpideClassifier(snn, cfg.hidden, 10)
+    out = _gradient_check(model, x, y)
+    wanted = snn.adjoint_feedback
+    snn.adjoint_feedback = False
+    blind = _gradient_check(model, x, y)["cosine"]
+    snn.adjoint_feedback = wanted
+    return {"cosine": out["cosine"], "blind": blind, "beta": out["max_abs_beta_exact"]}
+
+
+def rate_error_times_2T(cfg: SpideCommon) -> float:
+    """``max_c |a(c) - clamp(c / 2, 0, 1)| * 2T`` of one IF neuron with SPIDE's reset (<= 1 in theory)."""
+    c = torch.linspace(-0.5, 2.5, 3001, dtype=torch.float64)
+    rates = constant_input_rates(c, cfg.time_steps, v_th=cfg.v_th, u_rest=-cfg.v_th)
+    return float((rates - torch.clamp(c / (2 * cfg.v_th), 0, 1)).abs().max()) * 2 * cfg.time_steps
+
+
 def _reset_figure(ctx: RunContext, cfg: SpideCommon) -> str:
     """Rate error of one IF neuron vs its input for the two resets (spec 2.4 check 1)."""
     c = torch.linspace(-0.5, 2.5, 601, dtype=torch.float64)
@@ -121,77 +186,105 @@ def _reset_figure(ctx: RunContext, cfg: SpideCommon) -> str:
 
 def _net_kwargs(cfg: SpideCommon, backward: str) -> dict:
     return dict(time_steps=cfg.time_steps, time_steps_back=cfg.time_steps_back, scale=cfg.scale, v_th=cfg.v_th,
-                backward=backward, dropout=cfg.dropout, feedback_norm_cap=cfg.feedback_norm_cap)
+                backward=backward, dropout=cfg.dropout, feedback_norm_cap=cfg.feedback_norm_cap,
+                adjoint_feedback=cfg.adjoint_feedback)
 
 
-@register("spide-digits", paper="spide", config=SpideDigitsConfig, order=70,
+@register("spide-digits", paper="spide", config=SpideDigitsConfig, claims=SPIDE_DIGITS_CLAIMS, order=70, threads=1,
+          processes=False,
           description="SPIDE on digits: spike backward vs exact implicit gradient, feedforward and feedback")
 def run_digits(cfg: SpideDigitsConfig, ctx: RunContext) -> Result:
     from tenfold.data import digits
 
     train, val, test = (digits(s, seed=cfg.split_seed, flatten=True) for s in ("train", "val", "test"))
-    variants = [("feedforward", "spike"), ("feedforward", "exact"), ("feedback", "spike")]
-    if cfg.feedback_exact:
-        variants.append(("feedback", "exact"))
-    rows, results, curves = [], {}, {}
     check_x, check_y = train.x[:cfg.batch_size], train.y[:cfg.batch_size]
-    for arch, mode in variants:
-        name = f"{arch}-{mode}"
-        torch.manual_seed(ctx.seed)  # same initial weights for the spike and exact runs of an architecture
+    strong = [strong_feedback_cosine(cfg, ctx.seed + i, check_x, check_y) for i in range(cfg.seeds)]
+    variants = [(i, "feedforward", mode) for i in range(cfg.seeds) for mode in ("spike", "exact")]
+    variants.append((0, "feedback", "spike"))
+    if cfg.feedback_exact:
+        variants.append((0, "feedback", "exact"))
+    rows, acc, curves, norms, init_cos = [], {}, {}, [], {}
+    for i, arch, mode in variants:
+        name = f"{arch}-{mode}" + (f"-seed{i}" if i else "")
+        torch.manual_seed(ctx.seed + i)  # same initial weights for the spike and exact runs of an architecture
         snn = mlp_f(64, (cfg.hidden,), feedback=arch == "feedback", **_net_kwargs(cfg, mode))
         model = SpideClassifier(snn, cfg.hidden, 10)
-        check = _gradient_check(model, check_x, check_y) if mode == "spike" else {}
+        check = _gradient_check(model, check_x, check_y) if mode == "spike" and i == 0 else {}
         out = _train(name, model, train, val, cfg, ctx)
-        acc = evaluate(out["model"], test, ctx)
-        results[name] = acc
-        curves[name] = [h["val_acc"] for h in out["history"]]
-        rows.append({"network": arch, "backward": mode, "test acc": acc, "val acc": curves[name][-1],
+        acc.setdefault((arch, mode), []).append(evaluate(out["model"], test, ctx))
+        if i == 0:
+            curves[f"{arch}-{mode}"] = [h["val_acc"] for h in out["history"]]
+        if arch == "feedback":
+            norms.append(out["max_feedback_norm"])
+        if check:
+            init_cos[arch] = check["cosine"]
+        rows.append({"network": arch, "backward": mode, "seed": i, "test acc": acc[arch, mode][-1],
                      "grad cosine at init": check.get("cosine", float("nan")),
                      "max feedback norm": out["max_feedback_norm"]})
-        if check:
-            results[f"{name}-cosine"] = check["cosine"]
-            results[f"{name}-beta"] = check["max_abs_beta_exact"]
     fig, ax = new_figure(1)
     for name, curve in curves.items():
         ax.plot(range(1, len(curve) + 1), curve, label=name)
-    ax.axhline(0.95, ls="--", c="gray", label="claim: 0.95")
-    ax.set(xlabel="epoch", ylabel="validation accuracy", title="SPIDE on digits", ylim=(0.5, 1.0))
+    ax.axhline(cfg.thresholds.min_accuracy, ls="--", c="gray", label=f"check: {cfg.thresholds.min_accuracy:g}")
+    ax.set(xlabel="epoch", ylabel="validation accuracy", title="SPIDE on digits (seed 0)", ylim=(0.5, 1.0))
     ax.legend(fontsize=7)
     figures = [ctx.save_figure(fig, "accuracy"), _reset_figure(ctx, cfg)]
-    gap = abs(results["feedforward-spike"] - results["feedforward-exact"])
-    metrics = {"test_acc_feedforward_spike": results["feedforward-spike"],
-               "test_acc_feedforward_exact": results["feedforward-exact"],
-               "test_acc_feedback_spike": results["feedback-spike"],
-               "feedforward_gap_spike_vs_exact": gap,
-               "grad_cosine_feedforward": results["feedforward-spike-cosine"],
-               "grad_cosine_feedback": results["feedback-spike-cosine"],
-               "max_abs_beta_exact_feedforward": results["feedforward-spike-beta"],
-               "max_abs_beta_exact_feedback": results["feedback-spike-beta"]}
-    if "feedback-exact" in results:
-        metrics["test_acc_feedback_exact"] = results["feedback-exact"]
-    claims = [Claim.at_least("feedforward, spike backward: test accuracy", results["feedforward-spike"], 0.95),
-              Claim.at_least("feedback, spike backward: test accuracy", results["feedback-spike"], 0.95),
-              Claim.at_most("feedforward: |spike - exact float implicit gradient| test accuracy",
-                            gap, 0.02)]
-    return Result(metrics=metrics, claims=claims, figures=figures,
-                  tables={"SPIDE on digits": markdown_table(rows)}, key_metric="test_acc_feedback_spike",
+    mean = lambda v: sum(v) / len(v)  # noqa: E731
+    gaps = [abs(a - b) for a, b in zip(acc["feedforward", "spike"], acc["feedforward", "exact"])]
+    metrics = {"test_acc_feedforward_spike": mean(acc["feedforward", "spike"]),
+               "test_acc_feedforward_exact": mean(acc["feedforward", "exact"]),
+               "test_acc_feedback_spike": acc["feedback", "spike"][0],
+               "feedforward_gap_spike_vs_exact": mean(gaps),
+               "grad_cosine_strong_feedback": mean([r["cosine"] for r in strong]),
+               "grad_cosine_strong_feedback_blind": mean([r["blind"] for r in strong]),
+               "max_abs_beta_exact_strong_feedback": max(r["beta"] for r in strong),
+               "grad_cosine_feedforward_init": init_cos.get("feedforward", float("nan")),
+               "grad_cosine_feedback_init": init_cos.get("feedback", float("nan")),
+               "rate_error_times_2T": rate_error_times_2T(cfg),
+               "feedback_norm_over_cap": max(norms) / cfg.feedback_norm_cap}
+    if ("feedback", "exact") in acc:
+        metrics["test_acc_feedback_exact"] = acc["feedback", "exact"][0]
+    return Result(metrics=metrics, figures=figures,
+                  samples={"grad_cosine_strong_feedback": [r["cosine"] for r in strong],
+                           "feedforward_gap_spike_vs_exact": gaps},
+                  tables={"SPIDE on digits": markdown_table(rows)}, key_metric="grad_cosine_strong_feedback",
                   notes=(f"IF networks 64-{cfg.hidden} (feedback: recurrent {cfg.hidden}x{cfg.hidden}, Frobenius norm "
-                         f"capped at {cfg.feedback_norm_cap:g}), T={cfg.time_steps}, T_b={cfg.time_steps_back}, "
+                         f"capped at {cfg.feedback_norm_cap:g} in training), T={cfg.time_steps}, T_b={cfg.time_steps_back}, "
                          f"s_f={cfg.scale:g}, {cfg.epochs} epochs of SGD (lr {cfg.lr:g}, momentum {cfg.momentum:g}) "
-                         f"on {len(train)} digits. Gradient cosines are measured on one batch at initialisation; "
-                         "max |beta*| > 1 means the ternary spikes saturate there (implicit clipping)."))
+                         f"on {len(train)} digits, {cfg.seeds} seeds. The feedback gradient claim is measured on one "
+                         f"batch at initialisation with the feedback rescaled to norm {cfg.check_feedback_norm:g}, "
+                         "where a feedback-blind adjoint is measurably wrong (its cosine is reported beside it); "
+                         "max |beta*| > 1 would mean the ternary spikes saturate (implicit clipping). The "
+                         "feedforward spike-vs-exact accuracy gap is reported, not claimed: with scale=1 (beta "
+                         "quantized to 0, only the readout learns) the accuracy is the same on digits, so accuracy "
+                         "cannot tell the backward passes apart at this scale."))
 
 
 # --- spide-events ----------------------------------------------------------------------------------------------
+class EventThresholds(Config):
+    min_accuracy: float = Field(0.8, description="source: earlier quick runs of this setting (0.85-0.9); a floor "
+                                "that a broken backward misses (chance 0.1)")
+    max_feedback_norm_ratio: float = Field(1.0 + 1e-6, description="by construction: the feedback weights are "
+                                           "projected onto the Frobenius ball of radius feedback_norm_cap")
+
+
 class SpideEventsConfig(SpideCommon):
     source: Literal["digits", "shapes"] = Field("digits", description="images the event camera is simulated on")
     bins: int = Field(20, ge=1, description="event time bins; SPIDE runs one step per bin (T = bins)")
     hidden: int = Field(128, ge=1)
     epochs: int = Field(8, ge=1)
     seed_data: int = Field(0, ge=0, description="seed of the simulated events")
+    thresholds: EventThresholds = EventThresholds()
 
 
-@register("spide-events", paper="spide", config=SpideEventsConfig, order=71,
+SPIDE_EVENTS_CLAIMS = [
+    Check("spike backward on events: test accuracy", metric="test_acc", at_least="thresholds.min_accuracy"),
+    Check("feedback Frobenius norm / cap after training", metric="feedback_norm_over_cap",
+          at_most="thresholds.max_feedback_norm_ratio"),
+]
+
+
+@register("spide-events", paper="spide", config=SpideEventsConfig, claims=SPIDE_EVENTS_CLAIMS, order=71, threads=1,
+          processes=False,
           description="SPIDE on simulated event-camera data: event input per step, recurrent feedback layer")
 def run_events(cfg: SpideEventsConfig, ctx: RunContext) -> Result:
     from tenfold.data.events import simulated_events
@@ -213,9 +306,8 @@ def run_events(cfg: SpideEventsConfig, ctx: RunContext) -> Result:
     ax.legend(fontsize=7)
     return Result(
         metrics={"test_acc": acc, "max_feedback_norm": out["max_feedback_norm"],
+                 "feedback_norm_over_cap": out["max_feedback_norm"] / cfg.feedback_norm_cap,
                  "train_loss": out["history"][-1]["loss"], "forward_rate": out["history"][-1]["forward_rate"]},
-        # the feedback norm cap is a projection, so it holds by construction: a metric, not a claim
-        claims=[Claim.at_least("spike backward on events: test accuracy", acc, 0.8)],
         figures=[ctx.save_figure(fig, "accuracy")], key_metric="test_acc",
         notes=(f"Events simulated from {cfg.source} images ({len(train)} train, {len(test)} test, {cfg.bins} bins of "
                f"(2, H, W) counts); IF layer of {cfg.hidden} with recurrent feedback, T = bins, T_b = "
@@ -230,6 +322,8 @@ class SpideMnistConfig(SpideCommon):
     fc_dropout: float = Field(0.2, ge=0, lt=1, description="variational dropout on the 300-unit layer")
     epochs: int = Field(2, ge=1)
     limit: int = Field(0, ge=0, description="use only the first N training images (0 = all)")
+    min_accuracy: float = Field(0.99, ge=0, le=1, description="source: the paper's LeNet-5 MNIST accuracy, about "
+                                "99.3% (unverified), less 0.3 points")
 
 
 def _read_idx(path) -> torch.Tensor:
@@ -269,7 +363,9 @@ def mnist(root: str, train: bool):
     return ArrayDataset((x - 0.1307) / 0.3081, y)
 
 
-@register("spide-mnist-lenet", paper="spide", config=SpideMnistConfig, order=72, quick=False,
+@register("spide-mnist-lenet", paper="spide", config=SpideMnistConfig, order=72, quick=False, processes=False,
+          claims=[Check("LeNet-5 MNIST test accuracy (paper: about 99.3%)", metric="test_acc",
+                        at_least="min_accuracy")],
           description="SPIDE paper recipe: LeNet-5 on MNIST from a local root (no feedback)")
 def run_mnist(cfg: SpideMnistConfig, ctx: RunContext) -> Result:
     train, test = mnist(cfg.root, True), mnist(cfg.root, False)
@@ -283,7 +379,6 @@ def run_mnist(cfg: SpideMnistConfig, ctx: RunContext) -> Result:
     out = _train("lenet-spike", model, train, test, cfg, ctx)
     acc = evaluate(out["model"], test, ctx)
     return Result(metrics={"test_acc": acc}, key_metric="test_acc",
-                  claims=[Claim.at_least("LeNet-5 MNIST test accuracy (paper: about 99.3%)", acc, 0.99)],
                   notes=f"{cfg.epochs} epochs, width {cfg.width:g}, {len(train)} training images.")
 
 
@@ -296,6 +391,10 @@ class SpideCifarConfig(SpideCommon):
     warmup_iters: int = Field(0, ge=0, description="linear lr warm-up iterations (paper: 400)")
     augment: bool = Field(True, description="random crop (padding 4) and horizontal flip")
     limit: int = Field(0, ge=0, description="use only the first N training images (0 = all)")
+    min_accuracy: float = Field(0.90, ge=0, le=1, description="source: the paper's CIFAR-10 feedback models reach "
+                                "90-92% (unverified; use 0.65 for CIFAR-100, 65-72%)")
+    max_feedback_norm_ratio: float = Field(1.0 + 1e-6, description="by construction: the feedback is projected "
+                                           "onto the Frobenius ball of radius feedback_norm_cap")
 
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
@@ -312,7 +411,11 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
-@register("spide-cifar", paper="spide", config=SpideCifarConfig, order=73, quick=False,
+@register("spide-cifar", paper="spide", config=SpideCifarConfig, order=73, quick=False, processes=False,
+          claims=[Check("CIFAR test accuracy (paper, unverified: 90-92% CIFAR-10, 65-72% CIFAR-100)", metric="test_acc",
+                        at_least="min_accuracy"),
+                  Check("feedback Frobenius norm / cap after training", metric="feedback_norm_over_cap",
+                        at_most="max_feedback_norm_ratio")],
           description="SPIDE paper recipe: AlexNet-F / CIFARNet-F on CIFAR-10/100 from a local root")
 def run_cifar(cfg: SpideCifarConfig, ctx: RunContext) -> Result:
     from tenfold.data import ArrayDataset
@@ -333,8 +436,7 @@ def run_cifar(cfg: SpideCifarConfig, ctx: RunContext) -> Result:
                              transform=lambda img: _augment(img.unsqueeze(0), gen)[0])
     out = _train(f"{cfg.arch}-spike", model, train, test, cfg, ctx)
     acc = evaluate(out["model"], test, ctx)
-    paper = {10: 0.90, 100: 0.65}[cfg.num_classes]
-    return Result(metrics={"test_acc": acc, "max_feedback_norm": out["max_feedback_norm"]}, key_metric="test_acc",
-                  claims=[Claim.at_least(f"{cfg.arch} CIFAR-{cfg.num_classes} test accuracy (paper, unverified: "
-                                         f"{paper:.0%} or more)", acc, paper)],
+    return Result(metrics={"test_acc": acc, "max_feedback_norm": out["max_feedback_norm"],
+                           "feedback_norm_over_cap": out["max_feedback_norm"] / cfg.feedback_norm_cap},
+                  key_metric="test_acc",
                   notes=f"{cfg.epochs} epochs, width {cfg.width:g}, {len(train)} training images.")

@@ -89,7 +89,8 @@ class SpideNetwork(nn.Module):
     def __init__(self, input_op: nn.Module, layers: Sequence[nn.Module] = (), feedback: nn.Module | None = None, *,
                  time_steps: int = 30, time_steps_back: int = 100, scale: float = 100.0, v_th: float = 1.0,
                  u_rest: float | None = None, leak: float = 1.0, backward: str = "spike",
-                 dropout: float | Sequence[float] = 0.0, feedback_norm_cap: float | None = 2.0) -> None:
+                 dropout: float | Sequence[float] = 0.0, feedback_norm_cap: float | None = 2.0,
+                 adjoint_feedback: bool = True) -> None:
         super().__init__()
         require(isinstance(time_steps, int) and time_steps >= 1, "time_steps", time_steps, "an integer >= 1")
         require(isinstance(time_steps_back, int) and time_steps_back >= 1, "time_steps_back", time_steps_back,
@@ -115,6 +116,8 @@ class SpideNetwork(nn.Module):
         self.v_th, self.u_rest, self.leak = float(v_th), float(u_rest), float(leak)
         self.backward_mode = backward
         self.feedback_norm_cap = feedback_norm_cap
+        # False: the spike backward ignores the feedback (beta_N = g, a feedback-blind adjoint), an ablation
+        self.adjoint_feedback = bool(adjoint_feedback)
 
     # --- structure --------------------------------------------------------------------------------------
     @property
@@ -260,7 +263,7 @@ class SpideNetwork(nn.Module):
         u = [torch.zeros_like(a) for a in state.rates]
         s = [torch.zeros_like(a) for a in state.rates]
         sums = [torch.zeros_like(a) for a in state.rates]
-        fb = ops[-1]
+        fb = ops[-1] if self.adjoint_feedback else None
         for t in range(steps):
             for layer in reversed(range(n)):
                 if layer == n - 1:

@@ -130,6 +130,9 @@ class SNNTrainer:
       last one that gets a backward runs inside it, so gradients are reduced once per batch.
     - ``precision``: "32", "16-mixed" (autocast float16 + GradScaler, as the official SLTT-K) or
       "bf16-mixed" (autocast bfloat16, no scaler). ``scaler`` overrides the GradScaler.
+    - ``online=False`` (SLTT, SLTT-K): the same gradient from one backward of the summed step losses
+      after the last step, so every step's graph is held at once: SLTT without its memory saving (an
+      ablation; the gradient equals the online one).
     - ``generator`` seeds SLTT-K's step draws. ``static=True`` feeds ``x`` at every step; otherwise
       ``x`` is (B, T, ...) and frame t is fed at step t.
 
@@ -143,7 +146,7 @@ class SNNTrainer:
                  backward: Callable[[torch.Tensor], None] | None = None,
                  loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
                  precision: str = "32", scaler: torch.amp.GradScaler | None = None,
-                 no_sync: Callable[[], AbstractContextManager] | None = None) -> None:
+                 no_sync: Callable[[], AbstractContextManager] | None = None, online: bool = True) -> None:
         rule, k = normalize_rule(rule, k)
         check_rule(rule, T, k)
         if loss is None:
@@ -170,6 +173,7 @@ class SNNTrainer:
         self._backward = backward or (lambda loss: loss.backward())
         self.no_sync = no_sync if no_sync is not None else _no_sync_of(model)
         self.precision = precision
+        self.online = bool(online)
         if precision == "16-mixed" and scaler is None:
             scaler = torch.amp.GradScaler(self._device().type)
         self.scaler = scaler
@@ -228,7 +232,8 @@ class SNNTrainer:
     def _gradients(self, x: torch.Tensor, y: torch.Tensor) -> BatchResult:
         steps = self.draw_steps()
         chosen = set(steps)
-        last = self.T - 1 if self.rule == "bptt" else steps[-1]
+        offline = self.rule == "bptt" or not self.online
+        last = self.T - 1 if offline else steps[-1]
         logits_sum, total, calls, bptt_loss = None, None, 0, None
         for t in range(self.T):
             xt = step_input(x, t, self.static)
@@ -237,13 +242,14 @@ class SNNTrainer:
                 with torch.set_grad_enabled(t in chosen and torch.is_grad_enabled()), self._autocast(xt):
                     logits = logits_of(self.model(xt))
                     loss_t = self._loss(logits, y)
-                if self.rule == "bptt":
-                    bptt_loss = loss_t if bptt_loss is None else bptt_loss + loss_t
-                else:
+                if self.rule != "bptt":
                     detach_states(self.model)  # SpikingJelly neurons: no temporal graph under SLTT
+                if offline:
                     if t in chosen:
-                        self._run_backward(loss_t)
-                        calls += 1
+                        bptt_loss = loss_t if bptt_loss is None else bptt_loss + loss_t
+                elif t in chosen:
+                    self._run_backward(loss_t)
+                    calls += 1
             total = loss_t.detach() if total is None else total + loss_t.detach()  # one .item() per batch
             logits_sum = _full(logits.detach()) if logits_sum is None else logits_sum + _full(logits.detach())
         if bptt_loss is not None:
