@@ -191,7 +191,6 @@ def _net_kwargs(cfg: SpideCommon, backward: str) -> dict:
 
 
 @register("spide-digits", paper="spide", config=SpideDigitsConfig, claims=SPIDE_DIGITS_CLAIMS, order=70, threads=1,
-          processes=False,
           description="SPIDE on digits: spike backward vs exact implicit gradient, feedforward and feedback")
 def run_digits(cfg: SpideDigitsConfig, ctx: RunContext) -> Result:
     from tenfold.data import digits
@@ -284,7 +283,6 @@ SPIDE_EVENTS_CLAIMS = [
 
 
 @register("spide-events", paper="spide", config=SpideEventsConfig, claims=SPIDE_EVENTS_CLAIMS, order=71, threads=1,
-          processes=False,
           description="SPIDE on simulated event-camera data: event input per step, recurrent feedback layer")
 def run_events(cfg: SpideEventsConfig, ctx: RunContext) -> Result:
     from tenfold.data.events import simulated_events
@@ -363,7 +361,7 @@ def mnist(root: str, train: bool):
     return ArrayDataset((x - 0.1307) / 0.3081, y)
 
 
-@register("spide-mnist-lenet", paper="spide", config=SpideMnistConfig, order=72, quick=False, processes=False,
+@register("spide-mnist-lenet", paper="spide", config=SpideMnistConfig, order=72, quick=False,
           claims=[Check("LeNet-5 MNIST test accuracy (paper: about 99.3%)", metric="test_acc",
                         at_least="min_accuracy")],
           description="SPIDE paper recipe: LeNet-5 on MNIST from a local root (no feedback)")
@@ -411,7 +409,7 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
-@register("spide-cifar", paper="spide", config=SpideCifarConfig, order=73, quick=False, processes=False,
+@register("spide-cifar", paper="spide", config=SpideCifarConfig, order=73, quick=False,
           claims=[Check("CIFAR test accuracy (paper, unverified: 90-92% CIFAR-10, 65-72% CIFAR-100)", metric="test_acc",
                         at_least="min_accuracy"),
                   Check("feedback Frobenius norm / cap after training", metric="feedback_norm_over_cap",
