@@ -1,16 +1,7 @@
 """The panoptic-parts label format: dataset/evaluation spec files here; the uid codec and the label and
 prediction files live in :mod:`tenfold.data.panoptic_codec` (re-exported below, so both import paths work).
 
-uid encoding (de Geus et al., CVPR'21, panoptic_parts toolkit; ``panoptic_parts.md`` section 1), one int32 per
-pixel:
-
-- ``uid <= 99``: semantic only, ``sid = uid`` (stuff, or a things "crowd" region without an instance id);
-- ``1000 <= uid <= 99_999``: ``sid = uid // 1000``, ``iid = uid % 1000``;
-- ``uid >= 100_000``: ``sid = uid // 100_000``, ``iid = (uid // 100) % 1000``, ``pid = uid % 100``;
-- 3-digit uids (100-999) and uids above 9_999_999 are invalid.
-
-Decoded "no information" is ``-1`` for iids and ``0`` for pids (pid 0 = unlabelled part).
-Predictions are HxWx3 uint8 PNGs holding (sid, iid, pid); sid 255 = no prediction, pid 255 = unknown part.
+The uid encoding is described in the codec module's docstring.
 """
 
 from __future__ import annotations

@@ -42,6 +42,9 @@ from pydantic import BaseModel
 from tenfold.errors import TenfoldError
 
 MIN_SEEDS = 3
+# verdicts that `reproduce --strict` fails on; the report also bolds an ad-hoc claim that fails
+STRICT_FAILURES = ("not reproduced", "not falsified", "ablation failed", "fail")
+FLAGGED = STRICT_FAILURES + ("fails",)
 
 
 class ClaimError(TenfoldError):

@@ -14,7 +14,7 @@ from typing import Any
 
 from tenfold.io import atomic_write_text
 from tenfold.reporting.papers import paper
-from tenfold.reporting.claims import verdict
+from tenfold.reporting.claims import FLAGGED, verdict
 from tenfold.reporting.results import markdown_table
 
 
@@ -86,7 +86,7 @@ def _ablated(c: dict[str, Any]) -> str:
 
 def _mark(text: str) -> str:
     """Bold the verdicts a reader must not miss."""
-    return f"**{text}**" if text in ("not reproduced", "not falsified", "ablation failed", "fail", "fails") else text
+    return f"**{text}**" if text in FLAGGED else text
 
 
 def summary_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -128,20 +128,6 @@ def check_rows(entries: list[dict[str, Any]], kinds: tuple[str, ...] = ("check",
             if c.get("kind", "unclassified") in kinds:
                 rows.append({"experiment": e["experiment"], "statement": c["name"], "value": _value(c),
                              "threshold": c["threshold"], "result": _mark(verdict(c))})
-    return rows
-
-
-def claim_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every statement of every experiment, paper claims, checks and unclassified ones, in one table."""
-    rows = []
-    for e in entries:
-        if e.get("status") != "ok":
-            rows.append({"experiment": e["experiment"], "kind": "—", "claim": "(experiment failed)", "value": "—",
-                         "threshold": "—", "result": "**FAILED**"})
-            continue
-        for c in e.get("claims", []):
-            rows.append({"experiment": e["experiment"], "kind": c.get("kind", "unclassified"), "claim": c["name"],
-                         "value": _value(c), "threshold": c["threshold"], "result": _mark(verdict(c))})
     return rows
 
 
@@ -282,7 +268,7 @@ def render_html(markdown: str, out_dir: Path, title: str) -> str:
     body = re.sub(r"<(h[23])>(.*?)</h[23]>",
                   lambda m: f'<{m.group(1)} id="{slug(html.unescape(re.sub("<[^>]+>", "", m.group(2))))}">'
                             f"{m.group(2)}</{m.group(1)}>", body)
-    for word in ("fail", "fails", "FAILED", "not reproduced", "not falsified", "ablation failed"):
+    for word in FLAGGED + ("FAILED",):
         body = body.replace(f"<strong>{word}</strong>", f'<strong style="color:#b00">{word}</strong>')
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{_CSS}</style></head><body>{body}</body></html>\n")
@@ -316,8 +302,7 @@ def readme_table(entries: list[dict[str, Any]], report_dir: str, total_wall: flo
         if e.get("status") != "ok":
             cell = f"**failed**: {e.get('error', '')[:80]}"
         else:
-            flagged = [f"{c['name']} ({verdict(c)})" for c in claims
-                       if verdict(c) in ("not reproduced", "not falsified", "ablation failed", "fail", "fails")]
+            flagged = [f"{c['name']} ({verdict(c)})" for c in claims if verdict(c) in FLAGGED]
             cell = _claims_cell(e) + (f"; **{'; '.join(flagged)}**" if flagged else "")
         p = paper(e.get("paper", ""))
         rows.append({"paper": p.short or p.title, "experiment": e["experiment"],

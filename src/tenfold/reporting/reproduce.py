@@ -21,7 +21,7 @@ from tenfold.io import atomic_write_json
 from tenfold.errors import ConfigError
 from tenfold.experiments.registry import discover, get, quick_names
 from tenfold.experiments.runner import latest_run_dir, run_experiment, versions
-from tenfold.reporting.claims import ablation_groups, verdict
+from tenfold.reporting.claims import STRICT_FAILURES, ablation_groups, verdict
 from tenfold.reporting.report import readme_table, update_readme, write_report
 
 
@@ -36,8 +36,7 @@ class Outcome:
     def crashed(self) -> list[str]:
         return [e["experiment"] for e in self.entries if e.get("status") != "ok"]
 
-    def failing(self, verdicts: tuple[str, ...] = ("not reproduced", "not falsified", "ablation failed",
-                                                   "fail")) -> list[str]:
+    def failing(self, verdicts: tuple[str, ...] = STRICT_FAILURES) -> list[str]:
         """``experiment: claim`` for every statement whose verdict is in ``verdicts``."""
         return [f"{e['experiment']}: {c['name']} ({verdict(c)})" for e in self.entries if e.get("status") == "ok"
                 for c in e.get("claims", []) if verdict(c) in verdicts]
