@@ -114,6 +114,15 @@ def test_benchmark_quick_every_target_holds():
     assert timed and all(t["value"] > 0 and isinstance(t["holds"], bool) for t in timed)
     failed = [t for t in data["targets"] if not t["holds"] and t not in timed]
     assert not failed, failed
+    # the paper-scale networks by live saved-tensor accounting: BPTT holds T steps' graphs, SLTT one;
+    # saved bytes are linear in the batch (measured at batches 1 and 2)
+    paper = data["paper_scale"]
+    for name, T in (("resnet18", 6), ("vgg11", 10)):
+        row = paper[name]
+        assert row["T"] == T and 0.95 * T <= row["ratio_bptt_over_sltt"] <= T * 1.001, row
+        assert row["ratio_bptt_over_sltt"] >= row["paper_ratio"] > 1
+        assert abs(row["bptt_linearity"] - 1) < 0.01 and abs(row["sltt_linearity"] - 1) < 0.01
+    assert {t["name"] for t in data["targets"] if "paper" in t["name"]} and len(data["bptt_over_sltt_saved"]) == 3
 
 
 def _write_cifar10(root, n=16):
