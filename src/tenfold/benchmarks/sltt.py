@@ -162,9 +162,64 @@ def cuda_memory(names: tuple[str, ...] = ("resnet18", "vgg11")) -> dict[str, Any
     return result
 
 
+def neuron_step_times(sizes: tuple[tuple[int, int], ...] = ((64, 128), (256, 512)), T: int = 8,
+                      repeats: int = 15) -> dict[str, Any]:
+    """ms for T LIF steps forward + backward (BPTT through the membranes, triangle surrogate) on (B, H)
+    currents, three ways: the step in separate ops (membrane update, subtraction, spike Function), our
+    fused one-node step (:class:`~tenfold.snn.neurons.LIFNeuron`), and ``torch.compile`` of the separate
+    membrane update. Kept in the library: the fastest (the fused step; torch.compile's per-call overhead
+    outweighs its kernel fusion at these sizes on the CPU)."""
+    from tenfold.snn.neurons import LIFNeuron, leak
+    from tenfold.snn.surrogate import spike
+
+    lam = leak(TAU)
+
+    def update(current, u, s):
+        return torch.add(current, u, alpha=lam).add_(s, alpha=-lam)
+
+    def chain(step):
+        def fn(currents, grad):
+            u = currents[0]
+            s = spike(u - 1.0)
+            out = [s]
+            for t in range(1, T):
+                u = step(currents[t], u, s)
+                s = spike(u - 1.0)
+                out.append(s)
+            torch.stack(out).backward(grad)
+        return fn
+
+    def fused(currents, grad):
+        neuron = LIFNeuron(TAU)
+        torch.stack([neuron(c) for c in currents]).backward(grad)
+
+    out: dict[str, Any] = {"T": T, "sizes": [list(z) for z in sizes]}
+    fns = {"separate_ops": chain(update), "fused": fused}
+    try:
+        compiled = torch.compile(update, dynamic=False)
+        fns["torch_compile"] = chain(compiled)
+    except Exception as exc:  # noqa: BLE001  (no compiler toolchain: reported, not fatal)
+        out["torch_compile_error"] = f"{type(exc).__name__}: {exc}"[:200]
+    for b, h in sizes:
+        g = torch.Generator().manual_seed(0)
+        currents = (1.5 * torch.randn(T, b, h, generator=g)).requires_grad_()
+        grad = torch.randn(T, b, h, generator=g)
+        calls = {}
+        for key, fn in list(fns.items()):
+            try:
+                fn(currents, grad)  # compiles here
+                calls[key] = lambda fn=fn: fn(currents, grad)
+            except Exception as exc:  # noqa: BLE001
+                out[f"{key}_error"] = f"{type(exc).__name__}: {exc}"[:200]
+                fns.pop(key)
+        times = median_times(calls, repeats=repeats, warmup=2)
+        out[f"{b}x{h}"] = {k: 1000 * v for k, v in times.items()}
+    return out
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     Ts = [2, 4, 8] if quick else [2, 4, 8, 16, 32]
-    hidden, batch, repeats = (128, 64, 3) if quick else (512, 256, 5)
+    hidden, batch, repeats = (128, 64, 5) if quick else (512, 256, 5)
     x, y = _batch(batch)
     sj = _spikingjelly(_model(hidden))
     keys = ["bptt", "sltt", "sltt_k2"] + (["spikingjelly_bptt"] if sj else [])
@@ -239,6 +294,9 @@ def run(quick: bool = False) -> dict[str, Any]:
     else:
         notes.append("no CUDA device: torch.cuda.max_memory_allocated of the paper-scale networks "
                      "(paper: 3.00 vs 1.09 GB, 3.70 vs 1.07 GB) was not measured")
+    if not quick:
+        with fixed_threads(1):
+            result["neuron_step_ms"] = neuron_step_times()
     result["targets"] = targets
     result["notes"] = notes
     return result

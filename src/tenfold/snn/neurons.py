@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from tenfold.errors import ConfigError, require
-from tenfold.snn.surrogate import _Spike, check_surrogate
+from tenfold.snn.surrogate import check_surrogate, surrogate_of_membrane
 
 TEMPORAL_MODES = ("bptt", "sltt")
 
@@ -37,6 +37,48 @@ def check_temporal(temporal: str) -> None:
 def leak(tau: float) -> float:
     """``lam = 1 - 1/tau`` (1 for ``tau = inf``)."""
     return 1.0 if math.isinf(tau) else 1.0 - 1.0 / tau
+
+
+class _FirstSpike(torch.autograd.Function):
+    """The first step's spike ``s = H(u - v_th)`` of ``u = I`` as one node (no separate subtraction)."""
+
+    @staticmethod
+    def forward(ctx, u, v_th, surrogate, width):
+        ctx.save_for_backward(u)
+        ctx.v_th, ctx.surrogate, ctx.width = v_th, surrogate, width
+        return u.ge(v_th).to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_s):
+        (u,) = ctx.saved_tensors
+        return surrogate_of_membrane(u, ctx.v_th, ctx.surrogate, ctx.width).mul_(grad_s), None, None, None
+
+
+class _LIFStep(torch.autograd.Function):
+    """One LIF step after the first as one autograd node (the membrane update and the spike fused):
+    ``u = I + lam u_prev - lam (v_th - u_rest) s_prev``, ``s = H(u - v_th)``. Saves only ``u``; the backward
+    is ``g = sigma'(u - v_th) dL/ds + dL/du`` for ``I`` and ``lam g``, ``-lam (v_th - u_rest) g`` for the
+    state (skipped when the state is detached, as under SLTT). Fewer kernels and autograd nodes than
+    the same step in separate ops (measured in ``tenfold bench sltt``; docs/snn.md)."""
+
+    @staticmethod
+    def forward(ctx, current, u_prev, s_prev, lam, reset, v_th, surrogate, width):
+        u = torch.add(current, u_prev, alpha=lam).add_(s_prev, alpha=-lam * reset)
+        s = u.ge(v_th).to(u.dtype)
+        ctx.save_for_backward(u)
+        ctx.lam, ctx.reset, ctx.v_th, ctx.surrogate, ctx.width = lam, reset, v_th, surrogate, width
+        return s, u
+
+    @staticmethod
+    def backward(ctx, grad_s, grad_u):
+        (u,) = ctx.saved_tensors
+        g = surrogate_of_membrane(u, ctx.v_th, ctx.surrogate, ctx.width)
+        g = g.mul_(grad_s) if grad_s is not None else g.zero_()
+        if grad_u is not None:
+            g = g.add_(grad_u)
+        need = ctx.needs_input_grad
+        return (g if need[0] else None, g * ctx.lam if need[1] else None,
+                g * (-ctx.lam * ctx.reset) if need[2] else None, None, None, None, None, None)
 
 
 class LIFNeuron(nn.Module):
@@ -71,17 +113,18 @@ class LIFNeuron(nn.Module):
     def forward(self, current: torch.Tensor) -> torch.Tensor:
         if self.u is None:
             u = current
+            s = _FirstSpike.apply(u, self.v_th, self.surrogate, self.width)  # arguments validated at construction
         else:
             if self.u.shape != current.shape:
                 raise ConfigError(f"input shape {tuple(current.shape)} differs from the neuron state "
                                   f"{tuple(self.u.shape)}: call reset_states(model) before a new batch")
-            # lam * (u - (v_th - u_rest) * s) + I in two fused ops (fewer kernels and autograd nodes)
-            u = torch.add(current, self.u, alpha=self.lam).add_(self.s, alpha=-self.lam * (self.v_th - self.u_rest))
-        s = _Spike.apply(u - self.v_th, self.surrogate, self.width)  # arguments validated at construction
+            s, u = _LIFStep.apply(current, self.u, self.s, self.lam, self.v_th - self.u_rest, self.v_th,
+                                  self.surrogate, self.width)
+        state = self.__dict__  # plain attributes (u, s are no parameters or buffers): skips Module.__setattr__
         if self.temporal == "sltt":  # no temporal gradient: keep only detached state
-            self.u, self.s = u.detach(), s.detach()
+            state["u"], state["s"] = u.detach(), s.detach()
         else:
-            self.u, self.s = u, s
+            state["u"], state["s"] = u, s
         return s
 
     def extra_repr(self) -> str:

@@ -48,6 +48,17 @@ SURROGATES: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
 }
 
 
+def surrogate_of_membrane(u: torch.Tensor, v_th: float, surrogate: str, width: float) -> torch.Tensor:
+    """``sigma'(u - v_th)`` as a new tensor; the triangle (the default) in place on one temporary
+    (one allocation and four in-place kernels instead of three allocations)."""
+    x = u - v_th
+    if surrogate != "triangle":
+        return SURROGATES[surrogate](x, width)
+    if width == 1.0:
+        return x.abs_().neg_().add_(1.0).clamp_min_(0.0)
+    return x.abs_().mul_(-1.0 / width).add_(1.0).clamp_min_(0.0).div_(width)
+
+
 def check_surrogate(surrogate: str, width: float = 1.0) -> None:
     """Raise a one-line ConfigError for an unknown surrogate name or a non-positive width."""
     if surrogate not in SURROGATES:

@@ -26,7 +26,7 @@ from torch import nn
 
 from tenfold.errors import ConfigError, require
 from tenfold.snn.loss import check_loss, per_step_loss
-from tenfold.snn.neurons import detach_states, reset_states, spiking_neurons, temporal_mode
+from tenfold.snn.neurons import _is_spikingjelly_memory, detach_states, reset_states, spiking_neurons, temporal_mode
 
 RULES = ("bptt", "sltt", "sltt-k")
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
@@ -206,14 +206,16 @@ class SNNTrainer:
             return list(range(self.T))
         return sorted(torch.randperm(self.T, generator=self.generator)[: self.k].tolist())
 
-    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor, scale: bool = True) -> torch.Tensor:
+        """``l(o[t], y) / T`` (``scale=False``: ``l(o[t], y)``, for BPTT's one division of the sum)."""
         if self.loss_fn is not None:
             value = self.loss_fn(logits, y)
             if not isinstance(value, torch.Tensor) or value.dim() != 0:
                 raise ConfigError(f"loss returned {type(value).__name__} of shape {tuple(getattr(value, 'shape', ()))}: "
                                   "expected a scalar tensor")
-            return value / self.T
-        return per_step_loss(_full(logits), y, self.lam_l, self.mse_target) / self.T
+        else:
+            value = per_step_loss(_full(logits), y, self.lam_l, self.mse_target)
+        return value / self.T if scale else value
 
     def _run_backward(self, loss: torch.Tensor) -> None:
         self._backward(self.scaler.scale(loss) if self.scaler is not None else loss)
@@ -235,15 +237,16 @@ class SNNTrainer:
         offline = self.rule == "bptt" or not self.online
         last = self.T - 1 if offline else steps[-1]
         logits_sum, total, calls, bptt_loss = None, None, 0, None
+        memories = [m for m in self.model.modules() if _is_spikingjelly_memory(m)] if self.rule != "bptt" else []
         for t in range(self.T):
             xt = step_input(x, t, self.static)
             sync = nullcontext() if (self.no_sync is None or t >= last) else self.no_sync()
             with sync:
                 with torch.set_grad_enabled(t in chosen and torch.is_grad_enabled()), self._autocast(xt):
                     logits = logits_of(self.model(xt))
-                    loss_t = self._loss(logits, y)
-                if self.rule != "bptt":
-                    detach_states(self.model)  # SpikingJelly neurons: no temporal graph under SLTT
+                    loss_t = self._loss(logits, y, scale=not offline)  # offline: the sum is divided once
+                for m in memories:
+                    detach_states(m)  # SpikingJelly neurons: no temporal graph under SLTT
                 if offline:
                     if t in chosen:
                         bptt_loss = loss_t if bptt_loss is None else bptt_loss + loss_t
@@ -253,8 +256,10 @@ class SNNTrainer:
             total = loss_t.detach() if total is None else total + loss_t.detach()  # one .item() per batch
             logits_sum = _full(logits.detach()) if logits_sum is None else logits_sum + _full(logits.detach())
         if bptt_loss is not None:
-            self._run_backward(bptt_loss)
+            self._run_backward(bptt_loss / self.T)
             calls += 1
+        if offline:
+            total = total / self.T
         return BatchResult(float(total), logits_sum, calls, steps)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> BatchResult:
