@@ -1,4 +1,4 @@
-"""The ``tenfold`` command: list, run, reproduce, bench, eval-parts, merge-parts, show-parts, info.
+"""The ``tenfold`` command: list, config, run, reproduce, bench, eval-parts, merge-parts, show-parts, info.
 
 Deliberate errors (:class:`tenfold.errors.TenfoldError`) print as one line and exit with code 2;
 ``--debug`` shows the traceback instead.
@@ -46,7 +46,7 @@ def list_experiments() -> None:
 def run(
     name: str = typer.Argument(..., help="experiment name (see `tenfold list`)"),
     preset: str = typer.Option("quick", help="quick (CPU, minutes) or paper (the paper's recipe)"),
-    set_: list[str] = typer.Option([], "--set", help="override a config field: --set epochs=5 --set model.width=32"),
+    set_: list[str] = typer.Option([], "--set", help="override a config field, nested with dots: --set epochs=5 --set base.lr=0.2 (see `tenfold config NAME`)"),
     config: Optional[Path] = typer.Option(None, "--config", help="a YAML file of config fields"),
     seed: int = typer.Option(0, help="random seed"),
     out_dir: Path = typer.Option(Path("runs"), "--out", help="root folder of run folders"),
@@ -61,6 +61,25 @@ def run(
                                   resume=resume, device=device, devices=devices, config_file=config)
     _print_result(data)
     out.print(f"run folder: {folder}")
+
+
+@app.command("config")
+def show_config(
+    name: str = typer.Argument(..., help="experiment name (see `tenfold list`)"),
+    preset: str = typer.Option("quick", help="quick or paper (or another preset of the experiment)"),
+    set_: list[str] = typer.Option([], "--set", help="override a config field, as for `tenfold run`"),
+    config: Optional[Path] = typer.Option(None, "--config", help="a YAML file of config fields"),
+) -> None:
+    """Print an experiment's resolved config as YAML, each field with its description.
+
+    The output is a valid --config file: `tenfold config NAME > my.yaml`, edit, `tenfold run NAME --config my.yaml`.
+    """
+    from tenfold.config import resolve, to_yaml
+    from tenfold.experiments.registry import get
+
+    exp = get(name)
+    cfg = resolve(exp.config, name, preset, tuple(set_), config_file=config)
+    sys.stdout.write(f"# {name} ({preset}): {exp.description}\n" + to_yaml(cfg))
 
 
 def _print_result(data: dict) -> None:

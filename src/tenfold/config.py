@@ -22,9 +22,13 @@ PRESET_ROOT = Path(__file__).parent / "configs"
 
 
 class Config(BaseModel):
-    """Base config: unknown fields are errors, assignments are validated, values are plain data."""
+    """Base config: unknown fields are errors, assignments are validated, values are plain data.
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    Non-finite floats (``inf``, ``nan``) are refused; a field that means to allow them says so with
+    ``Field(allow_inf_nan=True)``.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -126,11 +130,16 @@ def available_presets(experiment: str) -> list[str]:
 
 def resolve(cls: type[C], experiment: str, preset: str = "quick", overrides: list[str] | tuple[str, ...] = (),
             config_file: str | Path | None = None) -> C:
-    """Defaults <- preset YAML <- optional user YAML file <- ``--set`` overrides, then validate."""
-    data: dict[str, Any] = {}
+    """Defaults <- preset YAML <- optional user YAML file <- ``--set`` overrides, then validate.
+
+    Every layer deep-merges over the one below, as OmegaConf and LightningCLI do: a preset or an override
+    naming ``group.key`` changes that key only and keeps the group's other fields at the experiment's
+    values (not at the sub-config class's defaults). Lists are replaced whole.
+    """
+    data: dict[str, Any] = cls().model_dump()
     path = preset_path(experiment, preset)
     if path.is_file():
-        data = load_yaml(path)
+        data = _merge(data, load_yaml(path))
     elif preset != "quick":
         raise ConfigError(
             f"preset '{preset}' does not exist for experiment '{experiment}': choose one of "
@@ -143,6 +152,7 @@ def resolve(cls: type[C], experiment: str, preset: str = "quick", overrides: lis
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` deep-merged over ``base`` (both left unchanged): mappings merge key by key, the rest replaces."""
     out = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
@@ -150,3 +160,42 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def to_yaml(cfg: Config) -> str:
+    """The resolved config as YAML, each field preceded by its description (``Field(description=...)``)."""
+    lines: list[str] = []
+    _yaml_lines(cfg, 0, lines)
+    return "\n".join(lines) + "\n"
+
+
+def _yaml_lines(cfg: Config, indent: int, lines: list[str]) -> None:
+    pad = " " * indent
+    for name, field in type(cfg).model_fields.items():
+        value = getattr(cfg, name)
+        if field.description:
+            lines.extend(f"{pad}# {text}" for text in field.description.splitlines())
+        if isinstance(value, Config):
+            lines.append(f"{pad}{name}:")
+            _yaml_lines(value, indent + 2, lines)
+        elif isinstance(value, dict) and value and all(isinstance(v, Config) for v in value.values()):
+            lines.append(f"{pad}{name}:")
+            for key, sub in value.items():
+                lines.append(f"{pad}  {key}:")
+                _yaml_lines(sub, indent + 4, lines)
+        else:
+            plain = value.model_dump() if isinstance(value, BaseModel) else value
+            text = yaml.safe_dump(_plain(plain), default_flow_style=True, width=10**6).strip()
+            text = text.removesuffix("...").strip()
+            lines.append(f"{pad}{name}: {text}")
+
+
+def _plain(value: Any) -> Any:
+    """Values as YAML can write them: tuples as lists, paths as strings."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    return value

@@ -102,7 +102,8 @@ class SLTTCommon(Config):
     rules: list[str] = Field(["bptt", "sltt", "sltt-1", "sltt-2"], min_length=1,
                              description="training rules: bptt, sltt, sltt-K (bptt and sltt are always run)")
     T: int = Field(6, ge=1, description="time steps")
-    tau: float = Field(1.1, ge=1.0, description="membrane time constant (lam = 1 - 1/tau)")
+    tau: float = Field(1.1, ge=1.0, allow_inf_nan=True,
+                       description="membrane time constant (lam = 1 - 1/tau); .inf: integrate-and-fire, no leak")
     v_th: float = Field(1.0, gt=0, description="firing threshold")
     surrogate: str = Field("triangle", description=f"one of {', '.join(SURROGATES)}")
     lam_l: float = Field(0.05, ge=0, le=1, description="weight of the MSE term of the per-step loss")
