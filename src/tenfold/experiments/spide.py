@@ -272,6 +272,10 @@ class SpideEventsConfig(SpideCommon):
     hidden: int = Field(128, ge=1)
     epochs: int = Field(8, ge=1)
     seed_data: int = Field(0, ge=0, description="seed of the simulated events")
+    root: str | None = Field(None, description="event files root/<split>/<class>/*.aedat (CIFAR10-DVS, AEDAT 2.0) "
+                             "or *.npz (x, y, t, p) instead of simulated events")
+    sensor: int = Field(128, ge=1, description="sensor height/width of the event files (CIFAR10-DVS: 128)")
+    size: int = Field(48, ge=4, description="frame height/width of event files after area resizing (paper: 48)")
     thresholds: EventThresholds = EventThresholds()
 
 
@@ -285,9 +289,13 @@ SPIDE_EVENTS_CLAIMS = [
 @register("spide-events", paper="spide", config=SpideEventsConfig, claims=SPIDE_EVENTS_CLAIMS, order=71, threads=1,
           description="SPIDE on simulated event-camera data: event input per step, recurrent feedback layer")
 def run_events(cfg: SpideEventsConfig, ctx: RunContext) -> Result:
-    from tenfold.data.events import simulated_events
+    from tenfold.data.events import event_folder, simulated_events
 
-    train, test = (simulated_events(s, T=cfg.bins, seed=cfg.seed_data, source=cfg.source) for s in ("train", "test"))
+    if cfg.root is not None:
+        train, test = (event_folder(cfg.root, s, cfg.bins, cfg.sensor, cfg.size) for s in ("train", "test"))
+    else:
+        train, test = (simulated_events(s, T=cfg.bins, seed=cfg.seed_data, source=cfg.source)
+                       for s in ("train", "test"))
     torch.manual_seed(ctx.seed)
     inputs = train.x[0, 0].numel()
     snn = mlp_f(inputs, (cfg.hidden,), feedback=True, **_net_kwargs(cfg, "spike"))
@@ -300,14 +308,17 @@ def run_events(cfg: SpideEventsConfig, ctx: RunContext) -> Result:
     curve = [h["val_acc"] for h in out["history"]]
     ax.plot(range(1, len(curve) + 1), curve, label="spike backward")
     ax.axhline(chance, ls=":", c="gray", label="chance")
-    ax.set(xlabel="epoch", ylabel="test accuracy", title=f"SPIDE on simulated events ({cfg.source})", ylim=(0, 1))
+    where = f"event files ({cfg.root})" if cfg.root is not None else f"simulated events ({cfg.source})"
+    ax.set(xlabel="epoch", ylabel="test accuracy", title=f"SPIDE on {where}", ylim=(0, 1))
     ax.legend(fontsize=7)
     return Result(
         metrics={"test_acc": acc, "max_feedback_norm": out["max_feedback_norm"],
                  "feedback_norm_over_cap": out["max_feedback_norm"] / cfg.feedback_norm_cap,
                  "train_loss": out["history"][-1]["loss"], "forward_rate": out["history"][-1]["forward_rate"]},
         figures=[ctx.save_figure(fig, "accuracy")], key_metric="test_acc",
-        notes=(f"Events simulated from {cfg.source} images ({len(train)} train, {len(test)} test, {cfg.bins} bins of "
+        notes=((f"Event files under {cfg.root} ({cfg.sensor}x{cfg.sensor} sensor, area-resized to {cfg.size}x{cfg.size})"
+                if cfg.root is not None else f"Events simulated from {cfg.source} images")
+               + f" ({len(train)} train, {len(test)} test, {cfg.bins} bins of "
                f"(2, H, W) counts); IF layer of {cfg.hidden} with recurrent feedback, T = bins, T_b = "
                f"{cfg.time_steps_back}, s_f = {cfg.scale:g}; F's gradient uses the time-mean input. The paper's "
                "CIFAR10-DVS result (about 60%) needs the real recordings and a GPU."))
