@@ -7,7 +7,7 @@
 - :mod:`~tenfold.pl.quadratic`: Nesterov's worst-case quadratic for contrast.
 """
 
-from tenfold.pl.hard_function import HardFunction, ScaledHardFunction, tent, v_value, v_grad
+from tenfold.pl.hard_function import HardFunction, ScaledHardFunction, tent, v_grad, v_value
 from tenfold.pl.lower_bound import (
     C3,
     chain_blocks_for,
@@ -19,9 +19,10 @@ from tenfold.pl.lower_bound import (
 )
 from tenfold.pl.methods import METHODS, Trace, adam, agd, gd, heavy_ball, run_method
 from tenfold.pl.quadratic import NesterovQuadratic
+from tenfold.pl.rotation import RandomRotation, ResistingRotation
 
 __all__ = [
-    "C3", "METHODS", "HardFunction", "NesterovQuadratic", "ScaledHardFunction", "Trace", "adam", "agd",
+    "C3", "METHODS", "HardFunction", "NesterovQuadratic", "RandomRotation", "ResistingRotation", "ScaledHardFunction", "Trace", "adam", "agd",
     "chain_blocks_for", "gd", "heavy_ball", "hessian_norm", "lower_bound_queries", "pl_constant", "pl_ratio",
     "relative_value_floor", "run_method", "tent", "v_grad", "v_value",
 ]

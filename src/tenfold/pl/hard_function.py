@@ -63,10 +63,14 @@ class HardFunction:
     ``value_and_grad(x)`` is the first-order oracle (one call = one gradient query).
     """
 
-    def __init__(self, T: int, t: int, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"):
+    def __init__(self, T: int, t: int, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu",
+                 tents: bool = True):
         require(isinstance(T, int) and T >= 1, "T", T, "an integer block length >= 1")
         require(isinstance(t, int) and t >= 2 and t % 2 == 0, "t", t, "an even integer number of blocks >= 2")
         self.T, self.t, self.dim = T, t, T * t
+        # tents=False is an ablation, not the paper's instance: v_y(x) = x^2/2 without the tent, so g is the
+        # strongly convex q + |x|^2/2 (condition number <= 5 whatever T) with no flat stationary points
+        self.tents = bool(tents)
         blocks = torch.empty(t, dtype=dtype, device=device)
         blocks[0] = 1.0
         for q in range(1, t):  # repeated multiplication: fl(0.875 * y_{k-1}) == y_k exactly
@@ -92,7 +96,10 @@ class HardFunction:
         return self.coupling * prev - x
 
     def value(self, x: torch.Tensor) -> torch.Tensor:
-        return 0.5 * self.residuals(x).square().sum() + v_value(x, self.anchors).sum()
+        return 0.5 * self.residuals(x).square().sum() + self._v(x).sum()
+
+    def _v(self, x: torch.Tensor) -> torch.Tensor:
+        return v_value(x, self.anchors) if self.tents else 0.5 * x.square()
 
     def grad(self, x: torch.Tensor) -> torch.Tensor:
         return self.value_and_grad(x)[1]
@@ -100,15 +107,15 @@ class HardFunction:
     def value_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r = self.residuals(x)
         ahead = torch.cat([(self.coupling[1:] * r[1:]), r.new_zeros(1)])
-        grad = ahead - r + v_grad(x, self.anchors)
-        value = 0.5 * r.square().sum() + v_value(x, self.anchors).sum()
+        grad = ahead - r + (v_grad(x, self.anchors) if self.tents else x)
+        value = 0.5 * r.square().sum() + self._v(x).sum()
         return value, grad
 
     def hvp(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Hessian-vector product (B + diag v'') u; B is the chain's tridiagonal matrix, 0 <= B <= 4I."""
         ru = self.residuals(u)
         chain = torch.cat([(self.coupling[1:] * ru[1:]), ru.new_zeros(1)]) - ru
-        return chain + v_curvature(x, self.anchors) * u
+        return chain + (v_curvature(x, self.anchors) if self.tents else 1.0) * u
 
 
 class ScaledHardFunction:
