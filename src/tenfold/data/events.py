@@ -14,6 +14,11 @@ frames.
 ``x``, ``y``, ``t`` (any time unit) and ``p`` (polarity, 0/1 or -1/+1), as N-MNIST and similar sets are
 usually converted, or jAER ``.aedat`` (AEDAT 2.0) recordings such as CIFAR10-DVS
 (:func:`read_aedat2`). Events are binned into T equal-duration frames.
+
+**DVS128 Gesture** (:func:`dvs_gesture`): the dataset as published: ``userNN_<lighting>.aedat`` (AEDAT 3.1,
+:func:`read_aedat3`) with ``userNN_<lighting>_labels.csv`` (``class,startTime_usec,endTime_usec``, classes
+1..11) and ``trials_to_train.txt`` / ``trials_to_test.txt`` listing the recordings of each split; one
+sample per labelled interval, as SpikingJelly cuts it.
 """
 
 from __future__ import annotations
@@ -228,3 +233,95 @@ def event_folder(root: str | Path, split: str, T: int, sensor: int, size: int) -
         frames = torch.nn.functional.interpolate(data.x.flatten(0, 1), size=(size, size), mode="area")
         data = ArrayDataset(frames.reshape(n, steps, *frames.shape[1:]), data.y, data.class_names)
     return data
+
+
+def read_aedat3(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(x, y, t, p)`` of the polarity events (packet type 1) of an AEDAT 3.1 file (DVS128 Gesture).
+
+    '#' header lines up to ``#!END-HEADER``, then packets: a 28-byte little-endian header (uint16 type,
+    uint16 source, uint32 event size, uint32 timestamp offset, uint32 timestamp overflow, uint32 capacity,
+    uint32 number, uint32 valid) and ``capacity * size`` bytes of events, each a uint32 word (x in bits
+    17-31, y in bits 2-16, polarity in bit 1) and a uint32 timestamp (``| overflow << 31``), as
+    SpikingJelly's ``load_aedat_v3`` reads them."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"event file {path} cannot be read ({exc.strerror})") from None
+    offset = 0
+    while raw[offset:offset + 1] == b"#":
+        end = raw.find(b"\n", offset)
+        line, offset = raw[offset:end if end >= 0 else len(raw)], (end + 1 if end >= 0 else len(raw))
+        if line.rstrip(b"\r") == b"#!END-HEADER":
+            break
+    xs, ys, ts, ps = [], [], [], []
+    while offset + 28 <= len(raw):
+        kind, _, size, _, overflow, capacity = np.frombuffer(raw, "<u2", 2, offset).tolist() + \
+            np.frombuffer(raw, "<u4", 4, offset + 4).tolist()
+        offset += 28
+        length = capacity * size
+        if size < 8 or size % 4 or offset + length > len(raw):
+            raise DataError(f"event file {path} is not AEDAT 3.1: a packet of {capacity} events of {size} bytes "
+                            f"runs past the end of the file")
+        if kind == 1 and capacity:
+            words = np.frombuffer(raw, "<u4", length // 4, offset).reshape(capacity, size // 4).astype(np.int64)
+            xs.append((words[:, 0] >> 17) & 0x7FFF)
+            ys.append((words[:, 0] >> 2) & 0x7FFF)
+            ps.append((words[:, 0] >> 1) & 1)
+            ts.append(words[:, 1] | (int(overflow) << 31))
+        offset += length
+    if offset != len(raw):
+        raise DataError(f"event file {path} is not AEDAT 3.1: {len(raw) - offset} trailing bytes after the last packet")
+    cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, np.int64)  # noqa: E731
+    return cat(xs), cat(ys), cat(ts), cat(ps)
+
+
+GESTURE_CLASSES = 11
+
+
+def dvs_gesture(root: str | Path, split: str = "train", T: int = 20, size: int = 128) -> ArrayDataset:
+    """DVS128 Gesture from its published files under ``root`` (see the module docstring): one sample per
+    row of each recording's label CSV, binned into (T, 2, 128, 128) frames, area-resized to ``size``."""
+    require(split in ("train", "test"), "split", split, "train or test")
+    root = Path(root)
+    listing = root / f"trials_to_{split}.txt"
+    if not listing.is_file():
+        raise DataError(f"DVS128 Gesture not found: expected {listing} beside the userNN_<lighting>.aedat files and "
+                        "their _labels.csv; Tenfold never downloads data")
+    frames, labels = [], []
+    for name in (line.strip() for line in listing.read_text().splitlines()):
+        if not name:
+            continue
+        aedat = root / name
+        csv_file = aedat.with_name(aedat.stem + "_labels.csv")
+        if not csv_file.is_file():
+            raise DataError(f"DVS128 Gesture recording {aedat.name} has no label file {csv_file}")
+        try:
+            rows = np.loadtxt(csv_file, dtype=np.int64, delimiter=",", skiprows=1, ndmin=2)
+        except ValueError as exc:
+            raise DataError(f"label file {csv_file} is not 'class,startTime_usec,endTime_usec' rows ({exc})") from None
+        x, y, t, p = read_aedat3(aedat)
+        for label, start, end in rows:
+            if not 1 <= label <= GESTURE_CLASSES:
+                raise DataError(f"label file {csv_file} has class {label}: expected 1..{GESTURE_CLASSES}")
+            keep = (t >= start) & (t < end)
+            frames.append(events_to_frames(x[keep], y[keep], t[keep], p[keep], T=T, height=128, width=128))
+            labels.append(int(label) - 1)
+    if not frames:
+        raise DataError(f"{listing} lists no recordings with labelled gestures")
+    x = torch.stack(frames)
+    if size != 128:
+        x = torch.nn.functional.interpolate(x.flatten(0, 1), size=(size, size), mode="area").reshape(
+            len(frames), T, 2, size, size)
+    return ArrayDataset(x, torch.tensor(labels), [str(k) for k in range(1, GESTURE_CLASSES + 1)])
+
+
+EVENT_LAYOUTS = ("class-folders", "dvs128-gesture")
+
+
+def event_dataset(root: str | Path, layout: str, split: str, T: int, sensor: int, size: int) -> ArrayDataset:
+    """An event data set from local files: ``class-folders`` (:func:`event_folder`: CIFAR10-DVS AEDAT 2.0 or
+    .npz) or ``dvs128-gesture`` (:func:`dvs_gesture`, the published AEDAT 3.1 files; 128x128 sensor)."""
+    if layout == "dvs128-gesture":
+        return dvs_gesture(root, split, T=T, size=size)
+    return event_folder(root, split, T, sensor, size)

@@ -352,6 +352,9 @@ class SLTTEventsConfig(SLTTCommon):
     root: str | None = Field(None, description="event files root/<split>/<class>/*.aedat (CIFAR10-DVS, AEDAT 2.0) "
                              "or *.npz (x, y, t, p) instead of simulated events; frames resized to size")
     sensor: int = Field(128, ge=1, description="sensor height/width of the event files (CIFAR10-DVS: 128)")
+    layout: Literal["class-folders", "dvs128-gesture"] = Field(
+        "class-folders", description="files under root: class-folders (root/<split>/<class>/*.aedat|*.npz) or "
+        "dvs128-gesture (the published userNN_<lighting>.aedat AEDAT 3.1 files, label CSVs, trials_to_*.txt)")
     plan: list[int | Literal["M"]] = Field([16, "M", 32], min_length=1)
     pool_to: int = Field(2, ge=1)
     dropout: float = Field(0.0, ge=0, lt=1)
@@ -361,10 +364,10 @@ class SLTTEventsConfig(SLTTCommon):
 
 @register("sltt-events", paper="sltt", config=SLTTEventsConfig, claims=EVENT_CLAIMS, order=51, threads=1, description="Small spiking VGG on simulated DVS event streams, BPTT vs SLTT vs SLTT-K")
 def run_events(cfg: SLTTEventsConfig, ctx: RunContext) -> Result:
-    from tenfold.data.events import event_folder, simulated_events
+    from tenfold.data.events import event_dataset, simulated_events
 
     if cfg.root is not None:
-        data = {s: event_folder(cfg.root, s, cfg.T, cfg.sensor, cfg.size) for s in ("train", "test")}
+        data = {s: event_dataset(cfg.root, cfg.layout, s, cfg.T, cfg.sensor, cfg.size) for s in ("train", "test")}
     else:
         data = {s: simulated_events(s, T=cfg.T, seed=cfg.split_seed, source=cfg.source,
                                     num_classes=cfg.num_classes, size=cfg.size, per_class=cfg.per_class,

@@ -275,6 +275,9 @@ class SpideEventsConfig(SpideCommon):
     root: str | None = Field(None, description="event files root/<split>/<class>/*.aedat (CIFAR10-DVS, AEDAT 2.0) "
                              "or *.npz (x, y, t, p) instead of simulated events")
     sensor: int = Field(128, ge=1, description="sensor height/width of the event files (CIFAR10-DVS: 128)")
+    layout: Literal["class-folders", "dvs128-gesture"] = Field(
+        "class-folders", description="files under root: class-folders (root/<split>/<class>/*.aedat|*.npz) or "
+        "dvs128-gesture (the published userNN_<lighting>.aedat AEDAT 3.1 files, label CSVs, trials_to_*.txt)")
     size: int = Field(48, ge=4, description="frame height/width of event files after area resizing (paper: 48)")
     thresholds: EventThresholds = EventThresholds()
 
@@ -289,10 +292,10 @@ SPIDE_EVENTS_CLAIMS = [
 @register("spide-events", paper="spide", config=SpideEventsConfig, claims=SPIDE_EVENTS_CLAIMS, order=71, threads=1,
           description="SPIDE on simulated event-camera data: event input per step, recurrent feedback layer")
 def run_events(cfg: SpideEventsConfig, ctx: RunContext) -> Result:
-    from tenfold.data.events import event_folder, simulated_events
+    from tenfold.data.events import event_dataset, simulated_events
 
     if cfg.root is not None:
-        train, test = (event_folder(cfg.root, s, cfg.bins, cfg.sensor, cfg.size) for s in ("train", "test"))
+        train, test = (event_dataset(cfg.root, cfg.layout, s, cfg.bins, cfg.sensor, cfg.size) for s in ("train", "test"))
     else:
         train, test = (simulated_events(s, T=cfg.bins, seed=cfg.seed_data, source=cfg.source)
                        for s in ("train", "test"))
