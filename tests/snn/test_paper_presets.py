@@ -107,7 +107,7 @@ def test_aedat3_reader_and_gesture_samples(tmp_path):
     assert abs(float(data.x.sum()) * (128 / 16) ** 2 - 6 * 300) < 1e-3  # area resize keeps the event mass
 
 
-def test_aedat3_reader_equals_spikingjelly(tmp_path):
+def test_aedat3_reader_equals_spikingjelly(tmp_path, monkeypatch):
     sj = pytest.importorskip("spikingjelly")
     import importlib
     import sys
@@ -118,7 +118,8 @@ def test_aedat3_reader_equals_spikingjelly(tmp_path):
     if "spikingjelly.datasets" not in sys.modules:  # its __init__ needs h5py; load the reader's module alone
         pkg = types.ModuleType("spikingjelly.datasets")
         pkg.__path__ = [sj.__path__[0] + "/datasets"]
-        sys.modules["spikingjelly.datasets"] = pkg
+        monkeypatch.setitem(sys.modules, "spikingjelly.datasets", pkg)
+        monkeypatch.delitem(sys.modules, "spikingjelly.datasets.utils", raising=False)
     try:
         utils = importlib.import_module("spikingjelly.datasets.utils")
     except ImportError as exc:
