@@ -50,15 +50,35 @@ def run(
     config: Optional[Path] = typer.Option(None, "--config", help="a YAML file of config fields"),
     seed: int = typer.Option(0, help="random seed"),
     out_dir: Path = typer.Option(Path("runs"), "--out", help="root folder of run folders"),
-    resume: bool = typer.Option(False, help="continue the newest run of this experiment from its checkpoint"),
+    resume: bool = typer.Option(False, help="continue the newest run folder of this experiment under --out "
+                                            "from its checkpoints (an error when there is none)"),
+    resume_from: Optional[Path] = typer.Option(None, "--resume-from", metavar="RUN_FOLDER",
+                                               help="continue this run folder (e.g. runs/digits-mlp/20261202-101500) "
+                                                    "from its checkpoints"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
-    devices: int = typer.Option(1, help="number of processes (DDP; gloo on CPU)"),
+    devices: int = typer.Option(1, help="number of processes (DDP; gloo on CPU); only for experiments that "
+                                        "support several (see `tenfold list`)"),
 ) -> None:
-    """Run one experiment and write its run folder."""
-    from tenfold.experiments.runner import run_experiment
+    """Run one experiment and write its run folder.
 
+    --resume continues the newest run folder of NAME under --out; --resume-from RUN_FOLDER continues the
+    given one. Either way the stored settings must match, and finished training stages are not repeated.
+    """
+    from tenfold.experiments.runner import check_resume_folder, latest_run_dir, run_experiment
+
+    run_dir = None
+    if resume_from is not None:
+        run_dir = check_resume_folder(resume_from, name)
+        resume = True
+    elif resume:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ConfigError(f"--out {out_dir} is a file; expected a folder of run folders")
+        if latest_run_dir(out_dir, name) is None:
+            raise ConfigError(f"--resume: no earlier run of {name} under {out_dir / name}; drop --resume to start "
+                              "one, or name a run folder with --resume-from")
     folder, data = run_experiment(name, preset=preset, overrides=tuple(set_), seed=seed, out=out_dir,
-                                  resume=resume, device=device, devices=devices, config_file=config)
+                                  resume=resume, device=device, devices=devices, config_file=config,
+                                  run_dir=run_dir)
     _print_result(data)
     out.print(f"run folder: {folder}")
 

@@ -64,6 +64,21 @@ def latest_run_dir(root: Path, name: str) -> Path | None:
     return runs[-1] if runs else None
 
 
+def check_resume_folder(path: str | Path, name: str) -> Path:
+    """``path`` as a run folder of experiment ``name`` that can be resumed, else a one-line ConfigError."""
+    path = Path(path)
+    if not (path / "config.yaml").is_file():
+        raise ConfigError(f"--resume-from {path}: not a run folder (no config.yaml in it)")
+    try:
+        stored = _stored_config(path)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"--resume-from {path}: config.yaml cannot be read ({type(exc).__name__})") from None
+    if not isinstance(stored, dict) or stored.get("experiment") != name:
+        other = stored.get("experiment") if isinstance(stored, dict) else None
+        raise ConfigError(f"--resume-from {path}: a run of {other!r}, not of {name!r}")
+    return path
+
+
 def _finished(run_dir: Path) -> dict | None:
     """The results of a finished run folder, or None when it has none or they record a failure."""
     import json
@@ -94,6 +109,8 @@ def run_experiment(name: str, *, preset: str = "quick", overrides: tuple[str, ..
     if devices < 1:
         raise ConfigError(f"devices={devices} is invalid: expected a positive number of processes")
     root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--out {root} is a file; expected a folder of run folders")
     header = {"experiment": name, "preset": preset, "seed": seed, "devices": devices, "config": cfg.to_dict()}
 
     folder: Path | None = Path(run_dir) if run_dir is not None else None

@@ -78,9 +78,12 @@ def resnet18(weights: str | None = None, frozen_stages: int = 1) -> nn.Module:
     if weights is not None:
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError) as exc:
-            raise DataError(f"ResNet-18 weights {weights} cannot be read ({exc})") from None
-        state = state.get("state_dict", state)
+        except Exception as exc:  # missing, not a checkpoint, or not loadable without pickled code
+            raise DataError(f"ResNet-18 weights {weights} cannot be read as a state dict "
+                            f"({type(exc).__name__})") from None
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise DataError(f"ResNet-18 weights {weights} hold no tensor state dict")
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         missing, unexpected = net.load_state_dict(state, strict=False)
         if missing or unexpected:

@@ -93,6 +93,8 @@ def reproduce(names: list[str] | None = None, *, preset: str = "quick", out: str
     run too (see :func:`falsify`).
     """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; expected a folder for the runs and the report")
     if readme is not None and not Path(readme).is_file():
         raise ConfigError(f"--update-readme: {readme} does not exist")
     chosen = select(names, preset)

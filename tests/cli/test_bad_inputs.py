@@ -1,0 +1,117 @@
+"""Bad inputs, as a new user types them: each is exit 2, exactly one stderr line, no traceback, and no work.
+
+Every case runs in-process through :func:`tenfold.cli.cli_main`; none trains (the errors come before work),
+so the whole file stays fast.
+"""
+
+import pytest
+import torch
+
+from tenfold.cli import cli_main
+
+NO_DATA = "/no/such/data/root"
+
+# (arguments, a piece of the expected message)
+BAD = [
+    # unknown names
+    (["run", "nosuch"], "unknown experiment 'nosuch'"),
+    (["run", "digits-mpl"], "did you mean digits-mlp"),
+    (["config", "nosuch"], "unknown experiment 'nosuch'"),
+    (["bench", "no-such-bench"], "unknown benchmark"),
+    (["reproduce", "--quick", "--only", "digits-mlp,nope"], "unknown experiment 'nope'"),
+    # presets and config files
+    (["run", "digits-mlp", "--preset", "huge"], "preset 'huge' does not exist"),
+    (["config", "digits-mlp", "--preset", "huge"], "preset 'huge' does not exist"),
+    (["run", "digits-mlp", "--config", "/no/such.yaml"], "does not exist"),
+    (["run", "digits-mlp", "--config", "{garbage_yaml}"], "garbage.yaml"),
+    (["run", "digits-mlp", "--config", "{list_yaml}"], "list.yaml"),
+    # --set values
+    (["run", "digits-mlp", "--set", "epochs=0"], "epochs"),
+    (["run", "digits-mlp", "--set", "epochs=-3"], "epochs"),
+    (["run", "digits-mlp", "--set", "epochs=many"], "epochs"),
+    (["run", "digits-mlp", "--set", "epochs=1.5"], "epochs"),
+    (["run", "digits-mlp", "--set", "lr=abc"], "lr"),
+    (["run", "digits-mlp", "--set", "lr=.inf"], "lr"),
+    (["run", "digits-mlp", "--set", "lr=nan"], "lr"),
+    (["run", "digits-mlp", "--set", "lr=-inf"], "lr"),
+    (["run", "digits-mlp", "--set", "nosuchfield=1"], "nosuchfield"),
+    (["run", "digits-mlp", "--set", "model.width=32"], "model"),
+    (["run", "fscil-shapes", "--set", "base.nosuch=1"], "nosuch"),
+    (["run", "fscil-shapes", "--set", "base.lr=fast"], "lr"),
+    (["run", "fscil-shapes", "--set", "base.epochs=0"], "epochs"),
+    (["run", "sltt-digits", "--set", "T=0"], "T"),
+    (["config", "digits-mlp", "--set", "epochs=0"], "epochs"),
+    # malformed overrides
+    (["run", "digits-mlp", "--set", "epochs"], "epochs"),
+    (["run", "digits-mlp", "--set", "=3"], "=3"),
+    (["run", "digits-mlp", "--set", "epochs.x=3"], "epochs"),
+    (["run", "digits-mlp", "--set", ".epochs=3"], "epochs"),
+    # options
+    (["run", "digits-mlp", "--device", "tpu"], "device='tpu' is invalid"),
+    (["run", "digits-mlp", "--devices", "0"], "devices=0 is invalid"),
+    (["run", "digits-mlp", "--devices", "two"], "--devices"),
+    (["run", "digits-mlp", "--seed", "-1"], "seed=-1 is invalid"),
+    (["run", "digits-mlp", "--bogus"], "No such option: --bogus"),
+    (["run"], "Missing argument"),
+    (["nosuchcommand"], "No such command"),
+    # resume
+    (["run", "digits-mlp", "--resume"], "--resume: no earlier run of digits-mlp"),
+    (["run", "digits-mlp", "--resume-from", "{tmp}/nowhere"], "not a run folder"),
+    (["run", "digits-mlp", "--resume-from", "{other_run}"], "not of 'digits-mlp'"),
+    # --out naming a file
+    (["run", "digits-mlp", "--out", "{a_file}"], "is a file"),
+    (["run", "digits-mlp", "--resume", "--out", "{a_file}"], "is a file"),
+    (["reproduce", "--quick", "--only", "digits-mlp", "--out", "{a_file}"], "is a file"),
+    # missing data roots (paper presets read real files)
+    (["run", "nio-cifar", "--set", f"root={NO_DATA}"], NO_DATA),
+    (["run", "sltt-cifar", "--set", f"root={NO_DATA}"], NO_DATA),
+    (["run", "spide-mnist-lenet", "--set", f"root={NO_DATA}"], NO_DATA),
+    (["run", "spide-cifar", "--set", f"root={NO_DATA}"], NO_DATA),
+    (["run", "fscil-cifar100", "--set", f"root={NO_DATA}"], NO_DATA),
+    (["run", "fscil-mini", "--set", f"root={NO_DATA}"], NO_DATA),
+    (["run", "fscil-cub", "--set", f"root={NO_DATA}"], NO_DATA),
+    (["run", "mpcl-cifar", "--set", f"root={NO_DATA}"], NO_DATA),
+    (["run", "tuning-minivtab", "--set", "source=vtab1k", "--set", f"vtab_root={NO_DATA}"], NO_DATA),
+    (["run", "partformer-scenes", "--set", f"data_root={NO_DATA}"], NO_DATA),
+]
+
+
+def _fill(args, tmp_path):
+    (tmp_path / "garbage.yaml").write_text("epochs: [1, \n  : :\n")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    (tmp_path / "a_file").write_text("not a folder")
+    other = tmp_path / "runs" / "lion" / "20260101-000000"
+    other.mkdir(parents=True)
+    (other / "config.yaml").write_text("experiment: lion\npreset: quick\nseed: 0\n")
+    names = {"tmp": str(tmp_path), "garbage_yaml": str(tmp_path / "garbage.yaml"),
+             "list_yaml": str(tmp_path / "list.yaml"), "a_file": str(tmp_path / "a_file"), "other_run": str(other)}
+    return [a.format(**names) if "{" in a else a for a in args]
+
+
+@pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_is_one_line_exit_2(args, message, tmp_path, capsys, monkeypatch):
+    args = _fill(args, tmp_path)
+    if args[:1] == ["run"] and len(args) > 1 and "--out" not in args and "--bogus" not in args:
+        args = args + ["--out", str(tmp_path / "runs")]
+    monkeypatch.chdir(tmp_path)
+    code = cli_main(args)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert message in lines[0], lines[0]
+
+
+def test_garbage_weight_files_are_one_line_data_errors(tmp_path):
+    from tenfold.errors import DataError
+    from tenfold.incremental.backbones import resnet18
+
+    garbage = tmp_path / "g.pth"
+    garbage.write_bytes(b"not a checkpoint at all\n")
+    not_a_state = tmp_path / "t.pth"
+    torch.save([1, 2, 3], not_a_state)
+    for path in (garbage, not_a_state):
+        with pytest.raises(DataError) as info:
+            resnet18(str(path))
+        assert "\n" not in str(info.value) and str(path) in str(info.value)
