@@ -24,30 +24,64 @@ def _results(tmp_path, name):
     return folder, json.loads((folder / "results.json").read_text())
 
 
+def _claims(data):
+    return {c["name"]: c for c in data["claims"]}
+
+
 @pytest.mark.slow
-def test_mpcl_graph_cli_writes_claims_and_figure(tmp_path, capsys):
-    code, out, err = _run(["run", "mpcl-graph", "--out", str(tmp_path), "--set", "steps=800",
-                           "--set", "log_every=200"], capsys)
+def test_mpcl_graph_claims_hold_and_fail_without_uniformity(tmp_path, capsys):
+    """Each run gets its own run folder (stage names are unique per run folder)."""
+    from tenfold.experiments.mpcl import GRAPH_CLAIMS
+
+    base = ["--set", "steps=800", "--set", "log_every=200"]
+    code, out, err = _run(["run", "mpcl-graph", "--out", str(tmp_path / "a"), *base], capsys)
     assert code == 0, err
-    folder, data = _results(tmp_path, "mpcl-graph")
+    folder, data = _results(tmp_path / "a", "mpcl-graph")
     assert (folder / "sbm_dynamics.png").is_file() and (folder / "metrics.csv").is_file()
-    claims = {c["name"]: c for c in data["claims"]}
+    claims = _claims(data)
     assert all(c["holds"] for c in claims.values()), claims
-    assert data["metrics"]["align_effective_rank"] < 1.1 and data["metrics"]["unif_effective_rank"] > 2
+    assert {c["kind"] for c in claims.values()} == {"paper", "check"}
+    ablation = sorted({tuple(c.ablation) for c in GRAPH_CLAIMS if c.kind == "paper"})
+    assert ablation == [("uniformity=false",)]
+    code, out, err = _run(["run", "mpcl-graph", "--out", str(tmp_path / "b"), *base,
+                           *[x for o in ablation[0] for x in ("--set", o)]], capsys)
+    assert code == 0, err
+    ablated = _claims(_results(tmp_path / "b", "mpcl-graph")[1])
+    for name, c in ablated.items():
+        assert c["holds"] == (c["kind"] == "check"), (name, c["value"])  # every paper claim fails without it
 
 
 @pytest.mark.slow
-def test_mpcl_shapes_cli_every_method_beats_random_encoder(tmp_path, capsys):
-    code, out, err = _run(["run", "mpcl-shapes", "--out", str(tmp_path), "--set", "seeds=[0,1]",
-                           "--set", "epochs=10", "--set", "mix_after=2"], capsys)
+def test_mpcl_shapes_probe_claims_hold_and_fail_with_scrambled_positives(tmp_path, capsys):
+    """The quick preset itself (the margin is set from the scrambled runs at these settings)."""
+    runs = {}
+    for tag, extra in (("views", []), ("scrambled", ["--set", "positives=scrambled"])):
+        code, out, err = _run(["run", "mpcl-shapes", "--out", str(tmp_path / tag), *extra], capsys)
+        assert code == 0, err
+        runs[tag] = _claims(_results(tmp_path / tag, "mpcl-shapes")[1])
+    probe = [n for n, c in runs["views"].items() if c["metric"].endswith("_probe_gain")]
+    assert len(probe) == 2
+    for name in probe:
+        assert runs["views"][name]["holds"] and runs["views"][name]["n"] == 3, runs["views"][name]
+        assert not runs["scrambled"][name]["holds"], runs["scrambled"][name]
+        assert runs["views"][name]["ablation"] == ["positives=scrambled"]
+
+
+def test_mpcl_variants_with_their_mechanism_off_are_their_bases(tmp_path, capsys):
+    """The variants' ablation (attention=false, beta=0, rewire_beta=0) reduces each variant to its base,
+    so every per-seed difference is 0 and each variant claim fails."""
+    from tenfold.experiments.mpcl import VARIANTS_OFF
+
+    code, out, err = _run(["run", "mpcl-shapes", "--out", str(tmp_path), "--set", "epochs=2", "--set", "mix_after=0",
+                           *[x for o in VARIANTS_OFF for x in ("--set", o)]], capsys)
     assert code == 0, err
-    folder, data = _results(tmp_path, "mpcl-shapes")
-    assert (folder / "probe_accuracy.png").is_file()
-    assert len(data["claims"]) == 4
-    for claim in data["claims"]:
-        assert claim["holds"], claim
-    m = data["metrics"]
-    assert all(m[f"{k}_probe_acc"] > m["random_probe_acc"] for k in ("simclr", "simclr-attn", "simsiam"))
+    claims = _claims(_results(tmp_path, "mpcl-shapes")[1])
+    variants = [c for c in claims.values() if "_minus_" in c["metric"]]
+    assert len(variants) == 3
+    for c in variants:
+        assert c["ablation"] == VARIANTS_OFF and c["n"] == 3
+        assert max(abs(v) for v in c["samples"]) < 1e-9, c
+        assert not c["holds"]
 
 
 def test_simsiam_multi_is_vanilla_through_epoch_mix_after_as_the_official_epoch_counter():

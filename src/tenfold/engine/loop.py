@@ -107,7 +107,8 @@ def fit(*, model: torch.nn.Module, step: Step, dataset: Dataset, epochs: int, ba
         on_epoch_end: Callable[[TrainState], dict[str, float] | None] | None = None,
         extra_state: Callable[[], dict[str, Any]] | None = None,
         load_extra_state: Callable[[dict[str, Any]], None] | None = None,
-        stop_after_epochs: int | None = None, monitor: str | None = None, mode: str = "max") -> TrainState:
+        stop_after_epochs: int | None = None, monitor: str | None = None, mode: str = "max",
+        order_key: str | None = None) -> TrainState:
     """Train for ``epochs`` epochs, calling ``step`` on each (sharded, on-device) batch.
 
     Metrics returned by ``step`` are averaged per epoch and logged with ``on_epoch_end``'s metrics.
@@ -115,6 +116,8 @@ def fit(*, model: torch.nn.Module, step: Step, dataset: Dataset, epochs: int, ba
     (``monitor=`` also keeps the best one), and with ``ctx.resume`` training continues after the last
     completed epoch, bit-identically. ``stop_after_epochs`` (or the environment variable
     ``TENFOLD_STOP_AFTER_EPOCHS``) simulates an interruption after that many epochs, for tests.
+    The data order is seeded by ``(run seed, order_key or stage, epoch)``: stages that share an
+    ``order_key`` see the same batches (paired comparisons of methods).
     """
     from tenfold.engine.stage import Stage
 
@@ -135,7 +138,7 @@ def fit(*, model: torch.nn.Module, step: Step, dataset: Dataset, epochs: int, ba
             if stop_after_epochs is not None and state.epoch >= stop_after_epochs:
                 raise KeyboardInterrupt(f"simulated interruption after {stop_after_epochs} epochs")
             model.train()
-            gen = make_generator(derive_seed(ctx.seed, stage, state.epoch))
+            gen = make_generator(derive_seed(ctx.seed, order_key or stage, state.epoch))
             sums: dict[str, float] = {}
             count = 0
             for batch in batches(dataset, batch_size, shuffle=True, generator=gen, drop_last=drop_last,

@@ -31,7 +31,7 @@ from tenfold.data import ArrayDataset, digits, shapes, stratified_split
 from tenfold.engine import RunContext, fit
 from tenfold.errors import ConfigError, DataError
 from tenfold.experiments.registry import register
-from tenfold.reporting import Claim, Result, markdown_table
+from tenfold.reporting import Check, PaperClaim, Result, markdown_table
 from tenfold.reporting.figures import new_figure
 
 PAPER = "mpcl"  # key in tenfold.reporting.papers (arXiv:2303.04435)
@@ -43,6 +43,36 @@ ANCHORS = {"simclr": {"c10": 84.5, "c100": 56.1}, "simclr-attn": {"c10": 85.4, "
 # ==================================================================================================
 # mpcl-graph
 # ==================================================================================================
+class GraphThresholds(Config):
+    """Fixed before the runs; the paper states the effect qualitatively (no number at this scale)."""
+
+    min_rank: float = Field(2.0, description="source: alignment alone collapses every connected graph to rank 1 "
+                            "(over-smoothing); 3 blocks need rank >= 2 to stay apart (the spec prototype reached "
+                            "5.8 with k = 8)")
+    max_inter_cos: float = Field(0.5, description="source: collapsed features have inter-block cosine 1; the spec "
+                                 "prototype reached 0.17 with uniformity; 0.5 is halfway")
+    min_centroid_acc: float = Field(0.9, description="source: 3 blocks, chance 1/3 (collapsed features put every "
+                                    "node in one block); the spec prototype separated the blocks fully")
+    max_collapse_rank: float = Field(1.1, description="theory: message passing on a connected graph converges to one "
+                                     "direction (rank 1.0); 0.1 for the finite number of steps")
+
+
+GRAPH_CLAIMS = [
+    PaperClaim("alignment + uniformity keeps the blocks apart: effective rank of the features",
+               metric="unif_effective_rank", at_least="thresholds.min_rank", ablation=["uniformity=false"],
+               paper="Sec. 3-4 (qualitative, no number): the alignment update is message passing on the augmentation "
+                     "graph and over-smooths; the uniformity term (affinity-graph repulsion) prevents the collapse"),
+    PaperClaim("alignment + uniformity: inter-block cosine", metric="unif_inter_cos",
+               at_most="thresholds.max_inter_cos", ablation=["uniformity=false"],
+               paper="Sec. 3-4 (qualitative): with uniformity, the equilibrium is P_theta = P_d, blocks apart"),
+    PaperClaim("alignment + uniformity: nearest-centroid block accuracy", metric="unif_centroid_acc",
+               at_least="thresholds.min_centroid_acc", ablation=["uniformity=false"],
+               paper="Sec. 3-4 (qualitative): features cluster by augmentation-graph component"),
+    Check("alignment only collapses: effective rank (over-smoothing of a connected graph)",
+          metric="align_effective_rank", at_most="thresholds.max_collapse_rank"),
+]
+
+
 class GraphConfig(Config):
     block_size: int = Field(20, ge=2, description="nodes per block (3 blocks)")
     p_in: float = Field(0.5, gt=0, le=1, description="edge probability inside a block")
@@ -52,6 +82,10 @@ class GraphConfig(Config):
     steps: int = Field(3000, ge=1, description="gradient-descent steps")
     lr: float = Field(5.0, gt=0)
     log_every: int = Field(100, ge=1)
+    seeds: int = Field(3, ge=1, description="graph seeds: each draws its own SBM graph and initial features")
+    uniformity: bool = Field(True, description="false: the second arm trains on alignment alone too (ablation of "
+                             "the claims that uniformity prevents the collapse)")
+    thresholds: GraphThresholds = GraphThresholds()
 
     @model_validator(mode="after")
     def _p_out_below_p_in(self) -> "GraphConfig":
@@ -90,13 +124,17 @@ def train_free_features(cfg: GraphConfig, a: torch.Tensor, labels: torch.Tensor,
     return history
 
 
-@register("mpcl-graph", paper=PAPER, config=GraphConfig, order=30,
+@register("mpcl-graph", paper=PAPER, config=GraphConfig, claims=GRAPH_CLAIMS, order=30, threads=1,
           description="Free features on a 3-block SBM: alignment alone collapses, with uniformity it does not")
 def run_graph(cfg: GraphConfig, ctx: RunContext) -> Result:
-    a, labels = pop.stochastic_block_graph([cfg.block_size] * 3, cfg.p_in, cfg.p_out, ctx.generator("sbm"))
-    pop.check_augmentation_graph(a)
-    runs = {name: train_free_features(cfg, a, labels, unif, ctx.generator("features"), ctx, name)
-            for name, unif in (("alignment", False), ("alignment+uniformity", True))}
+    per_seed: list[dict[str, list[dict[str, float]]]] = []
+    for k in range(cfg.seeds):
+        a, labels = pop.stochastic_block_graph([cfg.block_size] * 3, cfg.p_in, cfg.p_out, ctx.generator("sbm", k))
+        pop.check_augmentation_graph(a)
+        arms = (("alignment", False), ("alignment+uniformity", cfg.uniformity))
+        per_seed.append({name: train_free_features(cfg, a, labels, unif, ctx.generator("features", k), ctx,
+                                                   f"seed{k}-{name}") for name, unif in arms})
+    runs = per_seed[0]
     fig, ax = new_figure(2)
     for name, hist in runs.items():
         steps = [h["step"] for h in hist]
@@ -104,29 +142,31 @@ def run_graph(cfg: GraphConfig, ctx: RunContext) -> Result:
         ax[0].plot(steps, [h["intra_cos"] for h in hist], ls, c="C0", label=f"intra-block ({name})")
         ax[0].plot(steps, [h["inter_cos"] for h in hist], ls, c="C1", label=f"inter-block ({name})")
         ax[1].plot(steps, [h["effective_rank"] for h in hist], ls, c="C2", label=name)
-    ax[0].set(xlabel="step", ylabel="mean cosine", title="feature cosines on a 3-block SBM")
+    ax[0].set(xlabel="step", ylabel="mean cosine", title="feature cosines on a 3-block SBM (seed 0)")
     ax[0].legend(fontsize=7)
     ax[1].set(xlabel="step", ylabel="effective rank", title=f"effective rank (k = {cfg.dim})")
     ax[1].legend(fontsize=8)
     figure = ctx.save_figure(fig, "sbm_dynamics")
-    al, au = runs["alignment"][-1], runs["alignment+uniformity"][-1]
-    rows = [{"objective": name, **{k: v for k, v in hist[-1].items() if k not in ("step", "loss")}}
-            for name, hist in runs.items()]
-    metrics = {f"{prefix}_{k}": v for prefix, row in (("align", al), ("unif", au)) for k, v in row.items()
-               if k not in ("step", "loss")}
+    rows, samples = [], {}
+    for k, seed_runs in enumerate(per_seed):
+        for name, hist in seed_runs.items():
+            rows.append({"seed": k, "objective": name,
+                         **{key: v for key, v in hist[-1].items() if key not in ("step", "loss")}})
+        for prefix, name in (("align", "alignment"), ("unif", "alignment+uniformity")):
+            for key, v in seed_runs[name][-1].items():
+                if key not in ("step", "loss"):
+                    samples.setdefault(f"{prefix}_{key}", []).append(v)
+    metrics = {key: statistics.fmean(v) for key, v in samples.items()}
+    metrics["align_effective_rank"] = max(samples["align_effective_rank"])  # the check: every seed collapses
     return Result(
-        metrics=metrics,
-        claims=[Claim.at_most("alignment only: effective rank (collapse)", al["effective_rank"], 1.1),
-                Claim.at_most("alignment + uniformity: inter-block cosine", au["inter_cos"], 0.5),
-                Claim.at_least("alignment + uniformity: effective rank", au["effective_rank"], 2.0),
-                Claim.at_least("alignment + uniformity: nearest-centroid block accuracy", au["centroid_acc"], 0.9)],
+        metrics=metrics, samples={k: v for k, v in samples.items() if k != "align_effective_rank"},
         figures=[figure], tables={"final features": markdown_table(rows)}, key_metric="unif_effective_rank",
-        notes=(f"{3 * cfg.block_size} nodes, SBM p_in={cfg.p_in}, p_out={cfg.p_out}; unit-norm free features in "
-               f"R^{cfg.dim}, tau={cfg.tau}, {cfg.steps} GD steps of lr {cfg.lr} on the population losses. "
-               "Alignment is message passing on the augmentation graph and over-smooths every connected "
+        notes=(f"{cfg.seeds} graphs of {3 * cfg.block_size} nodes, SBM p_in={cfg.p_in}, p_out={cfg.p_out}; unit-norm "
+               f"free features in R^{cfg.dim}, tau={cfg.tau}, {cfg.steps} GD steps of lr {cfg.lr} on the population "
+               "losses. Alignment is message passing on the augmentation graph and over-smooths every connected "
                "component to one direction; the uniformity term (repulsion on the affinity graph) keeps the "
                "blocks apart. Spec prototype: alignment only 1.00/1.00/rank 1.0; with uniformity intra 0.94, "
-               "inter 0.17, rank 5.8 (its graph differed; only the qualitative split is asserted)."),
+               "inter 0.17, rank 5.8 (its graph differed)."),
     )
 
 
@@ -168,9 +208,18 @@ class TrainConfig(Config):
     p_gray: float = Field(0.0, ge=0, le=1)
     noise: float = Field(0.1, ge=0, description="Gaussian noise std added to views")
     probe_c: float = Field(1.0, gt=0, description="inverse L2 strength of the offline logistic probe")
+    positives: Literal["views", "scrambled"] = Field(
+        "views", description="views: the second view is of the same sample (the augmentation graph); scrambled: "
+        "of a random other sample of the batch (wrong positive pairs: ablation of the probe claims)")
+    attention: bool = Field(True, description="false: SimCLR-Attn uses uniform anchor weights, i.e. is SimCLR "
+                            "(ablation of the SimCLR-Attn claim)")
 
 
 def _method_config(method: str, t: TrainConfig) -> MethodConfig:
+    if method == "simclr-attn" and not t.attention:
+        method = "simclr"  # uniform anchor weights: SimCLR-Attn without its attention is SimCLR
+    if method == "rewire" and t.rewire_beta == 0:
+        method = "simclr"  # A~ = A: the rewired graph is the augmentation graph (no zero-weight extra columns)
     return MethodConfig(method, tau=t.tau, beta=t.beta, mix_after=t.mix_after, knn_k=t.knn_k,
                         rewire_beta=t.rewire_beta)
 
@@ -178,8 +227,9 @@ def _method_config(method: str, t: TrainConfig) -> MethodConfig:
 class PretrainNet(torch.nn.Module):
     """Model and online probe behind one ``forward``, so that a DDP wrapper sees every parameter.
 
-    Under several processes each computes its loss on its own shard (negatives are not gathered
-    across processes) and the SimSiam-Multi bank holds only the rows that process saw."""
+    Under several processes the InfoNCE methods gather negatives from every process with gradients
+    (:func:`tenfold.contrastive.methods.gather_rows`); BatchNorm statistics and the SimSiam-Multi bank
+    stay per process (the bank holds only the rows that process saw)."""
 
     def __init__(self, cfg: MethodConfig, model: torch.nn.Module, probe: OnlineProbe,
                  bank: MultiStageBank | None) -> None:
@@ -193,10 +243,12 @@ class PretrainNet(torch.nn.Module):
 
 
 def pretrain(method: str, encoder: torch.nn.Module, train: ArrayDataset, t: TrainConfig, ctx: RunContext,
-             stage: str) -> tuple[torch.nn.Module, dict[str, float]]:
+             stage: str, data_key: str | None = None) -> tuple[torch.nn.Module, dict[str, float]]:
     """Pre-train ``encoder`` with ``method`` and an online linear probe; returns the model and last epoch's metrics.
 
-    Batch order and views are seeded per ``stage`` (the engine's shuffling, ``ctx.generator("views", ...)``)."""
+    Batch order and views are seeded per ``data_key`` (default: ``stage``; the engine's shuffling and
+    ``ctx.generator("views", ...)``): methods that share a ``data_key`` see the same batches and views."""
+    data_key = data_key or stage
     mcfg = _method_config(method, t)
     model = build_model(method, encoder, t.proj_dim, t.siam_dim)
     probe = OnlineProbe(int(encoder.out_dim), train.num_classes)
@@ -214,15 +266,18 @@ def pretrain(method: str, encoder: torch.nn.Module, train: ArrayDataset, t: Trai
 
     def step(index, state):
         x, y = images[index], labels[index]
-        gen = ctx.generator("views", stage, state.step)
-        loss, probe_loss, probe_acc = net(augment(x, aug, gen), augment(x, aug, gen), index, y, state.epoch)
+        gen = ctx.generator("views", data_key, state.step)
+        x2 = x
+        if t.positives == "scrambled":  # the second view of a random other sample: wrong positive pairs
+            x2 = x[torch.randperm(len(x), generator=ctx.generator("scramble", data_key, state.step)).to(x.device)]
+        loss, probe_loss, probe_acc = net(augment(x, aug, gen), augment(x2, aug, gen), index, y, state.epoch)
         opt.zero_grad(set_to_none=True)
         ctx.backward(loss + probe_loss)
         opt.step()
         return {"loss": loss.detach(), "online_acc": probe_acc}
 
     state = fit(model=net, step=step, dataset=SampleIndices(len(train)), epochs=t.epochs, batch_size=t.batch_size,
-                ctx=ctx, optimizer=opt, scheduler=sched, stage=stage, drop_last=True,
+                ctx=ctx, optimizer=opt, scheduler=sched, stage=stage, drop_last=True, order_key=data_key,
                 on_epoch_end=(lambda s: bank.commit()) if bank is not None else None,
                 extra_state=(lambda: bank.state_dict()) if bank is not None else None,
                 load_extra_state=(lambda s: bank.load_state_dict(s)) if bank is not None else None)
@@ -237,15 +292,56 @@ def probe_accuracy(encoder: torch.nn.Module, train: ArrayDataset, test: ArrayDat
 # ==================================================================================================
 # mpcl-shapes
 # ==================================================================================================
+class ShapesThresholds(Config):
+    """Fixed before the final runs (2026-12-02); each description gives the source."""
+
+    min_probe_gain: float = Field(0.06, description=(
+        "source: the ablation's own runs. SimCLR and SimSiam trained on scrambled positives (positives=scrambled, "
+        "the quick preset, calibration seeds 3-8, apart from the claim's seeds 0-2; 2026-12-02) still gain "
+        "0.036 +- 0.029 and 0.042 +- 0.028 over the random encoder (6 seeds each; pooled 0.039 +- 0.028): uniformity "
+        "and the same-class wrong pairs alone teach something. The margin is that pooled mean plus the std of a "
+        "3-seed mean (0.028 / sqrt 3 = 0.016), 0.055, rounded up to 0.06 (the fixed 0.01 it replaces was passed "
+        "by wrong positives)"))
+    min_variant_gain: float = Field(0.005, description=(
+        "source: half the paper's CIFAR-10 ResNet-18 linear-probe gains of the variants over their bases (official "
+        "README: SimCLR 84.5 -> SimCLR-Attn 85.4, SimSiam 83.8 -> SimSiam-Multi 84.8, i.e. +0.9 and +1.0 points); "
+        "rewiring has no published number and is held to the same bar"))
+    min_probe_acc: float = Field(0.5, description="a broken training path (chance 0.1 on 10 classes); not a result")
+
+
+VARIANTS = (("simclr", "simclr-attn"), ("simsiam", "simsiam-multi"), ("simclr", "rewire"))
+VARIANTS_OFF = ["attention=false", "beta=0", "rewire_beta=0"]  # each variant reduced to its base
+SHAPES_CLAIMS = [
+    PaperClaim("SimCLR's linear probe beats the random encoder by more than wrong positive pairs do",
+               metric="simclr_probe_gain", at_least="thresholds.min_probe_gain", ablation=["positives=scrambled"],
+               paper="official README, CIFAR-10 ResNet-18: SimCLR linear probe 84.5% (a random ResNet-18 encoder "
+                     "is far lower); the paper: the augmentation graph's positives carry the learning signal"),
+    PaperClaim("SimSiam's linear probe beats the random encoder by more than wrong positive pairs do",
+               metric="simsiam_probe_gain", at_least="thresholds.min_probe_gain", ablation=["positives=scrambled"],
+               paper="official README, CIFAR-10 ResNet-18: SimSiam linear probe 83.8%"),
+    PaperClaim("SimCLR-Attn beats SimCLR (probe accuracy, same init and views per seed)",
+               metric="simclr-attn_minus_simclr", at_least="thresholds.min_variant_gain", ablation=VARIANTS_OFF,
+               paper="official README, CIFAR-10 ResNet-18: 85.4% vs 84.5% (+0.9); CIFAR-100 56.9 vs 56.1"),
+    PaperClaim("SimSiam-Multi beats SimSiam (probe accuracy, same init and views per seed)",
+               metric="simsiam-multi_minus_simsiam", at_least="thresholds.min_variant_gain", ablation=VARIANTS_OFF,
+               paper="official README, CIFAR-10 ResNet-18: 84.8% vs 83.8% (+1.0); CIFAR-100 58.9 vs 56.3"),
+    PaperClaim("graph rewiring (kNN positives) beats SimCLR (probe accuracy, same init and views per seed)",
+               metric="rewire_minus_simclr", at_least="thresholds.min_variant_gain", ablation=VARIANTS_OFF,
+               paper="abstract: rewiring named as a design the perspective suggests; no published number (our "
+                     "NNCLR-style design, see tenfold.contrastive.rewiring)"),
+    Check("lowest probe accuracy over methods and seeds", metric="min_probe_acc", at_least="thresholds.min_probe_acc"),
+]
+
+
 class ShapesConfig(TrainConfig):
     dataset: Literal["digits", "shapes"] = Field("digits", description="digits (8x8) or procedural shapes")
-    methods: list[str] = Field(default_factory=lambda: ["simclr", "simclr-attn", "simsiam", "simsiam-multi"])
+    methods: list[str] = Field(default_factory=lambda: list(METHODS))
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     hidden: int = Field(128, ge=1, description="MLP encoder hidden width")
     feature_dim: int = Field(16, ge=1, description="encoder output h (what the probe sees)")
     shapes_size: int = Field(12, ge=8, le=64, description="image size for dataset=shapes")
     shapes_per_class: int = Field(25, ge=2, description="images per (shape, colour) class for dataset=shapes")
-    min_gain: float = Field(0.01, description="claim: probe accuracy above the random encoder by at least this")
+    thresholds: ShapesThresholds = ShapesThresholds()
 
     @model_validator(mode="after")
     def _known_methods(self) -> "ShapesConfig":
@@ -270,8 +366,9 @@ def _small_image_data(cfg: ShapesConfig) -> tuple[ArrayDataset, ArrayDataset]:
     return shapes_by_form(cfg.shapes_size, cfg.shapes_per_class, seed=0)
 
 
-@register("mpcl-shapes", paper=PAPER, config=ShapesConfig, order=31,
-          description="SimCLR, SimCLR-Attn, SimSiam, SimSiam-Multi: linear probe vs a random encoder over seeds")
+@register("mpcl-shapes", paper=PAPER, config=ShapesConfig, claims=SHAPES_CLAIMS, order=31, threads=1,
+          description="SimCLR, SimSiam and their variants (SimCLR-Attn, SimSiam-Multi, rewiring): linear probe "
+                      "against a random encoder, wrong positive pairs and the bases, over seeds")
 def run_shapes(cfg: ShapesConfig, ctx: RunContext) -> Result:
     train, test = _small_image_data(cfg)
     in_dim = int(train.x[0].numel())
@@ -286,7 +383,8 @@ def run_shapes(cfg: ShapesConfig, ctx: RunContext) -> Result:
             encoder = mlp_encoder(in_dim, cfg.hidden, cfg.feature_dim)
             encoder.load_state_dict(init.state_dict())
             torch.manual_seed(ctx.seed * 1000 + seed + 1)  # heads
-            model, last = pretrain(method, encoder, train, cfg, ctx, stage=f"{method}-seed{seed}")
+            model, last = pretrain(method, encoder, train, cfg, ctx, stage=f"{method}-seed{seed}",
+                                   data_key=f"seed{seed}")  # same batches and views for every method
             acc = probe_accuracy(model.encoder, train, test, cfg.probe_c)
             results[method].append(acc)
             online[method].append(last["online_acc"])
@@ -298,24 +396,26 @@ def run_shapes(cfg: ShapesConfig, ctx: RunContext) -> Result:
     def std(v: list[float]) -> float:
         return statistics.stdev(v) if len(v) > 1 else 0.0
 
-    rows, claims, metrics = [], [], {"random_probe_acc": mean(random_acc)}
+    rows, metrics = [], {"random_probe_acc": mean(random_acc)}
+    samples: dict[str, list[float]] = {}
     for m in cfg.methods:
         gains = [a - r for a, r in zip(results[m], random_acc)]
+        samples[f"{m}_probe_gain"] = gains
         rows.append({"method": m, "probe acc (mean)": mean(results[m]), "std": std(results[m]),
-                     "worst-seed gain over random": min(gains), "online probe (train)": mean(online[m]),
+                     "gain over random (mean)": mean(gains), "online probe (train)": mean(online[m]),
                      "paper CIFAR-10 R18 (%)": ANCHORS.get(m, {}).get("c10", "n/a")})
         metrics[f"{m}_probe_acc"] = mean(results[m])
-        claims.append(Claim.at_least(f"{m}: probe gain over the random encoder (worst of {len(cfg.seeds)} seeds)",
-                                     min(gains), cfg.min_gain))
     rows.append({"method": "random encoder", "probe acc (mean)": mean(random_acc), "std": std(random_acc)})
+    metrics["min_probe_acc"] = min(min(v) for v in results.values())
     diffs = []
-    for base, variant in (("simclr", "simclr-attn"), ("simsiam", "simsiam-multi"), ("simclr", "rewire")):
+    for base, variant in VARIANTS:
         if base in results and variant in results:
             d = [v - b for v, b in zip(results[variant], results[base])]
-            metrics[f"{variant}_minus_{base}"] = mean(d)
+            samples[f"{variant}_minus_{base}"] = d
             paper = (f"paper on CIFAR-10 R18: {ANCHORS[variant]['c10'] - ANCHORS[base]['c10']:+.1f} points"
                      if variant in ANCHORS else "no paper number")
-            diffs.append(f"{variant} - {base}: {mean(d):+.4f} (per seed {', '.join(f'{x:+.3f}' for x in d)}; {paper})")
+            diffs.append(f"{variant} - {base}: {mean(d):+.4f} ± {std(d):.4f} (per seed "
+                         f"{', '.join(f'{x:+.3f}' for x in d)}; {paper})")
 
     fig, ax = new_figure(1)
     xs = range(len(cfg.methods))
@@ -328,14 +428,14 @@ def run_shapes(cfg: ShapesConfig, ctx: RunContext) -> Result:
     ax.legend()
     figure = ctx.save_figure(fig, "probe_accuracy")
     return Result(
-        metrics=metrics, claims=claims, figures=[figure],
+        metrics=metrics, samples=samples, figures=[figure],
         tables={"linear probe (test split)": markdown_table(rows)}, key_metric="simclr-attn_probe_acc"
         if "simclr-attn" in cfg.methods else f"{cfg.methods[0]}_probe_acc",
         notes=(f"MLP encoder {in_dim}-{cfg.hidden}-{cfg.feature_dim} on {cfg.dataset} ({len(train)} train / "
                f"{len(test)} test), {cfg.epochs} epochs of SGD per method and seed from the same initial "
-               "encoder; logistic-regression probe on frozen h. Differences between variants at this scale "
-               "(not asserted): " + ("; ".join(diffs) or "n/a") + ". The paper's gains (+0.7 to +2.6 points "
-               "on CIFAR/ImageNet-100 with ResNets) are not expected to show here."),
+               "encoder; logistic-regression probe on frozen h. Positives: " + cfg.positives + ". Variants against "
+               "their bases (per-seed differences): " + ("; ".join(diffs) or "n/a") + ". The paper's gains (+0.7 "
+               "to +2.6 points on CIFAR/ImageNet-100 with ResNets) are within this scale's seed noise."),
     )
 
 
@@ -365,6 +465,9 @@ class CifarConfig(TrainConfig):
     jitter: float = Field(0.5, ge=0)
     p_gray: float = Field(0.2, ge=0, le=1)
     noise: float = Field(0.0, ge=0)
+    min_gain: float = Field(0.0, description="a broken training path: pre-training must not lower the random "
+                            "encoder's probe accuracy (one run; the paper's anchors are reported beside it, not "
+                            "claimed: a comparison needs >= 3 seeds of the paper preset)")
 
     @model_validator(mode="after")
     def _known_method(self) -> "CifarConfig":
@@ -373,7 +476,11 @@ class CifarConfig(TrainConfig):
         return self
 
 
-@register("mpcl-cifar", paper=PAPER, config=CifarConfig, order=32, quick=False,
+CIFAR_CLAIMS = [Check("probe accuracy gain over the random encoder", metric="probe_gain_over_random",
+                      at_least="min_gain")]
+
+
+@register("mpcl-cifar", paper=PAPER, config=CifarConfig, claims=CIFAR_CLAIMS, order=32, quick=False,
           description="Paper recipe: ResNet-18 on CIFAR-10/100 from a local root, linear probe")
 def run_cifar(cfg: CifarConfig, ctx: RunContext) -> Result:
     from tenfold.data.real import cifar
@@ -393,13 +500,12 @@ def run_cifar(cfg: CifarConfig, ctx: RunContext) -> Result:
     model, last = pretrain(cfg.method, encoder, train, cfg, ctx, stage=cfg.method)
     acc = probe_accuracy(model.encoder, train, test, cfg.probe_c)
     anchor = ANCHORS.get(cfg.method, {}).get("c10" if cfg.num_classes == 10 else "c100")
-    claims = [Claim.at_least("probe accuracy above the random encoder", acc - random_acc, 0.0)]
-    if anchor is not None and cfg.encoder == "resnet18" and cfg.train_subset is None and cfg.epochs >= 200:
-        claims.append(Claim.at_least(f"probe accuracy within 2 points of the paper's {anchor}", 100 * acc,
-                                     anchor - 2.0))
+    metrics = {"probe_acc": acc, "random_probe_acc": random_acc, "online_acc": last["online_acc"],
+               "probe_gain_over_random": acc - random_acc}
+    if anchor is not None:
+        metrics["probe_minus_paper_points"] = 100 * acc - anchor  # one run: reported, not claimed
     return Result(
-        metrics={"probe_acc": acc, "random_probe_acc": random_acc, "online_acc": last["online_acc"]},
-        claims=claims, key_metric="probe_acc",
+        metrics=metrics, key_metric="probe_acc",
         notes=(f"{cfg.method} with {cfg.encoder} on CIFAR-{cfg.num_classes} ({len(train)} train images), "
                f"{cfg.epochs} epochs, batch {cfg.batch_size}. SGD with cosine decay replaces the official LARS; "
                f"paper anchor (R18 linear probe): {anchor}."),
