@@ -53,12 +53,32 @@ def build_model(method: str, encoder: torch.nn.Module, proj_dim: int = 128, siam
     return ContrastiveModel(encoder, simclr_projector(c, proj_dim))
 
 
+def gather_rows(x: torch.Tensor) -> torch.Tensor:
+    """Every process's rows of ``x`` in rank order, differentiably (``x`` itself with one process).
+
+    Uses ``torch.distributed.nn.functional.all_gather``, whose backward sums the gradients that every
+    process's loss sends to each process's rows (the official code uses diffdist for the same). Each
+    process then computes the loss of the global batch; its rows receive ``world_size`` times their
+    gradient, and DDP's averaging over processes turns that into the single-process gradient of the
+    global batch.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x.contiguous()), dim=0)
+
+
 def method_loss(cfg: MethodConfig, model: ContrastiveModel, x1: torch.Tensor, x2: torch.Tensor,
                 index: torch.Tensor | None = None, epoch: int = 0, bank: MultiStageBank | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(loss, h1)`` for two views ``x1, x2`` of the same samples; ``epoch`` counts from 0.
 
-    SimSiam-Multi needs ``index`` and ``bank``: it stages ``sg(z2)`` every step and mixes the bank into
+    Under several processes (``torch.distributed`` initialised) the InfoNCE methods gather ``z`` from
+    every process (:func:`gather_rows`), so negatives span the global batch as in the official code;
+    SimSiam has no negatives and stays per process. SimSiam-Multi needs ``index`` and ``bank``: it stages ``sg(z2)`` every step and mixes the bank into
     the targets once ``epoch > cfg.mix_after``; the caller commits the bank at epoch ends.
     """
     b = x1.shape[0]
@@ -73,11 +93,14 @@ def method_loss(cfg: MethodConfig, model: ContrastiveModel, x1: torch.Tensor, x2
         loss = simsiam_multi_loss(p1, p2, z1, z2, memory.to(z.device), beta, filled.to(z.device))
         bank.stage(index, z2)
         return loss, h[:b]
-    positives = pair_positives(2 * b, z.device)
+    # negatives from every process: the global [view 1; view 2] (each gathered in rank order)
+    zg = torch.cat([gather_rows(z[:b]), gather_rows(z[b:])])
+    positives = pair_positives(zg.shape[0], z.device)
     if cfg.name == "simclr":
-        loss = mp_infonce(z, positives, cfg.tau)
+        loss = mp_infonce(zg, positives, cfg.tau)
     elif cfg.name == "simclr-attn":
-        loss = simclr_attn_loss(z, h, positives, cfg.tau)
+        hg = torch.cat([gather_rows(h[:b].detach()), gather_rows(h[b:].detach())])  # weights are detached
+        loss = simclr_attn_loss(zg, hg, positives, cfg.tau)
     else:
-        loss = rewired_infonce(z, positives, cfg.tau, cfg.knn_k, cfg.rewire_beta)
+        loss = rewired_infonce(zg, positives, cfg.tau, cfg.knn_k, cfg.rewire_beta)
     return loss, h[:b]

@@ -1,0 +1,78 @@
+"""MPCL under several processes: negatives gathered with gradients, 2 gloo processes equal 1 on the same
+global batch (loss and DDP-averaged gradients)."""
+
+import os
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from tenfold.contrastive.methods import MethodConfig, method_loss
+from tenfold.contrastive.models import ContrastiveModel
+
+METHODS = ("simclr", "simclr-attn", "rewire")
+BATCH, WORLD = 8, 2
+
+
+def _model() -> ContrastiveModel:
+    # no BatchNorm: its batch statistics are per process by design, so only the loss's own coupling is tested
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.Flatten(), nn.Linear(12, 10), nn.Tanh())
+    encoder.out_dim = 10
+    return ContrastiveModel(encoder, nn.Linear(10, 6)).double()
+
+
+def _views():
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(BATCH, 12, generator=g, dtype=torch.float64), torch.randn(BATCH, 12, generator=g,
+                                                                              dtype=torch.float64)
+
+
+def _loss_and_grads(method, x1, x2):
+    model = _model()
+    loss, _ = method_loss(MethodConfig(method, tau=0.5, knn_k=1, rewire_beta=0.3), model, x1, x2)
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+def _worker(rank, init_file, out_file):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        x1, x2 = _views()
+        shard = slice(rank * BATCH // WORLD, (rank + 1) * BATCH // WORLD)
+        out = {}
+        for method in METHODS:
+            loss, grads = _loss_and_grads(method, x1[shard], x2[shard])
+            for g in grads:  # what DDP does: average the gradients over processes
+                dist.all_reduce(g)
+                g /= WORLD
+            out[method] = (loss, grads)
+        if rank == 0:
+            torch.save(out, out_file)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_equal_one_on_the_same_global_batch(tmp_path):
+    out_file = tmp_path / "two.pt"
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    mp.spawn(_worker, args=(str(tmp_path / "init"), str(out_file)), nprocs=WORLD, join=True)
+    two = torch.load(out_file)
+    x1, x2 = _views()
+    for method in METHODS:
+        loss, grads = _loss_and_grads(method, x1, x2)  # one process, the global batch
+        loss2, grads2 = two[method]
+        assert torch.allclose(loss2, loss, rtol=0, atol=1e-12), method
+        for g1, g2 in zip(grads, grads2):
+            assert torch.allclose(g2, g1, rtol=1e-10, atol=1e-12), method
+
+
+def test_one_process_gathers_nothing():
+    from tenfold.contrastive.methods import gather_rows
+
+    x = torch.randn(3, 2, requires_grad=True)
+    assert gather_rows(x) is x
