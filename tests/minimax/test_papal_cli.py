@@ -16,14 +16,42 @@ def test_papal_game_small(tmp_path):
     code = cli_main(["run", "papal-game", "--out", str(tmp_path), "--set", "particles=60", "--set", "outer_steps=4",
                      "--set", "inner_steps=20", "--set", "grid_points=301", "--set", "mfl_steps=40",
                      "--set", "wfr_steps=20", "--set", "gda_steps=20", "--set", "torus_particles=30",
-                     "--set", "torus_outer_steps=2", "--set", "torus_inner_steps=10", "--set", "ni_every=2"])
+                     "--set", "torus_outer_steps=2", "--set", "torus_inner_steps=10", "--set", "ni_every=2",
+                     "--set", "outer_steps=10", "--set", "torus_grid=100"])
     assert code == 0
     folder, data = _results(tmp_path, "papal-game")
-    claims = {c["name"]: c for c in data["claims"]}
-    assert claims["grid: gap at t=80"]["holds"]  # the exact loop does not depend on the particle settings
-    assert claims["torus: pure GDA keeps NI = 2"]["holds"]
+    claims = {c["metric"]: c for c in data["claims"]}
+    # the exact loop does not depend on the particle settings
+    assert claims["gap_slope_minus_log_mu"]["holds"] and claims["gap_slope_minus_log_mu"]["kind"] == "check"
+    assert claims["torus_gda_ni"]["holds"] and claims["torus_kl_to_prior"]["holds"]
+    w1 = claims["papal_w1_over_floor"]
+    assert w1["kind"] == "paper" and w1["n"] == 3 and w1["ablation"] == ["inner=weights"]
+    assert claims["torus_ni_excess_over_floor"]["ablation"] == ["extrapolation=0"]
     assert (folder / "papal_game.png").is_file()
     assert "PAPAL" in (folder / "metrics.csv").read_text()
+
+
+@pytest.mark.slow
+def test_papal_game_ablations_make_their_claims_fail(tmp_path):
+    """inner=weights (no particle movement) breaks the W1 claim; extrapolation=0 (no optimism) leaves the
+    torus NI several sampling floors further from the regularized MNE. A fresh run folder per run."""
+    from tenfold.config import resolve
+    from tenfold.engine import RunContext
+    from tenfold.experiments.registry import get
+
+    exp = get("papal-game")
+    base = ["mfl_steps=20", "wfr_steps=10", "gda_steps=10", "ni_every=100", "grid_points=701"]
+    claim = {c.metric: c for c in exp.claims}
+    values = {}
+    for k, extra in enumerate([[], ["inner=weights"], ["extrapolation=0"]]):
+        cfg = resolve(exp.config, "papal-game", "quick", base + extra)
+        result = exp.run(cfg, RunContext(out_dir=tmp_path / f"run{k}", seed=0, experiment="papal-game"))
+        values[k] = {m: sum(v) / len(v) for m, v in result.samples.items()}
+        bounds = {m: claim[m].bounds(cfg) for m in ("papal_w1_over_floor", "torus_ni_excess_over_floor")}
+    low, high = bounds["papal_w1_over_floor"]
+    assert values[0]["papal_w1_over_floor"] <= high < values[1]["papal_w1_over_floor"]
+    low, high = bounds["torus_ni_excess_over_floor"]
+    assert values[2]["torus_ni_excess_over_floor"] > max(high, 2 * values[0]["torus_ni_excess_over_floor"])
 
 
 def test_papal_dimension_small(tmp_path):
