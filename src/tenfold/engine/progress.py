@@ -2,7 +2,8 @@
 
 One shared :class:`rich.progress.Progress` is used when one is active (``tenfold reproduce`` shows
 an overall bar and the current experiment's bars together); otherwise each call makes its own.
-Set ``TENFOLD_PROGRESS=0`` to silence bars (tests do).
+Set ``TENFOLD_PROGRESS=0`` to silence bars (tests do). When an exception leaves a display, its bars are
+cleared from the terminal, so an error line stands alone.
 """
 
 from __future__ import annotations
@@ -41,7 +42,11 @@ def session() -> Iterator[Progress]:
     _ACTIVE.append(progress)
     try:
         with progress:
-            yield progress
+            try:
+                yield progress
+            except BaseException:
+                progress.live.transient = True  # an error line follows: clear the bars instead of leaving them
+                raise
     finally:
         _ACTIVE.remove(progress)
 
