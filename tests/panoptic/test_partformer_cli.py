@@ -44,6 +44,41 @@ def test_tiny_run_writes_predictions_figures_and_results(tmp_path, capsys):
     assert code == 0
 
 
+@pytest.mark.slow
+def test_two_processes_train_on_shards_and_write_one_run_folder(tmp_path):
+    """--devices 2 (gloo): rank 0 writes the scenes, both ranks train on half of every batch with averaged
+    gradients, one set of files comes out and metrics.csv has one row per logged step."""
+    import csv
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-m", "tenfold.cli", "run", "partformer-scenes", "--out", str(tmp_path),
+            "--devices", "2", "--set", "ablations=false"] + TINY + ["--set", "batch_size=4"]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (folder,) = (tmp_path / "partformer-scenes").iterdir()
+    data = json.loads((folder / "results.json").read_text())
+    assert data["status"] == "ok" and np.isfinite(data["metrics"]["PartPQ"])
+    assert data["metrics"]["folder_eval_gap"] <= 1e-12
+    rows = list(csv.DictReader((folder / "metrics.csv").open()))
+    keys = [(r["stage"], r["step"]) for r in rows if r.get("step")]
+    assert len(keys) == len(set(keys)) == 3 * 2   # 3 seeds x 2 chunks of one step, logged once
+
+
+def test_a_batch_that_does_not_split_over_the_processes_is_refused(tmp_path, capsys):
+    from tenfold.config import resolve
+    from tenfold.engine import RunContext
+    from tenfold.errors import ConfigError
+    from tenfold.experiments.registry import get
+
+    exp = get("partformer-scenes")
+    cfg = resolve(exp.config, "partformer-scenes", "quick", ["batch_size=3"])
+    ctx = RunContext(out_dir=tmp_path, fabric=type("F", (), {"global_rank": 0, "world_size": 2})())
+    with pytest.raises(ConfigError, match="batch_size=3 is invalid: expected a multiple of the 2 processes"):
+        exp.run(cfg, ctx)
+
+
 def _cpp_folder(root, n_train=3, n_val=2, size=(48, 64)):
     """A tiny folder in the Cityscapes-Panoptic-Parts layout with CPP uids (default spec's classes)."""
     from PIL import Image

@@ -204,3 +204,15 @@ def test_targets_and_dataset_errors(scene_data, tmp_path):
         PanopticPartsDataset([np.zeros((8, 8, 3), np.float32)], [np.ones((8, 9), np.int32)], spec, ["x"])
     with pytest.raises(DataError, match="has no image named"):
         PanopticPartsDataset.from_folder(tmp_path, paths["labels"], spec)
+
+
+def test_worker_memory_benchmark_measures_each_worker_and_the_in_memory_dataset():
+    """The on-demand dataset's workers are measured (2 workers seen); the in-memory dataset's bytes are
+    grow with the number of images (the contrast the benchmark's target is about)."""
+    from tenfold.benchmarks.partformer import worker_memory
+
+    out = worker_memory((4, 12), size=48, workers=2, crop=32)
+    small, large = out["rows"]
+    assert small["workers_seen"] == large["workers_seen"] == 2
+    assert small["worker_peak_rss_mib"] > 50   # the interpreter and torch at least
+    assert out["in_memory_large_over_small"] > 2.0   # 3x the images (dense masks per segment: not exactly 3x)

@@ -1,5 +1,6 @@
 """Parameters, FLOPs and CPU throughput of the part-whole model, against the same model without
-decoupled part features (the part queries then share the whole features)."""
+decoupled part features (the part queries then share the whole features); and the memory of a training
+DataLoader worker reading a panoptic-parts folder on demand, against the in-memory dataset."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from tenfold.panoptic.model import PartFormerConfig, PartWholeFormer
 from tenfold.panoptic.targets import Targets
 
 NAME = "partformer"
-DESCRIPTION = "parameters, FLOPs and throughput: decoupled part features vs shared (tiny and R50 configurations)"
+DESCRIPTION = ("parameters, FLOPs and throughput: decoupled part features vs shared (tiny and R50 configurations); "
+               "DataLoader worker memory of the on-demand folder dataset")
 
 # the procedural scenes: 5 whole classes (2 with parts), 6 flat parts; Cityscapes-Panoptic-Parts: 19 and 23
 TINY = dict(num_classes=5, num_parts=6, parts_classes=(2, 3))
@@ -78,10 +80,97 @@ def measure(base: dict, size: tuple[int, int], batch: int, train: bool, repeats:
     return rows
 
 
+class _PeakRSS(torch.utils.data.Dataset):
+    """Wraps a dataset; each item also carries (worker id, this process's peak RSS in bytes so far)."""
+
+    def __init__(self, data) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int):
+        import resource
+
+        item = self.data[i]
+        info = torch.utils.data.get_worker_info()
+        return item, (info.id if info else -1, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+
+
+def _collate_with_rss(items):
+    from tenfold.panoptic.dataset import collate
+
+    return collate([it for it, _ in items]), [rss for _, rss in items]
+
+
+def worker_memory(counts: tuple[int, ...] = (16, 64), size: int = 256, workers: int = 2, crop: int = 192) -> dict:
+    """Peak RSS of each DataLoader worker over one pass of a training folder of ``n`` procedural scenes
+    (``size`` x ``size``, Mask2Former augmentation, ``crop``), for each ``n`` in ``counts``; and the bytes the
+    in-memory ``PanopticPartsDataset`` holds for the same folder. On-demand reading keeps the worker's
+    memory independent of the number of images; the in-memory dataset grows linearly with it."""
+    import tempfile
+    from pathlib import Path
+
+    from tenfold.data.panoptic_scenes import generate_scenes, write_scenes
+    from tenfold.panoptic import EvalSpec, PanopticPartsDataset, PartsFolderDataset
+
+    out: dict = {"size": size, "workers": workers, "crop": crop, "rows": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in counts:
+            paths = write_scenes(Path(tmp) / f"n{n}", generate_scenes(n, seed=0, height=size, width=size))
+            spec = EvalSpec.load(paths["eval_spec"])
+            data = PartsFolderDataset(paths["images"], paths["labels"], spec, train=True, crop=crop)
+            loader = torch.utils.data.DataLoader(_PeakRSS(data), batch_size=2, num_workers=workers,
+                                                 collate_fn=_collate_with_rss, persistent_workers=False)
+            peak: dict[int, int] = {}
+            for _, rss in loader:
+                for wid, value in rss:
+                    peak[wid] = max(peak.get(wid, 0), value)
+            del loader
+            held = PanopticPartsDataset.from_folder(paths["images"], paths["labels"], spec)
+            in_memory = sum(t.nbytes for t in _tensors(held))
+            del held   # not alive when the next loader's workers start
+            out["rows"].append({"images": n, "workers_seen": len(peak), "worker_peak_rss_mib": max(peak.values()) / 2**20,
+                                "in_memory_dataset_mib": in_memory / 2**20})
+    small, large = out["rows"][0], out["rows"][-1]
+    out["worker_rss_large_over_small"] = large["worker_peak_rss_mib"] / small["worker_peak_rss_mib"]
+    out["in_memory_large_over_small"] = large["in_memory_dataset_mib"] / small["in_memory_dataset_mib"]
+    return out
+
+
+def _tensors(obj, seen=None):
+    """Every tensor or array reachable from ``obj``'s attributes, lists and dicts (each counted once)."""
+    import numpy as np
+
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, (torch.Tensor, np.ndarray)):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _tensors(v, seen)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _tensors(v, seen)
+    elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+        for v in vars(obj).values():
+            yield from _tensors(v, seen)
+
+
 def run(quick: bool = False) -> dict:
+    from tenfold.benchmarks.common import target
+
     with fixed_threads(2):
         tiny = measure(TINY, (64, 64), batch=8, train=True, repeats=3 if quick else 7)
         r50 = None if quick else measure(R50, (512, 1024), batch=1, train=False, repeats=2)
+        memory = worker_memory((8, 32) if quick else (16, 64), size=128 if quick else 256,
+                               crop=96 if quick else 192)
+    growth = memory["worker_rss_large_over_small"]
+    targets = [target(f"DataLoader worker peak RSS, {memory['rows'][-1]['images']} vs "
+                      f"{memory['rows'][0]['images']} images (on-demand reading)", growth, "<= 1.10", growth <= 1.10)]
     return {"threads": 2, "tiny_64x64_batch8": tiny, "r50_512x1024_batch1_inference": r50,
+            "dataset_worker_memory": memory, "targets": targets,
             "note": "R50 built with pretrained=False (no download); its timing is CPU inference only. "
-                    "The R50 entry is skipped with --quick."}
+                    "The R50 entry is skipped with --quick. Worker RSS includes the interpreter and torch."}

@@ -207,7 +207,13 @@ def write_scenes(root: str | Path, scenes: list[Scene], prefix: str = "scene") -
         atomic_write_bytes(root / "images" / f"{sid}.png", buf.getvalue())
         entries.append({"id": sid, "file_name": f"{sid}.png", "height": int(sc.uids.shape[0]),
                         "width": int(sc.uids.shape[1])})
-    images_json = root / "images.json"
-    atomic_write_text(images_json, json.dumps({"images": entries}, indent=1))
-    return {"root": root, "labels": root / "labels", "images": root / "images", "images_json": images_json,
-            "dataset_spec": ds, "eval_spec": ev, "eval_spec_noparts": ev_np}
+    atomic_write_text(root / "images.json", json.dumps({"images": entries}, indent=1))
+    return scene_paths(root)
+
+
+def scene_paths(root: str | Path) -> dict[str, Path]:
+    """The paths of a folder that :func:`write_scenes` wrote (``labels``, ``images``, ``images_json``, specs)."""
+    root = Path(root).resolve()
+    return {"root": root, "labels": root / "labels", "images": root / "images", "images_json": root / "images.json",
+            "dataset_spec": root / "dataset_spec.yaml", "eval_spec": root / "eval_spec.yaml",
+            "eval_spec_noparts": root / "eval_spec_noparts.yaml"}

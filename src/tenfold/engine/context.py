@@ -73,6 +73,35 @@ class RunContext:
         else:
             loss.backward(**kwargs)
 
+    def barrier(self) -> None:
+        """Wait for every process (a no-op in one process): e.g. after rank 0 has written files the others read."""
+        if self.fabric is not None and self.world_size > 1:
+            self.fabric.barrier()
+
+    def mean_over_processes(self, value: torch.Tensor) -> torch.Tensor:
+        """The mean of ``value`` over processes (``value`` itself in one process)."""
+        if self.fabric is None or self.world_size == 1:
+            return value
+        return self.fabric.all_reduce(value.detach().clone(), reduce_op="mean")
+
+    def average_gradients(self, model: torch.nn.Module) -> None:
+        """Replace every parameter gradient by its mean over processes, in one collective (no-op in one process).
+
+        ``g <- (1/W) sum_r g_r``, as DDP's reducer does, but for models whose configuration leaves some
+        parameters unused (a parameter without a gradient must be unused on every rank: the graph is the
+        same on all ranks). Call it after ``backward`` and before unscaling, clipping and stepping.
+        """
+        if self.fabric is None or self.world_size == 1:
+            return
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        if not grads:
+            return
+        flat = self.fabric.all_reduce(torch.cat([g.reshape(-1) for g in grads]), reduce_op="mean")
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+
     def setup(self, model: torch.nn.Module, *optimizers: torch.optim.Optimizer):
         """Move ``model`` to the device and wrap it for DDP when there are several processes."""
         if self.fabric is None:

@@ -20,7 +20,7 @@ import torch
 from pydantic import Field, model_validator
 
 from tenfold.config import Config
-from tenfold.data.panoptic_scenes import generate_scenes, write_scenes
+from tenfold.data.panoptic_scenes import generate_scenes, scene_paths, write_scenes
 from tenfold.engine import RunContext, Stage
 from tenfold.engine.checkpoint import save_weights
 from tenfold.errors import ConfigError
@@ -150,6 +150,10 @@ def _train(model, data, cfg, ctx: RunContext, name: str) -> list[float]:
     losses: list[float] = []
     stage = Stage(ctx, name, model=model, optimizer=opt, scheduler=sched,
                   state={"points": points, "scaler": scaler, "losses": losses})
+    # several processes (Fabric, gloo or nccl): every global batch is split into equal shards, one per rank,
+    # and the gradients are averaged over ranks before clipping (ctx.average_gradients; with few decoder
+    # layers some pixel-decoder levels are unused, which DDP's reducer would refuse)
+    rank, world = ctx.rank, ctx.world_size
     chunks = -(-cfg.steps // cfg.chunk)
     model.train()
     for epoch in stage.epochs(chunks):
@@ -157,9 +161,10 @@ def _train(model, data, cfg, ctx: RunContext, name: str) -> list[float]:
             data.set_epoch(epoch)
         todo = min(cfg.chunk, cfg.steps - (epoch - 1) * cfg.chunk)
         order = torch.randint(0, len(data), (todo, cfg.batch_size), generator=stage.generator())
+        order = order[:, rank::world]
         if cfg.workers > 0:
             loader = torch.utils.data.DataLoader(torch.utils.data.Subset(data, order.reshape(-1).tolist()),
-                                                 batch_size=cfg.batch_size, num_workers=cfg.workers,
+                                                 batch_size=cfg.batch_size // world, num_workers=cfg.workers,
                                                  collate_fn=collate, persistent_workers=False)
         else:
             loader = (collate([data[int(j)] for j in row]) for row in order)
@@ -172,12 +177,14 @@ def _train(model, data, cfg, ctx: RunContext, name: str) -> list[float]:
             terms = criterion(out, [t.to(ctx.device) for t in targets], points)
             opt.zero_grad(set_to_none=True)
             scaler.scale(terms["loss"]).backward()
+            ctx.average_gradients(model)
             scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             scaler.step(opt)
             scaler.update()
             sched.step()
-            losses.append(float(terms["loss"].detach()))
+            terms = {k: ctx.mean_over_processes(v.detach()) for k, v in terms.items()}
+            losses.append(float(terms["loss"]))
         stage.log(step=min(epoch * cfg.chunk, cfg.steps), **{k: float(v.detach()) for k, v in terms.items()})
     return losses
 
@@ -263,8 +270,13 @@ def _data(cfg: PartFormerScenesConfig, ctx: RunContext, seed: int):
         return train, val, spec, root / labels / "val"
     scenes = generate_scenes(cfg.train_scenes + cfg.val_scenes, seed=seed, height=cfg.size, width=cfg.size,
                              shared_part_colours=cfg.shared_part_colours)
-    train_paths = write_scenes(ctx.path(f"scenes/seed{seed}/train"), scenes[:cfg.train_scenes], prefix="train")
-    val_paths = write_scenes(ctx.path(f"scenes/seed{seed}/val"), scenes[cfg.train_scenes:], prefix="val")
+    folders = {part: ctx.path(f"scenes/seed{seed}/{part}") for part in ("train", "val")}
+    if ctx.is_main:   # one process writes the files; the others read them after the barrier
+        write_scenes(folders["train"], scenes[:cfg.train_scenes], prefix="train")
+        write_scenes(folders["val"], scenes[cfg.train_scenes:], prefix="val")
+    ctx.barrier()
+    train_paths = scene_paths(folders["train"])
+    val_paths = scene_paths(folders["val"])
     spec = EvalSpec.load(val_paths["eval_spec"])
     train = PanopticPartsDataset.from_folder(train_paths["images"], train_paths["labels"], spec)
     val = PanopticPartsDataset.from_folder(val_paths["images"], val_paths["labels"], spec)
@@ -284,9 +296,9 @@ def _baselines(train, val, spec: EvalSpec) -> dict[str, dict]:
 @register("partformer-scenes", paper="panoptic-partformer", config=PartFormerScenesConfig, order=85, claims=CLAIMS,
           description="Part-whole query model on procedural scenes vs non-learned rules; PartPQ/PWQ and ablations")
 def run(cfg: PartFormerScenesConfig, ctx: RunContext) -> Result:
-    if ctx.world_size > 1:
-        raise ConfigError(f"devices={ctx.world_size} is invalid for partformer-scenes: it runs in one process "
-                          "(its data files and predictions are written by that process)")
+    if cfg.batch_size % ctx.world_size:
+        raise ConfigError(f"batch_size={cfg.batch_size} is invalid: expected a multiple of the {ctx.world_size} "
+                          "processes (each takes an equal shard of every batch)")
     rows, samples, curves = [], {k: [] for k in ("PartPQ_parts_gain_vs_baselines",
                                                  "PartPQ_parts_gain_vs_no_part_whole_attention",
                                                  "PartPQ_parts_gain_vs_shared_features", "PartPQ", "PartPQ_parts")}, {}
@@ -318,7 +330,7 @@ def run(cfg: PartFormerScenesConfig, ctx: RunContext) -> Result:
             curves[(k, name)] = _train(model, train, cfg, ctx, f"{name.replace(' ', '-')}-seed{k}")
             seconds = time.perf_counter() - t0
             out_dir = ctx.path(f"predictions/seed{k}") if name == "full" else None
-            res = _evaluate(model, val, spec, cfg, out_dir=out_dir)
+            res = _evaluate(model, val, spec, cfg, out_dir=out_dir if ctx.is_main else None)
             results[name] = (res, effective, model)
             rows.append({"seed": k, "model": name, "PQ": res["PQ"], "PartPQ": res["PartPQ"],
                          **_parts_quality(res, spec), "part mIoU": _or_nan(res["part_mIoU"]), "train s": seconds})
@@ -338,6 +350,7 @@ def run(cfg: PartFormerScenesConfig, ctx: RunContext) -> Result:
     if ctx.is_main:
         save_weights(model, ctx.path("full.safetensors"))
     # the written PNGs round-trip through the folder evaluator (`tenfold eval-parts`)
+    ctx.barrier()
     folder = evaluate_folders(val_labels, ctx.path("predictions/seed0"), spec.path)
     ctx.write_json("eval_parts.json", folder)
 
