@@ -61,7 +61,8 @@ def test_papal_dimension_small(tmp_path):
     assert code == 0
     folder, data = _results(tmp_path, "papal-dimension")
     assert len(data["claims"]) == 3 and (folder / "papal_dimension.png").is_file()
-    assert "| d | M | PAPAL |" in next(iter(data["tables"].values()))
+    assert "| d | M | seed | PAPAL |" in next(iter(data["tables"].values()))
+    assert {c["kind"] for c in data["claims"]} == {"paper", "check"}
 
 
 @pytest.mark.parametrize("name,override,field", [
@@ -73,3 +74,24 @@ def test_bad_values_exit_2(tmp_path, capsys, name, override, field):
     assert cli_main(["run", name, "--out", str(tmp_path), "--set", override]) == 2
     err = capsys.readouterr().err
     assert field in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_papal_dimension_weights_ablation_makes_the_claim_fail(tmp_path):
+    """inner=weights: PAPAL's prior draws never move, so at d=100 it does no better than weight-only
+    mirror-prox and the claim fails; the d=1 check compares PAPAL with the exact regularized MNE."""
+    from tenfold.config import resolve
+    from tenfold.engine import RunContext
+    from tenfold.experiments.registry import get
+
+    exp = get("papal-dimension")
+    claim = {c.metric: c for c in exp.claims}
+    out = {}
+    for k, extra in enumerate([[], ["inner=weights"]]):
+        cfg = resolve(exp.config, "papal-dimension", "quick", ["dims=[1,100]", "mfl_steps=10"] + extra)
+        result = exp.run(cfg, RunContext(out_dir=tmp_path / f"run{k}", seed=0, experiment="papal-dimension"))
+        out[k] = {m: sum(v) / len(v) for m, v in result.samples.items()}
+    high = claim["papal_over_weight_only"].bounds(cfg)[1]
+    assert out[0]["papal_over_weight_only"] <= high < out[1]["papal_over_weight_only"]
+    low, high = claim["papal_d1_over_exact"].bounds(cfg)
+    assert low <= out[0]["papal_d1_over_exact"] <= high
