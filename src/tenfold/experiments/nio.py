@@ -1,12 +1,16 @@
-"""NIO experiments: GradCosine and the gradient norm before and after neural initialization optimization.
+"""NIO experiments: accuracy after training from NIO's initialization against the default one and against
+a norm-matched uniform rescale, and GradCosine at the same gradient norm.
 
 - ``nio-digits``: the spec's MLP 64-64-64-64-10 without BatchNorm on digits, D = 4, r = 0.2.
 - ``nio-shapes``: a small CNN with BatchNorm on 10 procedural shape classes, D = 2, r = 0.
 
-Claims (spec 3.5.4): GC on a held-out batch rises when gamma exceeds the initial gradient norm; after
-the constraint phase the norm stays <= 1.1 gamma; every scale stays >= its lower bound. Both inits are
-then trained with the same seed and optimizer and their accuracies reported (no accuracy claim at this
-scale: the paper's gains are on CIFAR/ImageNet).
+Per seed (``seeds``, each its own initialization and NIO batches) three initializations are trained with
+the same data order and optimizer: the default one, NIO's, and the default one with every tensor NIO
+rescales multiplied by ONE factor chosen so that its held-out gradient norm equals NIO's ("uniform":
+NIO's gradient norm without its GradCosine). Paper claims: NIO's test accuracy above both, and NIO's
+held-out GC above the uniform rescale's; their ablation ``gc_weight=0`` removes GradCosine from NIO's
+objective (only the norm term is left). Checks (by construction): the gradient norm from the first
+constraint step on stays near gamma; every scale stays at or above its lower bound.
 """
 
 from __future__ import annotations
@@ -26,15 +30,56 @@ from tenfold.data.base import ArrayDataset, stratified_split
 from tenfold.engine import RunContext
 from tenfold.engine.seed import derive_seed
 from tenfold.experiments.registry import register
-from tenfold.init import gradcosine, nio
+from tenfold.init import gradcosine, nio, uniform_rescale
 from tenfold.init.models import shapes_cnn
-from tenfold.reporting import Claim, Result, markdown_table
+from tenfold.reporting import Check, PaperClaim, Result, markdown_table
 from tenfold.reporting.figures import new_figure
 
 PAPER = "nio"  # key in tenfold.reporting.papers (arXiv:2210.05956)
 
 
+class NIOThresholds(Config):
+    """Fixed before the final runs (2026-12-02); each description gives the source."""
+
+    min_acc_gain: float = Field(0.002, description=(
+        "source: the paper's CIFAR-10/100 tables give NIO gains of a few tenths of a point over the default and "
+        "GradInit initializations (spec representation.md 3.4); 0.002 is two tenths of a point"))
+    min_gc_gain: float = Field(0.0, description=(
+        "source: NIO maximises GradCosine under the norm bound, so at NIO's own gradient norm its GC must be above "
+        "the uniform rescale's (issue 23: a uniform x3 rescale reached GC 0.894 against NIO's 0.876 at a higher "
+        "norm, so norm alone raises GC; 0 asks only that GradCosine adds to it)"))
+    max_norm_over_gamma: float = Field(1.25, description=(
+        "by construction: a constraint step follows every free step that leaves the norm above gamma, and a free "
+        "step moves each scale by about lr (Adam), so an L-layer network's norm overshoots gamma by at most about "
+        "(1 + lr)^L: 1.22 for the 4-layer MLP at lr 0.05 (tests/init/test_nio.py); the max over seeds is read"))
+    min_alpha_gap: float = Field(0.0, description="by construction: alpha <- max(alpha - step, alpha_min)")
+
+
+CLAIMS = [
+    PaperClaim("test accuracy after training: NIO init - default init", metric="acc_nio_minus_default",
+               at_least="thresholds.min_acc_gain", ablation=["gc_weight=0"],
+               paper="CIFAR-10/100 (ResNet-110, DenseNet-100, WRN, VGG; spec 3.4): gains of a few tenths of a point "
+                     "over Kaiming and GradInit; ImageNet R50 76.65% top-1 after 100 epochs"),
+    PaperClaim("test accuracy after training: NIO init - norm-matched uniform rescale",
+               metric="acc_nio_minus_uniform", at_least="thresholds.min_acc_gain", ablation=["gc_weight=0"],
+               paper="the paper's motivation (Sec. 3): the gain comes from GradCosine under the norm bound, not from "
+                     "the norm; no published norm-matched baseline"),
+    PaperClaim("held-out GradCosine: NIO - norm-matched uniform rescale (same gradient norm)",
+               metric="gc_nio_minus_uniform", at_least="thresholds.min_gc_gain", ablation=["gc_weight=0"],
+               paper="Sec. 4: NIO maximises GC subject to the norm bound (official R50 log: GC 0.237 -> 0.234, norm "
+                     "4.7 -> 8.0 at gamma = 10)"),
+    Check("mean training-batch gradient norm from the first constraint step on / gamma",
+          metric="norm_over_gamma", at_most="thresholds.max_norm_over_gamma"),
+    Check("min over scales and iterations of alpha - alpha_min", metric="min_alpha_minus_bound",
+          at_least="thresholds.min_alpha_gap"),
+]
+
+
 class NIOConfig(Config):
+    seeds: int = Field(3, ge=1, description="seeds: each its own initialization, NIO batches and training order")
+    gc_weight: float = Field(1.0, ge=0, description="weight of GradCosine in NIO's objective (0: only the norm "
+                             "term is left, the ablation of the paper claims)")
+    thresholds: NIOThresholds = NIOThresholds()
     gamma: float = Field(5.0, gt=0, description="gradient-norm bound")
     iterations: int = Field(40, ge=1, description="NIO iterations")
     lr: float = Field(0.05, gt=0, description="Adam learning rate of the scales")
@@ -117,83 +162,91 @@ def _train(model: nn.Module, train: ArrayDataset, test: ArrayDataset, cfg: NIOCo
     return float((pred == test.y).float().mean())
 
 
-def _run(cfg: NIOConfig, ctx: RunContext, model: nn.Module, train: ArrayDataset, held: ArrayDataset,
-         test: ArrayDataset, arch: str) -> Result:
+def _nio_seed(cfg: NIOConfig, ctx: RunContext, model: nn.Module, train: ArrayDataset, held: ArrayDataset,
+              test: ArrayDataset, k: int) -> dict:
+    """One seed: NIO, the norm-matched uniform rescale, statistics on the held-out batch, three trainings."""
     model = model.to(ctx.device)
-    pick = torch.randperm(len(held), generator=ctx.generator("heldout"))[:cfg.heldout]  # mixed classes per sub-batch
+    pick = torch.randperm(len(held), generator=ctx.generator("heldout", k))[:cfg.heldout]  # mixed classes
     heldout = (held.x[pick].to(ctx.device), held.y[pick].to(ctx.device))
     before = gradcosine(model, heldout, D=cfg.D, overlap=cfg.overlap)
     tuned = copy.deepcopy(model)
-    stream = ((x.to(ctx.device), y.to(ctx.device)) for x, y in _stream(train, cfg.nio_batch, ctx.generator("nio")))
-    log = lambda it, gc, norm, constraint: ctx.log_metrics(stage="nio", step=it, gc=gc, norm=norm,
-                                                           constraint=int(constraint))
-    with ctx.bar("NIO iterations", cfg.iterations) as bar:
+    stream = ((x.to(ctx.device), y.to(ctx.device)) for x, y in _stream(train, cfg.nio_batch, ctx.generator("nio", k)))
+    with ctx.bar(f"NIO iterations (seed {k})", cfg.iterations) as bar:
         def on_iteration(it, gc, norm, constraint):
-            log(it, gc, norm, constraint)
+            ctx.log_metrics(stage=f"nio-seed{k}", step=it, gc=gc, norm=norm, constraint=int(constraint))
             bar.advance()
 
         tuned, history = nio(tuned, stream, gamma=cfg.gamma, iterations=cfg.iterations, lr=cfg.lr, D=cfg.D,
-                             overlap=cfg.overlap, norm_weight=cfg.norm_weight, on_iteration=on_iteration)
+                             overlap=cfg.overlap, norm_weight=cfg.norm_weight, on_iteration=on_iteration,
+                             gc_weight=cfg.gc_weight)
     after = gradcosine(tuned, heldout, D=cfg.D, overlap=cfg.overlap)
-    first_constraint = next((i for i, c in enumerate(history.constraint) if c), None)
+    uniform, c = uniform_rescale(copy.deepcopy(model), float(after.norm), heldout, D=cfg.D, overlap=cfg.overlap)
+    flat = gradcosine(uniform, heldout, D=cfg.D, overlap=cfg.overlap)
+    first_constraint = next((i for i, c_ in enumerate(history.constraint) if c_), None)
     after_phase = history.norm[first_constraint:] if first_constraint is not None else history.norm
-    mean_norm_after = sum(after_phase) / len(after_phase)
-    # alpha >= alpha_min is enforced by a projection in nio(), so it is a metric (a check of the
-    # implementation, tested in tests/init), not a claim about the method
-    min_alpha_gap = min(a - (0.01 if "weight" in k else 0.0) for row in history.alphas for k, a in row.items())
-    metrics = {"gc_before": float(before.gc), "gc_after": float(after.gc), "norm_before": float(before.norm),
-               "norm_after": float(after.norm), "mean_norm_from_first_constraint": mean_norm_after,
-               "constraint_steps": sum(history.constraint), "min_alpha_minus_bound": min_alpha_gap}
-    claims = []
-    if float(before.norm) < cfg.gamma:
-        claims.append(Claim.at_least("held-out GC after NIO - before (gamma > initial norm)",
-                                     metrics["gc_after"] - metrics["gc_before"], 0.0))
-    claims.append(Claim.at_most("mean training-batch gradient norm from the first constraint step on / gamma",
-                                mean_norm_after / cfg.gamma, 1.1))
-    if cfg.train_epochs > 0:
-        seed = derive_seed(ctx.seed, "train")
-        metrics["acc_default_init"] = _train(model, train, test, cfg, seed, "default", ctx)
-        metrics["acc_nio_init"] = _train(tuned, train, test, cfg, seed, "nio", ctx)
+    row = {"seed": k, "gc_default": float(before.gc), "gc_nio": float(after.gc), "gc_uniform": float(flat.gc),
+           "norm_default": float(before.norm), "norm_nio": float(after.norm), "norm_uniform": float(flat.norm),
+           "uniform_factor": c, "norm_over_gamma": sum(after_phase) / len(after_phase) / cfg.gamma,
+           "constraint_steps": sum(history.constraint),
+           "min_alpha_minus_bound": min(a - (0.01 if "weight" in name else 0.0)
+                                        for r in history.alphas for name, a in r.items())}
+    seed = derive_seed(ctx.seed, "train", k)
+    for tag, net in (("default", model), ("nio", tuned), ("uniform", uniform)):
+        row[f"acc_{tag}"] = _train(net, train, test, cfg, seed, f"{tag}-seed{k}", ctx)  # 0 epochs: untrained
+    return {"row": row, "history": history}
 
+
+def _run(cfg: NIOConfig, ctx: RunContext, make_model, train: ArrayDataset, held: ArrayDataset,
+         test: ArrayDataset, arch: str) -> Result:
+    seeds = []
+    for k in range(cfg.seeds):
+        torch.manual_seed(derive_seed(ctx.seed, "init", k))
+        seeds.append(_nio_seed(cfg, ctx, make_model(), train, held, test, k))
+    rows = [s["row"] for s in seeds]
+    samples = {"gc_nio_minus_uniform": [r["gc_nio"] - r["gc_uniform"] for r in rows],
+               "gc_nio_minus_default": [r["gc_nio"] - r["gc_default"] for r in rows]}
+    samples |= {"acc_nio_minus_default": [r["acc_nio"] - r["acc_default"] for r in rows],
+                "acc_nio_minus_uniform": [r["acc_nio"] - r["acc_uniform"] for r in rows]}
+    metrics = {key: sum(r[key] for r in rows) / len(rows) for key in rows[0] if key != "seed"}
+    metrics["norm_over_gamma"] = max(r["norm_over_gamma"] for r in rows)
+    metrics["min_alpha_minus_bound"] = min(r["min_alpha_minus_bound"] for r in rows)
+
+    history = seeds[0]["history"]
     fig, ax = new_figure(2)
     its = range(1, len(history.gc) + 1)
     ax[0].plot(its, history.gc)
-    ax[0].set(xlabel="NIO iteration", ylabel="GradCosine (training batch)", title="GC")
+    ax[0].set(xlabel="NIO iteration", ylabel="GradCosine (training batch)", title="GC (seed 0)")
     ax[1].plot(its, history.norm, label="mean ||G_i||")
     ax[1].axhline(cfg.gamma, ls="--", c="gray", label=f"gamma = {cfg.gamma:g}")
-    ax[1].set(xlabel="NIO iteration", ylabel="gradient norm", title="norm", yscale="log")
+    ax[1].set(xlabel="NIO iteration", ylabel="gradient norm", title="norm (seed 0)", yscale="log")
     ax[1].legend()
     figure = ctx.save_figure(fig, "nio")
-    rows = [{"init": "default", "GC": metrics["gc_before"], "norm": metrics["norm_before"],
-             "test acc": metrics.get("acc_default_init", float("nan"))},
-            {"init": "NIO", "GC": metrics["gc_after"], "norm": metrics["norm_after"],
-             "test acc": metrics.get("acc_nio_init", float("nan"))}]
-    return Result(metrics=metrics, claims=claims, figures=[figure],
-                  tables={"held-out batch statistics and accuracy after training": markdown_table(rows)},
-                  key_metric="gc_after",
-                  notes=(f"{arch}; NIO: gamma={cfg.gamma:g}, {cfg.iterations} iterations, lr {cfg.lr:g}, D={cfg.D}, "
-                         f"r={cfg.overlap:g}, lambda={cfg.norm_weight:g}. Accuracies are reported, not claimed: "
-                         "at this scale the init barely matters after a few epochs."))
+    return Result(metrics=metrics, samples=samples, figures=[figure],
+                  tables={"per seed: held-out statistics and test accuracy after training": markdown_table(rows)},
+                  key_metric="acc_nio_minus_default",
+                  notes=(f"{arch}; {cfg.seeds} seeds. NIO: gamma={cfg.gamma:g}, {cfg.iterations} iterations, lr "
+                         f"{cfg.lr:g}, D={cfg.D}, r={cfg.overlap:g}, lambda={cfg.norm_weight:g}, GC weight "
+                         f"{cfg.gc_weight:g}. Uniform: the default init with every rescaled tensor times one factor "
+                         f"(mean {metrics['uniform_factor']:.3g}) matching NIO's held-out gradient norm. Training: "
+                         f"{cfg.train_epochs} epochs of {cfg.optimizer}, lr {cfg.train_lr:g}, the same order per seed."))
 
 
-@register("nio-digits", paper=PAPER, config=NIOConfig, order=100,
-          description="NIO on an MLP 64-64-64-64-10 (no BN) on digits: GC and gradient norm before/after")
+@register("nio-digits", paper=PAPER, config=NIOConfig, claims=CLAIMS, order=100, threads=1,
+          description="NIO on an MLP 64-64-64-64-10 (no BN) on digits: accuracy and GC against the default init "
+                      "and a norm-matched uniform rescale, 3 seeds")
 def run_digits(cfg: NIOConfig, ctx: RunContext) -> Result:
     train, held, test = (digits(s, seed=0, flatten=True) for s in ("train", "val", "test"))
-    torch.manual_seed(derive_seed(ctx.seed, "init"))
-    model = digits_mlp(cfg.width)
-    return _run(cfg, ctx, model, train, held, test, f"MLP 64-{cfg.width}-{cfg.width}-{cfg.width}-10")
+    return _run(cfg, ctx, lambda: digits_mlp(cfg.width), train, held, test, f"MLP 64-{cfg.width}-{cfg.width}-{cfg.width}-10")
 
 
-@register("nio-shapes", paper=PAPER, config=ShapesNIOConfig, order=101,
-          description="NIO on a BatchNorm CNN on 10 procedural shape classes: GC and gradient norm before/after")
+@register("nio-shapes", paper=PAPER, config=ShapesNIOConfig, claims=CLAIMS, order=101, threads=1,
+          description="NIO on a BatchNorm CNN on 10 procedural shape classes: accuracy and GC against the default "
+                      "init and a norm-matched uniform rescale, 3 seeds")
 def run_shapes(cfg: ShapesNIOConfig, ctx: RunContext) -> Result:
     data = shapes(num_classes=cfg.num_classes, size=cfg.size, per_class=cfg.per_class, seed=0)
     parts = stratified_split(data.y, (0.6, 0.2, 0.2), seed=0)
     train, held, test = (data.subset(p) for p in parts)
-    torch.manual_seed(derive_seed(ctx.seed, "init"))
-    model = shapes_cnn(cfg.width, cfg.num_classes)
-    return _run(cfg, ctx, model, train, held, test, f"2-block CNN with BatchNorm (width {cfg.width})")
+    return _run(cfg, ctx, lambda: shapes_cnn(cfg.width, cfg.num_classes), train, held, test, f"2-block CNN with BatchNorm (width {cfg.width})")
 
 
 class CifarNIOConfig(NIOConfig):
@@ -220,7 +273,7 @@ def cifar_model(name: str, classes: int) -> nn.Module:
     return timm.create_model("resnet18", pretrained=False, num_classes=classes)
 
 
-@register("nio-cifar", paper=PAPER, config=CifarNIOConfig, order=102, quick=False,
+@register("nio-cifar", paper=PAPER, config=CifarNIOConfig, claims=CLAIMS, order=102, quick=False,
           description="NIO on CIFAR from a local root: timm ResNet-18 or Swin-T (without warm-up), default vs NIO init")
 def run_cifar(cfg: CifarNIOConfig, ctx: RunContext) -> Result:
     from tenfold.data.real import cifar
@@ -228,7 +281,5 @@ def run_cifar(cfg: CifarNIOConfig, ctx: RunContext) -> Result:
     train_all = cifar(cfg.root, train=True, num_classes=cfg.num_classes)
     test = cifar(cfg.root, train=False, num_classes=cfg.num_classes)
     train_idx, held_idx = stratified_split(train_all.y, (0.98, 0.02), seed=0)
-    torch.manual_seed(derive_seed(ctx.seed, "init"))
-    model = cifar_model(cfg.model, cfg.num_classes)
-    return _run(cfg, ctx, model, train_all.subset(train_idx), train_all.subset(held_idx), test,
+    return _run(cfg, ctx, lambda: cifar_model(cfg.model, cfg.num_classes), train_all.subset(train_idx), train_all.subset(held_idx), test,
                 f"timm {cfg.model} on CIFAR-{cfg.num_classes}")

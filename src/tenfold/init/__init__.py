@@ -4,8 +4,9 @@ scales are optimized too, as in the official RescaleAdam)."""
 
 from tenfold.init.gradcosine import (GradCosine, cosine_statistics, gradcosine, per_sample_cross_entropy,
                                      statistic_mode, sub_batch_bounds, supported_parameters)
-from tenfold.init.nio import OBJECTIVES, NIOHistory, RescaleAdamState, nio, objective_value, scaled_parameters
+from tenfold.init.nio import (OBJECTIVES, NIOHistory, RescaleAdamState, nio, objective_value, scaled_parameters,
+                              uniform_rescale)
 
 __all__ = ["GradCosine", "cosine_statistics", "gradcosine", "per_sample_cross_entropy", "statistic_mode",
            "sub_batch_bounds", "supported_parameters", "OBJECTIVES", "NIOHistory", "RescaleAdamState", "nio",
-           "objective_value", "scaled_parameters"]
+           "objective_value", "scaled_parameters", "uniform_rescale"]

@@ -33,6 +33,8 @@ code skips tensors of norm 0).
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -222,3 +224,37 @@ def nio(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | Iterable, ga
         for k, p in named.items():
             p.copy_(alphas[k] * theta0[k])
     return model, history
+
+
+def uniform_rescale(model: nn.Module, target_norm: float, batch: tuple[torch.Tensor, torch.Tensor], D: int = 2,
+                    overlap: float = 0.0, steps: int = 24, low: float = 1e-2, high: float = 1e2
+                    ) -> tuple[nn.Module, float]:
+    """Scale every tensor NIO rescales by ONE factor ``c`` so that the mean sub-batch gradient norm on
+    ``batch`` equals ``target_norm``: the norm-matched baseline of NIO (same gradient norm, no GradCosine).
+
+    ``c`` is found by bisection on ``log c`` in ``[low, high]`` (the norm grows with ``c`` on the
+    networks used here; a target outside the bracket ends at its edge). Modifies ``model`` in place and
+    returns it and ``c``.
+    """
+    from tenfold.init.gradcosine import gradcosine
+
+    require(target_norm > 0, "target_norm", target_norm, "a positive gradient norm")
+    named = scaled_parameters(model)
+    theta0 = {k: p.detach().clone() for k, p in named.items()}
+
+    def norm_at(c: float) -> float:
+        with torch.no_grad():
+            for k, p in named.items():
+                p.copy_(c * theta0[k])
+        return float(gradcosine(model, batch, D=D, overlap=overlap).norm)
+
+    lo, hi = math.log(low), math.log(high)
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        if norm_at(math.exp(mid)) < target_norm:
+            lo = mid
+        else:
+            hi = mid
+    c = math.exp(0.5 * (lo + hi))
+    norm_at(c)
+    return model, c
