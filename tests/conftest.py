@@ -1,6 +1,12 @@
-"""Test-wide settings: no progress bars, few threads, matplotlib without a screen."""
+"""Test-wide settings: no progress bars, few threads, matplotlib without a screen; the helper modules
+of each test folder (panoptic_helpers, snn_files) importable, as pytest runs with --import-mode=importlib."""
 
 import os
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(folder) for folder in sorted(Path(__file__).parent.iterdir()) if folder.is_dir()
+                and not folder.name.startswith((".", "_"))]
 
 os.environ.setdefault("TENFOLD_PROGRESS", "0")
 os.environ.setdefault("MPLBACKEND", "Agg")

@@ -6,7 +6,6 @@ continued with ``--resume``: the run finishes, and every (stage, epoch) row of m
 import csv
 import gzip
 import json
-import pickle
 import struct
 
 import numpy as np
@@ -14,15 +13,7 @@ import pytest
 
 from tenfold.cli import cli_main
 
-
-def _write_cifar10(root, n=16):
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": (np.arange(n) % 10).tolist()}
-        (folder / name).write_bytes(pickle.dumps(batch))
-    return root
+from snn_files import write_cifar10
 
 
 def _write_mnist(root):
@@ -152,7 +143,7 @@ def _interrupted_then_resumed(tmp_path, monkeypatch, capsys, name, args, preset=
 
 @pytest.mark.slow
 def test_sltt_cifar_paper_preset_resumes_on_cifar10_pickles(tmp_path, monkeypatch, capsys):
-    root = _write_cifar10(tmp_path / "data")
+    root = write_cifar10(tmp_path / "data")
     result = _interrupted_then_resumed(tmp_path, monkeypatch, capsys, "sltt-cifar", [
         "--set", f"root={root}", "--set", "width=4", "--set", "batch_size=16", "--set", "T=2",
         "--set", "rules=[bptt,sltt-1]", "--set", "train_limit=32", "--set", "time_repeats=3",
@@ -213,7 +204,7 @@ def test_spide_mnist_paper_preset_resumes_on_idx_files(tmp_path, monkeypatch, ca
 
 @pytest.mark.slow
 def test_spide_cifar_paper_preset_resumes_on_cifar10_pickles(tmp_path, monkeypatch, capsys):
-    root = _write_cifar10(tmp_path / "cifar", n=4)
+    root = write_cifar10(tmp_path / "cifar", n=4)
     result = _interrupted_then_resumed(tmp_path, monkeypatch, capsys, "spide-cifar", [
         "--set", f"root={root}", "--set", "width=0.03", "--set", "time_steps=3", "--set", "time_steps_back=3",
         "--set", "batch_size=10", "--set", "warmup_iters=2"])

@@ -9,6 +9,8 @@ from tenfold.cli import cli_main
 from tenfold.config import resolve
 from tenfold.experiments.registry import get
 
+from snn_files import write_cifar10
+
 
 def _run(args, capsys):
     code = cli_main(args)
@@ -128,22 +130,9 @@ def test_benchmark_quick_every_target_holds():
     assert {t["name"] for t in data["targets"] if "paper" in t["name"]} and len(data["bptt_over_sltt_saved"]) == 3
 
 
-def _write_cifar10(root, n=16):
-    import pickle
-
-    import numpy as np
-
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": (np.arange(n) % 10).tolist()}
-        (folder / name).write_bytes(pickle.dumps(batch))
-
-
 @pytest.mark.slow
 def test_cifar_paper_preset_runs_end_to_end_on_tiny_local_pickles(tmp_path, capsys):
-    _write_cifar10(tmp_path / "data")
+    write_cifar10(tmp_path / "data")
     code, out, err = _run(["run", "sltt-cifar", "--preset", "paper", "--out", str(tmp_path / "runs"),
                            "--set", f"root={tmp_path / 'data'}", "--set", "epochs=1", "--set", "width=4",
                            "--set", "batch_size=16", "--set", "T=2", "--set", "rules=[bptt,sltt-1]",
