@@ -111,6 +111,8 @@ def test_simsiam_multi_is_vanilla_through_epoch_mix_after_as_the_official_epoch_
     (["run", "mpcl-graph", "--set", "p_out=0.9"], "p_out=0.9 must not exceed"),
     (["run", "mpcl-shapes", "--set", "methods=[simclr,byol]"], "methods=['byol'] invalid"),
     (["run", "mpcl-shapes", "--set", "seeds=[]"], "field 'seeds'"),
+    (["run", "mpcl-shapes", "--set", "methods=[simclr]"], "missing simclr-attn"),
+    (["run", "mpcl-shapes", "--set", "seeds=[0,1]"], "at least 3 seeds"),
     (["run", "mpcl-cifar"], "root=None is invalid"),
     (["run", "mpcl-cifar", "--set", "root=/no/such/dir"], "root='/no/such/dir' is not a folder"),
 ])

@@ -349,6 +349,12 @@ class ShapesConfig(TrainConfig):
         if bad or not self.methods:
             raise ValueError(f"methods={bad or self.methods} invalid: expected a non-empty list from "
                              f"{', '.join(METHODS)}")
+        missing = [m for m in METHODS if m not in self.methods]
+        if missing:  # fail before any work, not at the end when the claims read them
+            raise ValueError(f"methods={self.methods} invalid: the claims compare all of {', '.join(METHODS)} "
+                             f"(missing {', '.join(missing)})")
+        if len(self.seeds) < 3:
+            raise ValueError(f"seeds={self.seeds} invalid: the paper claims read at least 3 seeds")
         return self
 
 
