@@ -172,3 +172,22 @@ def test_other_inner_loops_follow_the_exact_loop(reference, variant):
     res = papal(game, **kw)
     start = (wasserstein1(res.xs[0], xs, a) + wasserstein1(res.ys[0], xs, b)) / 2
     assert _w1(res, xs, a, b) < 0.35 * start
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_baselines_and_gap_keep_the_dtype(dtype):
+    game = SinusoidGame()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 1, generator=gen, dtype=dtype)
+    y = torch.randn(8, 1, generator=gen, dtype=dtype)
+    mx, my = mfl_da(game, x, y, lam1=0.05, lam2=0.1, step=0.01, steps=3, generator=gen)
+    out = wfr_da(game, x, y, weight_step=0.5, position_step=0.05, steps=3)
+    gx, gy = gda(game, x[:1], y[:1], step=0.1, steps=3)
+    assert all(t.dtype == dtype for t in (mx, my, *out, gx, gy))
+    xs = torch.linspace(-7, 7, 101, dtype=dtype)
+    F = game.payoff(xs[:, None], xs[:, None])
+    hist = exact_outer_loop(F, xs, xs, lam1=0.05, lam2=0.1, steps=30)
+    assert hist.a[-1].dtype == dtype
+    gap = regularized_gap(F, hist.a[-1], hist.b[-1], xs, xs, lam1=0.05, lam2=0.1)
+    assert isinstance(gap, float) and 0 <= gap < 1e-3
+    assert 0 <= ni_error(game, mx, my) <= 2
