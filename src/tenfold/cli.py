@@ -30,13 +30,22 @@ def _main(debug: bool = typer.Option(False, "--debug", help="show tracebacks for
 
 
 @app.command("list")
-def list_experiments() -> None:
-    """List the registered experiments (and any that failed to import)."""
-    from tenfold.experiments import IMPORT_ERRORS, discover
+def list_experiments(check: bool = typer.Option(False, "--check", help="import every experiment module (slow) "
+                                                                      "and report any that fail")) -> None:
+    """List the registered experiments (read from their source; --check imports them and reports failures)."""
+    table = Table("experiment", "paper", "quick", "devices", "description")
+    if check:
+        from tenfold.experiments import IMPORT_ERRORS, discover
 
-    table = Table("experiment", "paper", "quick", "description")
-    for exp in sorted(discover().values(), key=lambda e: (e.order, e.name)):
-        table.add_row(exp.name, exp.paper, "yes" if exp.quick else "", exp.description)
+        rows = [{"name": e.name, "paper": e.paper, "quick": e.quick, "processes": e.processes,
+                 "description": e.description} for e in sorted(discover().values(), key=lambda e: (e.order, e.name))]
+    else:
+        from tenfold.experiments.index import experiment_index
+
+        rows, IMPORT_ERRORS = experiment_index(), {}
+    for e in rows:
+        table.add_row(e["name"], e["paper"], "yes" if e["quick"] else "", "N" if e["processes"] else "1",
+                      e["description"])
     out.print(table)
     for module, message in IMPORT_ERRORS.items():
         err.print(f"[red]experiment module {module} failed to import:[/red] {message}")
@@ -64,6 +73,9 @@ def run(
     --resume continues the newest run folder of NAME under --out; --resume-from RUN_FOLDER continues the
     given one. Either way the stored settings must match, and finished training stages are not repeated.
     """
+    from tenfold.experiments.registry import get
+
+    get(name)  # an unknown name is an error before torch and the experiments are imported
     from tenfold.experiments.runner import check_resume_folder, latest_run_dir, run_experiment
 
     run_dir = None

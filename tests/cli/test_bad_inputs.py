@@ -51,6 +51,14 @@ BAD = [
     (["run", "digits-mlp", "--devices", "0"], "devices=0 is invalid"),
     (["run", "digits-mlp", "--devices", "two"], "--devices"),
     (["run", "digits-mlp", "--seed", "-1"], "seed=-1 is invalid"),
+    # several processes: refused before any is spawned
+    (["run", "papal-game", "--devices", "2"], "it runs in one process"),
+    (["run", "spide-digits", "--devices", "2"], "it runs in one process"),
+    (["run", "panoptic-metrics", "--devices", "2"], "it runs in one process"),
+    (["run", "partformer-scenes", "--devices", "2"], "it runs in one process"),
+    (["run", "lion", "--devices", "2"], "it runs in one process"),
+    (["run", "digits-mlp", "--devices", "3"], "batch_size=64 is invalid with --devices 3"),
+    (["run", "sltt-digits", "--devices", "2", "--set", "batch_size=33"], "batch_size=33"),
     (["run", "digits-mlp", "--bogus"], "No such option: --bogus"),
     (["run"], "Missing argument"),
     (["nosuchcommand"], "No such command"),
@@ -115,3 +123,49 @@ def test_garbage_weight_files_are_one_line_data_errors(tmp_path):
         with pytest.raises(DataError) as info:
             resnet18(str(path))
         assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def test_a_tenfold_error_text_from_a_worker_is_rebuilt():
+    from tenfold.errors import DataError
+    from tenfold.experiments.runner import _worker_error
+
+    text = ("\n\n-- Process 1 terminated with the following error:\nTraceback (most recent call last):\n"
+            '  File "x.py", line 1, in f\n    raise DataError(...)\n'
+            "tenfold.errors.DataError: root='/no' is not a folder\n")
+    rebuilt = _worker_error(RuntimeError(text))
+    assert isinstance(rebuilt, DataError) and str(rebuilt) == "root='/no' is not a folder"
+    assert _worker_error(RuntimeError("Traceback...\nZeroDivisionError: division by zero")) is None
+
+
+@pytest.mark.slow
+def test_a_tenfold_error_in_a_worker_process_is_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TENFOLD_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "tenfold.cli", "run", "mpcl-cifar", "--devices", "2", "--device",
+                           "cpu", "--out", str(tmp_path), "--set", f"root={NO_DATA}"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and NO_DATA in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_git_state_of_a_checkout_and_of_a_plain_folder(tmp_path):
+    import subprocess
+
+    from tenfold.experiments.runner import git_state
+
+    assert git_state(tmp_path) == {"commit": None, "dirty": None}
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    run = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True, capture_output=True)  # noqa: E731
+    run("init", "-q")
+    (repo / "f.txt").write_text("1")
+    run("add", "f.txt")
+    run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    clean = git_state(repo)
+    assert len(clean["commit"]) == 40 and clean["dirty"] is False
+    (repo / "f.txt").write_text("2")
+    assert git_state(repo) == {"commit": clean["commit"], "dirty": True}

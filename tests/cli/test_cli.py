@@ -38,6 +38,7 @@ def test_run_writes_a_complete_run_folder(tmp_path, capsys):
     data = json.loads((folder / "results.json").read_text())
     assert data["experiment"] == "digits-mlp" and data["seed"] == 3 and data["status"] == "ok"
     assert set(data) >= {"metrics", "claims", "figures", "wall_s", "versions", "preset"}
+    assert set(data["git"]) == {"commit", "dirty"}  # None outside a git checkout
     paper_claim, check = data["claims"]
     assert paper_claim["kind"] == "paper" and paper_claim["n"] == 3 and paper_claim["ablation"] == ["hidden=0"]
     assert paper_claim["holds"] == (paper_claim["value"] <= 0.9)

@@ -372,7 +372,7 @@ def _small_image_data(cfg: ShapesConfig) -> tuple[ArrayDataset, ArrayDataset]:
     return shapes_by_form(cfg.shapes_size, cfg.shapes_per_class, seed=0)
 
 
-@register("mpcl-shapes", paper=PAPER, config=ShapesConfig, claims=SHAPES_CLAIMS, order=31, threads=1,
+@register("mpcl-shapes", processes=True, paper=PAPER, config=ShapesConfig, claims=SHAPES_CLAIMS, order=31, threads=1,
           description="SimCLR, SimSiam and their variants (SimCLR-Attn, SimSiam-Multi, rewiring): linear probe "
                       "against a random encoder, wrong positive pairs and the bases, over seeds")
 def run_shapes(cfg: ShapesConfig, ctx: RunContext) -> Result:
@@ -486,7 +486,7 @@ CIFAR_CLAIMS = [Check("probe accuracy gain over the random encoder", metric="pro
                       at_least="min_gain")]
 
 
-@register("mpcl-cifar", paper=PAPER, config=CifarConfig, claims=CIFAR_CLAIMS, order=32, quick=False,
+@register("mpcl-cifar", processes=True, paper=PAPER, config=CifarConfig, claims=CIFAR_CLAIMS, order=32, quick=False,
           description="Paper recipe: ResNet-18 on CIFAR-10/100 from a local root, linear probe")
 def run_cifar(cfg: CifarConfig, ctx: RunContext) -> Result:
     from tenfold.data.real import cifar

@@ -35,19 +35,24 @@ class Experiment:
     order: int = 100    # position in the report
     claims: tuple = ()  # PaperClaim / Check statements, evaluated by the runner (tenfold.reporting.claims)
     threads: int = 2    # CPU threads of a quick run, so its figures do not depend on the machine
+    processes: bool = False  # runs on several processes (--devices N > 1) through the engine's fit / ctx.setup
 
 
 REGISTRY: dict[str, Experiment] = {}
 IMPORT_ERRORS: dict[str, str] = {}
-_NOT_EXPERIMENTS = {"registry", "runner"}
+_NOT_EXPERIMENTS = {"registry", "runner", "index"}
 _discovered = False
 
 
 def register(name: str, *, paper: str, config: type[Config], description: str = "", quick: bool = True,
-             order: int = 100, claims: list | tuple = (), threads: int = 2) -> Callable[[Callable], Callable]:
+             order: int = 100, claims: list | tuple = (), threads: int = 2,
+             processes: bool = False) -> Callable[[Callable], Callable]:
     """Register an experiment. ``claims`` are its :class:`~tenfold.reporting.PaperClaim` and
     :class:`~tenfold.reporting.Check` statements, checked here against ``config`` (a malformed claim is a
-    :class:`~tenfold.reporting.claims.ClaimError` at import); ``threads`` pins a quick run's CPU threads."""
+    :class:`~tenfold.reporting.claims.ClaimError` at import); ``threads`` pins a quick run's CPU threads;
+    ``processes=True`` declares that it runs on several processes (its training goes through the engine's
+    ``fit``/``ctx.setup``, every ``batch_size`` field sharded over them); ``--devices N > 1`` on any other
+    experiment is refused before any work."""
     from tenfold.reporting.claims import validate_claims
 
     statements = validate_claims(name, config, claims)
@@ -58,7 +63,7 @@ def register(name: str, *, paper: str, config: type[Config], description: str = 
         if name in REGISTRY and REGISTRY[name].run.__module__ != fn.__module__:
             raise RuntimeError(f"experiment name {name!r} is registered twice")
         REGISTRY[name] = Experiment(name, paper, config, fn, description or (fn.__doc__ or "").strip().split("\n")[0],
-                                    quick, order, statements, threads)
+                                    quick, order, statements, threads, processes)
         return fn
     return wrap
 
@@ -83,11 +88,18 @@ def discover() -> dict[str, Experiment]:
 
 def get(name: str) -> Experiment:
     """The experiment ``name``; unknown names raise ConfigError listing close matches."""
-    discover()
+    if not _discovered:  # an unknown name is told from the modules' source, before importing them all
+        from tenfold.experiments.index import experiment_index
+
+        known = [e["name"] for e in experiment_index()]
+        if name in known:
+            discover()
+    else:
+        known = list(REGISTRY)
     if name in REGISTRY:
         return REGISTRY[name]
-    close = difflib.get_close_matches(name, REGISTRY, n=3)
-    hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(REGISTRY))}"
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(known))}"
     raise ConfigError(f"unknown experiment {name!r}: {hint} (see `tenfold list`)")
 
 

@@ -9,6 +9,7 @@ experiment is continued (its stored config must match), else a finished one is r
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import platform
 import time
 from contextlib import nullcontext
@@ -30,6 +31,18 @@ from tenfold.reporting.claims import evaluate_claims
 from tenfold.reporting.results import Result
 
 
+def _quiet_lightning() -> None:
+    """No Lightning info banners ("Initializing distributed ...") on stderr: a spawned worker imports this
+    module while unpickling its function, before the process group is set up, so this runs in time there."""
+    for logger in ("lightning", "lightning.fabric", "lightning.pytorch", "lightning_fabric", "pytorch_lightning",
+                   "lightning_utilities", "lightning.fabric.utilities.rank_zero",
+                   "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(logger).setLevel(logging.WARNING)
+
+
+_quiet_lightning()
+
+
 def versions() -> dict[str, str]:
     """Versions of the libraries a result depends on, and the machine it ran on."""
     from importlib.metadata import PackageNotFoundError, version
@@ -43,6 +56,61 @@ def versions() -> dict[str, str]:
             pass
     out["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return out
+
+
+def git_state(path: str | Path | None = None) -> dict[str, Any]:
+    """The git commit of the checkout holding ``path`` (default: the tenfold source) and whether its
+    tracked files differ from it; both None outside a git checkout or without git."""
+    import subprocess
+
+    where = Path(path) if path is not None else Path(__file__).resolve().parent
+    state: dict[str, Any] = {"commit": None, "dirty": None}
+    try:
+        head = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10)
+        if head.returncode != 0:
+            return state
+        status = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return state
+    state["commit"] = head.stdout.strip() or None
+    state["dirty"] = bool(status.stdout.strip()) if status.returncode == 0 else None
+    return state
+
+
+def check_processes(exp, cfg: Config, devices: int) -> None:
+    """Refuse ``devices`` processes, before any are spawned, for an experiment that runs in one, or a
+    ``batch_size`` field (at any depth of the config) that does not split into ``devices`` equal shards."""
+    if not exp.processes:
+        raise ConfigError(f"devices={devices} is invalid for {exp.name}: it runs in one process (experiments "
+                          "that support several are marked in `tenfold list`)")
+
+    def walk(obj: Any, prefix: str) -> None:
+        for key, value in (obj.items() if isinstance(obj, dict) else ()):
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            elif key == "batch_size" and isinstance(value, int) and (value < devices or value % devices):
+                raise ConfigError(f"{prefix}{key}={value} is invalid with --devices {devices}: expected a "
+                                  f"multiple of the {devices} processes")
+    walk(cfg.to_dict(), "")
+
+
+def _worker_error(exc: BaseException) -> Exception | None:
+    """The TenfoldError a worker process raised, rebuilt from the text the launcher gives the parent
+    (torch.multiprocessing sends a formatted traceback whose last line is ``module.Class: message``)."""
+    import re
+
+    from tenfold import errors
+
+    for line in reversed(str(exc).strip().splitlines()):
+        match = re.match(r"^(?:tenfold\.errors\.)?(\w+): (.*)$", line.strip())
+        if match:
+            cls = getattr(errors, match.group(1), None)
+            if isinstance(cls, type) and issubclass(cls, errors.TenfoldError):
+                return cls(match.group(2))
+            return None
+    return None
 
 
 def _new_run_dir(root: Path, name: str) -> Path:
@@ -108,6 +176,8 @@ def run_experiment(name: str, *, preset: str = "quick", overrides: tuple[str, ..
         raise ConfigError(f"seed={seed} is invalid: expected a non-negative integer")
     if devices < 1:
         raise ConfigError(f"devices={devices} is invalid: expected a positive number of processes")
+    if devices > 1:
+        check_processes(exp, cfg, devices)
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise ConfigError(f"--out {root} is a file; expected a folder of run folders")
@@ -136,8 +206,16 @@ def run_experiment(name: str, *, preset: str = "quick", overrides: tuple[str, ..
         with fixed_threads(exp.threads) if preset == "quick" else nullcontext():
             if devices > 1:
                 fabric = make_fabric(accel, devices)
-                result, warnings = fabric.launch(_worker, name, header["config"], preset, seed, str(folder),
-                                                 resume)
+                # the spawn log line about terminating the other workers would come before the error line
+                logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
+                try:
+                    result, warnings = fabric.launch(_worker, name, header["config"], preset, seed, str(folder),
+                                                     resume)
+                except Exception as exc:  # a TenfoldError in a worker reaches the user as its one line
+                    rebuilt = _worker_error(exc)
+                    if rebuilt is None:
+                        raise
+                    raise rebuilt from None
             else:
                 ctx = RunContext(out_dir=folder, seed=seed, preset=preset, experiment=name,
                                  device=torch.device(accel), resume=resume)
@@ -153,11 +231,11 @@ def run_experiment(name: str, *, preset: str = "quick", overrides: tuple[str, ..
         atomic_write_json(folder / "results.json", {
             "experiment": name, "preset": preset, "seed": seed, "status": status,
             "error": f"{type(exc).__name__}: {exc}", "wall_s": round(time.perf_counter() - start, 3),
-            "versions": versions()})
+            "versions": versions(), "git": git_state()})
         raise
     wall = time.perf_counter() - start
     data = {"experiment": name, "preset": preset, "seed": seed, "status": "ok", **result.to_dict(),
-            "warnings": list(warnings), "wall_s": round(wall, 3), "versions": versions()}
+            "warnings": list(warnings), "wall_s": round(wall, 3), "versions": versions(), "git": git_state()}
     data["claims"] = claims + data["claims"]  # declared statements first, then any ad-hoc (unclassified) ones
     atomic_write_json(folder / "results.json", data)
     return folder, data
@@ -165,6 +243,7 @@ def run_experiment(name: str, *, preset: str = "quick", overrides: tuple[str, ..
 
 def _worker(fabric, name: str, cfg_data: dict, preset: str, seed: int, folder: str, resume: bool):
     """One DDP process: the same experiment with a context that knows its rank."""
+    _quiet_lightning()
     exp = get(name)
     cfg: Config = exp.config.model_validate(cfg_data)
     ctx = RunContext(out_dir=Path(folder), seed=seed, preset=preset, experiment=name,

@@ -315,7 +315,7 @@ class SLTTDigitsConfig(SLTTCommon):
     lr: float = Field(2e-3, gt=0)
 
 
-@register("sltt-digits", paper="sltt", config=SLTTDigitsConfig, claims=CLAIMS, order=50, threads=1, description="Spiking MLP on digits trained by BPTT, SLTT, SLTT-1 and SLTT-2")
+@register("sltt-digits", processes=True, paper="sltt", config=SLTTDigitsConfig, claims=CLAIMS, order=50, threads=1, description="Spiking MLP on digits trained by BPTT, SLTT, SLTT-1 and SLTT-2")
 def run_digits(cfg: SLTTDigitsConfig, ctx: RunContext) -> Result:
     train, test = (digits(s, seed=cfg.split_seed, flatten=True, fractions=(0.75, 0.0, 0.25))
                    for s in ("train", "test"))
@@ -362,7 +362,7 @@ class SLTTEventsConfig(SLTTCommon):
     thresholds: EventThresholds = EventThresholds()
 
 
-@register("sltt-events", paper="sltt", config=SLTTEventsConfig, claims=EVENT_CLAIMS, order=51, threads=1, description="Small spiking VGG on simulated DVS event streams, BPTT vs SLTT vs SLTT-K")
+@register("sltt-events", processes=True, paper="sltt", config=SLTTEventsConfig, claims=EVENT_CLAIMS, order=51, threads=1, description="Small spiking VGG on simulated DVS event streams, BPTT vs SLTT vs SLTT-K")
 def run_events(cfg: SLTTEventsConfig, ctx: RunContext) -> Result:
     from tenfold.data.events import event_dataset, simulated_events
 
@@ -430,7 +430,7 @@ def augment_image(img: torch.Tensor, generator: torch.Generator, cutout: int = 1
     return out
 
 
-@register("sltt-cifar", paper="sltt", config=SLTTCifarConfig, claims=CLAIMS, order=52, quick=False,
+@register("sltt-cifar", processes=True, paper="sltt", config=SLTTCifarConfig, claims=CLAIMS, order=52, quick=False,
           description="Pre-activation spiking ResNet-18 on CIFAR-10, BPTT vs SLTT (GPU; local CIFAR pickles)")
 def run_cifar(cfg: SLTTCifarConfig, ctx: RunContext) -> Result:
     from tenfold.data.base import ArrayDataset
