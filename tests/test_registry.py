@@ -31,3 +31,15 @@ def test_experiments_name_a_known_paper():
 
     unknown = {e.name: e.paper for e in discover().values() if e.paper not in PAPERS}
     assert unknown == {}
+
+
+def test_the_source_index_matches_the_registry():
+    """`tenfold list` reads the experiments from their source: it must agree with the imported registry."""
+    from tenfold.experiments.index import experiment_index
+
+    index = {e["name"]: e for e in experiment_index()}
+    registry = discover()
+    assert set(index) == set(registry)
+    for name, exp in registry.items():
+        assert {f: index[name][f] for f in ("paper", "description", "quick", "order", "processes")} == \
+            {f: getattr(exp, f) for f in ("paper", "description", "quick", "order", "processes")}, name
