@@ -98,16 +98,20 @@ class _PeakRSS(torch.utils.data.Dataset):
 
 
 def _collate_with_rss(items):
+    """Collate the batch in the worker (as training does) and hand back only the RSS readings: the batch's
+    trip to the main process through shared memory is the DataLoader's cost, not the dataset's."""
     from tenfold.panoptic.dataset import collate
 
-    return collate([it for it, _ in items]), [rss for _, rss in items]
+    collate([it for it, _ in items])
+    return [rss for _, rss in items]
 
 
 def worker_memory(counts: tuple[int, ...] = (16, 64), size: int = 256, workers: int = 2, crop: int = 192) -> dict:
     """Peak RSS of each DataLoader worker over one pass of a training folder of ``n`` procedural scenes
     (``size`` x ``size``, Mask2Former augmentation, ``crop``), for each ``n`` in ``counts``; and the bytes the
     in-memory ``PanopticPartsDataset`` holds for the same folder. On-demand reading keeps the worker's
-    memory independent of the number of images; the in-memory dataset grows linearly with it."""
+    memory independent of the number of images; the in-memory dataset grows linearly with it. Workers are
+    spawned, not forked, so their RSS holds what they load and not pages inherited from this process."""
     import tempfile
     from pathlib import Path
 
@@ -119,11 +123,15 @@ def worker_memory(counts: tuple[int, ...] = (16, 64), size: int = 256, workers: 
         for n in counts:
             paths = write_scenes(Path(tmp) / f"n{n}", generate_scenes(n, seed=0, height=size, width=size))
             spec = EvalSpec.load(paths["eval_spec"])
-            data = PartsFolderDataset(paths["images"], paths["labels"], spec, train=True, crop=crop)
+            # scale fixed at 1 (crop and flip kept): a random scale up to 2x makes the peak the largest of more
+            # draws as the folder grows, which is not the memory the number of images costs
+            data = PartsFolderDataset(paths["images"], paths["labels"], spec, train=True, crop=crop,
+                                      min_scale=1.0, max_scale=1.0)
             loader = torch.utils.data.DataLoader(_PeakRSS(data), batch_size=2, num_workers=workers,
-                                                 collate_fn=_collate_with_rss, persistent_workers=False)
+                                                 collate_fn=_collate_with_rss, persistent_workers=False,
+                                                 multiprocessing_context="spawn")
             peak: dict[int, int] = {}
-            for _, rss in loader:
+            for rss in loader:
                 for wid, value in rss:
                     peak[wid] = max(peak.get(wid, 0), value)
             del loader
