@@ -268,10 +268,10 @@ def _data(cfg: PartFormerScenesConfig, ctx: RunContext, seed: int):
                                    min_scale=cfg.min_scale, max_scale=cfg.max_scale, seed=seed)
         val = PartsFolderDataset(root / images / "val", root / labels / "val", spec)
         return train, val, spec, root / labels / "val"
-    scenes = generate_scenes(cfg.train_scenes + cfg.val_scenes, seed=seed, height=cfg.size, width=cfg.size,
-                             shared_part_colours=cfg.shared_part_colours)
     folders = {part: ctx.path(f"scenes/seed{seed}/{part}") for part in ("train", "val")}
-    if ctx.is_main:   # one process writes the files; the others read them after the barrier
+    if ctx.is_main:   # one process generates and writes the files; the others read them after the barrier
+        scenes = generate_scenes(cfg.train_scenes + cfg.val_scenes, seed=seed, height=cfg.size, width=cfg.size,
+                                 shared_part_colours=cfg.shared_part_colours)
         write_scenes(folders["train"], scenes[:cfg.train_scenes], prefix="train")
         write_scenes(folders["val"], scenes[cfg.train_scenes:], prefix="val")
     ctx.barrier()
