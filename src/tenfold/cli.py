@@ -67,6 +67,8 @@ def run(
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
     devices: int = typer.Option(1, help="number of processes (DDP; gloo on CPU); only for experiments that "
                                         "support several (see `tenfold list`)"),
+    precision: str = typer.Option("32", help="32, bf16-mixed or 16-mixed (CUDA), through Lightning Fabric; "
+                                             "mixed ones only for experiments that support several devices"),
 ) -> None:
     """Run one experiment and write its run folder.
 
@@ -90,7 +92,7 @@ def run(
                               "one, or name a run folder with --resume-from")
     folder, data = run_experiment(name, preset=preset, overrides=tuple(set_), seed=seed, out=out_dir,
                                   resume=resume, device=device, devices=devices, config_file=config,
-                                  run_dir=run_dir)
+                                  run_dir=run_dir, precision=precision)
     _print_result(data)
     out.print(f"run folder: {folder}")
 

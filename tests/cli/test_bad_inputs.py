@@ -62,6 +62,10 @@ BAD = [
     (["run", "digits-mlp", "--bogus"], "No such option: --bogus"),
     (["run"], "Missing argument"),
     (["nosuchcommand"], "No such command"),
+    # precision
+    (["run", "digits-mlp", "--precision", "8"], "precision='8' is invalid"),
+    (["run", "papal-game", "--precision", "bf16-mixed"], "does not train through the engine's Fabric"),
+    (["run", "digits-mlp", "--precision", "16-mixed", "--device", "cpu"], "needs CUDA"),
     # resume
     (["run", "digits-mlp", "--resume"], "--resume: no earlier run of digits-mlp"),
     (["run", "digits-mlp", "--resume-from", "{tmp}/nowhere"], "not a run folder"),

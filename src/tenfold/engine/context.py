@@ -66,6 +66,12 @@ class RunContext:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def precision(self) -> str:
+        """Fabric's precision (``32-true``, ``bf16-mixed``, ``16-mixed``; ``--precision``). Models set up with
+        :meth:`setup` run their forward under its autocast; code that wraps its own forward reads this."""
+        return str(self.fabric.strategy.precision.precision) if self.fabric is not None else "32-true"
+
     def backward(self, loss: torch.Tensor, **kwargs: Any) -> None:
         """``loss.backward()`` routed through Fabric (gradient sync under DDP, precision scaling)."""
         if self.fabric is not None:

@@ -145,7 +145,10 @@ def _train(model, data, cfg, ctx: RunContext, name: str) -> list[float]:
     opt = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.backbone_lr_mult, cfg.weight_decay))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / cfg.steps) ** 0.9)  # poly
     cuda = torch.device(ctx.device).type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and cuda)
+    # --precision bf16-mixed / 16-mixed turns on the same autocast as amp=true (this loop wraps its own forward)
+    amp = cfg.amp or ctx.precision != "32-true"
+    half = torch.float16 if ctx.precision == "16-mixed" or (cuda and ctx.precision != "bf16-mixed") else torch.bfloat16
+    scaler = torch.amp.GradScaler("cuda", enabled=amp and half == torch.float16)
     points = torch.Generator().manual_seed(int(ctx.generator("partformer", name, "points").initial_seed()))
     losses: list[float] = []
     stage = Stage(ctx, name, model=model, optimizer=opt, scheduler=sched,
@@ -170,8 +173,7 @@ def _train(model, data, cfg, ctx: RunContext, name: str) -> list[float]:
             loader = (collate([data[int(j)] for j in row]) for row in order)
         terms = {}
         for images, targets in loader:
-            with torch.autocast(device_type="cuda" if cuda else "cpu", dtype=torch.float16 if cuda else torch.bfloat16,
-                                enabled=cfg.amp):
+            with torch.autocast(device_type="cuda" if cuda else "cpu", dtype=half, enabled=amp):
                 out = model(images.to(ctx.device))
             out = _to_float(out)
             terms = criterion(out, [t.to(ctx.device) for t in targets], points)

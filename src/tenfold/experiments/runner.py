@@ -96,6 +96,22 @@ def check_processes(exp, cfg: Config, devices: int) -> None:
     walk(cfg.to_dict(), "")
 
 
+PRECISIONS = {"32": "32-true", "32-true": "32-true", "bf16-mixed": "bf16-mixed", "16-mixed": "16-mixed"}
+
+
+def check_precision(exp, precision: str, accel: str) -> str:
+    """Fabric's name for ``precision``, or a one-line ConfigError before any work."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision={precision!r} is invalid: expected 32, bf16-mixed or 16-mixed")
+    fabric_name = PRECISIONS[precision]
+    if fabric_name != "32-true" and not exp.processes:
+        raise ConfigError(f"precision={precision!r} is invalid for {exp.name}: it does not train through the "
+                          "engine's Fabric (only 32)")
+    if fabric_name == "16-mixed" and accel != "cuda":
+        raise ConfigError("precision='16-mixed' needs CUDA; use bf16-mixed on the CPU")
+    return fabric_name
+
+
 def _worker_error(exc: BaseException) -> Exception | None:
     """The TenfoldError a worker process raised, rebuilt from the text the launcher gives the parent
     (torch.multiprocessing sends a formatted traceback whose last line is ``module.Class: message``)."""
@@ -167,8 +183,11 @@ def _stored_config(run_dir: Path) -> dict[str, Any]:
 
 def run_experiment(name: str, *, preset: str = "quick", overrides: tuple[str, ...] | list[str] = (), seed: int = 0,
                    out: str | Path = "runs", resume: bool = False, device: str = "auto", devices: int = 1,
-                   config_file: str | Path | None = None, run_dir: str | Path | None = None) -> tuple[Path, dict]:
-    """Run ``name`` and return its run folder and the ``results.json`` content."""
+                   config_file: str | Path | None = None, run_dir: str | Path | None = None,
+                   precision: str = "32") -> tuple[Path, dict]:
+    """Run ``name`` and return its run folder and the ``results.json`` content. ``precision`` (32,
+    bf16-mixed, 16-mixed) goes through Fabric, so only experiments with ``processes=True`` (training through
+    ``ctx.setup``/``ctx.backward``) take a mixed one."""
     exp = get(name)
     cfg = resolve(exp.config, name, preset, tuple(overrides), config_file)  # fails before any work
     accel = resolve_device(device)
@@ -178,10 +197,13 @@ def run_experiment(name: str, *, preset: str = "quick", overrides: tuple[str, ..
         raise ConfigError(f"devices={devices} is invalid: expected a positive number of processes")
     if devices > 1:
         check_processes(exp, cfg, devices)
+    precision = check_precision(exp, precision, accel)
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise ConfigError(f"--out {root} is a file; expected a folder of run folders")
     header = {"experiment": name, "preset": preset, "seed": seed, "devices": devices, "config": cfg.to_dict()}
+    if precision != "32-true":  # only then, so run folders from before --precision still resume
+        header["precision"] = precision
 
     folder: Path | None = Path(run_dir) if run_dir is not None else None
     if folder is None and resume:
@@ -205,7 +227,7 @@ def run_experiment(name: str, *, preset: str = "quick", overrides: tuple[str, ..
         # quick runs are pinned (register(threads=...)), so their figures do not depend on the machine's cores
         with fixed_threads(exp.threads) if preset == "quick" else nullcontext():
             if devices > 1:
-                fabric = make_fabric(accel, devices)
+                fabric = make_fabric(accel, devices, precision)
                 # the spawn log line about terminating the other workers would come before the error line
                 logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
                 try:
@@ -217,8 +239,10 @@ def run_experiment(name: str, *, preset: str = "quick", overrides: tuple[str, ..
                         raise
                     raise rebuilt from None
             else:
+                fabric = make_fabric(accel, 1, precision) if precision != "32-true" else None
                 ctx = RunContext(out_dir=folder, seed=seed, preset=preset, experiment=name,
-                                 device=torch.device(accel), resume=resume)
+                                 device=fabric.device if fabric is not None else torch.device(accel),
+                                 fabric=fabric, resume=resume)
                 seed_everything(seed)
                 result = exp.run(cfg, ctx)
                 warnings = ctx.warnings
@@ -234,7 +258,8 @@ def run_experiment(name: str, *, preset: str = "quick", overrides: tuple[str, ..
             "versions": versions(), "git": git_state()})
         raise
     wall = time.perf_counter() - start
-    data = {"experiment": name, "preset": preset, "seed": seed, "status": "ok", **result.to_dict(),
+    data = {"experiment": name, "preset": preset, "seed": seed, "precision": precision, "status": "ok",
+            **result.to_dict(),
             "warnings": list(warnings), "wall_s": round(wall, 3), "versions": versions(), "git": git_state()}
     data["claims"] = claims + data["claims"]  # declared statements first, then any ad-hoc (unclassified) ones
     atomic_write_json(folder / "results.json", data)
