@@ -108,7 +108,7 @@ def fit(*, model: torch.nn.Module, step: Step, dataset: Dataset, epochs: int, ba
         extra_state: Callable[[], dict[str, Any]] | None = None,
         load_extra_state: Callable[[dict[str, Any]], None] | None = None,
         stop_after_epochs: int | None = None, monitor: str | None = None, mode: str = "max",
-        order_key: str | None = None) -> TrainState:
+        order_key: str | None = None, scheduler_interval: str = "epoch") -> TrainState:
     """Train for ``epochs`` epochs, calling ``step`` on each (sharded, on-device) batch.
 
     Metrics returned by ``step`` are averaged per epoch and logged with ``on_epoch_end``'s metrics.
@@ -118,11 +118,15 @@ def fit(*, model: torch.nn.Module, step: Step, dataset: Dataset, epochs: int, ba
     ``TENFOLD_STOP_AFTER_EPOCHS``) simulates an interruption after that many epochs, for tests.
     The data order is seeded by ``(run seed, order_key or stage, epoch)``: stages that share an
     ``order_key`` see the same batches (paired comparisons of methods).
+    ``scheduler_interval="step"`` steps ``scheduler`` after every step instead of every epoch (warm-up
+    schedules counted in iterations); either way it is checkpointed with the stage.
     """
     from tenfold.engine.stage import Stage
 
     if epochs < 0:
         raise ConfigError(f"epochs={epochs} is invalid: expected a non-negative number")
+    if scheduler_interval not in ("epoch", "step"):
+        raise ConfigError(f"scheduler_interval={scheduler_interval!r} is invalid: expected 'epoch' or 'step'")
     state = TrainState()
     resumable = Stage(ctx, stage, model=model, optimizer=optimizer, scheduler=scheduler, monitor=monitor, mode=mode,
                       state={"extra": _Callbacks(extra_state, load_extra_state), "counter": _StepCounter(state)})
@@ -150,8 +154,10 @@ def fit(*, model: torch.nn.Module, step: Step, dataset: Dataset, epochs: int, ba
                     sums[k] = sums.get(k, 0.0) + v
                 count += 1
                 state.step += 1
+                if scheduler is not None and scheduler_interval == "step":
+                    scheduler.step()
                 bar.advance()
-            if scheduler is not None:
+            if scheduler is not None and scheduler_interval == "epoch":
                 scheduler.step()
             state.epoch += 1
             row: dict[str, float] = {k: v / max(count, 1) for k, v in sums.items()}

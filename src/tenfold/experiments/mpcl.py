@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from tenfold.config import Config
 from tenfold.contrastive import population as pop
 from tenfold.contrastive.augment import AugmentConfig, augment
+from tenfold.contrastive.lars import LARS, lars_param_groups, warmup_cosine
 from tenfold.contrastive.methods import METHODS, SIAMESE, MethodConfig, build_model, method_loss
 from tenfold.contrastive.models import mlp_encoder, resnet18_cifar, small_cnn
 from tenfold.contrastive.multistage import MultiStageBank
@@ -190,8 +191,25 @@ class SampleIndices(Dataset):
 class TrainConfig(Config):
     epochs: int = Field(15, ge=1)
     batch_size: int = Field(128, ge=4)
-    lr: float = Field(0.1, gt=0, description="SGD lr for SimCLR-type methods")
-    siam_lr: float = Field(0.2, gt=0, description="SGD lr for SimSiam-type methods")
+    optimizer: Literal["sgd", "lars"] = Field(
+        "sgd", description="sgd: momentum SGD, weight decay on every parameter; lars: LARS as the official "
+        "SimCLR-Attn code (trust ratio per weight tensor, biases and norm parameters excluded from adaptation "
+        "and weight decay; tenfold.contrastive.lars)")
+    lars_eta: float = Field(1e-3, gt=0, description="LARS trust coefficient (official and solo-learn default 0.001; "
+                            "solo-learn's configs also use 0.02)")
+    lars_trust: Literal["official", "paper"] = Field(
+        "official", description="LARS ratio eta ||w|| / ||g + wd w|| (official code) or eta ||w|| / (||g|| + wd ||w||) "
+        "(You et al. Eq. 6, solo-learn)")
+    lr_schedule: Literal["cosine", "warmup-cosine"] = Field(
+        "cosine", description="cosine: cosine annealing stepped per epoch; warmup-cosine: linear warm-up over the "
+        "first `warmup` fraction of the iterations then cosine to 0, stepped per iteration (official "
+        "LinearWarmupAndCosineAnneal)")
+    warmup: float = Field(0.01, ge=0, lt=1, description="warmup-cosine: warm-up fraction of all iterations "
+                          "(official 0.01)")
+    lr: float = Field(0.1, gt=0, description="lr for SimCLR-type methods")
+    siam_lr: float = Field(0.2, gt=0, description="lr for SimSiam-type methods")
+    probe_lr: float | None = Field(None, gt=0, description="online linear probe lr (None: the method's lr); under "
+                                   "lars the probe is plain momentum SGD without weight decay")
     weight_decay: float = Field(1e-4, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     tau: float = Field(0.5, gt=0, description="InfoNCE temperature")
@@ -242,6 +260,20 @@ class PretrainNet(torch.nn.Module):
         return loss, probe_loss, probe_acc
 
 
+def make_optimizer(net: PretrainNet, t: TrainConfig, lr: float) -> torch.optim.Optimizer:
+    """SGD over every parameter (weight decay on all), or LARS (:mod:`tenfold.contrastive.lars`): the
+    model's weights adapted and decayed, its biases and norm parameters plain momentum SGD without decay,
+    and the online probe (a monitor on detached features) plain momentum SGD without decay at ``probe_lr``."""
+    probe_lr = t.probe_lr or lr
+    if t.optimizer == "sgd":
+        groups = [{"params": list(net.model.parameters())}, {"params": list(net.probe.parameters()), "lr": probe_lr}]
+        return torch.optim.SGD(groups, lr=lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    groups = lars_param_groups(net.model.named_parameters(), t.weight_decay)
+    groups.append({"params": list(net.probe.parameters()), "lr": probe_lr, "weight_decay": 0.0,
+                   "layer_adaptation": False})
+    return LARS(groups, lr=lr, momentum=t.momentum, weight_decay=t.weight_decay, eta=t.lars_eta, trust=t.lars_trust)
+
+
 def pretrain(method: str, encoder: torch.nn.Module, train: ArrayDataset, t: TrainConfig, ctx: RunContext,
              stage: str, data_key: str | None = None) -> tuple[torch.nn.Module, dict[str, float]]:
     """Pre-train ``encoder`` with ``method`` and an online linear probe; returns the model and last epoch's metrics.
@@ -257,9 +289,13 @@ def pretrain(method: str, encoder: torch.nn.Module, train: ArrayDataset, t: Trai
     if bank is not None:
         bank.check_dataset(len(train))
     net = PretrainNet(mcfg, model, probe, bank)
-    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    opt = make_optimizer(net, t, lr)
     net, opt = ctx.setup(net, opt)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t.epochs)
+    steps = (len(train) // t.batch_size) * t.epochs  # drop_last batches
+    if t.lr_schedule == "warmup-cosine":
+        sched, interval = warmup_cosine(opt, steps, t.warmup), "step"
+    else:
+        sched, interval = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t.epochs), "epoch"
     aug = AugmentConfig(crop_scale=(t.crop_low, 1.0), flip=t.flip, strength=t.jitter, p_gray=t.p_gray,
                         noise=t.noise)
     images, labels = train.x.to(ctx.device), train.y.to(ctx.device)
@@ -278,6 +314,7 @@ def pretrain(method: str, encoder: torch.nn.Module, train: ArrayDataset, t: Trai
 
     state = fit(model=net, step=step, dataset=SampleIndices(len(train)), epochs=t.epochs, batch_size=t.batch_size,
                 ctx=ctx, optimizer=opt, scheduler=sched, stage=stage, drop_last=True, order_key=data_key,
+                scheduler_interval=interval,
                 on_epoch_end=(lambda s: bank.commit()) if bank is not None else None,
                 extra_state=(lambda: bank.state_dict()) if bank is not None else None,
                 load_extra_state=(lambda s: bank.load_state_dict(s)) if bank is not None else None)
@@ -449,8 +486,9 @@ def run_shapes(cfg: ShapesConfig, ctx: RunContext) -> Result:
 # mpcl-cifar (paper preset, GPU)
 # ==================================================================================================
 class CifarConfig(TrainConfig):
-    """Defaults: a 20-epoch GPU run of SimCLR-Attn; ``--preset paper`` (200 epochs, batch 512) and
-    ``--preset paper-simsiam-multi`` are the paper's recipes with SGD in place of LARS."""
+    """Defaults: a 20-epoch GPU run of SimCLR-Attn with SGD; ``--preset paper`` is the official SimCLR-Attn
+    recipe (200 epochs, batch 512, LARS lr 1.0 with 1% warm-up and cosine decay per iteration) and
+    ``--preset paper-simsiam-multi`` the solo-learn fork's SimSiam-Multi recipe (SGD lr 0.5, warm-up cosine)."""
 
     root: str | None = Field(None, description="folder holding cifar-10-batches-py or cifar-100-python")
     num_classes: Literal[10, 100] = 10
@@ -513,6 +551,9 @@ def run_cifar(cfg: CifarConfig, ctx: RunContext) -> Result:
     return Result(
         metrics=metrics, key_metric="probe_acc",
         notes=(f"{cfg.method} with {cfg.encoder} on CIFAR-{cfg.num_classes} ({len(train)} train images), "
-               f"{cfg.epochs} epochs, batch {cfg.batch_size}. SGD with cosine decay replaces the official LARS; "
+               f"{cfg.epochs} epochs, batch {cfg.batch_size}, {cfg.optimizer.upper()} lr "
+               f"{cfg.siam_lr if cfg.method in SIAMESE else cfg.lr} with {cfg.lr_schedule} decay"
+               + (f" ({cfg.warmup:.0%} warm-up)" if cfg.lr_schedule == "warmup-cosine" else "")
+               + " (official SimCLR-Attn: LARS lr 1.0, 1% warm-up, cosine); "
                f"paper anchor (R18 linear probe): {anchor}."),
     )
