@@ -62,6 +62,13 @@ BAD = [
     (["run", "digits-mlp", "--bogus"], "No such option: --bogus"),
     (["run"], "Missing argument"),
     (["nosuchcommand"], "No such command"),
+    # per-method options of tuning-minivtab (untyped dicts: checked against each method's defaults)
+    (["run", "tuning-minivtab", "--set", "options.lora.rank=-1"], "options.lora.rank=-1 is invalid"),
+    (["run", "tuning-minivtab", "--set", "options.lora-qv.rank=2.5"], "options.lora-qv.rank=2.5 is invalid"),
+    (["run", "tuning-minivtab", "--set", "options.houlsby.dropout=1.0"], "dropout probability"),
+    (["run", "tuning-minivtab", "--set", "options.kd.temperature=0"], "positive temperature"),
+    (["run", "tuning-minivtab", "--set", "options.lora.use_dora=maybe"], "options.lora.use_dora='maybe'"),
+    (["run", "tuning-minivtab", "--set", "options.vpt-deep.lenght=4"], "options.vpt-deep.lenght is unknown"),
     # precision
     (["run", "digits-mlp", "--precision", "8"], "precision='8' is invalid"),
     (["run", "papal-game", "--precision", "bf16-mixed"], "does not train through the engine's Fabric"),

@@ -15,7 +15,7 @@ def test_unknown_method_lists_the_valid_names(tuning_vit):
 
 
 def test_unknown_option_is_named(tuning_vit):
-    with pytest.raises(ConfigError, match="'rnak' is unknown for method 'lora-qv'.*rank"):
+    with pytest.raises(ConfigError, match="option 'rnak' of method 'lora-qv' is unknown.*rank"):
         tt.apply(tuning_vit(), "lora-qv", rnak=4)
 
 

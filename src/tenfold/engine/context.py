@@ -29,7 +29,8 @@ class RunContext:
     - ``out_dir``: the run folder; ``path(name)`` gives a file inside it.
     - ``device``: the torch device chosen by the engine; ``fabric``: the Lightning Fabric (or None).
     - ``seed``; ``generator(*keys)``: a torch generator seeded from the run seed and keys.
-    - ``log_metrics(step=..., **values)``: a row in ``metrics.csv``; non-finite values stop the run.
+    - ``log_metrics(step=..., **values)``: a row for every logger in ``loggers`` (``metrics.csv``, and
+      TensorBoard when installed); non-finite values stop the run.
     - ``track(iterable, description)``: a progress bar; ``bar(description, total)`` for manual ones.
     - ``stage(name, model=..., optimizer=..., ...)``: a resumable training stage (the way to checkpoint a
       training loop; see :class:`tenfold.engine.stage.Stage`).
@@ -46,12 +47,28 @@ class RunContext:
     fabric: Any = None
     resume: bool = False
     warnings: list[str] = field(default_factory=list)
+    restored_epochs: int = 0  # epochs that resumed stages took from their checkpoints instead of rerunning
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-        self._metrics = MetricsLog(self.out_dir / "metrics.csv", enabled=self.is_main, resume=self.resume)
+        self._loggers: list | None = None
+
+    @property
+    def loggers(self) -> list:
+        """The run's metric loggers (:func:`tenfold.engine.loggers.run_loggers`: Lightning's CSVLogger interface
+        on ``metrics.csv``, TensorBoard in ``tensorboard/`` when installed), made on first use."""
+        if self._loggers is None:
+            from tenfold.engine.loggers import run_loggers
+
+            self._loggers = run_loggers(self.out_dir, resume=self.resume, enabled=self.is_main)
+        return self._loggers
+
+    @property
+    def _metrics(self) -> MetricsLog:
+        """``metrics.csv``'s writer (stages drop their rows after a checkpoint through it on resume)."""
+        return self.loggers[0].experiment
 
     # processes -------------------------------------------------------------------------------
     @property
@@ -126,7 +143,8 @@ class RunContext:
         row = {k: (to_float(v) if isinstance(v, torch.Tensor) else v) for k, v in values.items()}
         check_finite({k: float(v) for k, v in row.items() if isinstance(v, (int, float))},
                      where=", ".join(f"{k}={row[k]}" for k in ("stage", "epoch", "step") if k in row) or "this step")
-        self._metrics.log(**row)
+        for logger in self.loggers:
+            logger.log_metrics(row)
 
     def save_checkpoint(self, name: str, state: dict[str, Any]) -> None:
         if self.is_main:

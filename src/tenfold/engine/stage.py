@@ -184,6 +184,7 @@ class Stage:
         if self.last_path.is_file():
             self._load(load_state(self.last_path))
             self.restored = True
+            self.ctx.restored_epochs += self.epoch
         self.ctx._metrics.truncate_after("epoch", self.epoch, stage=self.name)
         return self.restored
 

@@ -246,6 +246,7 @@ def run_experiment(name: str, *, preset: str = "quick", overrides: tuple[str, ..
                 seed_everything(seed)
                 result = exp.run(cfg, ctx)
                 warnings = ctx.warnings
+                restored = ctx.restored_epochs
         if not isinstance(result, Result):
             raise TypeError(f"experiment {name!r} returned {type(result).__name__}, expected "
                             "tenfold.reporting.Result")
@@ -261,6 +262,8 @@ def run_experiment(name: str, *, preset: str = "quick", overrides: tuple[str, ..
     data = {"experiment": name, "preset": preset, "seed": seed, "precision": precision, "status": "ok",
             **result.to_dict(),
             "warnings": list(warnings), "wall_s": round(wall, 3), "versions": versions(), "git": git_state()}
+    if resume and devices == 1:  # how much the resume saved: epochs restored from checkpoints, not rerun
+        data["restored_epochs"] = restored
     data["claims"] = claims + data["claims"]  # declared statements first, then any ad-hoc (unclassified) ones
     atomic_write_json(folder / "results.json", data)
     return folder, data

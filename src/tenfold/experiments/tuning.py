@@ -134,11 +134,10 @@ def _method_list(cfg: MiniVTABConfig) -> list[str]:
     methods = list(cfg.methods) if cfg.methods is not None else tt.method_names()
     for name in [*methods, *cfg.options]:
         tt.get_method(name)
+    from tenfold.tuning.registry import check_options
+
     for name, opts in cfg.options.items():
-        unknown = sorted(set(opts) - set(tt.get_method(name).defaults))
-        if unknown:
-            raise ConfigError(f"options.{name}.{unknown[0]} is unknown: expected one of "
-                              f"{', '.join(sorted(tt.get_method(name).defaults)) or 'no options'}")
+        check_options(name, opts)
     if "kd" in methods and cfg.kd_teacher not in methods:
         methods.insert(0, cfg.kd_teacher)
     if "kd" in methods:

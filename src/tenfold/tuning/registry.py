@@ -82,6 +82,44 @@ def _jsonable(value: Any) -> bool:
     return False
 
 
+def check_options(method: str, options: dict[str, Any], where: str | None = "options", values: bool = True) -> None:
+    """Refuse, with a :class:`ConfigError` naming ``<where>.<method>.<option>`` (with ``where=None``:
+    "option 'x' of method 'm'"), an option the method does not
+    know or a value that cannot be right: another type than the default's (an int where the default is a
+    float is fine), a count (an int option with a positive default: ranks, widths, lengths, iterations)
+    below 1, a negative float (scales, standard deviations, tolerances), a dropout outside [0, 1) or a
+    temperature that is not positive. ``values=False`` checks only the names. Experiments call it on their
+    config before any work; :func:`apply` checks the names and lets each method check its values."""
+    spec = get_method(method)
+    unknown = sorted(set(options) - set(spec.defaults))
+    if unknown:
+        valid = ", ".join(sorted(spec.defaults)) or "no options"
+        label = f"{where}.{method}.{unknown[0]}" if where else f"option {unknown[0]!r} of method {method!r}"
+        raise ConfigError(f"{label} is unknown: expected one of {valid}")
+    for key, value in (options.items() if values else ()):
+        default = spec.defaults[key]
+        name = f"{where}.{method}.{key}={value!r}" if where else f"option {key}={value!r} of method {method!r}"
+        if default is None:
+            continue
+        if isinstance(default, bool) or isinstance(value, bool):
+            if not (isinstance(default, bool) and isinstance(value, bool)):
+                raise ConfigError(f"{name} is invalid: expected {type(default).__name__}, like the default {default!r}")
+            continue
+        if isinstance(default, (int, float)):
+            if not isinstance(value, (int, float)) or (isinstance(default, int) and not isinstance(value, int)):
+                raise ConfigError(f"{name} is invalid: expected {type(default).__name__}, like the default {default!r}")
+            if isinstance(default, int) and default > 0 and key != "seed" and value < 1:
+                raise ConfigError(f"{name} is invalid: expected a positive whole number")
+            if value < 0:
+                raise ConfigError(f"{name} is invalid: expected a non-negative number")
+            if key == "dropout" and not value < 1:
+                raise ConfigError(f"{name} is invalid: expected a dropout probability in [0, 1)")
+            if key == "temperature" and value <= 0:
+                raise ConfigError(f"{name} is invalid: expected a positive temperature")
+        elif not isinstance(value, type(default)):
+            raise ConfigError(f"{name} is invalid: expected {type(default).__name__}, like the default {default!r}")
+
+
 def apply(model: nn.Module, method: str, **options: Any) -> nn.Module:
     """Tune ``model`` with ``method``: returns the tuned model (usually ``model`` itself, modified in
     place) with exactly the method's parameters and the head trainable.
@@ -89,10 +127,7 @@ def apply(model: nn.Module, method: str, **options: Any) -> nn.Module:
     Options not given take the method's defaults; an option the method does not know is an error.
     """
     spec = get_method(method)
-    unknown = sorted(set(options) - set(spec.defaults))
-    if unknown:
-        valid = ", ".join(sorted(spec.defaults)) or "none"
-        raise ConfigError(f"option {unknown[0]!r} is unknown for method {method!r}: expected one of {valid}")
+    check_options(method, options, where=None, values=False)  # the method checks its values with its own messages
     resolved = {**spec.defaults, **options}
     tuned = spec.apply_fn(model, **resolved)
     if spec.check_reach:
