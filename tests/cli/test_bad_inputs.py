@@ -73,6 +73,7 @@ BAD = [
     (["run", "digits-mlp", "--precision", "8"], "precision='8' is invalid"),
     (["run", "papal-game", "--precision", "bf16-mixed"], "does not train through the engine's Fabric"),
     (["run", "digits-mlp", "--precision", "16-mixed", "--device", "cpu"], "needs CUDA"),
+    (["run", "sltt-digits", "--precision", "bf16-mixed", "--set", "precision=bf16-mixed"], "use one"),
     # resume
     (["run", "digits-mlp", "--resume"], "--resume: no earlier run of digits-mlp"),
     (["run", "digits-mlp", "--resume-from", "{tmp}/nowhere"], "not a run folder"),

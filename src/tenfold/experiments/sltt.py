@@ -29,6 +29,7 @@ from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 from tenfold.benchmarks.common import median_times
 from tenfold.config import Config
 from tenfold.data import digits
+from tenfold.errors import ConfigError
 from tenfold.engine import RunContext, Stage
 from tenfold.engine.loop import batches
 from tenfold.experiments.registry import register
@@ -182,6 +183,9 @@ def _readout_only(model: torch.nn.Module) -> None:
 def train_rules(cfg: SLTTCommon, ctx: RunContext, make_model: Callable[[], torch.nn.Module], train, test,
                 static: bool, seed_index: int) -> dict[str, dict]:
     """Train one model per rule from the same initialization and data order (seed ``ctx.seed + i``)."""
+    if cfg.precision != "32" and ctx.precision != "32-true":  # two autocasts and two loss scalers
+        raise ConfigError(f"precision={cfg.precision!r} and --precision {ctx.precision} both ask for mixed "
+                          "precision: use one (--precision goes through Fabric, the field through the SLTT trainer)")
     torch.manual_seed(ctx.seed + seed_index)
     init = make_model().state_dict()
     out: dict[str, dict] = {}
