@@ -22,6 +22,8 @@ import torch.nn.functional as F
 
 from tenfold.errors import require
 
+MULTI_POSITIVE = ("mean_log", "log_sum")
+
 
 # --------------------------------------------------------------------------------------------------
 # positive graphs
@@ -132,10 +134,16 @@ def _row_log_normalisers(z: torch.Tensor, tau: float) -> torch.Tensor:
 
 class _MPInfoNCE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z, idx, w, r, tau):  # type: ignore[override]
+    def forward(ctx, z, idx, w, r, tau, log_sum=False):  # type: ignore[override]
         lse = _row_log_normalisers(z, tau)
         pos = (z.unsqueeze(1) * z[idx]).sum(-1) / tau  # (N, K)
-        loss = (r * (lse - (w * pos).sum(1))).sum()
+        if log_sum:  # -log sum_k w_ik e^{S_ik} + lse_i; its gradient is the mean-log one with w -> q = softmax_k
+            logits = pos + torch.log(w)  # padding (w = 0) -> -inf
+            pos_lse = torch.logsumexp(logits, dim=1)
+            loss = (r * (lse - pos_lse)).sum()
+            w = torch.softmax(logits, dim=1)
+        else:
+            loss = (r * (lse - (w * pos).sum(1))).sum()
         ctx.save_for_backward(z, idx, w, r, lse)
         ctx.tau = tau
         return loss
@@ -156,12 +164,12 @@ class _MPInfoNCE(torch.autograd.Function):
         g.sub_((ra.unsqueeze(-1) * z[idx]).sum(1))
         g.index_add_(0, idx.flatten(), -(ra.flatten()[:, None] * z.repeat_interleave(idx.shape[1], dim=0)))
         g.mul_(grad / tau)
-        return g, None, None, None, None
+        return g, None, None, None, None, None
 
 
 def mp_infonce(z: torch.Tensor, positives: torch.Tensor, tau: float, edge_weights: torch.Tensor | None = None,
                anchor_weights: torch.Tensor | None = None, normalize: bool = True,
-               degree_weighted: bool = True) -> torch.Tensor:
+               degree_weighted: bool = True, multi_positive: str = "mean_log") -> torch.Tensor:
     """InfoNCE over the rows of ``z`` (N, D) with an explicit positive graph (spec 1.2).
 
     ``positives``: (N,) or (N, K) row indices (``-1`` pads); ``edge_weights``: optional per-edge weights
@@ -172,17 +180,34 @@ def mp_infonce(z: torch.Tensor, positives: torch.Tensor, tau: float, edge_weight
     the same weight whatever its degree. With one positive per row (or equal degrees) both are NT-Xent.
     ``normalize`` projects rows to the unit sphere first (autograd adds ``(I - zz^T)/||u||``).
     The backward is the closed form ``(1/tau)[R(P-A) + (R(P-A))^T] Z``; memory stays at one N x N matrix.
+
+    ``multi_positive`` chooses how several positives of a row combine (SupCon's L_out vs L_in):
+
+    - ``"mean_log"`` (default): ``lse_i - sum_j A_ij S_ij / d_i``, the mean over positives of
+      ``-log(e^{S_ij} / sum_{a != i} e^{S_ia})`` (SupCon L_out; the message-passing form above);
+    - ``"log_sum"``: ``-log(sum_j A_ij e^{S_ij} / sum_{a != i} e^{S_ia})`` with the raw edge weights (1 per
+      listed positive by default: solo-learn's ``simclr_loss`` and lightly's multi-positive NT-Xent; SupCon
+      L_in plus ``log |P(i)|``). Its gradient is the same closed form with ``A`` replaced by the detached
+      softmax over each row's positives ``Q_ij = A_ij e^{S_ij} / sum_k A_ik e^{S_ik}``: positives already
+      close to the anchor take most of the pull.
+
+    With one positive per row both are NT-Xent.
     """
     require(tau > 0, "tau", tau, "a positive temperature")
+    require(multi_positive in MULTI_POSITIVE, "multi_positive", multi_positive, f"one of {', '.join(MULTI_POSITIVE)}")
     require(z.dim() == 2 and z.shape[0] >= 2, "z", tuple(z.shape), "a matrix of shape (N >= 2, D)")
     n = z.shape[0]
-    idx, w, deg = positive_graph(positives.to(z.device), n,
-                                 None if edge_weights is None else edge_weights.to(z.device), return_degree=True)
+    positives = positives.to(z.device)
+    if edge_weights is None:  # 1 per listed positive, in z's dtype (not the default float32: 1/3 must be exact)
+        edge_weights = (positives >= 0).to(z.dtype if z.is_floating_point() else torch.get_default_dtype())
+    idx, w, deg = positive_graph(positives, n, edge_weights.to(z.device), return_degree=True)
     r = _anchor_weights(None if anchor_weights is None else anchor_weights.to(z.device), n, z,
                         deg if degree_weighted else None)
     if normalize:
         z = F.normalize(z, dim=1)
-    return _MPInfoNCE.apply(z, idx, w.to(z.dtype), r, float(tau))
+    if multi_positive == "log_sum":
+        w = w * deg[:, None]  # the raw weights A_ij (positive_graph normalised each row to sum 1)
+    return _MPInfoNCE.apply(z, idx, w.to(z.dtype), r, float(tau), multi_positive == "log_sum")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from tenfold.contrastive.attention import simclr_attn_loss
-from tenfold.contrastive.losses import mp_infonce, pair_positives
+from tenfold.contrastive.losses import MULTI_POSITIVE, mp_infonce, pair_positives
 from tenfold.contrastive.models import ContrastiveModel, simclr_projector, simsiam_predictor, simsiam_projector
 from tenfold.contrastive.multistage import MultiStageBank, simsiam_loss, simsiam_multi_loss
 from tenfold.contrastive.rewiring import rewired_infonce
@@ -25,7 +25,8 @@ SIAMESE = ("simsiam", "simsiam-multi")
 class MethodConfig:
     """``tau`` (InfoNCE temperature), ``beta`` and ``mix_after`` (SimSiam-Multi mixing: plain SimSiam while the
     epoch counter from 0 is ``<= mix_after``, as the official ``if self.epoch_counter <= 50``), ``knn_k`` and
-    ``rewire_beta`` (rewiring)."""
+    ``rewire_beta`` (rewiring), ``multi_positive`` (how several positives of an anchor combine, see
+    :func:`~tenfold.contrastive.losses.mp_infonce`; only rewiring has several)."""
 
     name: str = "simclr"
     tau: float = 0.5
@@ -33,6 +34,7 @@ class MethodConfig:
     mix_after: int = 50
     knn_k: int = 1
     rewire_beta: float = 0.2
+    multi_positive: str = "mean_log"
 
     def __post_init__(self) -> None:
         require(self.name in METHODS, "method", self.name, f"one of {', '.join(METHODS)}")
@@ -41,6 +43,8 @@ class MethodConfig:
                 "mixing weights in [0, 1]")
         require(self.mix_after >= -1, "mix_after", self.mix_after, "an epoch >= -1 (-1: mix from the first epoch)")
         require(self.knn_k >= 1, "knn_k", self.knn_k, "at least one neighbour")
+        require(self.multi_positive in MULTI_POSITIVE, "multi_positive", self.multi_positive,
+                f"one of {', '.join(MULTI_POSITIVE)}")
 
 
 def build_model(method: str, encoder: torch.nn.Module, proj_dim: int = 128, siam_dim: int = 2048
@@ -97,10 +101,11 @@ def method_loss(cfg: MethodConfig, model: ContrastiveModel, x1: torch.Tensor, x2
     zg = torch.cat([gather_rows(z[:b]), gather_rows(z[b:])])
     positives = pair_positives(zg.shape[0], z.device)
     if cfg.name == "simclr":
-        loss = mp_infonce(zg, positives, cfg.tau)
+        loss = mp_infonce(zg, positives, cfg.tau, multi_positive=cfg.multi_positive)
     elif cfg.name == "simclr-attn":
         hg = torch.cat([gather_rows(h[:b].detach()), gather_rows(h[b:].detach())])  # weights are detached
         loss = simclr_attn_loss(zg, hg, positives, cfg.tau)
     else:
-        loss = rewired_infonce(zg, positives, cfg.tau, cfg.knn_k, cfg.rewire_beta)
+        loss = rewired_infonce(zg, positives, cfg.tau, cfg.knn_k, cfg.rewire_beta,
+                               multi_positive=cfg.multi_positive)
     return loss, h[:b]

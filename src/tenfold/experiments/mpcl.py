@@ -218,6 +218,10 @@ class TrainConfig(Config):
                            "(official: epoch_counter <= 50), mixing after it")
     knn_k: int = Field(1, ge=1, description="rewiring: neighbours per anchor")
     rewire_beta: float = Field(0.2, ge=0, le=1, description="rewiring: weight of neighbour positives")
+    multi_positive: Literal["mean_log", "log_sum"] = Field(
+        "mean_log", description="anchors with several positives (rewiring): mean_log = mean over positives of "
+        "-log(e^s_ip / sum_a e^s_ia) (SupCon L_out, the message-passing form); log_sum = -log(sum_p w_ip e^s_ip / "
+        "sum_a e^s_ia) (SupCon L_in, solo-learn's simclr_loss); both are NT-Xent with one positive")
     proj_dim: int = Field(64, ge=2, description="SimCLR projector output")
     siam_dim: int = Field(64, ge=4, description="SimSiam projector/predictor width")
     crop_low: float = Field(0.5, gt=0, le=1, description="smallest crop area fraction")
@@ -239,7 +243,7 @@ def _method_config(method: str, t: TrainConfig) -> MethodConfig:
     if method == "rewire" and t.rewire_beta == 0:
         method = "simclr"  # A~ = A: the rewired graph is the augmentation graph (no zero-weight extra columns)
     return MethodConfig(method, tau=t.tau, beta=t.beta, mix_after=t.mix_after, knn_k=t.knn_k,
-                        rewire_beta=t.rewire_beta)
+                        rewire_beta=t.rewire_beta, multi_positive=t.multi_positive)
 
 
 class PretrainNet(torch.nn.Module):
