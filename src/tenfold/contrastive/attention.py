@@ -28,7 +28,9 @@ def attention_weights(h: torch.Tensor, positives: torch.Tensor, edge_weights: to
 
 
 def simclr_attn_loss(z: torch.Tensor, h: torch.Tensor, positives: torch.Tensor, tau: float,
-                     normalize: bool = True) -> torch.Tensor:
-    """SimCLR-Attn loss: :func:`mp_infonce` with anchor weights from :func:`attention_weights` of ``h``."""
+                     normalize: bool = True, negatives: torch.Tensor | None = None) -> torch.Tensor:
+    """SimCLR-Attn loss: :func:`mp_infonce` with anchor weights from :func:`attention_weights` of ``h``
+    (``negatives``: extra memory-bank rows in the denominators)."""
     require(h.shape[0] == z.shape[0], "h", tuple(h.shape), f"{z.shape[0]} rows like z")
-    return mp_infonce(z, positives, tau, anchor_weights=attention_weights(h, positives), normalize=normalize)
+    return mp_infonce(z, positives, tau, anchor_weights=attention_weights(h, positives), normalize=normalize,
+                      negatives=negatives)

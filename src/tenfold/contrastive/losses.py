@@ -122,11 +122,17 @@ def _anchor_weights(anchor_weights: torch.Tensor | None, n: int, like: torch.Ten
 # --------------------------------------------------------------------------------------------------
 # the memory-lean loss
 # --------------------------------------------------------------------------------------------------
-def _row_log_normalisers(z: torch.Tensor, tau: float) -> torch.Tensor:
-    """``log sum_{j != i} exp(z_i . z_j / tau)`` using one N x N buffer (modified in place)."""
-    s = z @ z.T
-    s.div_(tau)
-    s.fill_diagonal_(float("-inf"))
+def _row_log_normalisers(z: torch.Tensor, tau: float, neg: torch.Tensor | None = None) -> torch.Tensor:
+    """``log sum_{j != i} exp(z_i . z_j / tau)`` (plus ``sum_m exp(z_i . b_m / tau)`` over the rows ``b``
+    of ``neg``) using one N x N (N x (N + M)) buffer, modified in place."""
+    if neg is None:
+        s = z @ z.T
+        s.div_(tau)
+        s.fill_diagonal_(float("-inf"))
+    else:
+        s = z @ torch.cat([z, neg]).T
+        s.div_(tau)
+        s[:, : len(z)].fill_diagonal_(float("-inf"))
     m = s.amax(1, keepdim=True)
     s.sub_(m).exp_()
     return s.sum(1).log_() + m.squeeze(1)
@@ -134,8 +140,8 @@ def _row_log_normalisers(z: torch.Tensor, tau: float) -> torch.Tensor:
 
 class _MPInfoNCE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z, idx, w, r, tau, log_sum=False):  # type: ignore[override]
-        lse = _row_log_normalisers(z, tau)
+    def forward(ctx, z, idx, w, r, tau, log_sum=False, neg=None):  # type: ignore[override]
+        lse = _row_log_normalisers(z, tau, neg)
         pos = (z.unsqueeze(1) * z[idx]).sum(-1) / tau  # (N, K)
         if log_sum:  # -log sum_k w_ik e^{S_ik} + lse_i; its gradient is the mean-log one with w -> q = softmax_k
             logits = pos + torch.log(w)  # padding (w = 0) -> -inf
@@ -144,15 +150,25 @@ class _MPInfoNCE(torch.autograd.Function):
             w = torch.softmax(logits, dim=1)
         else:
             loss = (r * (lse - (w * pos).sum(1))).sum()
-        ctx.save_for_backward(z, idx, w, r, lse)
+        if neg is None:
+            ctx.save_for_backward(z, idx, w, r, lse)
+        else:
+            ctx.save_for_backward(z, idx, w, r, lse, neg)
         ctx.tau = tau
         return loss
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):  # type: ignore[override]
-        z, idx, w, r, lse = ctx.saved_tensors
+        z, idx, w, r, lse, *neg = ctx.saved_tensors
         tau = ctx.tau
+        if neg:  # the queued negatives: constants that only enter the denominators of the rows of z
+            (b,) = neg
+            pb = z @ b.T
+            pb.div_(tau).sub_(lse[:, None]).exp_()
+            pb.mul_(r[:, None])
+            g_bank = pb @ b
+            del pb
         p = z @ z.T  # becomes R P in place: the only N x N buffer
         p.div_(tau).sub_(lse[:, None]).exp_()
         p.fill_diagonal_(0.0)
@@ -160,16 +176,19 @@ class _MPInfoNCE(torch.autograd.Function):
         g = p @ z
         g.addmm_(p.T, z)
         del p
+        if neg:
+            g.add_(g_bank)
         ra = r[:, None] * w  # (N, K): weights of edges i -> idx[i, k]
         g.sub_((ra.unsqueeze(-1) * z[idx]).sum(1))
         g.index_add_(0, idx.flatten(), -(ra.flatten()[:, None] * z.repeat_interleave(idx.shape[1], dim=0)))
         g.mul_(grad / tau)
-        return g, None, None, None, None, None
+        return g, None, None, None, None, None, None
 
 
 def mp_infonce(z: torch.Tensor, positives: torch.Tensor, tau: float, edge_weights: torch.Tensor | None = None,
                anchor_weights: torch.Tensor | None = None, normalize: bool = True,
-               degree_weighted: bool = True, multi_positive: str = "mean_log") -> torch.Tensor:
+               degree_weighted: bool = True, multi_positive: str = "mean_log",
+               negatives: torch.Tensor | None = None) -> torch.Tensor:
     """InfoNCE over the rows of ``z`` (N, D) with an explicit positive graph (spec 1.2).
 
     ``positives``: (N,) or (N, K) row indices (``-1`` pads); ``edge_weights``: optional per-edge weights
@@ -192,6 +211,10 @@ def mp_infonce(z: torch.Tensor, positives: torch.Tensor, tau: float, edge_weight
       close to the anchor take most of the pull.
 
     With one positive per row both are NT-Xent.
+
+    ``negatives`` (M, D): extra rows that enter every denominator and receive no gradient (a memory bank
+    of earlier batches, :class:`~tenfold.contrastive.bank.MemoryBank`); they are used as given, so pass
+    them normalised when ``normalize`` is on. The anchor's row softmax then runs over ``N - 1 + M`` rows.
     """
     require(tau > 0, "tau", tau, "a positive temperature")
     require(multi_positive in MULTI_POSITIVE, "multi_positive", multi_positive, f"one of {', '.join(MULTI_POSITIVE)}")
@@ -207,7 +230,12 @@ def mp_infonce(z: torch.Tensor, positives: torch.Tensor, tau: float, edge_weight
         z = F.normalize(z, dim=1)
     if multi_positive == "log_sum":
         w = w * deg[:, None]  # the raw weights A_ij (positive_graph normalised each row to sum 1)
-    return _MPInfoNCE.apply(z, idx, w.to(z.dtype), r, float(tau), multi_positive == "log_sum")
+    neg = None
+    if negatives is not None and len(negatives) > 0:
+        require(negatives.dim() == 2 and negatives.shape[1] == z.shape[1], "negatives", tuple(negatives.shape),
+                f"a matrix of shape (M, {z.shape[1]})")
+        neg = negatives.detach().to(device=z.device, dtype=z.dtype)
+    return _MPInfoNCE.apply(z, idx, w.to(z.dtype), r, float(tau), multi_positive == "log_sum", neg)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from tenfold.contrastive.attention import simclr_attn_loss
+from tenfold.contrastive.bank import MemoryBank
 from tenfold.contrastive.losses import MULTI_POSITIVE, mp_infonce, pair_positives
 from tenfold.contrastive.models import ContrastiveModel, simclr_projector, simsiam_predictor, simsiam_projector
 from tenfold.contrastive.multistage import MultiStageBank, simsiam_loss, simsiam_multi_loss
@@ -76,14 +77,16 @@ def gather_rows(x: torch.Tensor) -> torch.Tensor:
 
 
 def method_loss(cfg: MethodConfig, model: ContrastiveModel, x1: torch.Tensor, x2: torch.Tensor,
-                index: torch.Tensor | None = None, epoch: int = 0, bank: MultiStageBank | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+                index: torch.Tensor | None = None, epoch: int = 0, bank: MultiStageBank | None = None,
+                negatives: MemoryBank | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(loss, h1)`` for two views ``x1, x2`` of the same samples; ``epoch`` counts from 0.
 
     Under several processes (``torch.distributed`` initialised) the InfoNCE methods gather ``z`` from
     every process (:func:`gather_rows`), so negatives span the global batch as in the official code;
     SimSiam has no negatives and stays per process. SimSiam-Multi needs ``index`` and ``bank``: it stages ``sg(z2)`` every step and mixes the bank into
     the targets once ``epoch > cfg.mix_after``; the caller commits the bank at epoch ends.
+    ``negatives`` (InfoNCE methods): a :class:`~tenfold.contrastive.bank.MemoryBank` read as extra
+    negatives, then given this step's (global) normalised rows of both views.
     """
     b = x1.shape[0]
     h, z, p = model(torch.cat([x1, x2]))
@@ -100,12 +103,15 @@ def method_loss(cfg: MethodConfig, model: ContrastiveModel, x1: torch.Tensor, x2
     # negatives from every process: the global [view 1; view 2] (each gathered in rank order)
     zg = torch.cat([gather_rows(z[:b]), gather_rows(z[b:])])
     positives = pair_positives(zg.shape[0], z.device)
+    neg = negatives.negatives() if negatives is not None else None
     if cfg.name == "simclr":
-        loss = mp_infonce(zg, positives, cfg.tau, multi_positive=cfg.multi_positive)
+        loss = mp_infonce(zg, positives, cfg.tau, multi_positive=cfg.multi_positive, negatives=neg)
     elif cfg.name == "simclr-attn":
         hg = torch.cat([gather_rows(h[:b].detach()), gather_rows(h[b:].detach())])  # weights are detached
-        loss = simclr_attn_loss(zg, hg, positives, cfg.tau)
+        loss = simclr_attn_loss(zg, hg, positives, cfg.tau, negatives=neg)
     else:
         loss = rewired_infonce(zg, positives, cfg.tau, cfg.knn_k, cfg.rewire_beta,
-                               multi_positive=cfg.multi_positive)
+                               multi_positive=cfg.multi_positive, negatives=neg)
+    if negatives is not None:
+        negatives.enqueue(zg)  # every process holds the same queue: the rows are the global batch
     return loss, h[:b]

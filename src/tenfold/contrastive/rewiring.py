@@ -47,10 +47,11 @@ def rewired_positives(positives: torch.Tensor, features: torch.Tensor, k: int, b
 
 def rewired_infonce(z: torch.Tensor, positives: torch.Tensor, tau: float, k: int, beta: float,
                     features: torch.Tensor | None = None, normalize: bool = True,
-                    multi_positive: str = "mean_log") -> torch.Tensor:
+                    multi_positive: str = "mean_log", negatives: torch.Tensor | None = None) -> torch.Tensor:
     """InfoNCE on the rewired graph; neighbours come from ``sg(features)`` (default ``sg(z)``);
     ``multi_positive`` as in :func:`~tenfold.contrastive.losses.mp_infonce`."""
     feats = z.detach() if features is None else features.detach()
     require(feats.shape[0] == z.shape[0], "features", tuple(feats.shape), f"{z.shape[0]} rows like z")
     idx, w = rewired_positives(positives, feats, k, beta)
-    return mp_infonce(z, idx, tau, edge_weights=w, normalize=normalize, multi_positive=multi_positive)
+    return mp_infonce(z, idx, tau, edge_weights=w, normalize=normalize, multi_positive=multi_positive,
+                      negatives=negatives)

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from tenfold.config import Config
 from tenfold.contrastive import population as pop
 from tenfold.contrastive.augment import AugmentConfig, augment
+from tenfold.contrastive.bank import MemoryBank
 from tenfold.contrastive.lars import LARS, lars_param_groups, warmup_cosine
 from tenfold.contrastive.methods import METHODS, SIAMESE, MethodConfig, build_model, method_loss
 from tenfold.contrastive.models import mlp_encoder, resnet18_cifar, small_cnn
@@ -218,6 +219,10 @@ class TrainConfig(Config):
                            "(official: epoch_counter <= 50), mixing after it")
     knn_k: int = Field(1, ge=1, description="rewiring: neighbours per anchor")
     rewire_beta: float = Field(0.2, ge=0, le=1, description="rewiring: weight of neighbour positives")
+    bank_size: int = Field(0, ge=0, description="SimCLR-type methods: a FIFO memory bank of this many detached, "
+                           "normalised embeddings (both views of past batches) used as extra negatives (MoCo; "
+                           "lightly's memory_bank_size); 0 = off; ignored by SimSiam-type methods. Checkpointed "
+                           "with the stage, so --resume continues with the same queue")
     multi_positive: Literal["mean_log", "log_sum"] = Field(
         "mean_log", description="anchors with several positives (rewiring): mean_log = mean over positives of "
         "-log(e^s_ip / sum_a e^s_ia) (SupCon L_out, the message-passing form); log_sum = -log(sum_p w_ip e^s_ip / "
@@ -251,15 +256,16 @@ class PretrainNet(torch.nn.Module):
 
     Under several processes the InfoNCE methods gather negatives from every process with gradients
     (:func:`tenfold.contrastive.methods.gather_rows`); BatchNorm statistics and the SimSiam-Multi bank
-    stay per process (the bank holds only the rows that process saw)."""
+    stay per process (the bank holds only the rows that process saw). The memory bank of negatives
+    (``negatives``) receives the gathered rows, so it is the same on every process."""
 
     def __init__(self, cfg: MethodConfig, model: torch.nn.Module, probe: OnlineProbe,
-                 bank: MultiStageBank | None) -> None:
+                 bank: MultiStageBank | None, negatives: MemoryBank | None = None) -> None:
         super().__init__()
-        self.cfg, self.model, self.probe, self.bank = cfg, model, probe, bank
+        self.cfg, self.model, self.probe, self.bank, self.negatives = cfg, model, probe, bank, negatives
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, index: torch.Tensor, y: torch.Tensor, epoch: int):
-        loss, h = method_loss(self.cfg, self.model, x1, x2, index, epoch, self.bank)
+        loss, h = method_loss(self.cfg, self.model, x1, x2, index, epoch, self.bank, self.negatives)
         probe_loss, probe_acc = self.probe(h, y)
         return loss, probe_loss, probe_acc
 
@@ -292,7 +298,9 @@ def pretrain(method: str, encoder: torch.nn.Module, train: ArrayDataset, t: Trai
     bank = MultiStageBank(len(train), t.siam_dim, device=ctx.device) if method == "simsiam-multi" else None
     if bank is not None:
         bank.check_dataset(len(train))
-    net = PretrainNet(mcfg, model, probe, bank)
+    negatives = MemoryBank(t.bank_size, t.proj_dim, device=ctx.device) if t.bank_size and method not in SIAMESE \
+        else None
+    net = PretrainNet(mcfg, model, probe, bank, negatives)
     opt = make_optimizer(net, t, lr)
     net, opt = ctx.setup(net, opt)
     steps = (len(train) // t.batch_size) * t.epochs  # drop_last batches
@@ -320,8 +328,10 @@ def pretrain(method: str, encoder: torch.nn.Module, train: ArrayDataset, t: Trai
                 ctx=ctx, optimizer=opt, scheduler=sched, stage=stage, drop_last=True, order_key=data_key,
                 scheduler_interval=interval,
                 on_epoch_end=(lambda s: bank.commit()) if bank is not None else None,
-                extra_state=(lambda: bank.state_dict()) if bank is not None else None,
-                load_extra_state=(lambda s: bank.load_state_dict(s)) if bank is not None else None)
+                extra_state=(lambda: bank.state_dict()) if bank is not None else
+                (lambda: {"negatives": negatives.state_dict()}) if negatives is not None else None,
+                load_extra_state=(lambda s: bank.load_state_dict(s)) if bank is not None else
+                (lambda s: negatives.load_state_dict(s["negatives"])) if negatives is not None else None)
     return model, state.history[-1]
 
 
