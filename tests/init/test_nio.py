@@ -100,7 +100,9 @@ def test_cli_nio_digits_writes_results_and_claims(tmp_path, capsys):
     assert {"gc_default", "gc_nio", "gc_uniform", "norm_nio", "norm_uniform", "acc_nio"} <= set(result["metrics"])
     assert (folder / "nio.png").is_file()
     kinds = {c["name"]: c["kind"] for c in result["claims"]}
-    assert sorted(kinds.values()) == ["check", "check", "paper", "paper", "paper"]
+    assert sorted(kinds.values()) == ["check", "check", "paper", "paper", "paper", "paper"]
+    assert {"acc_gradinit", "gc_gradinit", "norm_gradinit"} <= set(result["metrics"])
+    assert len(result["samples"]["acc_nio_minus_gradinit"]) == 3
     # a projection keeps alpha above its bound: a check, not a paper claim
     assert all(kinds[c["name"]] == "check" for c in result["claims"] if "alpha" in c["name"])
     assert all(c["n"] == 3 for c in result["claims"] if c["kind"] == "paper")

@@ -4,12 +4,14 @@ a norm-matched uniform rescale, and GradCosine at the same gradient norm.
 - ``nio-digits``: the spec's MLP 64-64-64-64-10 without BatchNorm on digits, D = 4, r = 0.2.
 - ``nio-shapes``: a small CNN with BatchNorm on 10 procedural shape classes, D = 2, r = 0.
 
-Per seed (``seeds``, each its own initialization and NIO batches) three initializations are trained with
-the same data order and optimizer: the default one, NIO's, and the default one with every tensor NIO
+Per seed (``seeds``, each its own initialization and NIO batches) four initializations are trained with
+the same data order and optimizer: the default one, NIO's, the default one with every tensor NIO
 rescales multiplied by ONE factor chosen so that its held-out gradient norm equals NIO's ("uniform":
-NIO's gradient norm without its GradCosine). Paper claims: NIO's test accuracy above both, and NIO's
-held-out GC above the uniform rescale's; their ablation ``gc_weight=0`` removes GradCosine from NIO's
-objective (only the norm term is left). Checks (by construction): the gradient norm from the first
+NIO's gradient norm without its GradCosine), and GradInit's (:mod:`tenfold.init.gradinit`, the same
+tensors rescaled to minimise the loss after one SGD step, the paper's learned-init baseline). Paper
+claims: NIO's test accuracy above all three, and NIO's held-out GC above the uniform rescale's; their
+ablation ``gc_weight=0`` removes GradCosine from NIO's objective (only the norm term is left; GradInit
+does not depend on it). Checks (by construction): the gradient norm from the first
 constraint step on stays near gamma; every scale stays at or above its lower bound.
 """
 
@@ -30,7 +32,7 @@ from tenfold.data.base import ArrayDataset, stratified_split
 from tenfold.engine import RunContext
 from tenfold.engine.seed import derive_seed
 from tenfold.experiments.registry import register
-from tenfold.init import gradcosine, nio, uniform_rescale
+from tenfold.init import gradcosine, gradinit, nio, uniform_rescale
 from tenfold.init.models import shapes_cnn
 from tenfold.reporting import Check, PaperClaim, Result, markdown_table
 from tenfold.reporting.figures import new_figure
@@ -64,6 +66,10 @@ CLAIMS = [
                metric="acc_nio_minus_uniform", at_least="thresholds.min_acc_gain", ablation=["gc_weight=0"],
                paper="the paper's motivation (Sec. 3): the gain comes from GradCosine under the norm bound, not from "
                      "the norm; no published norm-matched baseline"),
+    PaperClaim("test accuracy after training: NIO init - GradInit init", metric="acc_nio_minus_gradinit",
+               at_least="thresholds.min_acc_gain", ablation=["gc_weight=0"],
+               paper="CIFAR-10/100 tables (ResNet-110, DenseNet-100, WRN, VGG, with and without BN; spec 3.4): NIO "
+                     "above GradInit (Zhu et al., NeurIPS 2021) by a few tenths of a point [unverified]"),
     PaperClaim("held-out GradCosine: NIO - norm-matched uniform rescale (same gradient norm)",
                metric="gc_nio_minus_uniform", at_least="thresholds.min_gc_gain", ablation=["gc_weight=0"],
                paper="Sec. 4: NIO maximises GC subject to the norm bound (official R50 log: GC 0.237 -> 0.234, norm "
@@ -96,6 +102,15 @@ class NIOConfig(Config):
     weight_decay: float = Field(0.0, ge=0)
     warmup_epochs: int = Field(0, ge=0, description="linear warm-up epochs before the cosine schedule")
     batch_size: int = Field(64, ge=1)
+    gradinit_iterations: int = Field(16, ge=1, description=(
+        "GradInit iterations; the official CIFAR runs take one epoch (390 at batch 128): here one epoch is "
+        "1078 // 64 = 16"))
+    gradinit_lr: float = Field(0.01, gt=0, description=(
+        "learning rate of GradInit's multipliers: the official value for VGG-19 without BN (launch/run_gradinit.sh; "
+        "1e-2), the closest to a plain MLP"))
+    gradinit_gamma: float = Field(1.0, gt=0, description="GradInit's bound on ||g||_2 (official CIFAR: 1)")
+    gradinit_eta: float = Field(0.1, gt=0, description="GradInit's lookahead step (official CIFAR: 0.1, SGD, "
+                                "normalized gradient)")
 
 
 class ShapesNIOConfig(NIOConfig):
@@ -109,6 +124,10 @@ class ShapesNIOConfig(NIOConfig):
     size: int = Field(16, ge=8, le=64)
     per_class: int = Field(60, ge=10)
     train_epochs: int = Field(5, ge=0)
+    gradinit_iterations: int = Field(5, ge=1, description="GradInit iterations: one epoch, 360 // 64 = 5")
+    gradinit_lr: float = Field(0.1, gt=0, description=(
+        "learning rate of GradInit's multipliers: the official value for VGG-19 with BN (launch/run_gradinit.sh; "
+        "1e-1), the closest to this plain BN CNN"))
 
 
 def digits_mlp(width: int) -> nn.Module:
@@ -190,8 +209,21 @@ def _nio_seed(cfg: NIOConfig, ctx: RunContext, model: nn.Module, train: ArrayDat
            "constraint_steps": sum(history.constraint),
            "min_alpha_minus_bound": min(a - (0.01 if "weight" in name else 0.0)
                                         for r in history.alphas for name, a in r.items())}
+    learned = copy.deepcopy(model)
+    half = max(1, cfg.batch_size // 2)  # the official GradInit loader: half the training batch
+    g_stream = ((x.to(ctx.device), y.to(ctx.device)) for x, y in _stream(train, half, ctx.generator("gradinit", k)))
+    with ctx.bar(f"GradInit iterations (seed {k})", cfg.gradinit_iterations) as bar:
+        def on_gradinit(it, norm, constraint):
+            ctx.log_metrics(stage=f"gradinit-seed{k}", step=it, norm=norm, constraint=int(constraint))
+            bar.advance()
+
+        learned, g_hist = gradinit(learned, g_stream, gamma=cfg.gradinit_gamma, iterations=cfg.gradinit_iterations,
+                                   lr=cfg.gradinit_lr, eta=cfg.gradinit_eta, on_iteration=on_gradinit)
+    g_after = gradcosine(learned, heldout, D=cfg.D, overlap=cfg.overlap)
+    row |= {"gc_gradinit": float(g_after.gc), "norm_gradinit": float(g_after.norm),
+            "gradinit_constraint_steps": sum(g_hist.constraint)}
     seed = derive_seed(ctx.seed, "train", k)
-    for tag, net in (("default", model), ("nio", tuned), ("uniform", uniform)):
+    for tag, net in (("default", model), ("nio", tuned), ("uniform", uniform), ("gradinit", learned)):
         row[f"acc_{tag}"] = _train(net, train, test, cfg, seed, f"{tag}-seed{k}", ctx)  # 0 epochs: untrained
     return {"row": row, "history": history}
 
@@ -206,7 +238,8 @@ def _run(cfg: NIOConfig, ctx: RunContext, make_model, train: ArrayDataset, held:
     samples = {"gc_nio_minus_uniform": [r["gc_nio"] - r["gc_uniform"] for r in rows],
                "gc_nio_minus_default": [r["gc_nio"] - r["gc_default"] for r in rows]}
     samples |= {"acc_nio_minus_default": [r["acc_nio"] - r["acc_default"] for r in rows],
-                "acc_nio_minus_uniform": [r["acc_nio"] - r["acc_uniform"] for r in rows]}
+                "acc_nio_minus_uniform": [r["acc_nio"] - r["acc_uniform"] for r in rows],
+                "acc_nio_minus_gradinit": [r["acc_nio"] - r["acc_gradinit"] for r in rows]}
     metrics = {key: sum(r[key] for r in rows) / len(rows) for key in rows[0] if key != "seed"}
     metrics["norm_over_gamma"] = max(r["norm_over_gamma"] for r in rows)
     metrics["min_alpha_minus_bound"] = min(r["min_alpha_minus_bound"] for r in rows)
@@ -227,13 +260,15 @@ def _run(cfg: NIOConfig, ctx: RunContext, make_model, train: ArrayDataset, held:
                   notes=(f"{arch}; {cfg.seeds} seeds. NIO: gamma={cfg.gamma:g}, {cfg.iterations} iterations, lr "
                          f"{cfg.lr:g}, D={cfg.D}, r={cfg.overlap:g}, lambda={cfg.norm_weight:g}, GC weight "
                          f"{cfg.gc_weight:g}. Uniform: the default init with every rescaled tensor times one factor "
-                         f"(mean {metrics['uniform_factor']:.3g}) matching NIO's held-out gradient norm. Training: "
+                         f"(mean {metrics['uniform_factor']:.3g}) matching NIO's held-out gradient norm. GradInit: SGD lookahead "
+                         f"eta={cfg.gradinit_eta:g}, gamma={cfg.gradinit_gamma:g}, {cfg.gradinit_iterations} iterations, "
+                         f"lr {cfg.gradinit_lr:g}, half-batches of {max(1, cfg.batch_size // 2)}. Training: "
                          f"{cfg.train_epochs} epochs of {cfg.optimizer}, lr {cfg.train_lr:g}, the same order per seed."))
 
 
 @register("nio-digits", paper=PAPER, config=NIOConfig, claims=CLAIMS, order=100, threads=1,
-          description="NIO on an MLP 64-64-64-64-10 (no BN) on digits: accuracy and GC against the default init "
-                      "and a norm-matched uniform rescale, 3 seeds")
+          description="NIO on an MLP 64-64-64-64-10 (no BN) on digits: accuracy and GC against the default init, "
+                      "a norm-matched uniform rescale and GradInit, 3 seeds")
 def run_digits(cfg: NIOConfig, ctx: RunContext) -> Result:
     train, held, test = (digits(s, seed=0, flatten=True) for s in ("train", "val", "test"))
     return _run(cfg, ctx, lambda: digits_mlp(cfg.width), train, held, test, f"MLP 64-{cfg.width}-{cfg.width}-{cfg.width}-10")
@@ -241,7 +276,7 @@ def run_digits(cfg: NIOConfig, ctx: RunContext) -> Result:
 
 @register("nio-shapes", paper=PAPER, config=ShapesNIOConfig, claims=CLAIMS, order=101, threads=1,
           description="NIO on a BatchNorm CNN on 10 procedural shape classes: accuracy and GC against the default "
-                      "init and a norm-matched uniform rescale, 3 seeds")
+                      "init, a norm-matched uniform rescale and GradInit, 3 seeds")
 def run_shapes(cfg: ShapesNIOConfig, ctx: RunContext) -> Result:
     data = shapes(num_classes=cfg.num_classes, size=cfg.size, per_class=cfg.per_class, seed=0)
     parts = stratified_split(data.y, (0.6, 0.2, 0.2), seed=0)
@@ -261,6 +296,8 @@ class CifarNIOConfig(NIOConfig):
     train_epochs: int = Field(1, ge=0)
     batch_size: int = Field(128, ge=1)
     train_lr: float = Field(0.1, gt=0)
+    gradinit_iterations: int = Field(390, ge=1, description="official CIFAR: one epoch at batch 128 (390)")
+    gradinit_lr: float = Field(0.001, gt=0, description="official ResNet-110 with BN (launch/run_gradinit.sh): 1e-3")
 
 
 def cifar_model(name: str, classes: int) -> nn.Module:
@@ -274,7 +311,7 @@ def cifar_model(name: str, classes: int) -> nn.Module:
 
 
 @register("nio-cifar", paper=PAPER, config=CifarNIOConfig, claims=CLAIMS, order=102, quick=False,
-          description="NIO on CIFAR from a local root: timm ResNet-18 or Swin-T (without warm-up), default vs NIO init")
+          description="NIO on CIFAR from a local root: timm ResNet-18 or Swin-T (without warm-up), default vs NIO vs GradInit init")
 def run_cifar(cfg: CifarNIOConfig, ctx: RunContext) -> Result:
     from tenfold.data.real import cifar
 
