@@ -65,8 +65,10 @@ def run(
                                                help="continue this run folder (e.g. runs/digits-mlp/20261202-101500) "
                                                     "from its checkpoints"),
     device: str = typer.Option("auto", help="auto, cpu or cuda"),
-    devices: int = typer.Option(1, help="number of processes (DDP; gloo on CPU); only for experiments that "
-                                        "support several (see `tenfold list`)"),
+    devices: Optional[int] = typer.Option(None, show_default="1, or torchrun's world size",
+                                          help="number of processes (DDP; gloo on CPU); only for experiments "
+                                               "that support several (see `tenfold list`); under torchrun the "
+                                               "processes it started (nodes x processes per node)"),
     precision: str = typer.Option("32", help="32, bf16-mixed or 16-mixed (CUDA), through Lightning Fabric; "
                                              "mixed ones only for experiments that support several devices"),
 ) -> None:
@@ -75,24 +77,28 @@ def run(
     --resume continues the newest run folder of NAME under --out; --resume-from RUN_FOLDER continues the
     given one. Either way the stored settings must match, and finished training stages are not repeated.
     """
+    from tenfold.errors import alike_on_every_process
     from tenfold.experiments.registry import get
 
-    get(name)  # an unknown name is an error before torch and the experiments are imported
-    from tenfold.experiments.runner import check_resume_folder, latest_run_dir, run_experiment
+    with alike_on_every_process():  # under torchrun each node's first process prints these, the others not
+        get(name)  # an unknown name is an error before torch and the experiments are imported
+        from tenfold.experiments.runner import check_resume_folder, latest_run_dir, run_experiment
 
-    run_dir = None
-    if resume_from is not None:
-        run_dir = check_resume_folder(resume_from, name)
-        resume = True
-    elif resume:
-        if out_dir.exists() and not out_dir.is_dir():
-            raise ConfigError(f"--out {out_dir} is a file; expected a folder of run folders")
-        if latest_run_dir(out_dir, name) is None:
-            raise ConfigError(f"--resume: no earlier run of {name} under {out_dir / name}; drop --resume to start "
-                              "one, or name a run folder with --resume-from")
+        run_dir = None
+        if resume_from is not None:
+            run_dir = check_resume_folder(resume_from, name)
+            resume = True
+        elif resume:
+            if out_dir.exists() and not out_dir.is_dir():
+                raise ConfigError(f"--out {out_dir} is a file; expected a folder of run folders")
+            if latest_run_dir(out_dir, name) is None:
+                raise ConfigError(f"--resume: no earlier run of {name} under {out_dir / name}; drop --resume to "
+                                  "start one, or name a run folder with --resume-from")
     folder, data = run_experiment(name, preset=preset, overrides=tuple(set_), seed=seed, out=out_dir,
                                   resume=resume, device=device, devices=devices, config_file=config,
                                   run_dir=run_dir, precision=precision)
+    if data is None:  # under torchrun, a rank other than 0: rank 0 prints the result
+        return
     _print_result(data)
     out.print(f"run folder: {folder}")
 
@@ -259,6 +265,8 @@ def cli_main(argv: list[str] | None = None) -> int:
     except TenfoldError as exc:
         if _DEBUG["on"]:
             raise
+        if getattr(exc, "quiet", False):  # under torchrun, printed by another process already
+            return 2
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
@@ -269,7 +277,9 @@ def cli_main(argv: list[str] | None = None) -> int:
         kinds = {cls.__name__ for cls in type(exc).__mro__}
         if "ClickException" in kinds:
             message = exc.format_message()  # type: ignore[attr-defined]
-            if message:  # empty when the help was shown for a bare `tenfold`
+            from tenfold.errors import other_process_of_a_launcher
+
+            if message and not other_process_of_a_launcher():  # empty for a bare `tenfold`
                 err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
             return 2
         if "Exit" in kinds:

@@ -6,6 +6,9 @@ code 2. Every message names the offending field, file or value and says what was
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
+
 
 class TenfoldError(Exception):
     """Base class of every error raised deliberately by Tenfold."""
@@ -31,3 +34,21 @@ def require(condition: bool, field: str, value: object, expected: str, error: ty
     """
     if not condition:
         raise error(f"{field}={value!r} is invalid: expected {expected}")
+
+
+def other_process_of_a_launcher() -> bool:
+    """True in a process that a launcher (torchrun) started with ``LOCAL_RANK`` other than 0."""
+    return bool(os.environ.get("TORCHELASTIC_RUN_ID")) and os.environ.get("LOCAL_RANK", "0") != "0"
+
+
+@contextmanager
+def alike_on_every_process():
+    """Checks that every process a launcher (torchrun) started makes alike, before any work (the command line,
+    the config, the run folder): a TenfoldError raised inside is printed by the first process of each node
+    (``LOCAL_RANK`` 0) only; the others exit with code 2 without printing it again (``exc.quiet``)."""
+    try:
+        yield
+    except TenfoldError as exc:
+        if other_process_of_a_launcher():
+            exc.quiet = True
+        raise

@@ -23,9 +23,9 @@ from tenfold.engine.threads import fixed_threads
 from tenfold.config import Config, resolve
 from tenfold.io import atomic_write_json, atomic_write_text
 from tenfold.engine.context import RunContext
-from tenfold.engine.fabric import make_fabric, resolve_device
+from tenfold.engine.fabric import check_launcher, launcher_world, make_fabric, resolve_device
 from tenfold.engine.seed import seed_everything
-from tenfold.errors import ConfigError
+from tenfold.errors import ConfigError, TenfoldError, alike_on_every_process
 from tenfold.experiments.registry import get
 from tenfold.reporting.claims import evaluate_claims
 from tenfold.reporting.results import Result
@@ -181,30 +181,11 @@ def _stored_config(run_dir: Path) -> dict[str, Any]:
     return yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
 
 
-def run_experiment(name: str, *, preset: str = "quick", overrides: tuple[str, ...] | list[str] = (), seed: int = 0,
-                   out: str | Path = "runs", resume: bool = False, device: str = "auto", devices: int = 1,
-                   config_file: str | Path | None = None, run_dir: str | Path | None = None,
-                   precision: str = "32") -> tuple[Path, dict]:
-    """Run ``name`` and return its run folder and the ``results.json`` content. ``precision`` (32,
-    bf16-mixed, 16-mixed) goes through Fabric, so only experiments with ``processes=True`` (training through
-    ``ctx.setup``/``ctx.backward``) take a mixed one."""
-    exp = get(name)
-    cfg = resolve(exp.config, name, preset, tuple(overrides), config_file)  # fails before any work
-    accel = resolve_device(device)
-    if seed < 0:
-        raise ConfigError(f"seed={seed} is invalid: expected a non-negative integer")
-    if devices < 1:
-        raise ConfigError(f"devices={devices} is invalid: expected a positive number of processes")
-    if devices > 1:
-        check_processes(exp, cfg, devices)
-    precision = check_precision(exp, precision, accel)
-    root = Path(out)
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"--out {root} is a file; expected a folder of run folders")
-    header = {"experiment": name, "preset": preset, "seed": seed, "devices": devices, "config": cfg.to_dict()}
-    if precision != "32-true":  # only then, so run folders from before --precision still resume
-        header["precision"] = precision
-
+def _open_run_folder(root: Path, name: str, header: dict, run_dir: str | Path | None,
+                     resume: bool) -> tuple[Path, dict | None]:
+    """The run folder, with its config.yaml written: ``run_dir``, or with ``resume`` the newest one of ``name``
+    (its stored settings must equal ``header``), else a new one; and its results when that run had finished
+    (then nothing is written)."""
     folder: Path | None = Path(run_dir) if run_dir is not None else None
     if folder is None and resume:
         folder = latest_run_dir(root, name)
@@ -221,12 +202,73 @@ def run_experiment(name: str, *, preset: str = "quick", overrides: tuple[str, ..
         folder = _new_run_dir(root, name)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "config.yaml", yaml.safe_dump(header, sort_keys=False))
+    return folder, None
+
+
+def run_experiment(name: str, *, preset: str = "quick", overrides: tuple[str, ...] | list[str] = (), seed: int = 0,
+                   out: str | Path = "runs", resume: bool = False, device: str = "auto", devices: int | None = 1,
+                   config_file: str | Path | None = None, run_dir: str | Path | None = None,
+                   precision: str = "32") -> tuple[Path, dict | None]:
+    """Run ``name`` and return its run folder and the ``results.json`` content. ``precision`` (32,
+    bf16-mixed, 16-mixed) goes through Fabric, so only experiments with ``processes=True`` (training through
+    ``ctx.setup``/``ctx.backward``) take a mixed one.
+
+    Under torchrun (``torchrun --nproc-per-node 2 -m tenfold run ...``) every process calls this: ``devices``
+    must equal the launcher's world size (None takes it), the checks run in each process before any work,
+    then the processes join the launcher's process group instead of spawning; rank 0 picks the run folder
+    and tells the others, writes the files and returns the results; the other ranks return ``(folder, None)``.
+    """
+    with alike_on_every_process():  # under torchrun only each node's first process prints these errors
+        exp = get(name)
+        cfg = resolve(exp.config, name, preset, tuple(overrides), config_file)  # fails before any work
+        accel = resolve_device(device)
+        if seed < 0:
+            raise ConfigError(f"seed={seed} is invalid: expected a non-negative integer")
+        if devices is not None and devices < 1:
+            raise ConfigError(f"devices={devices} is invalid: expected a positive number of processes")
+        devices = check_launcher(devices)  # under torchrun: its world size, which --devices must equal
+        if devices > 1:
+            check_processes(exp, cfg, devices)
+        precision = check_precision(exp, precision, accel)
+        root = Path(out)
+        if root.exists() and not root.is_dir():
+            raise ConfigError(f"--out {root} is a file; expected a folder of run folders")
+    header = {"experiment": name, "preset": preset, "seed": seed, "devices": devices, "config": cfg.to_dict()}
+    if precision != "32-true":  # only then, so run folders from before --precision still resume
+        header["precision"] = precision
+
+    launched = None  # under torchrun: this process's Fabric, in the launcher's process group
+    if devices > 1 and launcher_world() is not None:
+        launched = make_fabric(accel, devices, precision)
+        _quiet_lightning()  # importing Lightning (in make_fabric) set its loggers back to INFO
+        launched.launch()  # joins the process group that torchrun set up; spawns nothing
+    main = launched is None or launched.global_rank == 0
+    if launched is None:
+        folder, done = _open_run_folder(root, name, header, run_dir, resume)
+    else:  # rank 0 reads and writes the folder; its choice (or its one-line error) goes to every rank
+        picked: Any = None
+        if main:
+            try:
+                picked = _open_run_folder(root, name, header, run_dir, resume)
+            except TenfoldError as exc:
+                picked = exc
+        picked = launched.broadcast(picked, src=0)
+        if isinstance(picked, TenfoldError):
+            picked.quiet = not main  # printed once, by rank 0
+            raise picked
+        folder, done = picked
+    if done is not None:
+        return folder, done if main else None
 
     start = time.perf_counter()
     try:
         # quick runs are pinned (register(threads=...)), so their figures do not depend on the machine's cores
         with fixed_threads(exp.threads) if preset == "quick" else nullcontext():
-            if devices > 1:
+            if launched is not None:  # this process is one rank; each raises its own errors
+                result, warnings = _worker(launched, name, header["config"], preset, seed, str(folder), resume)
+                if not main:
+                    return folder, None
+            elif devices > 1:
                 fabric = make_fabric(accel, devices, precision)
                 # the spawn log line about terminating the other workers would come before the error line
                 logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
@@ -253,10 +295,11 @@ def run_experiment(name: str, *, preset: str = "quick", overrides: tuple[str, ..
         claims = evaluate_claims(exp.claims, cfg, result.metrics, result.samples, name)
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        atomic_write_json(folder / "results.json", {
-            "experiment": name, "preset": preset, "seed": seed, "status": status,
-            "error": f"{type(exc).__name__}: {exc}", "wall_s": round(time.perf_counter() - start, 3),
-            "versions": versions(), "git": git_state()})
+        if main:
+            atomic_write_json(folder / "results.json", {
+                "experiment": name, "preset": preset, "seed": seed, "status": status,
+                "error": f"{type(exc).__name__}: {exc}", "wall_s": round(time.perf_counter() - start, 3),
+                "versions": versions(), "git": git_state()})
         raise
     wall = time.perf_counter() - start
     data = {"experiment": name, "preset": preset, "seed": seed, "precision": precision, "status": "ok",
