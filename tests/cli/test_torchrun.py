@@ -87,6 +87,25 @@ def test_torchrun_gives_the_results_of_the_spawn_route_in_one_run_folder(two_rou
 
 
 @pytest.mark.slow
+def test_two_nodes_of_one_process_each_give_the_same_results(two_routes, tmp_path):
+    """Two torchrun "nodes" on this machine (static rendezvous, --node-rank 0 and 1): the num_nodes path."""
+    root, _, _ = two_routes
+    endpoint = f"127.0.0.1:{_free_port()}"
+    nodes = [subprocess.Popen(TORCHRUN + ["--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(rank),
+                                          "--rdzv-endpoint", endpoint, "-m", "tenfold"] + SMALL
+                              + ["--devices", "2", "--out", str(tmp_path)], env=ENV, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    (out0, err0), (out1, err1) = (node.communicate(timeout=600) for node in nodes)
+    assert [node.returncode for node in nodes] == [0, 0], err0[-2000:] + err1[-2000:]
+    assert "run folder:" in out0 and out1 == ""  # the second node's process is rank 1: quiet
+    (folder,) = (tmp_path / "digits-mlp").iterdir()
+    (reference,) = (root / "spawn" / "digits-mlp").iterdir()
+    got, want = (json.loads((f / "results.json").read_text())["metrics"] for f in (folder, reference))
+    assert got["test_acc"] == pytest.approx(want["test_acc"], abs=1 / 359 + 1e-9)
+    assert got["final_loss"] == pytest.approx(want["final_loss"], rel=1e-4)
+
+
+@pytest.mark.slow
 def test_resume_under_torchrun_continues_the_same_run_folder(two_routes, tmp_path):
     root, _, _ = two_routes
     out = tmp_path / "runs"
