@@ -23,8 +23,8 @@ def _model() -> ContrastiveModel:
     return ContrastiveModel(encoder, nn.Linear(10, 6)).double()
 
 
-def _views():
-    g = torch.Generator().manual_seed(1)
+def _views(seed=1):
+    g = torch.Generator().manual_seed(seed)
     return torch.randn(BATCH, 12, generator=g, dtype=torch.float64), torch.randn(BATCH, 12, generator=g,
                                                                               dtype=torch.float64)
 
@@ -34,6 +34,20 @@ def _loss_and_grads(method, x1, x2):
     loss, _ = method_loss(MethodConfig(method, tau=0.5, knn_k=1, rewire_beta=0.3), model, x1, x2)
     loss.backward()
     return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+def _bank_loss_and_grads(x1, x2, a1, a2):
+    """A memory bank filled by an earlier batch (a1, a2), then a step on (x1, x2): its negatives and queue."""
+    from tenfold.contrastive.bank import MemoryBank
+
+    model = _model()
+    bank = MemoryBank(20, 6, dtype=torch.float64)  # 16 rows a step: the queue spans both batches
+    cfg = MethodConfig("simclr", tau=0.5)
+    with torch.no_grad():
+        method_loss(cfg, model, a1, a2, negatives=bank)
+    loss, _ = method_loss(cfg, model, x1, x2, negatives=bank)
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in model.parameters()], bank.negatives()
 
 
 def _worker(rank, init_file, out_file):
@@ -50,6 +64,12 @@ def _worker(rank, init_file, out_file):
                 dist.all_reduce(g)
                 g /= WORLD
             out[method] = (loss, grads)
+        a1, a2 = _views(seed=2)
+        loss, grads, queue = _bank_loss_and_grads(x1[shard], x2[shard], a1[shard], a2[shard])
+        for g in grads:
+            dist.all_reduce(g)
+            g /= WORLD
+        out["simclr+bank"] = (loss, grads, queue)
         if rank == 0:
             torch.save(out, out_file)
     finally:
@@ -69,6 +89,14 @@ def test_two_gloo_processes_equal_one_on_the_same_global_batch(tmp_path):
         assert torch.allclose(loss2, loss, rtol=0, atol=1e-12), method
         for g1, g2 in zip(grads, grads2):
             assert torch.allclose(g2, g1, rtol=1e-10, atol=1e-12), method
+    # the memory bank holds the gathered global rows, so its negatives are those of one process too
+    a1, a2 = _views(seed=2)
+    loss, grads, queue = _bank_loss_and_grads(x1, x2, a1, a2)
+    loss2, grads2, queue2 = two["simclr+bank"]
+    assert torch.allclose(queue2, queue, rtol=0, atol=1e-14) and len(queue) == 20
+    assert torch.allclose(loss2, loss, rtol=0, atol=1e-12)
+    for g1, g2 in zip(grads, grads2):
+        assert torch.allclose(g2, g1, rtol=1e-10, atol=1e-12)
 
 
 def test_one_process_gathers_nothing():
