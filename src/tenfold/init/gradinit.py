@@ -47,9 +47,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from tenfold.errors import ConvergenceError, require
+from tenfold.errors import require
 from tenfold.init.gradcosine import statistic_mode
-from tenfold.init.nio import RescaleAdamState, _batches, _math_attention, scaled_parameters
+from tenfold.init.nio import RescaleAdamState, _batches, _math_attention, rescale_step, scaled_parameters
 
 
 @dataclass
@@ -168,14 +168,8 @@ def gradinit(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | Iterabl
                 target = _after_step(model, params, names, grads, norm, cat(base, s2), eta, optimizer,
                                      normalize_grad, second_order, loss_fn)
                 after = float(target.detach()) * eta
-            if not torch.isfinite(target):
-                raise ConvergenceError(f"GradInit iteration {it}: the objective became {float(target)}; "
-                                       "lower lr or gamma")
-            active = [k for k in leaves if alphas[k] != 0.0]  # a tensor scaled to 0 is skipped (official)
-            mgrads = torch.autograd.grad(target, [leaves[k] for k in active], allow_unused=True)
-            clipped = {k: max(min(float(g), clip), -clip) for k, g in zip(active, mgrads) if g is not None}
-            steps = adam.step(clipped, lr, constraint)
-            alphas = {k: (max(a - steps[k], alpha_min[k]) if k in steps else a) for k, a in alphas.items()}
+            alphas = rescale_step(target, leaves, alphas, adam, lr=lr, clip=clip, alpha_min=alpha_min,
+                                  constraint=constraint, where=f"GradInit iteration {it}")
             history.norm.append(float(norm.detach()))
             history.constraint.append(constraint)
             history.loss.append(float(loss0.detach()))

@@ -118,6 +118,22 @@ class RescaleAdamState:
         return out
 
 
+def rescale_step(target: torch.Tensor, leaves: dict[str, torch.Tensor], alphas: dict[str, float],
+                 adam: RescaleAdamState, *, lr: float, clip: float, alpha_min: dict[str, float], constraint: bool,
+                 where: str) -> dict[str, float]:
+    """One step of the scales on ``target`` (NIO's and GradInit's shared update, the official ``RescaleAdam``):
+    ``g_k = d target / d alpha_k`` clipped to ``[-clip, clip]``, ``alpha_k <- max(alpha_k - adam_k(g),
+    alpha_min_k)``. A scale at 0 is skipped (official), and so is one the objective does not reach (no
+    gradient: RescaleAdam skips ``p.grad is None``). A non-finite ``target`` stops with a ConvergenceError."""
+    if not torch.isfinite(target):
+        raise ConvergenceError(f"{where}: the objective became {float(target)}; lower lr or gamma")
+    active = [k for k in leaves if alphas[k] != 0.0]
+    grads = torch.autograd.grad(target, [leaves[k] for k in active], allow_unused=True)
+    clipped = {k: max(min(float(g), clip), -clip) for k, g in zip(active, grads) if g is not None}
+    steps = adam.step(clipped, lr, constraint)
+    return {k: (max(a - steps[k], alpha_min[k]) if k in steps else a) for k, a in alphas.items()}
+
+
 def _math_attention():
     """Fused attention kernels lack double backward on CPU; the math kernel has it (ViT/Swin)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -204,15 +220,8 @@ def nio(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | Iterable, ga
             stats, norms = scale_statistics(model, theta0, leaves, batch, loss_fn, bounds, gc_names)
             constraint = bool(stats.norm.detach() > gamma)
             target = stats.norm if constraint else objective_value(objective, stats, gc_weight, norm_weight)
-            if not torch.isfinite(target):
-                raise ConvergenceError(f"NIO iteration {it}: the objective became {float(target)}; "
-                                       "lower lr or gamma")
-            active = [k for k in leaves if alphas[k] != 0.0]  # a tensor scaled to 0 is skipped (official)
-            grads = torch.autograd.grad(target, [leaves[k] for k in active], allow_unused=True)
-            # no gradient (a tensor the objective does not reach): no step, as RescaleAdam skips p.grad None
-            clipped = {k: max(min(float(g), clip), -clip) for k, g in zip(active, grads) if g is not None}
-            steps = adam.step(clipped, lr, constraint)
-            alphas = {k: (max(a - steps[k], alpha_min[k]) if k in steps else a) for k, a in alphas.items()}
+            alphas = rescale_step(target, leaves, alphas, adam, lr=lr, clip=clip, alpha_min=alpha_min,
+                                  constraint=constraint, where=f"NIO iteration {it}")
             history.gc.append(float(stats.gc.detach()))
             history.norm.append(float(stats.norm.detach()))
             history.variance.append(float(stats.variance.detach()))
