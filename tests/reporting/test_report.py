@@ -76,6 +76,18 @@ def test_readme_table_is_generated_between_markers(tmp_path, fake_experiments):
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("rest\n") and "OLD-TABLE" not in text
     assert "fake-ok |" in text and "unclassified 1/2 hold; **score small (fails)**" in text
+    # the report is named as seen from the README, not by this machine's absolute path
+    assert "full report: `rep/report.html`" in text and str(tmp_path) not in text
+    assert "`tenfold reproduce --quick --update-readme README.md`" in text
+
+
+def test_the_key_metric_may_be_a_per_seed_sample():
+    from tenfold.reporting.report import _key_metric
+
+    entry = {"metrics": {"a": 1.0}, "samples": {"gain": [0.1, 0.2, 0.3]}, "key_metric": "gain"}
+    assert _key_metric(entry) == "gain = 0.2 ± 0.1 (n=3)"
+    assert _key_metric({"metrics": {"a": 1.0}, "key_metric": "a"}) == "a = 1"
+    assert _key_metric({"metrics": {"a": 1.0}, "key_metric": "left-out-by-the-config"}) == "a = 1"
 
 
 def test_readme_without_markers_is_refused(tmp_path, fake_experiments):

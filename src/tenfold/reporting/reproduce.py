@@ -9,6 +9,7 @@ claim that still holds with its mechanism removed is "not falsified".
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -134,5 +135,7 @@ def reproduce(names: list[str] | None = None, *, preset: str = "quick", out: str
     report = write_report(entries, out, preset=preset, environment=versions(), total_wall=total,
                           falsified=falsify_claims)
     if readme is not None:
-        update_readme(readme, readme_table(entries, str(out), total))
+        # the report's folder as seen from the README (reproduce/, not this machine's absolute path)
+        where = os.path.relpath(Path(out).resolve(), Path(readme).resolve().parent)
+        update_readme(readme, readme_table(entries, where, total, falsify=falsify_claims))
     return Outcome(report, entries)

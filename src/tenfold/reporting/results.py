@@ -48,7 +48,8 @@ class Result:
 
     ``samples`` map a metric to its per-seed values (what a :class:`~tenfold.reporting.PaperClaim`
     reads: mean and spread); ``figures`` are paths relative to the run folder; ``tables`` map a title to
-    a Markdown table; ``key_metric`` names the metric shown in the report's summary table.
+    a Markdown table; ``key_metric`` names the metric shown in the report's summary table (a metric, or a
+    per-seed sample shown as its mean and spread; when a config leaves it out, the first metric is shown).
     """
 
     metrics: dict[str, float] = field(default_factory=dict)
