@@ -75,3 +75,16 @@ def test_a_resumed_stage_writes_each_row_once(tmp_path, monkeypatch, kill_after)
     with (tmp_path / "metrics.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [(r["epoch"], r["loss"]) for r in rows] == [("1", "1.0"), ("2", "0.5"), ("3", "0.25")]
+
+
+def test_a_stale_lightning_rank_in_the_process_does_not_silence_the_run(tmp_path, monkeypatch):
+    """A Fabric built earlier in this process (another run, a test under a launcher's environment) leaves
+    Lightning's process-wide rank_zero_only.rank at its rank; the run's rank-0 loggers still write."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    monkeypatch.setattr(rank_zero_only, "rank", 2)
+    ctx = RunContext(out_dir=tmp_path)
+    ctx.log_metrics(stage="train", epoch=1, step=5, loss=0.5)
+    assert (tmp_path / "metrics.csv").read_text().splitlines()[1:] == ["train,1,5,0.5"]
+    assert _scalars(tmp_path / "tensorboard")["train/loss"] == [(5, 0.5)]
+    assert rank_zero_only.rank == 2  # left as it was

@@ -13,12 +13,15 @@
   row's numeric values, named ``<stage>/<key>`` when the row has a ``stage`` (``train-seed0/loss``), at
   step ``step`` (else ``epoch``, else the row's index).
 
-Only rank 0 writes (Lightning's ``rank_zero_only`` and our ``enabled`` flag agree on it).
+Only the run's rank 0 writes: ``enabled`` decides, not Lightning's process-wide ``rank_zero_only.rank``
+(which an earlier Fabric in the same process may have left at another rank).
 """
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +33,28 @@ def tensorboard_available() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
+@contextmanager
+def _as_rank_zero() -> Iterator[None]:
+    """Lightning's ``rank_zero_only`` decorators read one process-wide rank (set from the environment when
+    Lightning is imported, and by every Fabric built since); a logger made for the run's writing rank
+    must write even when an earlier Fabric in this process (another run, a test) left another rank there."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    saved = getattr(rank_zero_only, "rank", 0)
+    rank_zero_only.rank = 0
+    try:
+        yield
+    finally:
+        rank_zero_only.rank = saved
+
+
 def _csv_logger_class():
     from lightning.fabric.loggers import CSVLogger
-    from lightning.fabric.loggers.logger import rank_zero_experiment
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     class RunCSVLogger(CSVLogger):
         """Lightning's CSVLogger writing ``<run>/metrics.csv`` through :class:`MetricsLog` (see the module
-        docstring for why the writer is ours)."""
+        docstring for why the writer is ours). Which process writes is decided by ``enabled`` (the run's
+        rank 0), not by Lightning's process-wide rank."""
 
         def __init__(self, run_dir: str | Path, *, resume: bool = False, enabled: bool = True) -> None:
             super().__init__(root_dir=str(run_dir), name="", version="")
@@ -48,19 +65,16 @@ def _csv_logger_class():
             return str(self._root_dir)
 
         @property
-        @rank_zero_experiment
         def experiment(self) -> MetricsLog:
             if self._experiment is None:
                 self._experiment = MetricsLog(Path(self._root_dir) / "metrics.csv", enabled=self._enabled,
                                               resume=self._resume)
             return self._experiment
 
-        @rank_zero_only
         def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:  # type: ignore[override]
             row = dict(metrics) if step is None or "step" in metrics else {**metrics, "step": step}
             self.experiment.log(**row)
 
-        @rank_zero_only
         def save(self) -> None:  # every row is on disk when logged
             return None
 
@@ -79,7 +93,7 @@ class TensorBoardRows:
         from lightning.fabric.loggers import TensorBoardLogger
 
         self.logger = TensorBoardLogger(root_dir=str(Path(run_dir) / "tensorboard"), name="", version="")
-        self.rows = 0
+        self.rows = 0  # made only on the run's writing rank (see run_loggers), so it writes as rank 0
 
     def log_metrics(self, row: dict[str, Any], step: int | None = None) -> None:
         prefix = f"{row['stage']}/" if isinstance(row.get("stage"), str) else ""
@@ -88,11 +102,13 @@ class TensorBoardRows:
                    if k not in ("stage", "step", "epoch") and isinstance(v, (int, float)) and not isinstance(v, bool)}
         self.rows += 1
         if scalars:
-            self.logger.log_metrics(scalars, step=int(at))
-            self.logger.experiment.flush()  # on disk now, as metrics.csv is: a kill loses no scalar
+            with _as_rank_zero():
+                self.logger.log_metrics(scalars, step=int(at))
+                self.logger.experiment.flush()  # on disk now, as metrics.csv is: a kill loses no scalar
 
     def finalize(self, status: str = "success") -> None:
-        self.logger.finalize(status)
+        with _as_rank_zero():
+            self.logger.finalize(status)
 
 
 def run_loggers(run_dir: str | Path, *, resume: bool = False, enabled: bool = True,
