@@ -265,8 +265,10 @@ def cli_main(argv: list[str] | None = None) -> int:
     except TenfoldError as exc:
         if _DEBUG["on"]:
             raise
-        if getattr(exc, "quiet", False):  # under torchrun, printed by another process already
-            return 2
+        if getattr(exc, "quiet", False):
+            # under torchrun the node's first process prints this error and exits 2; this one leaves quietly
+            # with 0, because a non-zero exit here could make torchrun kill that process before it prints
+            return 0
         err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
@@ -279,7 +281,9 @@ def cli_main(argv: list[str] | None = None) -> int:
             message = exc.format_message()  # type: ignore[attr-defined]
             from tenfold.errors import other_process_of_a_launcher
 
-            if message and not other_process_of_a_launcher():  # empty for a bare `tenfold`
+            if other_process_of_a_launcher():  # the node's first process prints it and exits 2 (see above)
+                return 0
+            if message:  # empty for a bare `tenfold`
                 err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
             return 2
         if "Exit" in kinds:

@@ -45,7 +45,8 @@ def other_process_of_a_launcher() -> bool:
 def alike_on_every_process():
     """Checks that every process a launcher (torchrun) started makes alike, before any work (the command line,
     the config, the run folder): a TenfoldError raised inside is printed by the first process of each node
-    (``LOCAL_RANK`` 0) only; the others exit with code 2 without printing it again (``exc.quiet``)."""
+    (``LOCAL_RANK`` 0) only, which exits 2; the others exit 0 without printing it (``exc.quiet``): had they
+    exited non-zero first, torchrun could have stopped the first process before it printed the line."""
     try:
         yield
     except TenfoldError as exc:

@@ -133,7 +133,7 @@ def _fake_cifar10(root):
 def test_cli_nio_cifar_preset_runs_resnet18_from_a_local_root(tmp_path, capsys):
     _fake_cifar10(tmp_path / "data")
     code = cli_main(["run", "nio-cifar", "--out", str(tmp_path / "runs"), "--set", f"root={tmp_path / 'data'}",
-                     "--set", "iterations=1", "--set", "train_epochs=0", "--set", "nio_batch=4", "--set", "heldout=4", "--set", "gradinit_iterations=1",
+                     "--set", "iterations=1", "--set", "train_epochs=0", "--set", "nio_batch=4", "--set", "heldout=4", "--set", "gradinit_iterations=1", "--set", "uniform_steps=2",
                      "--set", "batch_size=8"])
     assert code == 0, capsys.readouterr().err
     (folder,) = (tmp_path / "runs" / "nio-cifar").iterdir()

@@ -86,6 +86,9 @@ class NIOConfig(Config):
     gc_weight: float = Field(1.0, ge=0, description="weight of GradCosine in NIO's objective (0: only the norm "
                              "term is left, the ablation of the paper claims)")
     thresholds: NIOThresholds = NIOThresholds()
+    uniform_steps: int = Field(24, ge=1, description="bisection steps on log c of the norm-matched uniform rescale "
+                               "(24 halvings of [1e-2, 1e2] leave c within 6e-7 relative; each step is one "
+                               "held-out gradient-norm evaluation)")
     gamma: float = Field(5.0, gt=0, description="gradient-norm bound")
     iterations: int = Field(40, ge=1, description="NIO iterations")
     lr: float = Field(0.05, gt=0, description="Adam learning rate of the scales")
@@ -199,7 +202,8 @@ def _nio_seed(cfg: NIOConfig, ctx: RunContext, model: nn.Module, train: ArrayDat
                              overlap=cfg.overlap, norm_weight=cfg.norm_weight, on_iteration=on_iteration,
                              gc_weight=cfg.gc_weight)
     after = gradcosine(tuned, heldout, D=cfg.D, overlap=cfg.overlap)
-    uniform, c = uniform_rescale(copy.deepcopy(model), float(after.norm), heldout, D=cfg.D, overlap=cfg.overlap)
+    uniform, c = uniform_rescale(copy.deepcopy(model), float(after.norm), heldout, D=cfg.D, overlap=cfg.overlap,
+                                 steps=cfg.uniform_steps)
     flat = gradcosine(uniform, heldout, D=cfg.D, overlap=cfg.overlap)
     first_constraint = next((i for i, c_ in enumerate(history.constraint) if c_), None)
     after_phase = history.norm[first_constraint:] if first_constraint is not None else history.norm
