@@ -148,6 +148,30 @@ def test_mpcl_cifar_runs_end_to_end_on_fake_pickles(tmp_path, capsys):
     assert 0 <= data["metrics"]["probe_acc"] <= 1
 
 
+@pytest.mark.slow
+def test_mpcl_cifar_paper_preset_trains_with_lars_on_pickles_and_resumes(tmp_path, capsys, monkeypatch):
+    """The paper preset (ResNet-18, LARS lr 1.0, 1% warm-up + cosine per step, SimCLR-Attn) for two epochs
+    of batch 64 on tiny CIFAR-10 pickles; stopped after epoch 1 and resumed, it ends as an uninterrupted run."""
+    from snn_files import write_cifar10  # the shared CIFAR-10 pickle writer (tests/snn)
+
+    write_cifar10(tmp_path / "data", n=40)
+    base = ["run", "mpcl-cifar", "--preset", "paper", "--set", f"root={tmp_path / 'data'}", "--set", "epochs=2",
+            "--set", "batch_size=64"]
+    code, _, err = _run(base + ["--out", str(tmp_path / "a")], capsys)
+    assert code == 0, err
+    _, ref = _results(tmp_path / "a", "mpcl-cifar")
+    monkeypatch.setenv("TENFOLD_STOP_AFTER_EPOCHS", "1")
+    assert _run(base + ["--out", str(tmp_path / "b")], capsys)[0] != 0
+    monkeypatch.delenv("TENFOLD_STOP_AFTER_EPOCHS")
+    code, _, err = _run(base + ["--out", str(tmp_path / "b"), "--resume"], capsys)
+    assert code == 0, err
+    folder, data = _results(tmp_path / "b", "mpcl-cifar")
+    assert data["restored_epochs"] >= 1
+    timing = ("wall", "time", "_s")
+    assert {k: v for k, v in data["metrics"].items() if not any(t in k for t in timing)} == \
+        {k: v for k, v in ref["metrics"].items() if not any(t in k for t in timing)}
+
+
 def test_augment_is_seeded_per_sample_and_keeps_range():
     x = torch.rand(16, 3, 12, 12, generator=torch.Generator().manual_seed(0))
     cfg = AugmentConfig(crop_scale=(0.3, 1.0), strength=0.5, p_gray=0.5)
