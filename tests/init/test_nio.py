@@ -115,23 +115,11 @@ def test_cli_bad_gamma_and_overlap_exit_2(tmp_path, capsys):
     assert "overlap" in capsys.readouterr().err
 
 
-def _fake_cifar10(root):
-    import pickle
-
-    import numpy as np
-
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        labels = np.arange(10).repeat(10)
-        with open(folder / name, "wb") as f:
-            pickle.dump({b"data": rng.integers(0, 256, (100, 3072), dtype=np.uint8), b"labels": labels.tolist()}, f)
-
-
 @pytest.mark.slow
 def test_cli_nio_cifar_preset_runs_resnet18_from_a_local_root(tmp_path, capsys):
-    _fake_cifar10(tmp_path / "data")
+    from snn_files import write_cifar10  # the shared CIFAR-10 pickle writer (tests/snn)
+
+    write_cifar10(tmp_path / "data", n=100)
     code = cli_main(["run", "nio-cifar", "--out", str(tmp_path / "runs"), "--set", f"root={tmp_path / 'data'}",
                      "--set", "iterations=1", "--set", "train_epochs=0", "--set", "nio_batch=4", "--set", "heldout=4", "--set", "gradinit_iterations=1", "--set", "uniform_steps=2",
                      "--set", "batch_size=8"])

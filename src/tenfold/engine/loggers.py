@@ -106,10 +106,6 @@ class TensorBoardRows:
                 self.logger.log_metrics(scalars, step=int(at))
                 self.logger.experiment.flush()  # on disk now, as metrics.csv is: a kill loses no scalar
 
-    def finalize(self, status: str = "success") -> None:
-        with _as_rank_zero():
-            self.logger.finalize(status)
-
 
 def run_loggers(run_dir: str | Path, *, resume: bool = False, enabled: bool = True,
                 tensorboard: bool | None = None) -> list:
