@@ -34,9 +34,9 @@ def test_overrides_do_not_mutate_input():
 def test_preset_file_and_user_file_layering(tmp_path, monkeypatch):
     import tenfold.config as config
 
-    monkeypatch.setattr(config, "PRESET_ROOT", tmp_path)
-    (tmp_path / "demo").mkdir()
-    (tmp_path / "demo" / "paper.yaml").write_text("epochs: 90\nlr: 0.1\n")
+    monkeypatch.setattr(config, "PAPERS_ROOT", tmp_path)
+    (tmp_path / "demo_paper" / "presets" / "demo").mkdir(parents=True)
+    (tmp_path / "demo_paper" / "presets" / "demo" / "paper.yaml").write_text("epochs: 90\nlr: 0.1\n")
     user = tmp_path / "user.yaml"
     user.write_text("lr: 0.05\n")
     cfg = resolve(Demo, "demo", "paper", ["epochs=7"], config_file=user)
@@ -113,11 +113,11 @@ class Grouped(Config):
 def test_an_override_of_one_group_field_keeps_the_experiments_other_values(tmp_path, monkeypatch):
     import tenfold.config as config
 
-    monkeypatch.setattr(config, "PRESET_ROOT", tmp_path)
+    monkeypatch.setattr(config, "PAPERS_ROOT", tmp_path)
     cfg = resolve(Grouped, "demo", "quick", ["model.depth=7"])
     assert (cfg.model.width, cfg.model.depth) == (64, 7)
-    (tmp_path / "demo").mkdir()
-    (tmp_path / "demo" / "paper.yaml").write_text("model:\n  depth: 9\n")
+    (tmp_path / "demo_paper" / "presets" / "demo").mkdir(parents=True)
+    (tmp_path / "demo_paper" / "presets" / "demo" / "paper.yaml").write_text("model:\n  depth: 9\n")
     cfg = resolve(Grouped, "demo", "paper")
     assert (cfg.model.width, cfg.model.depth) == (64, 9)
 

@@ -1,7 +1,7 @@
 """Layering measured from the imports: each room has one job.
 
 - method families and data write files through ``tenfold.io``, never through ``engine/checkpoint.py``;
-- data never imports a method family; benchmarks never import experiments;
+- data never imports a method family; benchmarks and method families never import a paper;
 - thread pinning lives in the engine; the old import paths keep working.
 """
 
@@ -40,9 +40,24 @@ def test_data_does_not_import_method_families():
     assert not bad
 
 
-def test_benchmarks_do_not_import_experiments():
-    bad = [(str(p.relative_to(SRC)), m) for p in _modules("benchmarks") for m in _imports(p)
-           if m.startswith("tenfold.experiments")]
+@pytest.mark.parametrize("folder", FAMILIES + ["benchmarks", "data", "engine", "reporting"])
+def test_library_does_not_import_papers(folder):
+    """Papers compose the library; a family (or the machinery under it) that imports a paper's folder would
+    make the library depend on one paper's protocol."""
+    bad = [(str(p.relative_to(SRC)), m) for p in _modules(folder) for m in _imports(p)
+           if m.startswith("tenfold.papers") or (m.startswith("tenfold.experiments") and folder != "reporting")]
+    assert not bad
+
+
+def test_papers_do_not_import_each_other():
+    """One folder per paper: a paper's code reaches another paper only through the library."""
+    bad = []
+    for folder in sorted((SRC / "papers").iterdir()):
+        if folder.is_dir() and not folder.name.startswith("_"):
+            for p in folder.rglob("*.py"):
+                for m in _imports(p):
+                    if m.startswith("tenfold.papers.") and m.split(".")[2] != folder.name:
+                        bad.append((str(p.relative_to(SRC)), m))
     assert not bad
 
 
@@ -55,12 +70,11 @@ def test_old_import_paths_keep_working():
     from tenfold.data import panoptic_codec
     from tenfold.engine import fixed_threads
     from tenfold.engine.checkpoint import atomic_write_bytes, atomic_write_json, atomic_write_text
-    from tenfold.experiments.nio import shapes_cnn as old_cnn
     from tenfold.init.models import shapes_cnn
     from tenfold.io import atomic_write_json as new_json
     from tenfold.panoptic import format as fmt
 
-    assert old_threads is fixed_threads and old_cnn is shapes_cnn and atomic_write_json is new_json
+    assert old_threads is fixed_threads and atomic_write_json is new_json
     assert atomic_write_bytes and atomic_write_text
     for name in ("write_gt", "read_gt", "decode_uids", "encode_ids", "write_prediction", "read_prediction"):
         assert getattr(fmt, name) is getattr(panoptic_codec, name)

@@ -1,8 +1,8 @@
 """Configs: pydantic models, YAML presets and ``--set a.b=c`` overrides.
 
-Every experiment has a :class:`Config` subclass whose defaults are its ``quick`` preset. Other presets
-(``paper``) are YAML files under ``tenfold/configs/<experiment>/<preset>.yaml`` that override those
-defaults. A bad value fails before any work starts with a :class:`~tenfold.errors.ConfigError` naming
+Every experiment has a :class:`Config` subclass whose defaults are its ``quick`` preset. The other tiers
+(``standard``, ``paper``, and variants such as ``paper-gesture``) are YAML files under
+``tenfold/papers/<paper>/presets/<experiment>/<preset>.yaml`` that list only what differs from those defaults. A bad value fails before any work starts with a :class:`~tenfold.errors.ConfigError` naming
 the field path, the value and what was expected.
 """
 
@@ -18,7 +18,7 @@ from tenfold.errors import ConfigError
 
 C = TypeVar("C", bound="Config")
 
-PRESET_ROOT = Path(__file__).parent / "configs"
+PAPERS_ROOT = Path(__file__).parent / "papers"
 
 
 class Config(BaseModel):
@@ -116,13 +116,20 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
     return out
 
 
+def preset_dir(experiment: str) -> Path:
+    """``tenfold/papers/<paper>/presets/<experiment>/``: the folder of the experiment's preset files (it may
+    not exist for an experiment that has only its defaults)."""
+    found = sorted(PAPERS_ROOT.glob(f"*/presets/{experiment}"))
+    return found[0] if found else PAPERS_ROOT / "_none" / "presets" / experiment
+
+
 def preset_path(experiment: str, preset: str) -> Path:
-    return PRESET_ROOT / experiment / f"{preset}.yaml"
+    return preset_dir(experiment) / f"{preset}.yaml"
 
 
 def available_presets(experiment: str) -> list[str]:
     found = {"quick"}
-    folder = PRESET_ROOT / experiment
+    folder = preset_dir(experiment)
     if folder.is_dir():
         found |= {p.stem for p in folder.glob("*.yaml")}
     return sorted(found)

@@ -54,7 +54,7 @@ BAD = [
     # several processes: refused before any is spawned
     (["run", "papal-game", "--devices", "2"], "it runs in one process"),
     (["run", "spide-digits", "--devices", "2"], "it runs in one process"),
-    (["run", "panoptic-metrics", "--devices", "2"], "it runs in one process"),
+    (["run", "partformer-metrics", "--devices", "2"], "it runs in one process"),
     (["run", "partformer-scenes", "--devices", "2", "--set", "batch_size=3"], "batch_size=3"),
     (["run", "lion", "--devices", "2"], "it runs in one process"),
     (["run", "digits-mlp", "--devices", "3"], "batch_size=64 is invalid with --devices 3"),

@@ -31,4 +31,4 @@ def test_list_shows_every_experiment_without_importing_them():
     names, done = _imported("list")
     assert done.returncode == 0
     assert "digits-mlp" in done.stdout and "partformer-scenes" in done.stdout
-    assert not any(n.startswith("tenfold.experiments.digits_mlp") for n in names)
+    assert not any(n.startswith("tenfold.papers.digits_mlp") for n in names)

@@ -31,7 +31,7 @@ def _claims(data):
 @pytest.mark.slow
 def test_mpcl_graph_claims_hold_and_fail_without_uniformity(tmp_path, capsys):
     """Each run gets its own run folder (stage names are unique per run folder)."""
-    from tenfold.experiments.mpcl import GRAPH_CLAIMS
+    from tenfold.papers.mpcl.experiments import GRAPH_CLAIMS
 
     base = ["--set", "steps=800", "--set", "log_every=200"]
     code, out, err = _run(["run", "mpcl-graph", "--out", str(tmp_path / "a"), *base], capsys)
@@ -70,7 +70,7 @@ def test_mpcl_shapes_probe_claims_hold_and_fail_with_scrambled_positives(tmp_pat
 def test_mpcl_variants_with_their_mechanism_off_are_their_bases(tmp_path, capsys):
     """The variants' ablation (attention=false, beta=0, rewire_beta=0) reduces each variant to its base,
     so every per-seed difference is 0 and each variant claim fails."""
-    from tenfold.experiments.mpcl import VARIANTS_OFF
+    from tenfold.papers.mpcl.experiments import VARIANTS_OFF
 
     code, out, err = _run(["run", "mpcl-shapes", "--out", str(tmp_path), "--set", "epochs=2", "--set", "mix_after=0",
                            *[x for o in VARIANTS_OFF for x in ("--set", o)]], capsys)
@@ -213,7 +213,7 @@ def test_encoders_and_heads_have_the_documented_shapes():
 @pytest.mark.parametrize("preset", ["quick", "paper", "paper-simsiam-multi"])
 def test_cifar_presets_crop_at_the_official_scale_lower_0_08(preset):
     from tenfold.config import resolve
-    from tenfold.experiments.mpcl import CifarConfig
+    from tenfold.papers.mpcl.experiments import CifarConfig
 
     cfg = resolve(CifarConfig, "mpcl-cifar", preset)
     assert cfg.crop_low == 0.08  # official SimCLR-Attn config: scale_lower 0.08 (solo-learn min_scale 0.08)

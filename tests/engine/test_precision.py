@@ -78,7 +78,7 @@ def test_two_processes_train_in_bf16_mixed(tmp_path):
 
 def test_a_loop_that_wraps_its_own_forward_reads_ctx_precision(tmp_path, monkeypatch):
     """partformer-scenes' training loop turns on its autocast from ``ctx.precision`` (not only ``amp=true``)."""
-    from tenfold.experiments import partformer
+    from tenfold.papers.partformer import experiments as partformer
 
     seen = []
     real = torch.autocast

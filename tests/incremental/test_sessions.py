@@ -131,7 +131,7 @@ def _base_drop(result, seed, method):
 
 def test_ablation_swaps_the_classifier_and_the_loss_of_the_method_under_test():
     from tenfold.config import apply_overrides, build
-    from tenfold.experiments.fscil import CLAIMS, FSCILConfig, _base_nets
+    from tenfold.papers.fscil.experiments import CLAIMS, FSCILConfig, _base_nets
     from tenfold.engine import RunContext
 
     cfg = build(FSCILConfig, apply_overrides(FSCILConfig().model_dump(mode="json"),

@@ -10,7 +10,7 @@ from torch import nn
 from tenfold.cli import cli_main
 from tenfold.data import digits
 from tenfold.errors import ConfigError
-from tenfold.experiments.nio import digits_mlp
+from tenfold.papers.nio.experiments import digits_mlp
 from tenfold.init import OBJECTIVES, RescaleAdamState, gradcosine, nio, objective_value, scaled_parameters
 from tenfold.init.gradcosine import cosine_statistics
 

@@ -1,4 +1,4 @@
-"""The user path: ``tenfold eval-parts`` on folders in the panoptic_parts layout, and ``tenfold run panoptic-metrics``."""
+"""The user path: ``tenfold eval-parts`` on folders in the panoptic_parts layout, and ``tenfold run partformer-metrics``."""
 
 import json
 import sys
@@ -127,21 +127,21 @@ def test_cli_bad_inputs_are_one_line_errors(dataset, tmp_path, _tenfold):
 
 @pytest.mark.slow
 def test_run_panoptic_metrics_quick(tmp_path, _tenfold):
-    r = _tenfold("run", "panoptic-metrics", "--out", tmp_path, "--set", "images=4", "--set", "levels=[0,1]")
+    r = _tenfold("run", "partformer-metrics", "--out", tmp_path, "--set", "images=4", "--set", "levels=[0,1]")
     assert r.returncode == 0, r.stderr
-    results = json.loads(next(tmp_path.glob("panoptic-metrics/*/results.json")).read_text())
+    results = json.loads(next(tmp_path.glob("partformer-metrics/*/results.json")).read_text())
     claims = {c["name"]: c for c in results["claims"]}
     assert all(c["holds"] for c in claims.values()), [c["name"] for c in claims.values() if not c["holds"]]
     bias = [c for c in claims.values() if c["kind"] == "paper"]
     assert len(bias) == 1 and bias[0]["n"] == 3 and bias[0]["value"] < 0.5
     assert sum(c["kind"] == "check" for c in claims.values()) == 7
-    assert next(tmp_path.glob("panoptic-metrics/*/metric_response.png")).stat().st_size > 1000
+    assert next(tmp_path.glob("partformer-metrics/*/metric_response.png")).stat().st_size > 1000
     # the ablation (PartPQ over classes with parts, without the background term) removes the bias
-    r = _tenfold("run", "panoptic-metrics", "--out", tmp_path / "ab", "--set", "images=4", "--set", "levels=[0,1]",
+    r = _tenfold("run", "partformer-metrics", "--out", tmp_path / "ab", "--set", "images=4", "--set", "levels=[0,1]",
                  "--set", "include_bg=false", "--set", "partpq_classes=parts")
-    results = json.loads(next((tmp_path / "ab").glob("panoptic-metrics/*/results.json")).read_text())
+    results = json.loads(next((tmp_path / "ab").glob("partformer-metrics/*/results.json")).read_text())
     assert not [c for c in results["claims"] if c["kind"] == "paper"][0]["holds"]
-    bad = _tenfold("run", "panoptic-metrics", "--out", tmp_path, "--set", "combiner=median")
+    bad = _tenfold("run", "partformer-metrics", "--out", tmp_path, "--set", "combiner=median")
     assert bad.returncode == 2 and "combiner" in bad.stderr
     assert CAR == 3
 

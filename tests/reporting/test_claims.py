@@ -52,20 +52,20 @@ def _paper(**kw):
 ])
 def test_malformed_claims_are_refused_at_registration(claim, message):
     with pytest.raises(ClaimError, match=message):
-        registry.register("fake-bad", paper="foundation", config=_Cfg, claims=[claim])
+        registry.register("fake-bad", paper="digits-mlp", config=_Cfg, claims=[claim])
     assert "fake-bad" not in registry.REGISTRY
 
 
 def test_duplicate_claim_names_and_foreign_objects_are_refused():
     with pytest.raises(ClaimError, match="two claims are named"):
-        registry.register("fake-bad", paper="foundation", config=_Cfg, claims=[_paper(), _paper()])
+        registry.register("fake-bad", paper="digits-mlp", config=_Cfg, claims=[_paper(), _paper()])
     with pytest.raises(ClaimError, match="PaperClaim or Check"):
-        registry.register("fake-bad", paper="foundation", config=_Cfg, claims=["holds"])
+        registry.register("fake-bad", paper="digits-mlp", config=_Cfg, claims=["holds"])
 
 
 def test_one_run_claims_need_a_reason_and_then_register():
     ok = _paper(seeds=1, why_one_run="a deterministic memory count")
-    registry.register("fake-one", paper="foundation", config=_Cfg, claims=[ok])(lambda cfg, ctx: None)
+    registry.register("fake-one", paper="digits-mlp", config=_Cfg, claims=[ok])(lambda cfg, ctx: None)
     registry.REGISTRY.pop("fake-one")
 
 

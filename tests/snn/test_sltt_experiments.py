@@ -65,7 +65,7 @@ def test_sltt_digits_ablations_make_their_claims_fail(tmp_path):
 
 
 def test_sltt_events_declares_no_cosine_claim_and_reports_it():
-    from tenfold.experiments.sltt import CLAIMS, EVENT_CLAIMS
+    from tenfold.papers.sltt.experiments import CLAIMS, EVENT_CLAIMS
 
     assert "grad_cosine_min" in {c.metric for c in CLAIMS} - {c.metric for c in get("sltt-events").claims}
     assert get("sltt-events").claims == tuple(EVENT_CLAIMS)
@@ -149,7 +149,7 @@ def test_cifar_paper_preset_runs_end_to_end_on_tiny_local_pickles(tmp_path, caps
 def test_cifar_augmentation_crops_flips_and_cuts_out():
     import torch
 
-    from tenfold.experiments.sltt import augment_image
+    from tenfold.papers.sltt.experiments import augment_image
 
     img = torch.rand(3, 32, 32) + 1.0  # strictly positive, so the Cutout hole is the only zeros
     g = torch.Generator().manual_seed(0)

@@ -74,7 +74,7 @@ def test_feedback_blind_adjoint_fails_the_gradient_claim_where_the_feedback_matt
     from tenfold.config import resolve
     from tenfold.data import digits
     from tenfold.experiments.registry import get
-    from tenfold.experiments.spide import strong_feedback_cosine
+    from tenfold.papers.spide.experiments import strong_feedback_cosine
 
     train = digits("train", flatten=True)
     x, y = train.x[:64], train.y[:64]

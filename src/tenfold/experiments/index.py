@@ -1,5 +1,7 @@
 """The experiments' names, papers and descriptions read from the modules' source, without importing them.
 
+Experiments are registered in ``tenfold/papers/<paper>/experiments.py`` (and ``experiments_*.py`` beside it).
+
 ``tenfold list`` and the unknown-name error use this, so they do not import torch and every method family
 (seconds); a ``@register(...)`` whose arguments are not literals (or module-level string constants) is
 taken from the imported module instead.
@@ -8,11 +10,10 @@ taken from the imported module instead.
 from __future__ import annotations
 
 import ast
-import pkgutil
 from pathlib import Path
 from typing import Any
 
-NOT_EXPERIMENTS = {"registry", "runner", "index"}
+PAPERS_ROOT = Path(__file__).resolve().parent.parent / "papers"
 _FIELDS = ("paper", "description", "quick", "order", "processes")
 
 
@@ -37,7 +38,17 @@ def _value(node: ast.expr, constants: dict[str, Any]) -> Any:
     return ast.literal_eval(node)
 
 
-def scan_module(path: Path) -> list[dict[str, Any]] | None:
+def experiment_modules() -> list[tuple[str, Path]]:
+    """(dotted module name, file) of every module that registers experiments, in a stable order."""
+    out = []
+    for path in sorted(PAPERS_ROOT.glob("*/experiments*.py")):
+        if path.parent.name.startswith("_"):
+            continue
+        out.append((f"tenfold.papers.{path.parent.name}.{path.stem}", path))
+    return out
+
+
+def scan_module(path: Path, module: str = "") -> list[dict[str, Any]] | None:
     """The experiments registered in the module at ``path``, or None when one cannot be read statically."""
     try:
         tree = ast.parse(path.read_text())
@@ -52,7 +63,7 @@ def scan_module(path: Path) -> list[dict[str, Any]] | None:
             if not (isinstance(deco, ast.Call) and isinstance(deco.func, ast.Name) and deco.func.id == "register"):
                 continue
             try:
-                entry: dict[str, Any] = {"name": _value(deco.args[0], constants), "module": path.stem,
+                entry: dict[str, Any] = {"name": _value(deco.args[0], constants), "module": module or path.stem,
                                          "quick": True, "order": 100, "processes": False,
                                          "description": (ast.get_docstring(node) or "").strip().split("\n")[0]}
                 for kw in deco.keywords:
@@ -69,19 +80,17 @@ def scan_module(path: Path) -> list[dict[str, Any]] | None:
 def experiment_index() -> list[dict[str, Any]]:
     """Every experiment as ``{name, paper, description, quick, order, processes, module}``, sorted as the
     report orders them; modules that cannot be read statically are imported."""
-    import tenfold.experiments as pkg
-
     entries: list[dict[str, Any]] = []
-    for info in pkgutil.iter_modules(pkg.__path__):
-        if info.name.startswith("_") or info.name in NOT_EXPERIMENTS:
-            continue
-        found = scan_module(Path(pkg.__path__[0]) / f"{info.name}.py")
+    for module, path in experiment_modules():
+        found = scan_module(path, module)
         if found is None:
-            from tenfold.experiments.registry import REGISTRY, discover
+            import importlib
 
-            discover()
+            from tenfold.experiments.registry import REGISTRY
+
+            importlib.import_module(module)
             found = [{"name": e.name, "paper": e.paper, "description": e.description, "quick": e.quick,
-                      "order": e.order, "processes": e.processes, "module": info.name}
-                     for e in REGISTRY.values() if e.run.__module__ == f"tenfold.experiments.{info.name}"]
+                      "order": e.order, "processes": e.processes, "module": module}
+                     for e in REGISTRY.values() if e.run.__module__ == module]
         entries.extend(found)
     return sorted(entries, key=lambda e: (e["order"], e["name"]))

@@ -5,18 +5,18 @@ Experiment modules in :mod:`tenfold.experiments` register themselves with :func:
     class Config(tenfold.config.Config):
         epochs: int = Field(20, ge=1)
 
-    @register("digits-mlp", paper="foundation", config=Config, description="MLP on digits")
+    @register("digits-mlp", paper="digits-mlp", config=Config, description="MLP on digits")
     def run(cfg: Config, ctx: RunContext) -> Result: ...
 
-The defaults of ``Config`` are the ``quick`` preset; ``tenfold/configs/<name>/paper.yaml`` holds the
-paper's recipe.
+Experiments live in one folder per paper, ``tenfold/papers/<paper>/experiments*.py``. The defaults of ``Config``
+are the ``quick`` preset; ``tenfold/papers/<paper>/presets/<name>/standard.yaml`` and ``paper.yaml`` hold the
+evidence tier and the paper's recipe.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,7 +40,6 @@ class Experiment:
 
 REGISTRY: dict[str, Experiment] = {}
 IMPORT_ERRORS: dict[str, str] = {}
-_NOT_EXPERIMENTS = {"registry", "runner", "index"}
 _discovered = False
 
 
@@ -68,31 +67,39 @@ def register(name: str, *, paper: str, config: type[Config], description: str = 
     return wrap
 
 
+def _import(module: str) -> None:
+    """Import one experiment module; a failure is recorded (``tenfold list`` and the tests show it), not fatal,
+    so one broken experiment cannot take the CLI down."""
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # recorded and reported by `tenfold list` and the tests
+        IMPORT_ERRORS[module.removeprefix("tenfold.papers.")] = f"{type(exc).__name__}: {exc}"
+
+
 def discover() -> dict[str, Experiment]:
-    """Import every experiment module once. A module that fails to import is recorded, not fatal,
-    so one broken experiment cannot take the CLI down; ``tenfold list`` shows it."""
+    """Import every experiment module (``tenfold/papers/*/experiments*.py``) once."""
     global _discovered
     if not _discovered:
-        import tenfold.experiments as pkg
+        from tenfold.experiments.index import experiment_modules
 
-        for info in pkgutil.iter_modules(pkg.__path__):
-            if info.name.startswith("_") or info.name in _NOT_EXPERIMENTS:
-                continue
-            try:
-                importlib.import_module(f"tenfold.experiments.{info.name}")
-            except Exception as exc:  # recorded and reported by `tenfold list` and the tests
-                IMPORT_ERRORS[info.name] = f"{type(exc).__name__}: {exc}"
+        for module, _ in experiment_modules():
+            _import(module)
         _discovered = True
     return REGISTRY
 
 
 def get(name: str) -> Experiment:
-    """The experiment ``name``; unknown names raise ConfigError listing close matches."""
-    if not _discovered:  # an unknown name is told from the modules' source, before importing them all
+    """The experiment ``name``; unknown names raise ConfigError listing close matches. Only the module that
+    registers ``name`` is imported (found from the modules' source)."""
+    if name not in REGISTRY and not _discovered:
         from tenfold.experiments.index import experiment_index
 
-        known = [e["name"] for e in experiment_index()]
-        if name in known:
+        index = experiment_index()
+        known = [e["name"] for e in index]
+        for entry in index:
+            if entry["name"] == name:
+                _import(entry["module"])
+        if name not in REGISTRY and name in known:
             discover()
     else:
         known = list(REGISTRY)

@@ -78,7 +78,7 @@ def pl_constant(g, points: int = 1001) -> tuple[float, float]:
     x = y with x_1 = s y_1 it equals ((3s - 1)^2 + (1 - s)^2)/(2 g(x)) for T >= 2, smallest at s = 0.4
     (~0.097/T). We scan s in [0, 1] (``points`` values) and return the minimum, an upper bound on the true
     PL constant (Lemma 2 proves 1/(C3 T) below it); gradient searches from perturbed starts found nothing
-    lower (docs/pl.md).
+    lower (docs/pl-lower-bound.md).
     """
     require(points >= 2, "points", points, "at least two scan points")
     start = g.start

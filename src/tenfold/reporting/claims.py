@@ -10,7 +10,7 @@ Two kinds of statements::
         Check("test accuracy", metric="test_acc", at_least="thresholds.min_test_acc"),
     ]
 
-    @register("digits-mlp", paper="foundation", config=DigitsMLPConfig, claims=CLAIMS)
+    @register("digits-mlp", paper="digits-mlp", config=DigitsMLPConfig, claims=CLAIMS)
     def run(cfg, ctx) -> Result:
         return Result(metrics={"test_acc": acc}, samples={"error_ratio": [r0, r1, r2]})
 

@@ -59,7 +59,7 @@ class _LIFStep(torch.autograd.Function):
     ``u = I + lam u_prev - lam (v_th - u_rest) s_prev``, ``s = H(u - v_th)``. Saves only ``u``; the backward
     is ``g = sigma'(u - v_th) dL/ds + dL/du`` for ``I`` and ``lam g``, ``-lam (v_th - u_rest) g`` for the
     state (skipped when the state is detached, as under SLTT). Fewer kernels and autograd nodes than
-    the same step in separate ops (measured in ``tenfold bench sltt``; docs/snn.md)."""
+    the same step in separate ops (measured in ``tenfold bench sltt``; docs/sltt.md)."""
 
     @staticmethod
     def forward(ctx, current, u_prev, s_prev, lam, reset, v_th, surrogate, width):

@@ -1,4 +1,4 @@
-"""``panoptic-metrics``: which errors do PQ, PartPQ, part mIoU and PWQ (provisional) see?
+"""``partformer-metrics``: which errors do PQ, PartPQ, part mIoU and PWQ (provisional) see?
 
 PanopticPartFormer++ (arXiv:2301.00954) argues that PartPQ "biases to PQ" and proposes Part-Whole
 Quality (PWQ), which decouples part errors from panoptic errors. We evaluate systematically corrupted
@@ -101,7 +101,7 @@ def _corrupted(name, perfect, spec, level, rng, cfg):
     return [CORRUPTIONS[name](p, spec, level, rng, **kwargs) for p in perfect]
 
 
-@register("panoptic-metrics", paper="panoptic-partformer", config=PanopticMetricsConfig, order=80, claims=CLAIMS,
+@register("partformer-metrics", paper="partformer", config=PanopticMetricsConfig, order=80, claims=CLAIMS,
           description="PQ, PartPQ, part mIoU and PWQ (provisional) under systematic prediction corruptions")
 def run(cfg: PanopticMetricsConfig, ctx: RunContext) -> Result:
     from tenfold.errors import ConfigError
@@ -113,7 +113,7 @@ def run(cfg: PanopticMetricsConfig, ctx: RunContext) -> Result:
     if any(not 0.0 <= f <= 1.0 for f in cfg.levels):
         raise ConfigError(f"levels={cfg.levels!r} is invalid: expected fractions in [0, 1]")
     if ctx.world_size > 1:
-        raise ConfigError(f"devices={ctx.world_size} is invalid for panoptic-metrics: it runs in one process")
+        raise ConfigError(f"devices={ctx.world_size} is invalid for partformer-metrics: it runs in one process")
     _, eval_path, _ = write_spec_files(ctx.path("specs"))
     spec = EvalSpec.load(eval_path)
     levels = sorted(set(cfg.levels))

@@ -102,7 +102,7 @@ def _tuned(cfg, ctx, role, hidden, seed, train, val, test) -> dict:
     return best
 
 
-@register("digits-mlp", processes=True, paper="foundation", config=DigitsMLPConfig, claims=CLAIMS, order=0,
+@register("digits-mlp", processes=True, paper="digits-mlp", config=DigitsMLPConfig, claims=CLAIMS, order=0,
           description="MLP on scikit-learn digits against a linear model tuned alike: the whole path from config "
                       "to report")
 def run(cfg: DigitsMLPConfig, ctx: RunContext) -> Result:

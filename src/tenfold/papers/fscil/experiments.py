@@ -46,7 +46,7 @@ from tenfold.incremental.sessions import copies
 from tenfold.reporting import Check, PaperClaim, Result, markdown_table
 from tenfold.reporting.figures import new_figure
 
-PAPER = "nc-fscil"  # key in tenfold.reporting.papers (arXiv:2302.03004)
+PAPER = "fscil"  # key in tenfold.reporting.papers (arXiv:2302.03004)
 LABELS = {"etf-dr": "ETF + DR (the paper)", "linear-memory": "linear + CE, class-mean memory",
           "linear-new": "linear + CE, new shots only", "ncm": "nearest class mean"}
 BASELINES = ("linear-memory", "ncm")
@@ -471,7 +471,7 @@ def run_shapes(cfg: ShapesFSCILConfig, ctx: RunContext) -> Result:
 # --- the papers' benchmarks from local folders ------------------------------------------------------------
 
 class BenchmarkFSCILConfig(FSCILConfig):
-    """Shared by the real benchmarks; each preset sets the paper's recipe (configs/fscil-*/paper.yaml)."""
+    """Shared by the real benchmarks; each preset sets the paper's recipe (presets/fscil-*/paper.yaml)."""
 
     root: str = Field("data", description="dataset folder in its real format (see tenfold.data.fscil_benchmarks)")
     index_dir: str | None = Field(None, description="folder of session_<t>.txt lists in the CEC format; None: the "

@@ -171,7 +171,7 @@ def _formula_checks(foundation, method_names) -> dict[str, tuple[int, int]]:
     return out
 
 
-@register("tuning-minivtab", paper="visual-tuning", config=MiniVTABConfig, order=10, claims=CLAIMS, threads=1,
+@register("tuning-minivtab", paper="tuning", config=MiniVTABConfig, order=10, claims=CLAIMS, threads=1,
           description="prompt/adapter/parameter/remapping tuning of small pre-trained ViTs on a mini-VTAB")
 def run(cfg: MiniVTABConfig, ctx: RunContext) -> Result:
     # One CPU thread: these models are tiny, and a second thread costs more in synchronisation than it

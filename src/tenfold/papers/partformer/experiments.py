@@ -295,7 +295,7 @@ def _baselines(train, val, spec: EvalSpec) -> dict[str, dict]:
     return {"colour rule": evaluate_arrays(colour, spec), "majority stuff": evaluate_arrays(stuff, spec)}
 
 
-@register("partformer-scenes", processes=True, paper="panoptic-partformer", config=PartFormerScenesConfig, order=85, claims=CLAIMS,
+@register("partformer-scenes", processes=True, paper="partformer", config=PartFormerScenesConfig, order=85, claims=CLAIMS,
           description="Part-whole query model on procedural scenes vs non-learned rules; PartPQ/PWQ and ablations")
 def run(cfg: PartFormerScenesConfig, ctx: RunContext) -> Result:
     if cfg.batch_size % ctx.world_size:
