@@ -300,13 +300,21 @@ def test_every_registered_paper_claim_names_an_ablation_and_a_paper_figure():
 
 
 @pytest.mark.slow
-def test_digits_mlp_paper_claim_fails_without_its_hidden_layer(tmp_path):
+def test_digits_mlp_ablation_removes_only_the_nonlinearity_and_hidden_0_is_the_baseline(tmp_path):
+    """The claim's ablation (identity activation: same parameters, optimizer, lr grid, data order) is a real
+    rerun, not the baseline by identity, and it raises the loss ratio; ``hidden=0`` instead would make the MLP the
+    linear baseline, which the machinery reports as such. (Whether the ablated interval clears the bar is the
+    standard tier's verdict: at 10 epochs a deep linear network already beats the under-trained linear model.)"""
     from tenfold.experiments.runner import run_experiment
+    from tenfold.reporting.claims import ablation_is_baseline
 
     fast = ["epochs=10", "lrs=[0.01]"]
     _, data = run_experiment("digits-mlp", overrides=fast, out=tmp_path / "with")
     claim = data["claims"][0]
     assert claim["kind"] == "paper" and claim["holds"], claim
-    _, ablated = run_experiment("digits-mlp", overrides=fast + ["hidden=0"], out=tmp_path / "without")
-    claim = ablated["claims"][0]
-    assert claim["value"] == pytest.approx(1.0, abs=0.05) and not claim["holds"]  # the linear model against itself
+    _, ablated = run_experiment("digits-mlp", overrides=fast + ["activation=identity"], out=tmp_path / "without")
+    linear_net = ablated["claims"][0]
+    assert linear_net["value"] > claim["value"]
+    assert not ablation_is_baseline(claim, linear_net, ablated["samples"])
+    _, same = run_experiment("digits-mlp", overrides=fast + ["hidden=0"], out=tmp_path / "baseline")
+    assert ablation_is_baseline(claim, same["claims"][0], same["samples"])  # the linear model against itself
