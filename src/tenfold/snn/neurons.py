@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from tenfold.errors import ConfigError, require
+from tenfold.second_order import second_order
 from tenfold.snn.surrogate import check_surrogate, surrogate_of_membrane
 
 TEMPORAL_MODES = ("bptt", "sltt")
@@ -39,8 +40,11 @@ def leak(tau: float) -> float:
     return 1.0 if math.isinf(tau) else 1.0 - 1.0 / tau
 
 
+@second_order("exact")
 class _FirstSpike(torch.autograd.Function):
-    """The first step's spike ``s = H(u - v_th)`` of ``u = I`` as one node (no separate subtraction)."""
+    """The first step's spike ``s = H(u - v_th)`` of ``u = I`` as one node (no separate subtraction).
+    Under ``create_graph=True`` the backward is out of place and differentiable (second derivative
+    ``grad sigma''``)."""
 
     @staticmethod
     def forward(ctx, u, v_th, surrogate, width):
@@ -51,9 +55,13 @@ class _FirstSpike(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_s):
         (u,) = ctx.saved_tensors
-        return surrogate_of_membrane(u, ctx.v_th, ctx.surrogate, ctx.width).mul_(grad_s), None, None, None
+        sigma = surrogate_of_membrane(u, ctx.v_th, ctx.surrogate, ctx.width)
+        if torch.is_grad_enabled():  # create_graph: keep the product on the tape
+            return sigma * grad_s, None, None, None
+        return sigma.mul_(grad_s), None, None, None
 
 
+@second_order("exact")
 class _LIFStep(torch.autograd.Function):
     """One LIF step after the first as one autograd node (the membrane update and the spike fused):
     ``u = I + lam u_prev - lam (v_th - u_rest) s_prev``, ``s = H(u - v_th)``. Saves only ``u``; the backward
@@ -73,9 +81,14 @@ class _LIFStep(torch.autograd.Function):
     def backward(ctx, grad_s, grad_u):
         (u,) = ctx.saved_tensors
         g = surrogate_of_membrane(u, ctx.v_th, ctx.surrogate, ctx.width)
-        g = g.mul_(grad_s) if grad_s is not None else g.zero_()
-        if grad_u is not None:
-            g = g.add_(grad_u)
+        if torch.is_grad_enabled():  # create_graph: the same formula out of place, recorded for the 2nd backward
+            g = g * grad_s if grad_s is not None else torch.zeros_like(u)
+            if grad_u is not None:
+                g = g + grad_u
+        else:
+            g = g.mul_(grad_s) if grad_s is not None else g.zero_()
+            if grad_u is not None:
+                g = g.add_(grad_u)
         need = ctx.needs_input_grad
         return (g if need[0] else None, g * ctx.lam if need[1] else None,
                 g * (-ctx.lam * ctx.reset) if need[2] else None, None, None, None, None, None)

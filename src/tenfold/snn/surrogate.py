@@ -17,9 +17,12 @@ from collections.abc import Callable
 import torch
 
 from tenfold.errors import ConfigError, require
+from tenfold.second_order import second_order
 
 
 def _triangle(x: torch.Tensor, w: float) -> torch.Tensor:
+    if torch.is_grad_enabled():  # differentiable (a create_graph backward): no in-place clamp
+        return (1.0 - x.abs() / w).clamp_min(0.0) / w
     if w == 1.0:  # the paper's width: two kernels fewer per backward
         return (1.0 - x.abs()).clamp_min_(0.0)
     return (1.0 - x.abs() / w).clamp_min_(0.0) / w
@@ -50,9 +53,11 @@ SURROGATES: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
 
 def surrogate_of_membrane(u: torch.Tensor, v_th: float, surrogate: str, width: float) -> torch.Tensor:
     """``sigma'(u - v_th)`` as a new tensor; the triangle (the default) in place on one temporary
-    (one allocation and four in-place kernels instead of three allocations)."""
+    (one allocation and four in-place kernels instead of three allocations). Under grad mode (a backward
+    asked for ``create_graph=True``) every surrogate is computed out of place, so that its own derivative
+    ``sigma''`` reaches the second backward."""
     x = u - v_th
-    if surrogate != "triangle":
+    if surrogate != "triangle" or torch.is_grad_enabled():
         return SURROGATES[surrogate](x, width)
     if width == 1.0:
         return x.abs_().neg_().add_(1.0).clamp_min_(0.0)
@@ -73,7 +78,12 @@ def surrogate_grad(x: torch.Tensor, surrogate: str = "triangle", width: float = 
     return SURROGATES[surrogate](x, float(width))
 
 
+@second_order("exact")
 class _Spike(torch.autograd.Function):
+    """``H(x)`` forward, ``grad * sigma'(x)`` backward. Under ``create_graph=True`` the backward is built
+    from differentiable operations: the second derivative is ``grad * sigma''(x)`` (and ``sigma'(x)``
+    for the incoming gradient), i.e. the exact derivative of the surrogate gradient."""
+
     @staticmethod
     def forward(ctx, x: torch.Tensor, surrogate: str, width: float) -> torch.Tensor:
         ctx.save_for_backward(x)
@@ -83,7 +93,10 @@ class _Spike(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         (x,) = ctx.saved_tensors
-        return SURROGATES[ctx.surrogate](x, ctx.width).mul_(grad_out), None, None
+        sigma = SURROGATES[ctx.surrogate](x, ctx.width)
+        if torch.is_grad_enabled():  # create_graph: out of place, so that autograd records it
+            return sigma * grad_out, None, None
+        return sigma.mul_(grad_out), None, None
 
 
 def spike(x: torch.Tensor, surrogate: str = "triangle", width: float = 1.0) -> torch.Tensor:
