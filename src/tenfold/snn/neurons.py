@@ -128,6 +128,8 @@ class LIFNeuron(nn.Module):
             u = current
             s = _FirstSpike.apply(u, self.v_th, self.surrogate, self.width)  # arguments validated at construction
         else:
+            if self.s.grad_fn is not None and torch.is_grad_enabled():
+                self._check_state_graph()
             if self.u.shape != current.shape:
                 raise ConfigError(f"input shape {tuple(current.shape)} differs from the neuron state "
                                   f"{tuple(self.u.shape)}: call reset_states(model) before a new batch")
@@ -139,6 +141,17 @@ class LIFNeuron(nn.Module):
         else:
             state["u"], state["s"] = u, s
         return s
+
+    def _check_state_graph(self) -> None:
+        """A one-line ConfigError instead of PyTorch's "backward through the graph a second time" when the
+        state still holds a graph that a backward has already freed (a user's loop that forgot to reset
+        between batches). A graph kept with ``retain_graph=True`` is still alive and passes."""
+        try:
+            self.s.grad_fn.saved_tensors  # our Functions' nodes: freed saved tensors raise on access
+        except RuntimeError:
+            raise ConfigError("LIFNeuron state holds the graph of a sequence whose backward has already run: call "
+                              "tenfold.snn.reset_states(model) before each new batch (sltt_step and SNNTrainer "
+                              "reset for you)") from None
 
     def extra_repr(self) -> str:
         return (f"tau={self.tau}, v_th={self.v_th}, u_rest={self.u_rest}, surrogate={self.surrogate!r}, "
