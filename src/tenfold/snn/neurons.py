@@ -43,8 +43,7 @@ def leak(tau: float) -> float:
 @second_order("exact")
 class _FirstSpike(torch.autograd.Function):
     """The first step's spike ``s = H(u - v_th)`` of ``u = I`` as one node (no separate subtraction).
-    Under ``create_graph=True`` the backward is out of place and differentiable (second derivative
-    ``grad sigma''``)."""
+    Under ``create_graph=True`` autograd records the backward (second derivative ``grad sigma''``)."""
 
     @staticmethod
     def forward(ctx, u, v_th, surrogate, width):
@@ -55,10 +54,7 @@ class _FirstSpike(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_s):
         (u,) = ctx.saved_tensors
-        sigma = surrogate_of_membrane(u, ctx.v_th, ctx.surrogate, ctx.width)
-        if torch.is_grad_enabled():  # create_graph: keep the product on the tape
-            return sigma * grad_s, None, None, None
-        return sigma.mul_(grad_s), None, None, None
+        return surrogate_of_membrane(u, ctx.v_th, ctx.surrogate, ctx.width).mul_(grad_s), None, None, None
 
 
 @second_order("exact")
@@ -81,14 +77,9 @@ class _LIFStep(torch.autograd.Function):
     def backward(ctx, grad_s, grad_u):
         (u,) = ctx.saved_tensors
         g = surrogate_of_membrane(u, ctx.v_th, ctx.surrogate, ctx.width)
-        if torch.is_grad_enabled():  # create_graph: the same formula out of place, recorded for the 2nd backward
-            g = g * grad_s if grad_s is not None else torch.zeros_like(u)
-            if grad_u is not None:
-                g = g + grad_u
-        else:
-            g = g.mul_(grad_s) if grad_s is not None else g.zero_()
-            if grad_u is not None:
-                g = g.add_(grad_u)
+        g = g.mul_(grad_s) if grad_s is not None else g.zero_()
+        if grad_u is not None:
+            g = g.add_(grad_u)
         need = ctx.needs_input_grad
         return (g if need[0] else None, g * ctx.lam if need[1] else None,
                 g * (-ctx.lam * ctx.reset) if need[2] else None, None, None, None, None, None)

@@ -21,8 +21,6 @@ from tenfold.second_order import second_order
 
 
 def _triangle(x: torch.Tensor, w: float) -> torch.Tensor:
-    if torch.is_grad_enabled():  # differentiable (a create_graph backward): no in-place clamp
-        return (1.0 - x.abs() / w).clamp_min(0.0) / w
     if w == 1.0:  # the paper's width: two kernels fewer per backward
         return (1.0 - x.abs()).clamp_min_(0.0)
     return (1.0 - x.abs() / w).clamp_min_(0.0) / w
@@ -53,11 +51,11 @@ SURROGATES: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
 
 def surrogate_of_membrane(u: torch.Tensor, v_th: float, surrogate: str, width: float) -> torch.Tensor:
     """``sigma'(u - v_th)`` as a new tensor; the triangle (the default) in place on one temporary
-    (one allocation and four in-place kernels instead of three allocations). Under grad mode (a backward
-    asked for ``create_graph=True``) every surrogate is computed out of place, so that its own derivative
-    ``sigma''`` reaches the second backward."""
+    (one allocation and four in-place kernels instead of three allocations). Under ``create_graph=True``
+    autograd records these in-place kernels too (the saved ``u`` carries its graph), so ``sigma''``
+    reaches the second backward (gradgradcheck, tests/test_second_order.py)."""
     x = u - v_th
-    if surrogate != "triangle" or torch.is_grad_enabled():
+    if surrogate != "triangle":
         return SURROGATES[surrogate](x, width)
     if width == 1.0:
         return x.abs_().neg_().add_(1.0).clamp_min_(0.0)
@@ -80,9 +78,9 @@ def surrogate_grad(x: torch.Tensor, surrogate: str = "triangle", width: float = 
 
 @second_order("exact")
 class _Spike(torch.autograd.Function):
-    """``H(x)`` forward, ``grad * sigma'(x)`` backward. Under ``create_graph=True`` the backward is built
-    from differentiable operations: the second derivative is ``grad * sigma''(x)`` (and ``sigma'(x)``
-    for the incoming gradient), i.e. the exact derivative of the surrogate gradient."""
+    """``H(x)`` forward, ``grad * sigma'(x)`` backward. Under ``create_graph=True`` autograd records the
+    backward's operations (the saved ``x`` carries its graph): the second derivative is ``grad * sigma''(x)``
+    (and ``sigma'(x)`` for the incoming gradient), the exact derivative of the surrogate gradient."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, surrogate: str, width: float) -> torch.Tensor:
@@ -93,10 +91,7 @@ class _Spike(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         (x,) = ctx.saved_tensors
-        sigma = SURROGATES[ctx.surrogate](x, ctx.width)
-        if torch.is_grad_enabled():  # create_graph: out of place, so that autograd records it
-            return sigma * grad_out, None, None
-        return sigma.mul_(grad_out), None, None
+        return SURROGATES[ctx.surrogate](x, ctx.width).mul_(grad_out), None, None
 
 
 def spike(x: torch.Tensor, surrogate: str = "triangle", width: float = 1.0) -> torch.Tensor:
