@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from tenfold.errors import require
+from tenfold.second_order import refuse_second_order, second_order
 
 MULTI_POSITIVE = ("mean_log", "log_sum")
 
@@ -138,6 +139,8 @@ def _row_log_normalisers(z: torch.Tensor, tau: float, neg: torch.Tensor | None =
     return s.sum(1).log_() + m.squeeze(1)
 
 
+@second_order("refuses", alternative="for second derivatives use the dense form sum(infonce_parts(...)) "
+              "(tenfold.contrastive.losses; plain autograd, the same loss with multi_positive='mean_log')")
 class _MPInfoNCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z, idx, w, r, tau, log_sum=False, neg=None):  # type: ignore[override]
@@ -158,8 +161,8 @@ class _MPInfoNCE(torch.autograd.Function):
         return loss
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad):  # type: ignore[override]
+        refuse_second_order(_MPInfoNCE)  # the closed form below treats P and lse as constants
         z, idx, w, r, lse, *neg = ctx.saved_tensors
         tau = ctx.tau
         if neg:  # the queued negatives: constants that only enter the denominators of the rows of z

@@ -26,6 +26,7 @@ from torchdeq.core import DEQIndexing
 
 from tenfold.errors import ConvergenceError, require
 from tenfold.implicit import anderson as _anderson
+from tenfold.second_order import refuse_second_order, second_order
 
 # "anderson" is our scale-invariant Anderson (see tenfold.implicit.anderson); "anderson_torchdeq" is
 # torchdeq's own, kept for comparison.
@@ -100,12 +101,32 @@ class SolverInfo:
         return float(self.steps.float().mean())
 
 
+@second_order("refuses", alternative="the IFT backward solves J^T g = g + dL/dz* without a graph; for second "
+              "derivatives use SolverSettings(backward='phantom') (plain autograd through the phantom steps) "
+              "or unrolled_fixed_point")
+class _IFTOutput(torch.autograd.Function):
+    """Identity on z*; its backward stops ``create_graph=True`` before torchdeq's IFT backward, whose
+    adjoint solve is not recorded (second derivatives through it would silently miss every term of
+    the solve)."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor) -> torch.Tensor:
+        return z.view_as(z)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        refuse_second_order(_IFTOutput)
+        return grad
+
+
 class EquilibriumSolver(nn.Module):
     """Solves z* = f(z*) with torchdeq and returns z* wired for the chosen backward.
 
     ``f`` is any callable mapping a tensor to one of the same shape (close over the input x, e.g.
     ``solver(lambda z: layer.f(z, x), z0)``). In training the returned tensor is ``f(z*)`` on the
     autograd tape (the only f call recorded there); in evaluation it is z* without a graph to the solver.
+    Under ``backward="ift"`` a second derivative (``create_graph=True``) is refused with a one-line
+    SecondOrderError; ``backward="phantom"`` is plain autograd and has exact second derivatives.
     """
 
     def __init__(self, settings: SolverSettings | None = None) -> None:
@@ -131,7 +152,10 @@ class EquilibriumSolver(nn.Module):
         trajectory, info = self.deq(f, z0, solver_kwargs=kwargs, backward_writer=self._backward_writer)
         self.last_info = SolverInfo(residual=info["rel_lowest"].detach(), steps=info["nstep"].detach(), f_tol=s.f_tol)
         self._report(self.last_info)
-        return trajectory[-1]
+        z = trajectory[-1]
+        if s.backward == "ift" and z.requires_grad:
+            z = _IFTOutput.apply(z)
+        return z
 
     def _report(self, info: SolverInfo) -> None:
         if info.converged or self.settings.on_nonconvergence == "ignore":
