@@ -10,8 +10,9 @@ import torch
 
 from tenfold.data.panoptic_scenes import CAR, PERSON
 from tenfold.errors import DataError
-from tenfold.panoptic import EvalSpec, builtin_spec, evaluate_arrays, flat_to_pid_table, gt_part_flat, \
-    gt_to_prediction, merge_to_pps
+from tenfold.panoptic import EvalSpec, evaluate_arrays, merge_to_pps
+from tenfold.panoptic.format import builtin_spec
+from tenfold.panoptic.merge import flat_to_pid_table, gt_part_flat, gt_to_prediction
 from tenfold.panoptic.inference import InferenceConfig, whole_segments
 from tenfold.panoptic.merge import merge_folders
 
