@@ -117,12 +117,18 @@ def test_cli_bad_inputs_are_one_line_errors(dataset, tmp_path, _tenfold):
     gt_one = tmp_path / "gt_one"
     write_gt(gt_one / first.name, read_gt(first))
     assert "does not match the ground truth" in err(gt=gt_one, pred=small)
-    # a sid the spec does not evaluate (e.g. a Cityscapes void id) is ignored, as in the reference
+    # a dataset sid the spec does not evaluate (e.g. a Cityscapes void id) is ignored, as in the reference
+    void = tmp_path / "void"
+    p[0, 0, 0] = 0
+    write_prediction(void / f"{first.stem}.png", p[..., 0], p[..., 1], p[..., 2])
+    r = _tenfold("eval-parts", "--gt", gt_one, "--pred", void, "--eval-spec", paths["eval_spec"])
+    assert r.returncode == 0, r.stderr
+    # a sid outside the dataset spec (e.g. contiguous train ids) is an error naming the file (was ignored)
     wrong = tmp_path / "wrong"
     p[0, 0, 0] = 42
     write_prediction(wrong / f"{first.stem}.png", p[..., 0], p[..., 1], p[..., 2])
-    r = _tenfold("eval-parts", "--gt", gt_one, "--pred", wrong, "--eval-spec", paths["eval_spec"])
-    assert r.returncode == 0, r.stderr
+    line = err(gt=gt_one, pred=wrong)
+    assert "semantic id 42" in line and f"{first.stem}.png" in line and "expected a dataset sid (0..5)" in line
 
 
 @pytest.mark.slow

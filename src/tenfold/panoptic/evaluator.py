@@ -78,7 +78,8 @@ def evaluate_pair(gt_file: Path, pred_file: Path, spec: EvalSpec, include_bg: bo
     """Statistics of one image from its files (errors name the files)."""
     gt = read_gt(gt_file)
     pred = read_prediction(pred_file)
-    return image_stats(gt, pred, spec, include_bg=include_bg, where=f"prediction {pred_file}")
+    return image_stats(gt, pred, spec, include_bg=include_bg, where=f"prediction {pred_file}",
+                       gt_where=f"ground truth {gt_file}")
 
 
 def _evaluate_chunk(args) -> PartStats:
@@ -205,6 +206,26 @@ class PartPQEvaluator:
                 p, f = p
             self._stats += image_stats(g, p, self.spec, include_bg=self.include_bg, pred_flat=f,
                                        where=f"image {self._stats.images}")
+
+    @property
+    def stats(self) -> PartStats:
+        """The summed per-image counts (picklable: gather them from other processes or ranks, then
+        :meth:`merge`)."""
+        return self._stats
+
+    def merge(self, *others: "PartPQEvaluator | PartStats") -> "PartPQEvaluator":
+        """Add the images of other evaluators (or their :attr:`stats`), e.g. one per process or distributed
+        rank. The result equals one evaluator that processed every image, exactly and in any order: counts
+        are integers and the TP scores are summed with ``math.fsum`` when evaluating."""
+        for other in others:
+            if isinstance(other, PartPQEvaluator):
+                if other.spec.path != self.spec.path or other.include_bg != self.include_bg:
+                    raise DataError(f"cannot merge an evaluator of eval spec {other.spec.path} "
+                                    f"(include_bg={other.include_bg}) into one of {self.spec.path} "
+                                    f"(include_bg={self.include_bg}): expected the same eval spec and settings")
+                other = other.stats
+            self._stats += other
+        return self
 
     def evaluate(self) -> dict:
         """PQ (all / things / stuff), PartPQ (all / with / without parts), part mIoU and PWQ (provisional),
