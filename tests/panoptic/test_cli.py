@@ -139,8 +139,8 @@ def test_run_panoptic_metrics_quick(tmp_path, _tenfold):
     claims = {c["name"]: c for c in results["claims"]}
     assert all(c["holds"] for c in claims.values()), [c["name"] for c in claims.values() if not c["holds"]]
     bias = [c for c in claims.values() if c["kind"] == "paper"]
-    assert len(bias) == 1 and bias[0]["n"] == 3 and bias[0]["value"] < 0.5
-    assert sum(c["kind"] == "check" for c in claims.values()) == 7
+    assert len(bias) == 1 and bias[0]["n"] == 3 and 0.3 < bias[0]["value"] < 0.4
+    assert sum(c["kind"] == "check" for c in claims.values()) == 9
     assert next(tmp_path.glob("partformer-metrics/*/metric_response.png")).stat().st_size > 1000
     # the ablation (PartPQ over classes with parts, without the background term) removes the bias
     r = _tenfold("run", "partformer-metrics", "--out", tmp_path / "ab", "--set", "images=4", "--set", "levels=[0,1]",

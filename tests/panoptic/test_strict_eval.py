@@ -207,3 +207,35 @@ def test_library_evaluators_merge_to_one_exactly(tmp_path):
     assert json.dumps(merged.evaluate(), sort_keys=True) == json.dumps(whole.evaluate(), sort_keys=True)
     with pytest.raises(DataError, match="eval spec"):
         merged.merge(PartPQEvaluator(specs(tmp_path / "other")[1]))
+
+
+def _swap_ratio(spec, gts, include_bg=True, key="PartPQ", scored_with=None):
+    """(1 - PartPQ) / (1 - part mIoU) with two parts of every parts segment swapped (partformer-metrics),
+    scored with ``scored_with`` (default ``spec``)."""
+    from tenfold.panoptic.metrics import evaluate_arrays
+
+    rng = np.random.default_rng(0)
+    res = evaluate_arrays([(g, swap_parts(gt_to_prediction(g, spec), spec, 1.0, rng)) for g in gts],
+                          scored_with or spec, include_bg=include_bg)
+    return (1 - res[key]) / (1 - res["part_mIoU"]), res
+
+
+def test_bias_claim_fails_for_a_wrong_partpq(tmp_path):
+    """partformer-metrics' paper claim (PartPQ biases to PQ: ratio in [0.30, 0.40]) holds for the published
+    PartPQ and fails for a wrong one: background counted differently, or the parts of only one class scored;
+    the definitions' check follows each variant (it tests the implementation, not the paper)."""
+    from tenfold.papers.partformer.experiments_metrics import MetricsThresholds, definitions_ratio
+
+    th = MetricsThresholds()
+    spec = specs(tmp_path)[0]
+    gts = [s.uids for s in generate_scenes(12, seed=3, height=96, width=128, things=(3, 6))]
+    inside = lambda r: th.min_bias_ratio <= r <= th.max_bias_ratio  # noqa: E731
+    ratio, res = _swap_ratio(spec, gts)
+    assert inside(ratio)
+    assert abs(ratio - definitions_ratio(spec, res["n_classes"], True)) <= th.bias_tolerance
+    no_bg, res = _swap_ratio(spec, gts, include_bg=False)                 # background not counted
+    assert not inside(no_bg)
+    assert abs(no_bg - definitions_ratio(spec, res["n_classes"], False)) <= th.bias_tolerance
+    one_class = EvalSpec(**{**spec.__dict__, "sid2pids": {CAR: spec.sid2pids[CAR]}})   # person's parts unscored
+    one, _ = _swap_ratio(spec, gts, scored_with=one_class)
+    assert not inside(one) and one < th.min_bias_ratio
