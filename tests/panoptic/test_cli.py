@@ -71,6 +71,13 @@ def test_cli_writes_json(dataset, tmp_path, _tenfold):
     assert "PWQ (provisional)" in r.stdout
     data = json.loads(out.read_text())
     assert data["images"] == 4 and "PWQ (provisional)" in data and data["PWQ_terms"]["combiner"] == "geometric"
+    # one JSON with per-class PQ/SQ/RQ, PartPQ/PartSQ/PartRQ and the class's part IoUs
+    car = data["per_class"][str(CAR)]
+    for key in ("PQ", "SQ", "RQ", "PartPQ", "PartSQ", "PartRQ", "TP", "FP", "FN", "part_mIoU"):
+        assert car[key] is not None, key
+    assert set(car["part_IoU"]) == {"car-window", "car-wheel", "car-body"}
+    assert car["part_mIoU"] == sum(car["part_IoU"].values()) / 3
+    assert data["per_class"]["1"]["part_mIoU"] is None and data["per_class"]["1"]["part_IoU"] == {}
 
 
 def test_cli_bad_inputs_are_one_line_errors(dataset, tmp_path, _tenfold):

@@ -537,11 +537,18 @@ def summarize(stats: PartStats, spec: EvalSpec, *, combiner: str = "geometric", 
     per_class = {}
     for s in spec.eval_sids:
         one_pq, one_ppq = _quality(stats.pq, [s]), _quality(stats.part_pq, [s])
+        # the class's own flat parts' IoUs (background excluded), from the dataset-level confusion
+        flats = sorted({int(spec.flat_lut[s * 100 + p]) for p in spec.sid2pids.get(s, [])} - {0})
+        part_ious = {spec.flat2name.get(f, str(f)): (None if f >= ious.size or math.isnan(ious[f]) else float(ious[f]))
+                     for f in flats}
+        known = [v for v in part_ious.values() if v is not None]
         per_class[str(s)] = {
             "name": spec.sid2name.get(s, str(s)), "thing": s in spec.things, "has_parts": spec.has_parts(s),
             "PQ": one_pq["PQ"], "SQ": one_pq["SQ"], "RQ": one_pq["RQ"],
             "PartPQ": one_ppq["PQ"], "PartSQ": one_ppq["SQ"], "PartRQ": one_ppq["RQ"],
             "TP": int(stats.part_pq.tp[s]), "FP": int(stats.part_pq.fp[s]), "FN": int(stats.part_pq.fn[s]),
+            "part_mIoU": (float(np.mean(known)) if known else None) if spec.has_parts(s) else None,
+            "part_IoU": part_ious,
         }
     per_part = {str(k): {"name": "background" if k == 0 else spec.flat2name.get(k, str(k)),
                          "IoU": None if math.isnan(v) else float(v)} for k, v in enumerate(ious)}
