@@ -198,7 +198,7 @@ def test_targets_and_dataset_errors(scene_data, tmp_path):
     assert not t.valid[torch.from_numpy(data.labels[0] == 0)].any()      # void is ignored
     bad = data.labels[0].copy()
     bad[0, 0] = 42                                                         # sid 42 is not in the dataset spec
-    with pytest.raises(DataError, match="class sid 42"):
+    with pytest.raises(DataError, match="bad.tif: uid 42 has semantic id 42"):
         make_targets(bad, spec, "bad.tif")
     with pytest.raises(DataError, match="differs from its label size"):
         PanopticPartsDataset([np.zeros((8, 8, 3), np.float32)], [np.ones((8, 9), np.int32)], spec, ["x"])
