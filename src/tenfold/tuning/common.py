@@ -77,7 +77,9 @@ def probe_input(model: nn.Module) -> torch.Tensor:
     """One zero-mean random image the model accepts: channels of its first Conv2d, size of its patch
     embedding (``img_size``) or 64 px for convolutional nets; the model's dtype and device."""
     channels = next((m.in_channels for m in model.modules() if isinstance(m, nn.Conv2d)), 3)
-    size = getattr(getattr(model, "patch_embed", None), "img_size", None) or (64, 64)
+    # the first patch embedding anywhere (a wrapper such as LION or peft holds the ViT inside)
+    embed = next((m for n, m in model.named_modules() if n.rsplit(".", 1)[-1] == "patch_embed"), None)
+    size = getattr(embed, "img_size", None) or (64, 64)
     size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
     g = torch.Generator().manual_seed(0)
     return torch.randn(1, channels, *size, generator=g).to(**reference(model))

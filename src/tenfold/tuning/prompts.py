@@ -10,7 +10,7 @@ After the last block the prompt outputs are dropped again, so the final norm, th
 average over the patches), the heads (DeiT-distilled's two) and timm's dynamic image size see the
 model's own token layout. ``forward_intermediates`` (and so timm's ``features_only`` getter and
 ``get_intermediate_layers``) returns every block's output without the p prompt tokens: the model's class
-becomes ``VPT<timm class>`` (:class:`PromptedModelMixin`), whose override drops them from each
+becomes ``VPT<timm class>`` (:class:`VPTMixin`), whose override drops them from each
 intermediate (they still flow from block to block, as in VPT-shallow they must). Supported: timm VisionTransformer (incl. DeiT-distilled, register tokens) and
 Eva (EVA-02: its attention skips rotary embedding on the prefix tokens, which then include the prompts).
 Swin (windowed attention) and convolutional nets are refused.
@@ -77,7 +77,7 @@ class _RemoveHook:
         return self.prompts.remove(output)
 
 
-class PromptedModelMixin:
+class VPTMixin:
     """A timm ViT / Eva with VPT prompts whose ``forward_intermediates`` returns the model's own token layout.
 
     timm collects each block's output as it goes to the next block, which holds the p prompt tokens after
@@ -138,7 +138,7 @@ def prompt_init_bound(model: nn.Module) -> float:
 def _apply_vpt(model: nn.Module, length: int, deep: bool, seed: int, method: str) -> nn.Module:
     require_prompt_model(model, method)
     require(isinstance(length, int) and length >= 0, "length", length, "an integer prompt length >= 0")
-    require(not hasattr(model, "vpt"), "model", type(model).__name__, "a ViT without prompts already (apply VPT once)")
+    require(not hasattr(model, "vpt"), "model", type(model).__name__, f"a ViT without prompts already (method {method!r}: apply VPT once)")
     from tenfold.tuning.adapters import ConvPass
 
     require(not any(isinstance(m, ConvPass) for m in model.modules()), "model", f"{type(model).__name__} with Convpass",
@@ -150,7 +150,7 @@ def _apply_vpt(model: nn.Module, length: int, deep: bool, seed: int, method: str
     for i in range(layers):
         model.blocks[i].register_forward_pre_hook(_PromptHook(model.vpt, i))
     model.blocks[-1].register_forward_hook(_RemoveHook(model.vpt))
-    model.__class__ = subclass_with(PromptedModelMixin, type(model))
+    model.__class__ = subclass_with(VPTMixin, type(model))
     for block in model.blocks:  # Eva: rotary embedding skips the prefix tokens, which now include the prompts
         if hasattr(block.attn, "num_prefix_tokens"):
             block.attn.num_prefix_tokens += length

@@ -15,8 +15,8 @@ Every tuned model carries ``model.tenfold_tuning = {"method": name, "options": {
 
 Composition: a second method may be applied to a tuned model; every tensor that was trainable before stays
 trainable (the first method is never frozen by the second), ``save_tuned`` writes them all and
-``load_tuned`` re-applies the methods in turn. Refused with one line: the same method twice, any method
-after ``merge`` (the folded weights would not be saved) and after a method that must come last (``kd``).
+``load_tuned`` re-applies the methods in turn. Refused with one line: the same method twice, ``weight-selection`` (an
+initialisation) after another method, any method after ``merge`` (the folded weights would not be saved) and after a method that must come last (``kd``).
 """
 
 from __future__ import annotations
@@ -181,6 +181,9 @@ def _check_composable(info: dict, spec: TuningMethod) -> None:
                           f"{spec.name!r} before tenfold.tuning.merge, so that save_tuned/load_tuned restore both")
     if spec.name in names:
         raise ConfigError(f"method {spec.name!r} is already applied to this model ({' + '.join(names)}): apply it once")
+    if spec.initializer:
+        raise ConfigError(f"method {spec.name!r} sets a model's initial weights: apply it first, before "
+                          f"{' + '.join(names)}")
     previous = METHODS.get(names[-1])
     if previous is not None and previous.last:
         raise ConfigError(f"method {names[-1]!r} must be the last method applied: apply {spec.name!r} to the model "
