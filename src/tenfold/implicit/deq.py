@@ -132,15 +132,30 @@ class EquilibriumSolver(nn.Module):
     def __init__(self, settings: SolverSettings | None = None) -> None:
         super().__init__()
         self.settings = settings or SolverSettings()
-        s = self.settings
+        self.deq = self._make_deq(self.settings)
+        self.last_info: SolverInfo | None = None
+        self.last_backward_info: SolverInfo | None = None  # the IFT backward solve's (set during backward)
+
+    @staticmethod
+    def _make_deq(s: SolverSettings) -> DEQIndexing:
         grad = {"ift": {"ift": True}, "phantom": {"grad": s.phantom_steps, "tau": s.tau}}[s.backward]
-        self.deq = DEQIndexing(
+        return DEQIndexing(
             f_solver=SOLVERS[s.solver], b_solver=SOLVERS[s.b_solver], f_max_iter=s.f_max_iter,
             eval_f_max_iter=s.eval_f_max_iter, f_tol=s.f_tol, f_stop_mode="rel", b_max_iter=s.b_max_iter,
             b_tol=s.b_tol, b_stop_mode="rel", **grad,
         )
-        self.last_info: SolverInfo | None = None
-        self.last_backward_info: SolverInfo | None = None  # the IFT backward solve's (set during backward)
+
+    def __getstate__(self) -> dict:
+        # torchdeq's DEQIndexing keeps closures (its backward functions), which pickle cannot store; it is
+        # rebuilt from the settings (it has no tensors), so torch.save(model) of a model using it works.
+        state = super().__getstate__().copy()
+        state["_modules"] = {k: v for k, v in state["_modules"].items() if k != "deq"}
+        state.pop("deq", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self.deq = self._make_deq(self.settings)
 
     def _backward_writer(self, info: dict) -> None:
         self.last_backward_info = SolverInfo(residual=info["rel_lowest"].detach(), steps=info["nstep"].detach(),
