@@ -6,7 +6,6 @@ Deliberate errors (:class:`tenfold.errors.TenfoldError`) print as one line and e
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -54,10 +53,11 @@ def list_experiments(check: bool = typer.Option(False, "--check", help="import e
 @app.command()
 def run(
     name: str = typer.Argument(..., help="experiment name (see `tenfold list`)"),
-    preset: str = typer.Option("quick", help="quick (CPU, minutes) or paper (the paper's recipe)"),
+    preset: Optional[str] = typer.Option(None, show_default="quick; a resumed run's own",
+                                         help="quick (CPU, minutes) or paper (the paper's recipe)"),
     set_: list[str] = typer.Option([], "--set", help="override a config field, nested with dots: --set epochs=5 --set base.lr=0.2 (see `tenfold config NAME`)"),
     config: Optional[Path] = typer.Option(None, "--config", help="a YAML file of config fields"),
-    seed: int = typer.Option(0, help="random seed"),
+    seed: Optional[int] = typer.Option(None, show_default="0; a resumed run's own", help="random seed"),
     out_dir: Path = typer.Option(Path("runs"), "--out", help="root folder of run folders"),
     resume: bool = typer.Option(False, help="continue the newest run folder of this experiment under --out "
                                             "from its checkpoints (an error when there is none)"),
@@ -75,7 +75,12 @@ def run(
     """Run one experiment and write its run folder.
 
     --resume continues the newest run folder of NAME under --out; --resume-from RUN_FOLDER continues the
-    given one. Either way the stored settings must match, and finished training stages are not repeated.
+    given one. Either way the run continues with its stored config, preset and seed (a --set, --config,
+    --preset or --seed that would change them is refused, naming the fields), and finished training stages
+    are not repeated.
+
+    Exits 0 when the run finished and its checks hold, 1 when a check fails (a check is a bug: the failing
+    ones are named on stderr), 2 for bad input.
     """
     from tenfold.errors import alike_on_every_process
     from tenfold.experiments.registry import get
@@ -101,6 +106,12 @@ def run(
         return
     _print_result(data)
     out.print(f"run folder: {folder}")
+    failed = [c for c in data.get("claims", []) if c.get("kind") == "check" and not c.get("holds")]
+    if failed:  # a check states what must hold whatever the paper says: failing it is a bug, not a finding
+        names = "; ".join(f"{c['name']} = {_number(c.get('value'))} ({c.get('threshold')})" for c in failed)
+        err.print(f"[red]error:[/red] {len(failed)} check(s) failed: {names} (run folder: {folder})",
+                  highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @app.command("config")
@@ -120,6 +131,10 @@ def show_config(
     exp = get(name)
     cfg = resolve(exp.config, name, preset, tuple(set_), config_file=config)
     sys.stdout.write(f"# {name} ({preset}): {exp.description}\n" + to_yaml(cfg))
+
+
+def _number(value) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
 
 
 def _print_result(data: dict) -> None:
@@ -255,8 +270,8 @@ def info() -> None:
 
 
 def cli_main(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit code: 0 on success, 2 for a TenfoldError or a usage error
-    (printed as one line), 130 on Ctrl-C."""
+    """Run the CLI and return its exit code: 0 on success, 1 when a run's check fails, 2 for a TenfoldError
+    or a usage error (printed as one line), 130 on Ctrl-C."""
     try:
         code = app(args=argv, standalone_mode=False)  # typer turns Ctrl-C into an exit code of 130
         if code == 130:
