@@ -109,7 +109,9 @@ def run(
     failed = [c for c in data.get("claims", []) if c.get("kind") == "check" and not c.get("holds")]
     if failed:  # a check states what must hold whatever the paper says: failing it is a bug, not a finding
         names = "; ".join(f"{c['name']} = {_number(c.get('value'))} ({c.get('threshold')})" for c in failed)
-        err.print(f"[red]error:[/red] {len(failed)} check(s) failed: {names} (run folder: {folder})",
+        from rich.markup import escape  # check names hold brackets, e.g. "[max abs error]"
+
+        err.print(f"[red]error:[/red] {len(failed)} check(s) failed: {escape(names)} (run folder: {folder})",
                   highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
@@ -289,6 +291,14 @@ def cli_main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted; finished files and checkpoints are kept (continue with --resume)")
         return 130
+    except ModuleNotFoundError as exc:
+        # a package of an extra that is not installed (the core holds only what every family needs)
+        if _DEBUG["on"] or not exc.name or exc.name.split(".")[0] == "tenfold":
+            raise
+        err.print(f"[red]error:[/red] the package {exc.name.split('.')[0]!r} is not installed; the experiments "
+                  "need every extra: pip install 'tenfold\\[all]' (or the family's own extra, see README)",
+                  highlight=False, soft_wrap=True)
+        return 2
     except Exception as exc:
         # typer vendors click, so its exceptions are recognized by their class names
         kinds = {cls.__name__ for cls in type(exc).__mro__}

@@ -85,3 +85,13 @@ def test_a_run_whose_checks_hold_exits_0(tmp_path, capsys):
     code, _, err = _run(["run", "digits-mlp", "--out", str(tmp_path), *FAST,
                          "--set", "thresholds.min_test_acc=0.0"], capsys)
     assert code == 0 and "check(s) failed" not in err
+
+
+def test_a_missing_extra_is_one_line_naming_the_package_and_the_install(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # as if scikit-learn ([experiments]) were not installed
+    code, _, err = _run(["run", "digits-mlp", "--out", str(tmp_path), *FAST], capsys)
+    lines = [line for line in err.strip().splitlines() if line]
+    assert code == 2 and len(lines) == 1, err
+    assert "'sklearn' is not installed" in lines[0] and "pip install 'tenfold[all]'" in lines[0]
