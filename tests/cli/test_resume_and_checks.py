@@ -69,7 +69,8 @@ def test_resume_names_the_fields_a_config_file_would_change(interrupted, tmp_pat
     assert code == 2 and "--config" in err and "changes weight_decay" in err
 
 
-def test_a_failing_check_exits_1_and_names_the_check(tmp_path, capsys):
+def test_a_failing_check_exits_1_and_names_the_check(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("TENFOLD_FAILED_CHECKS", raising=False)  # tests/conftest.py sets it to warn
     code, out, err = _run(["run", "digits-mlp", "--out", str(tmp_path), *FAST,
                            "--set", "thresholds.min_test_acc=1.0"], capsys)
     assert code == 1, err
@@ -90,8 +91,16 @@ def test_a_run_whose_checks_hold_exits_0(tmp_path, capsys):
 def test_a_missing_extra_is_one_line_naming_the_package_and_the_install(tmp_path, capsys, monkeypatch):
     import sys
 
-    monkeypatch.setitem(sys.modules, "sklearn", None)  # as if scikit-learn ([experiments]) were not installed
+    for name in ("sklearn", "sklearn.datasets"):  # as if scikit-learn ([experiments]) were not installed
+        monkeypatch.setitem(sys.modules, name, None)
     code, _, err = _run(["run", "digits-mlp", "--out", str(tmp_path), *FAST], capsys)
     lines = [line for line in err.strip().splitlines() if line]
     assert code == 2 and len(lines) == 1, err
     assert "'sklearn' is not installed" in lines[0] and "pip install 'tenfold[all]'" in lines[0]
+
+
+def test_failed_checks_warn_only_when_asked(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TENFOLD_FAILED_CHECKS", "warn")
+    code, _, err = _run(["run", "digits-mlp", "--out", str(tmp_path), *FAST,
+                         "--set", "thresholds.min_test_acc=1.0"], capsys)
+    assert code == 0 and "warning: 1 check(s) failed: MLP test accuracy" in err
