@@ -10,6 +10,9 @@ sys.path[:0] = [str(folder) for folder in sorted(Path(__file__).parent.iterdir()
 
 os.environ.setdefault("TENFOLD_PROGRESS", "0")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# the experiments' tests run them at toy settings (one epoch, a few steps) where an accuracy or residual check
+# may fail: `tenfold run` then warns instead of exiting 1 (tests/cli/test_resume_and_checks.py tests the exit)
+os.environ.setdefault("TENFOLD_FAILED_CHECKS", "warn")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

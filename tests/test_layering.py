@@ -70,7 +70,6 @@ def test_old_import_paths_keep_working():
     from tenfold.data import panoptic_codec
     from tenfold.engine import fixed_threads
     from tenfold.engine.checkpoint import atomic_write_bytes, atomic_write_json, atomic_write_text
-    from tenfold.init.models import shapes_cnn
     from tenfold.io import atomic_write_json as new_json
     from tenfold.panoptic import format as fmt
 

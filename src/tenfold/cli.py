@@ -6,7 +6,7 @@ Deliberate errors (:class:`tenfold.errors.TenfoldError`) print as one line and e
 
 from __future__ import annotations
 
-import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -54,10 +54,12 @@ def list_experiments(check: bool = typer.Option(False, "--check", help="import e
 @app.command()
 def run(
     name: str = typer.Argument(..., help="experiment name (see `tenfold list`)"),
-    preset: str = typer.Option("quick", help="quick (smoke run), standard (the evidence tier) or paper (the GPU recipe)"),
+    preset: Optional[str] = typer.Option(None, show_default="quick; a resumed run's own",
+                                         help="quick (smoke run), standard (the evidence tier) or paper (the GPU "
+                                              "recipe)"),
     set_: list[str] = typer.Option([], "--set", help="override a config field, nested with dots: --set epochs=5 --set base.lr=0.2 (see `tenfold config NAME`)"),
     config: Optional[Path] = typer.Option(None, "--config", help="a YAML file of config fields"),
-    seed: int = typer.Option(0, help="random seed"),
+    seed: Optional[int] = typer.Option(None, show_default="0; a resumed run's own", help="random seed"),
     out_dir: Path = typer.Option(Path("runs"), "--out", help="root folder of run folders"),
     resume: bool = typer.Option(False, help="continue the newest run folder of this experiment under --out "
                                             "from its checkpoints (an error when there is none)"),
@@ -75,7 +77,13 @@ def run(
     """Run one experiment and write its run folder.
 
     --resume continues the newest run folder of NAME under --out; --resume-from RUN_FOLDER continues the
-    given one. Either way the stored settings must match, and finished training stages are not repeated.
+    given one. Either way the run continues with its stored config, preset and seed (a --set, --config,
+    --preset or --seed that would change them is refused, naming the fields), and finished training stages
+    are not repeated.
+
+    Exits 0 when the run finished and its checks hold, 1 when a check fails (a check is a bug: the failing
+    ones are named on stderr; TENFOLD_FAILED_CHECKS=warn makes it a warning, for smoke runs at toy
+    settings), 2 for bad input.
     """
     from tenfold.errors import alike_on_every_process
     from tenfold.experiments.registry import get
@@ -101,6 +109,17 @@ def run(
         return
     _print_result(data)
     out.print(f"run folder: {folder}")
+    failed = [c for c in data.get("claims", []) if c.get("kind") == "check" and not c.get("holds")]
+    if failed:  # a check states what must hold whatever the paper says: failing it is a bug, not a finding
+        from rich.markup import escape  # check names hold brackets, e.g. "[max abs error]"
+
+        names = "; ".join(f"{c['name']} = {_number(c.get('value'))} ({c.get('threshold')})" for c in failed)
+        warn = os.environ.get("TENFOLD_FAILED_CHECKS", "fail") == "warn"  # smoke runs at toy settings
+        word = "[yellow]warning:[/yellow]" if warn else "[red]error:[/red]"
+        err.print(f"{word} {len(failed)} check(s) failed: {escape(names)} (run folder: {folder})",
+                  highlight=False, soft_wrap=True)
+        if not warn:
+            raise typer.Exit(1)
 
 
 @app.command("config")
@@ -120,6 +139,10 @@ def show_config(
     exp = get(name)
     cfg = resolve(exp.config, name, preset, tuple(set_), config_file=config)
     sys.stdout.write(f"# {name} ({preset}): {exp.description}\n" + to_yaml(cfg))
+
+
+def _number(value) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
 
 
 def _print_result(data: dict) -> None:
@@ -267,8 +290,8 @@ def info() -> None:
 
 
 def cli_main(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit code: 0 on success, 2 for a TenfoldError or a usage error
-    (printed as one line), 130 on Ctrl-C."""
+    """Run the CLI and return its exit code: 0 on success, 1 when a run's check fails, 2 for a TenfoldError
+    or a usage error (printed as one line), 130 on Ctrl-C."""
     try:
         code = app(args=argv, standalone_mode=False)  # typer turns Ctrl-C into an exit code of 130
         if code == 130:
@@ -286,6 +309,14 @@ def cli_main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted; finished files and checkpoints are kept (continue with --resume)")
         return 130
+    except ModuleNotFoundError as exc:
+        # a package of an extra that is not installed (the core holds only what every family needs)
+        if _DEBUG["on"] or not exc.name or exc.name.split(".")[0] == "tenfold":
+            raise
+        err.print(f"[red]error:[/red] the package {exc.name.split('.')[0]!r} is not installed; the experiments "
+                  "need every extra: pip install 'tenfold\\[all]' (or the family's own extra, see README)",
+                  highlight=False, soft_wrap=True)
+        return 2
     except Exception as exc:
         # typer vendors click, so its exceptions are recognized by their class names
         kinds = {cls.__name__ for cls in type(exc).__mro__}

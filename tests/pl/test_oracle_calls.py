@@ -5,7 +5,6 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 
 from tenfold.errors import ConfigError
 from tenfold.pl import METHODS, CountingOracle, HardFunction, NesterovQuadratic, agd, gd, method_by_name, run_method

@@ -1,6 +1,5 @@
 """User path of the SLTT experiments and benchmark: CLI runs, claims, one-line errors (exit code 2)."""
 
-import dataclasses
 import json
 
 import pytest

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from tenfold.data.base import ArrayDataset
-from tenfold.data.fewshot import SessionPlan, read_session_file
+from tenfold.data.fewshot import SessionPlan
 from tenfold.errors import DataError
 
 CEC_DIR = Path(__file__).with_name("cec")

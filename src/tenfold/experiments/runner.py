@@ -3,7 +3,9 @@ and write ``results.json``.
 
 Run folder: ``<out>/<experiment>/<timestamp>/`` with ``config.yaml``, ``metrics.csv``, figures,
 ``checkpoints/`` and ``results.json``. With ``resume=True`` the newest unfinished folder of the same
-experiment is continued (its stored config must match), else a finished one is reported as is.
+experiment (or ``run_dir``) is continued with its own stored config, preset and seed, else a finished one is
+reported as is; a ``--set``, ``--config``, ``--preset`` or ``--seed`` that would change them is refused with
+the fields named.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 import yaml
 
 from tenfold.engine.threads import fixed_threads
-from tenfold.config import Config, resolve
+from tenfold.config import Config, _merge, apply_overrides, build, load_yaml, resolve
 from tenfold.io import atomic_write_json, atomic_write_text
 from tenfold.engine.context import RunContext
 from tenfold.engine.fabric import check_launcher, launcher_world, make_fabric, resolve_device
@@ -205,13 +207,73 @@ def _open_run_folder(root: Path, name: str, header: dict, run_dir: str | Path | 
     return folder, None
 
 
-def run_experiment(name: str, *, preset: str = "quick", overrides: tuple[str, ...] | list[str] = (), seed: int = 0,
+def _changed_fields(before: Any, after: Any, prefix: str = "") -> list[str]:
+    """The dotted names of the fields whose values differ between two config dicts."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        out: list[str] = []
+        for key in list(before) + [k for k in after if k not in before]:
+            out += _changed_fields(before.get(key), after.get(key), f"{prefix}{key}.")
+        return out
+    return [] if before == after else [prefix.rstrip(".")]
+
+
+def _resumed_settings(exp, folder: Path, stored: dict, preset: str | None, seed: int | None,
+                      overrides: tuple[str, ...], config_file: str | Path | None) -> tuple[Config, str, int]:
+    """The config, preset and seed a resumed run continues with: the run's own. A ``--config`` or ``--set``
+    that changes a stored field, or a ``--preset``/``--seed`` other than the stored one, is a ConfigError
+    naming the fields and the flag (repeating the stored values is fine)."""
+    where = f"resuming {folder}"
+    stored_preset, stored_seed = stored.get("preset", "quick"), stored.get("seed", 0)
+    for flag, given, kept in (("--preset", preset, stored_preset), ("--seed", seed, stored_seed)):
+        if given is not None and given != kept:
+            raise ConfigError(f"{where}: {flag} {given} differs from the run's {flag[2:]} {kept}; a resumed run "
+                              f"continues with its own settings: drop {flag}, or start a new run without --resume")
+    source = f"{exp.name} (stored in {folder / 'config.yaml'})"
+    cfg = build(exp.config, stored.get("config") or {}, source=source)
+    kept = cfg.to_dict()
+    layers = []
+    if config_file is not None:
+        layers.append(("--config " + str(config_file), lambda d: _merge(d, load_yaml(config_file))))
+    if overrides:
+        layers.append(("--set", lambda d: apply_overrides(d, overrides)))
+    data = kept
+    for flag, apply in layers:
+        data = apply(data)
+        changed = _changed_fields(kept, build(exp.config, data, source=f"{exp.name} ({flag})").to_dict())
+        if changed:
+            values = ", ".join(f"{f}={_get(kept, f)!r}" for f in changed)
+            raise ConfigError(f"{where}: {flag} changes {', '.join(changed)} (the run has {values}); a resumed run "
+                              f"continues with its stored config: drop {flag.split()[0]} for these fields, or "
+                              "start a new run without --resume")
+    return cfg, stored_preset, stored_seed
+
+
+def _get(data: dict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
+
+
+def _resume_folder(root: Path, name: str, run_dir: str | Path | None, resume: bool) -> Path | None:
+    """The run folder a resume continues, when it has a stored config."""
+    if not resume:
+        return None
+    folder = Path(run_dir) if run_dir is not None else latest_run_dir(root, name)
+    return folder if folder is not None and (folder / "config.yaml").is_file() else None
+
+
+def run_experiment(name: str, *, preset: str | None = None, overrides: tuple[str, ...] | list[str] = (),
+                   seed: int | None = None,
                    out: str | Path = "runs", resume: bool = False, device: str = "auto", devices: int | None = 1,
                    config_file: str | Path | None = None, run_dir: str | Path | None = None,
                    precision: str = "32") -> tuple[Path, dict | None]:
     """Run ``name`` and return its run folder and the ``results.json`` content. ``precision`` (32,
     bf16-mixed, 16-mixed) goes through Fabric, so only experiments with ``processes=True`` (training through
     ``ctx.setup``/``ctx.backward``) take a mixed one.
+
+    ``preset`` and ``seed`` default to quick and 0 for a new run; a resumed run (``resume``) continues with
+    its stored config, preset and seed, and refuses ``overrides``, ``config_file``, ``preset`` or ``seed`` that
+    would change them (the error names the fields).
 
     Under torchrun (``torchrun --nproc-per-node 2 -m tenfold run ...``) every process calls this: ``devices``
     must equal the launcher's world size (None takes it), the checks run in each process before any work,
@@ -220,7 +282,22 @@ def run_experiment(name: str, *, preset: str = "quick", overrides: tuple[str, ..
     """
     with alike_on_every_process():  # under torchrun only each node's first process prints these errors
         exp = get(name)
-        cfg = resolve(exp.config, name, preset, tuple(overrides), config_file)  # fails before any work
+        root = Path(out)
+        if root.exists() and not root.is_dir():
+            raise ConfigError(f"--out {root} is a file; expected a folder of run folders")
+        resumed = _resume_folder(root, name, run_dir, resume)
+        if resumed is not None:  # a resumed run continues with its own stored settings
+            try:
+                stored = _stored_config(resumed)
+            except (OSError, yaml.YAMLError) as exc:
+                raise ConfigError(f"resuming {resumed}: config.yaml cannot be read ({type(exc).__name__})") from None
+            if not isinstance(stored, dict):
+                raise ConfigError(f"resuming {resumed}: config.yaml does not hold a run's settings")
+            cfg, preset, seed = _resumed_settings(exp, resumed, stored, preset, seed, tuple(overrides), config_file)
+        else:
+            preset = "quick" if preset is None else preset
+            seed = 0 if seed is None else seed
+            cfg = resolve(exp.config, name, preset, tuple(overrides), config_file)  # fails before any work
         accel = resolve_device(device)
         if seed < 0:
             raise ConfigError(f"seed={seed} is invalid: expected a non-negative integer")
@@ -230,9 +307,6 @@ def run_experiment(name: str, *, preset: str = "quick", overrides: tuple[str, ..
         if devices > 1:
             check_processes(exp, cfg, devices)
         precision = check_precision(exp, precision, accel)
-        root = Path(out)
-        if root.exists() and not root.is_dir():
-            raise ConfigError(f"--out {root} is a file; expected a folder of run folders")
     header = {"experiment": name, "preset": preset, "seed": seed, "devices": devices, "config": cfg.to_dict()}
     if precision != "32-true":  # only then, so run folders from before --precision still resume
         header["precision"] = precision

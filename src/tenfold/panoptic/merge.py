@@ -14,6 +14,8 @@ for a pixel of a predicted segment of class ``c``
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 

@@ -22,6 +22,7 @@ restricts part queries by their own mask only.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch

@@ -138,7 +138,7 @@ class LIFNeuron(nn.Module):
         state still holds a graph that a backward has already freed (a user's loop that forgot to reset
         between batches). A graph kept with ``retain_graph=True`` is still alive and passes."""
         try:
-            self.s.grad_fn.saved_tensors  # our Functions' nodes: freed saved tensors raise on access
+            _ = self.s.grad_fn.saved_tensors  # our Functions' nodes: freed saved tensors raise on access
         except RuntimeError:
             raise ConfigError("LIFNeuron state holds the graph of a sequence whose backward has already run: call "
                               "tenfold.snn.reset_states(model) before each new batch (sltt_step and SNNTrainer "

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-Data = tuple[torch.Tensor, torch.Tensor] | Dataset
-
 from tenfold.errors import ConvergenceError, require
+
+Data = tuple[torch.Tensor, torch.Tensor] | Dataset
 
 
 def trainable(model: nn.Module) -> list[nn.Parameter]:

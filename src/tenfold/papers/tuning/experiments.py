@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 from tenfold.engine.threads import fixed_threads
 from tenfold.config import Config
 from tenfold.engine import RunContext, Stage
-from tenfold.errors import ConfigError, DataError
+from tenfold.errors import DataError
 from tenfold.experiments.registry import register
 from tenfold.reporting import Check, PaperClaim, Result, markdown_table
 from tenfold.reporting.figures import new_figure
@@ -211,7 +211,7 @@ def _base_lr(cfg: MiniVTABConfig, method: str) -> float:
 
 def _run(cfg: MiniVTABConfig, ctx: RunContext) -> Result:
     import tenfold.tuning as tt
-    from tenfold.tuning.protocol import StudentShape, is_efficient, tune_on_task
+    from tenfold.tuning.protocol import StudentShape, is_efficient
 
     methods = _method_list(cfg)
     started = time.perf_counter()
