@@ -209,7 +209,7 @@ def test_targets_and_dataset_errors(scene_data, tmp_path):
 def test_worker_memory_benchmark_measures_each_worker_and_the_in_memory_dataset():
     """The on-demand dataset's workers are measured (2 workers seen); the in-memory dataset's bytes are
     grow with the number of images (the contrast the benchmark's target is about)."""
-    from tenfold.benchmarks.partformer import worker_memory
+    from tenfold.papers.partformer.bench import worker_memory
 
     out = worker_memory((4, 12), size=48, workers=2, crop=32)
     small, large = out["rows"]
