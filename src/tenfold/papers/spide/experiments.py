@@ -84,11 +84,12 @@ class SpideDigitsConfig(SpideCommon):
 SPIDE_DIGITS_CLAIMS = [
     PaperClaim("feedback SNN: spike-backward test accuracy - exact-implicit-gradient accuracy (same init and data)",
                metric="acc_feedback_spike_minus_exact", at_least="thresholds.min_spike_minus_exact",
-               ablation=["scale=1.0"],
+               ablation=["scale=1.0"], arms=("test_acc_spike", "test_acc_exact"),
                paper="Sec. 5 (Tables 2-4): feedback SNNs trained with spikes alone reach competitive accuracy "
                      "(about 99.3% MNIST, 90-92% CIFAR-10, unverified) at T=30, T_b=100-250"),
     PaperClaim("modified reset - soft reset: test accuracy of the spike-trained feedback SNN",
                metric="acc_modified_minus_soft", at_least="thresholds.min_reset_acc_gain", ablation=["reset=soft"],
+               arms=("test_acc_spike", "test_acc_spike_soft"),
                paper="Sec. 3.2: the modified reset (u_rest = -V_th) makes the rate error zero-mean and at most "
                      "1/(2T), which the paper credits for accurate training at T=30"),
     PaperClaim("soft-reset / modified-reset mean rate error to the equilibrium (3-layer IF net at init)",
@@ -275,7 +276,8 @@ def run_digits(cfg: SpideDigitsConfig, ctx: RunContext) -> Result:
     return Result(metrics=metrics, figures=figures,
                   samples={"acc_feedback_spike_minus_exact": spike_minus_exact,
                            "acc_modified_minus_soft": modified_minus_soft,
-                           "rate_error_soft_over_modified": rate_ratios,
+                           "rate_error_soft_over_modified": rate_ratios, "test_acc_spike": acc["spike"],
+                           "test_acc_exact": acc["exact"], "test_acc_spike_soft": acc["spike-soft"],
                            "grad_cosine_strong_feedback": [r["cosine"] for r in strong]},
                   tables={"SPIDE on digits": markdown_table(rows)}, key_metric="acc_feedback_spike_minus_exact",
                   notes=(f"IF network 64-{cfg.hidden} with a recurrent {cfg.hidden}x{cfg.hidden} feedback (Frobenius "
