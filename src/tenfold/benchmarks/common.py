@@ -62,3 +62,25 @@ class SavedTensorBytes:
 
 def target(name: str, value: float, threshold: str, holds: bool) -> dict:
     return {"name": name, "value": float(value), "threshold": threshold, "holds": bool(holds)}
+
+
+def interleaved_samples(fns: dict[str, Callable[[], object]], repeats: int = 5,
+                        warmup: int = 1) -> dict[str, list[float]]:
+    """Wall seconds of every repeat of each callable, measured interleaved (a, b, a, b, ...): the raw
+    samples behind :func:`median_times`, for medians with their spread and per-repeat ratios."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[key].append(time.perf_counter() - t0)
+    return samples
+
+
+def median_spread(values: list[float]) -> dict[str, float]:
+    """Median, min, max and the interquartile range of ``values``."""
+    q = statistics.quantiles(values, n=4) if len(values) >= 2 else [values[0]] * 3
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "q1": q[0], "q3": q[2]}

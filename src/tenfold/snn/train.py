@@ -140,6 +140,10 @@ class SNNTrainer:
     step_mode 's'); SpikingJelly neurons are reset per batch and detached per step under SLTT.
     """
 
+    # BPTT through tenfold.snn.multistep (layers once over T x B, one LIF node per layer) where the network
+    # allows it; False keeps the one-step loop (same gradients).
+    multistep: bool = True
+
     def __init__(self, model: nn.Module, T: int, rule: str = "sltt", k: int | None = None,
                  optimizer: torch.optim.Optimizer | None = None, lam_l: float = 0.05, mse_target: str = "ones",
                  generator: torch.Generator | None = None, static: bool = True,
@@ -227,6 +231,12 @@ class SNNTrainer:
         with temporal_mode(self.model, self.temporal):
             reset_states(self.model)
             try:
+                if self.multistep and self.rule == "bptt":
+                    from tenfold.snn.multistep import multistep_bptt_gradients
+
+                    result = multistep_bptt_gradients(self, x, y)  # None: the network needs the one-step loop
+                    if result is not None:
+                        return result
                 return self._gradients(x, y)
             finally:
                 reset_states(self.model)  # drop the last step's graph and state

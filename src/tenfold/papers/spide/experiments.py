@@ -24,7 +24,7 @@ from tenfold.experiments.registry import register
 from tenfold.reporting import Check, PaperClaim, Result, markdown_table
 from tenfold.reporting.figures import new_figure
 from tenfold.snn.spide_models import SpideClassifier, alexnet_f, cifarnet_f, feature_count, lenet5, mlp_f
-from tenfold.snn.spide_reference import constant_input_rates
+from tenfold.snn.spide_reference import clamp_equilibrium, constant_input_rates
 
 
 class SpideCommon(Config):
@@ -42,6 +42,8 @@ class SpideCommon(Config):
     milestones: list[int] = Field(default_factory=list, description="epochs where lr is multiplied by 0.1")
     adjoint_feedback: bool = Field(True, description="false: the spike backward ignores the feedback term "
                                    "(beta_N = g, a feedback-blind adjoint: ablation of the implicit gradient)")
+    reset: Literal["modified", "soft"] = Field("modified", description="reset of the trained networks: modified "
+                                               "(u_rest = -v_th, the paper's) or soft (u_rest = 0, subtract v_th)")
 
 
 class SpideThresholds(Config):
@@ -50,9 +52,15 @@ class SpideThresholds(Config):
     min_grad_cosine: float = Field(0.99, description=(
         "source: spec snn.md 2.4 check 4, the spike backward reaches cosine 0.999 to the exact implicit gradient "
         "at T_b=100 when unsaturated; 0.99 allows 10x that error"))
-    max_acc_gap: float = Field(0.02, description=(
+    min_spike_minus_exact: float = Field(-0.02, description=(
         "source: spec 2.4 check 5 measured 97.3% spike vs 97.1% exact on digits; 2 points is 3 binomial std "
         "of the 359-image test set at 97%"))
+    min_reset_acc_gain: float = Field(0.0, description=(
+        "source: the paper's Sec. 3.2 (modified reset: smaller, unbiased rate error, better training); 'beats' "
+        "is a positive accuracy difference"))
+    min_rate_error_ratio: float = Field(1.5, description=(
+        "theory (docs/spide.md, 'Why the modified reset halves the error'): the bound falls from 1/T to 1/(2T); "
+        "spec 2.4 check 2 measured about 2.3x on a multi-layer network. 1.5 is 'clearly smaller'"))
     max_rate_error_2T: float = Field(1.0 + 1e-9, description="theory (spec 2.4 check 1): the modified reset bounds "
                                      "the rate error by 1/(2T); the metric is the error times 2T")
     max_feedback_norm_ratio: float = Field(1.0 + 1e-6, description="by construction: the feedback weights are "
@@ -62,12 +70,11 @@ class SpideThresholds(Config):
 
 
 class SpideDigitsConfig(SpideCommon):
-    seeds: int = Field(3, ge=1, description="seeds of the feedforward spike-vs-exact comparison and of the "
-                       "gradient check")
+    seeds: int = Field(3, ge=1, description="seeds: each trains the feedback net three ways (spike backward, exact "
+                       "implicit gradient, spike backward with the soft reset) from one initialization and data order")
     epochs: int = Field(12, ge=1)
     hidden: int = Field(128, ge=1, description="hidden units (one layer; the feedback is recurrent)")
     split_seed: int = Field(0, ge=0)
-    feedback_exact: bool = Field(False, description="also train the feedback net with the exact gradient (slow)")
     check_feedback_norm: float = Field(10.0, gt=0, description="Frobenius norm of the feedback in the gradient "
                                        "check (the paper's cap for its single-layer DVS model), where ignoring it "
                                        "changes the gradient")
@@ -75,11 +82,22 @@ class SpideDigitsConfig(SpideCommon):
 
 
 SPIDE_DIGITS_CLAIMS = [
-    PaperClaim("spike backward vs exact implicit gradient, feedback network (cosine)",
-               metric="grad_cosine_strong_feedback", at_least="thresholds.min_grad_cosine",
-               ablation=["adjoint_feedback=false"],
-               paper="Sec. 4: the mean of the ternary backward spikes over T_b steps converges to the implicit "
-                     "adjoint (I - J^T)^-1 g, so feedback SNNs (AlexNet-F, CIFARNet-F) train on it"),
+    PaperClaim("feedback SNN: spike-backward test accuracy - exact-implicit-gradient accuracy (same init and data)",
+               metric="acc_feedback_spike_minus_exact", at_least="thresholds.min_spike_minus_exact",
+               ablation=["scale=1.0"], arms=("test_acc_spike", "test_acc_exact"),
+               paper="Sec. 5 (Tables 2-4): feedback SNNs trained with spikes alone reach competitive accuracy "
+                     "(about 99.3% MNIST, 90-92% CIFAR-10, unverified) at T=30, T_b=100-250"),
+    PaperClaim("modified reset - soft reset: test accuracy of the spike-trained feedback SNN",
+               metric="acc_modified_minus_soft", at_least="thresholds.min_reset_acc_gain", ablation=["reset=soft"],
+               arms=("test_acc_spike", "test_acc_spike_soft"),
+               paper="Sec. 3.2: the modified reset (u_rest = -V_th) makes the rate error zero-mean and at most "
+                     "1/(2T), which the paper credits for accurate training at T=30"),
+    PaperClaim("soft-reset / modified-reset mean rate error to the equilibrium (3-layer IF net at init)",
+               metric="rate_error_soft_over_modified", at_least="thresholds.min_rate_error_ratio",
+               ablation=["reset=soft"],
+               paper="Sec. 3.2: rate error at most 1/(2T) and zero-mean (modified) vs 1/T and biased low (soft)"),
+    Check("spike backward vs exact implicit gradient, feedback network (cosine)",
+          metric="grad_cosine_strong_feedback", at_least="thresholds.min_grad_cosine"),
     Check("single IF neuron: max rate error x 2T (modified reset)", metric="rate_error_times_2T",
           at_most="thresholds.max_rate_error_2T"),
     Check("feedback Frobenius norm / cap after training", metric="feedback_norm_over_cap",
@@ -90,7 +108,7 @@ SPIDE_DIGITS_CLAIMS = [
 
 
 def _train(name: str, model: SpideClassifier, train, val, cfg: SpideCommon, ctx: RunContext,
-           events: bool = False) -> dict:
+           events: bool = False, order_key: str | None = None) -> dict:
     """SGD with momentum on SPIDE gradients; feedback norm capped after every step."""
     if ctx.world_size > 1:  # SPIDE sets .grad outside autograd, so DDP's gradient hooks would never fire
         raise ConfigError(f"devices={ctx.world_size} is not supported by SPIDE experiments: expected 1 process")
@@ -121,7 +139,7 @@ def _train(name: str, model: SpideClassifier, train, val, cfg: SpideCommon, ctx:
 
     fwd = (lambda m, x: m(x, events=True)) if events else None
     history = fit(model=model, step=step, dataset=train, epochs=cfg.epochs, batch_size=cfg.batch_size, ctx=ctx,
-                  optimizer=optimizer, scheduler=scheduler, stage=name,
+                  optimizer=optimizer, scheduler=scheduler, stage=name, order_key=order_key,
                   on_epoch_end=lambda s: {"val_acc": evaluate(model, val, ctx, forward=fwd)},
                   extra_state=lambda: {"dropout_rng": gen.get_state()},
                   load_extra_state=lambda extra: gen.set_state(extra["dropout_rng"])).history
@@ -187,75 +205,90 @@ def _reset_figure(ctx: RunContext, cfg: SpideCommon) -> str:
 def _net_kwargs(cfg: SpideCommon, backward: str) -> dict:
     return dict(time_steps=cfg.time_steps, time_steps_back=cfg.time_steps_back, scale=cfg.scale, v_th=cfg.v_th,
                 backward=backward, dropout=cfg.dropout, feedback_norm_cap=cfg.feedback_norm_cap,
-                adjoint_feedback=cfg.adjoint_feedback)
+                adjoint_feedback=cfg.adjoint_feedback, u_rest=-cfg.v_th if cfg.reset == "modified" else 0.0)
+
+
+def rate_error_ratio(cfg: SpideDigitsConfig, seed: int, x: torch.Tensor) -> float:
+    """Mean |a - a*| of the soft reset over that of ``cfg.reset``, on a three-layer feedforward IF net
+    (64-h-h-h, the seed's initial weights, no dropout) and the batch ``x``; a* the clamp equilibrium of each
+    net (V = 2 for the modified reset, 1 for the soft one). Feedforward, so that a* is one exact sweep."""
+    errors = {}
+    for reset in dict.fromkeys([cfg.reset, "soft"]):
+        torch.manual_seed(seed)
+        kwargs = _net_kwargs(cfg.model_copy(update={"reset": reset, "dropout": 0.0}), "spike")
+        snn = mlp_f(64, (cfg.hidden,) * 3, feedback=False, **kwargs).eval()
+        rates = snn.simulate(x).rates
+        star = clamp_equilibrium(snn, x)
+        errors[reset] = float(sum((a - b).abs().sum() for a, b in zip(rates, star)) / sum(a.numel() for a in rates))
+    return errors["soft"] / errors[cfg.reset]
 
 
 @register("spide-digits", paper="spide", config=SpideDigitsConfig, claims=SPIDE_DIGITS_CLAIMS, order=70, threads=1,
-          description="SPIDE on digits: spike backward vs exact implicit gradient, feedforward and feedback")
+          description="SPIDE on digits: a feedback SNN trained by spikes vs the exact implicit gradient, modified vs soft reset")
 def run_digits(cfg: SpideDigitsConfig, ctx: RunContext) -> Result:
     from tenfold.data import digits
 
     train, val, test = (digits(s, seed=cfg.split_seed, flatten=True) for s in ("train", "val", "test"))
     check_x, check_y = train.x[:cfg.batch_size], train.y[:cfg.batch_size]
     strong = [strong_feedback_cosine(cfg, ctx.seed + i, check_x, check_y) for i in range(cfg.seeds)]
-    variants = [(i, "feedforward", mode) for i in range(cfg.seeds) for mode in ("spike", "exact")]
-    variants.append((0, "feedback", "spike"))
-    if cfg.feedback_exact:
-        variants.append((0, "feedback", "exact"))
-    rows, acc, curves, norms, init_cos = [], {}, {}, [], {}
-    for i, arch, mode in variants:
-        name = f"{arch}-{mode}" + (f"-seed{i}" if i else "")
-        torch.manual_seed(ctx.seed + i)  # same initial weights for the spike and exact runs of an architecture
-        snn = mlp_f(64, (cfg.hidden,), feedback=arch == "feedback", **_net_kwargs(cfg, mode))
-        model = SpideClassifier(snn, cfg.hidden, 10)
-        check = _gradient_check(model, check_x, check_y) if mode == "spike" and i == 0 else {}
-        out = _train(name, model, train, val, cfg, ctx)
-        acc.setdefault((arch, mode), []).append(evaluate(out["model"], test, ctx))
-        if i == 0:
-            curves[f"{arch}-{mode}"] = [h["val_acc"] for h in out["history"]]
-        if arch == "feedback":
+    rate_ratios = [rate_error_ratio(cfg, ctx.seed + i, check_x) for i in range(cfg.seeds)]
+    # per seed, one initialization and one data order for all arms; with reset=soft the third arm is the first
+    arms = {"spike": ("spike", cfg.reset), "exact": ("exact", cfg.reset), "spike-soft": ("spike", "soft")}
+    rows, acc, curves, norms = [], {}, {}, []
+    for i in range(cfg.seeds):
+        trained: dict[tuple[str, str], float] = {}
+        for arm, (mode, reset) in arms.items():
+            if (mode, reset) in trained:
+                acc.setdefault(arm, []).append(trained[mode, reset])
+                continue
+            torch.manual_seed(ctx.seed + i)
+            snn = mlp_f(64, (cfg.hidden,), feedback=True,
+                        **_net_kwargs(cfg.model_copy(update={"reset": reset}), mode))
+            model = SpideClassifier(snn, cfg.hidden, 10)
+            out = _train(f"feedback-{arm}-seed{i}", model, train, val, cfg, ctx, order_key=f"seed{i}")
+            trained[mode, reset] = evaluate(out["model"], test, ctx)
+            acc.setdefault(arm, []).append(trained[mode, reset])
             norms.append(out["max_feedback_norm"])
-        if check:
-            init_cos[arch] = check["cosine"]
-        rows.append({"network": arch, "backward": mode, "seed": i, "test acc": acc[arch, mode][-1],
-                     "grad cosine at init": check.get("cosine", float("nan")),
-                     "max feedback norm": out["max_feedback_norm"]})
+            if i == 0:
+                curves[arm] = [h["val_acc"] for h in out["history"]]
+            rows.append({"backward": mode, "reset": reset, "seed": i, "test acc": trained[mode, reset],
+                         "max feedback norm": out["max_feedback_norm"]})
     fig, ax = new_figure(1)
     for name, curve in curves.items():
         ax.plot(range(1, len(curve) + 1), curve, label=name)
     ax.axhline(cfg.thresholds.min_accuracy, ls="--", c="gray", label=f"check: {cfg.thresholds.min_accuracy:g}")
-    ax.set(xlabel="epoch", ylabel="validation accuracy", title="SPIDE on digits (seed 0)", ylim=(0.5, 1.0))
+    ax.set(xlabel="epoch", ylabel="validation accuracy", title="SPIDE feedback net on digits (seed 0)", ylim=(0.5, 1.0))
     ax.legend(fontsize=7)
     figures = [ctx.save_figure(fig, "accuracy"), _reset_figure(ctx, cfg)]
     mean = lambda v: sum(v) / len(v)  # noqa: E731
-    gaps = [abs(a - b) for a, b in zip(acc["feedforward", "spike"], acc["feedforward", "exact"])]
-    metrics = {"test_acc_feedforward_spike": mean(acc["feedforward", "spike"]),
-               "test_acc_feedforward_exact": mean(acc["feedforward", "exact"]),
-               "test_acc_feedback_spike": acc["feedback", "spike"][0],
-               "feedforward_gap_spike_vs_exact": mean(gaps),
+    spike_minus_exact = [a - b for a, b in zip(acc["spike"], acc["exact"])]
+    modified_minus_soft = [a - b for a, b in zip(acc["spike"], acc["spike-soft"])]
+    metrics = {"test_acc_feedback_spike": mean(acc["spike"]), "test_acc_feedback_exact": mean(acc["exact"]),
+               "test_acc_feedback_spike_soft": mean(acc["spike-soft"]),
+               "acc_feedback_spike_minus_exact": mean(spike_minus_exact),
+               "acc_modified_minus_soft": mean(modified_minus_soft),
+               "rate_error_soft_over_modified": mean(rate_ratios),
                "grad_cosine_strong_feedback": mean([r["cosine"] for r in strong]),
                "grad_cosine_strong_feedback_blind": mean([r["blind"] for r in strong]),
                "max_abs_beta_exact_strong_feedback": max(r["beta"] for r in strong),
-               "grad_cosine_feedforward_init": init_cos.get("feedforward", float("nan")),
-               "grad_cosine_feedback_init": init_cos.get("feedback", float("nan")),
                "rate_error_times_2T": rate_error_times_2T(cfg),
                "feedback_norm_over_cap": max(norms) / cfg.feedback_norm_cap}
-    if ("feedback", "exact") in acc:
-        metrics["test_acc_feedback_exact"] = acc["feedback", "exact"][0]
     return Result(metrics=metrics, figures=figures,
-                  samples={"grad_cosine_strong_feedback": [r["cosine"] for r in strong],
-                           "feedforward_gap_spike_vs_exact": gaps},
-                  tables={"SPIDE on digits": markdown_table(rows)}, key_metric="grad_cosine_strong_feedback",
-                  notes=(f"IF networks 64-{cfg.hidden} (feedback: recurrent {cfg.hidden}x{cfg.hidden}, Frobenius norm "
-                         f"capped at {cfg.feedback_norm_cap:g} in training), T={cfg.time_steps}, T_b={cfg.time_steps_back}, "
+                  samples={"acc_feedback_spike_minus_exact": spike_minus_exact,
+                           "acc_modified_minus_soft": modified_minus_soft,
+                           "rate_error_soft_over_modified": rate_ratios, "test_acc_spike": acc["spike"],
+                           "test_acc_exact": acc["exact"], "test_acc_spike_soft": acc["spike-soft"],
+                           "grad_cosine_strong_feedback": [r["cosine"] for r in strong]},
+                  tables={"SPIDE on digits": markdown_table(rows)}, key_metric="acc_feedback_spike_minus_exact",
+                  notes=(f"IF network 64-{cfg.hidden} with a recurrent {cfg.hidden}x{cfg.hidden} feedback (Frobenius "
+                         f"norm capped at {cfg.feedback_norm_cap:g}), T={cfg.time_steps}, T_b={cfg.time_steps_back}, "
                          f"s_f={cfg.scale:g}, {cfg.epochs} epochs of SGD (lr {cfg.lr:g}, momentum {cfg.momentum:g}) "
-                         f"on {len(train)} digits, {cfg.seeds} seeds. The feedback gradient claim is measured on one "
+                         f"on {len(train)} digits, {cfg.seeds} seeds; per seed the spike backward, the exact implicit "
+                         "gradient (a float64 linear solve) and the spike backward with the soft reset train from one "
+                         "initialization and data order. Rate error: a 64-h-h-h feedforward net at each seed's "
+                         "initial weights, mean |a - a*| over units and a batch. The gradient check is measured on one "
                          f"batch at initialisation with the feedback rescaled to norm {cfg.check_feedback_norm:g}, "
-                         "where a feedback-blind adjoint is measurably wrong (its cosine is reported beside it); "
-                         "max |beta*| > 1 would mean the ternary spikes saturate (implicit clipping). The "
-                         "feedforward spike-vs-exact accuracy gap is reported, not claimed: with scale=1 (beta "
-                         "quantized to 0, only the readout learns) the accuracy is the same on digits, so accuracy "
-                         "cannot tell the backward passes apart at this scale."))
+                         "where a feedback-blind adjoint is measurably wrong (its cosine is reported beside it)."))
 
 
 # --- spide-events ----------------------------------------------------------------------------------------------
