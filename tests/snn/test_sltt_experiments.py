@@ -151,7 +151,7 @@ def test_cifar_paper_preset_runs_end_to_end_on_tiny_local_pickles(tmp_path, caps
 def test_cifar_augmentation_crops_flips_and_cuts_out():
     import torch
 
-    from tenfold.papers.sltt.experiments import augment_image
+    from tenfold.data.augment import augment_image
 
     img = torch.rand(3, 32, 32) + 1.0  # strictly positive, so the Cutout hole is the only zeros
     g = torch.Generator().manual_seed(0)

@@ -1,10 +1,11 @@
-"""Real-format datasets from a local root: CIFAR-10/100 python pickles and ImageFolder trees.
+"""Real-format datasets from a local root: CIFAR-10/100 python pickles, MNIST idx files and ImageFolder trees.
 
 Nothing is downloaded. A missing dataset raises :class:`DataError` saying which files to put where.
 """
 
 from __future__ import annotations
 
+import gzip
 import pickle
 from pathlib import Path
 
@@ -113,3 +114,31 @@ def image_folder(root: str | Path, size: int | None = None) -> ArrayDataset:
             ys.append(label)
     x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float() / 255.0
     return ArrayDataset(x, torch.tensor(ys), classes)
+
+
+def _read_idx(path: Path) -> torch.Tensor:
+    """One unsigned-byte idx file (LeCun's MNIST format), plain or ``.gz``, as a uint8 tensor of its shape."""
+    for candidate in (path, path.with_name(path.name + ".gz")):
+        if candidate.is_file():
+            with (gzip.open if candidate.suffix == ".gz" else open)(candidate, "rb") as handle:
+                raw = handle.read()
+            break
+    else:
+        raise DataError(f"MNIST file {path}[.gz] is missing: put the four idx files in {path.parent}; "
+                        "Tenfold never downloads data")
+    if len(raw) < 8 or raw[2] != 8:
+        raise DataError(f"MNIST file {path} is not an unsigned-byte idx file")
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(raw[3])]
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * len(dims))
+    if data.size != int(np.prod(dims)):
+        raise DataError(f"MNIST file {path}: {data.size} values, header says {dims}")
+    return torch.from_numpy(data.copy()).view(*dims)
+
+
+def mnist(root: str | Path, train: bool = True) -> ArrayDataset:
+    """MNIST from the idx files under ``root`` (``train-images-idx3-ubyte`` etc., plain or gzipped), normalised
+    with the usual mean 0.1307 and std 0.3081."""
+    prefix = "train" if train else "t10k"
+    x = _read_idx(Path(root) / f"{prefix}-images-idx3-ubyte").float().div(255).unsqueeze(1)
+    y = _read_idx(Path(root) / f"{prefix}-labels-idx1-ubyte").long()
+    return ArrayDataset((x - 0.1307) / 0.3081, y)

@@ -467,26 +467,11 @@ class SLTTCifarConfig(SLTTCommon):
     cutout: int = Field(16, ge=0, le=32, description="Cutout hole size (0: none)")
 
 
-def augment_image(img: torch.Tensor, generator: torch.Generator, cutout: int = 16) -> torch.Tensor:
-    """Random crop (pad 4), horizontal flip and Cutout (one ``cutout`` x ``cutout`` hole, DeVries &
-    Taylor 2017) of one (C, 32, 32) image, every draw from ``generator``."""
-    h, w = img.shape[-2:]
-    padded = torch.nn.functional.pad(img, (4, 4, 4, 4))
-    dy, dx = torch.randint(0, 9, (2,), generator=generator).tolist()
-    out = padded[:, dy:dy + h, dx:dx + w]
-    if torch.rand((), generator=generator) < 0.5:
-        out = out.flip(-1)
-    if cutout > 0:
-        cy, cx = torch.randint(0, h, (1,), generator=generator).item(), torch.randint(0, w, (1,), generator=generator).item()
-        out = out.clone()
-        out[:, max(0, cy - cutout // 2):cy + cutout // 2, max(0, cx - cutout // 2):cx + cutout // 2] = 0.0
-    return out
-
-
 @register("sltt-cifar", processes=True, paper="sltt", config=SLTTCifarConfig, claims=CLAIMS, order=52, quick=False,
           description="Pre-activation spiking ResNet-18 on CIFAR-10, BPTT vs SLTT (GPU; local CIFAR pickles)")
 def run_cifar(cfg: SLTTCifarConfig, ctx: RunContext) -> Result:
     from tenfold.data.base import ArrayDataset
+    from tenfold.data.augment import augment_image
     from tenfold.data.real import cifar
 
     train, test = cifar(cfg.root, train=True), cifar(cfg.root, train=False)

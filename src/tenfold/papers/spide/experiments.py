@@ -371,48 +371,13 @@ class SpideMnistConfig(SpideCommon):
                                 "99.3% (unverified), less 0.3 points")
 
 
-def _read_idx(path) -> torch.Tensor:
-    import gzip
-    from pathlib import Path
-
-    import numpy as np
-
-    from tenfold.errors import DataError
-
-    path = Path(path)
-    for candidate in (path, path.with_name(path.name + ".gz")):
-        if candidate.is_file():
-            raw = (gzip.open if candidate.suffix == ".gz" else open)(candidate, "rb").read()
-            break
-    else:
-        raise DataError(f"MNIST file {path}[.gz] is missing: put the four idx files in {path.parent}; "
-                        "Tenfold never downloads data")
-    if len(raw) < 8 or raw[2] != 8:
-        raise DataError(f"MNIST file {path} is not an unsigned-byte idx file")
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(raw[3])]
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * len(dims))
-    if data.size != int(np.prod(dims)):
-        raise DataError(f"MNIST file {path}: {data.size} values, header says {dims}")
-    return torch.from_numpy(data.copy()).view(*dims)
-
-
-def mnist(root: str, train: bool):
-    """MNIST from idx files under ``root`` (train-images-idx3-ubyte etc.), normalised as in the paper."""
-    from pathlib import Path
-
-    from tenfold.data import ArrayDataset
-
-    prefix = "train" if train else "t10k"
-    x = _read_idx(Path(root) / f"{prefix}-images-idx3-ubyte").float().div(255).unsqueeze(1)
-    y = _read_idx(Path(root) / f"{prefix}-labels-idx1-ubyte").long()
-    return ArrayDataset((x - 0.1307) / 0.3081, y)
-
-
 @register("spide-mnist-lenet", paper="spide", config=SpideMnistConfig, order=72, quick=False,
           claims=[Check("LeNet-5 MNIST test accuracy (paper: about 99.3%)", metric="test_acc",
                         at_least="min_accuracy")],
           description="SPIDE paper recipe: LeNet-5 on MNIST from a local root (no feedback)")
 def run_mnist(cfg: SpideMnistConfig, ctx: RunContext) -> Result:
+    from tenfold.data.real import mnist
+
     train, test = mnist(cfg.root, True), mnist(cfg.root, False)
     if cfg.limit:
         train = train.subset(torch.arange(min(cfg.limit, len(train))))
@@ -445,17 +410,6 @@ class SpideCifarConfig(SpideCommon):
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random crop with 4-pixel zero padding and horizontal flip, per sample, from ``gen``."""
-    n, _, h, w = x.shape
-    padded = F.pad(x, (4, 4, 4, 4))
-    dy, dx = torch.randint(0, 9, (2, n), generator=gen)
-    flip = torch.rand(n, generator=gen) < 0.5
-    out = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
-    out[flip] = out[flip].flip(-1)
-    return out
-
-
 @register("spide-cifar", paper="spide", config=SpideCifarConfig, order=73, quick=False,
           claims=[Check("CIFAR test accuracy (paper, unverified: 90-92% CIFAR-10, 65-72% CIFAR-100)", metric="test_acc",
                         at_least="min_accuracy"),
@@ -464,6 +418,7 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
           description="SPIDE paper recipe: AlexNet-F / CIFARNet-F on CIFAR-10/100 from a local root")
 def run_cifar(cfg: SpideCifarConfig, ctx: RunContext) -> Result:
     from tenfold.data import ArrayDataset
+    from tenfold.data.augment import crop_flip_batch
     from tenfold.data.real import cifar
 
     mean, std = torch.tensor(CIFAR_MEAN).view(3, 1, 1), torch.tensor(CIFAR_STD).view(3, 1, 1)
@@ -478,7 +433,7 @@ def run_cifar(cfg: SpideCifarConfig, ctx: RunContext) -> Result:
     if cfg.augment:
         gen = ctx.generator("spide-augment")
         train = ArrayDataset(train.x, train.y, train.class_names,
-                             transform=lambda img: _augment(img.unsqueeze(0), gen)[0])
+                             transform=lambda img: crop_flip_batch(img.unsqueeze(0), gen)[0])
     out = _train(f"{cfg.arch}-spike", model, train, test, cfg, ctx)
     acc = evaluate(out["model"], test, ctx)
     return Result(metrics={"test_acc": acc, "max_feedback_norm": out["max_feedback_norm"],
