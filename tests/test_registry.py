@@ -1,4 +1,5 @@
-"""Every experiment and benchmark module imports, and every experiment's quick config validates."""
+"""Every experiment and benchmark module imports; every experiment has the three tiers' presets (quick, standard,
+paper), each validates, and the standard tier has the seeds a comparison needs; one name per paper."""
 
 import pytest
 
@@ -24,6 +25,45 @@ def test_every_preset_validates(name):
     exp = discover()[name]
     for preset in available_presets(name):
         resolve(exp.config, name, preset)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_has_the_three_tiers(name):
+    """quick (the config's defaults), standard (the evidence) and paper (the GPU recipe), each a preset file
+    beside the experiment's paper folder except quick."""
+    from tenfold.config import preset_path
+
+    assert {"quick", "standard", "paper"} <= set(available_presets(name)), available_presets(name)
+    assert preset_path(name, "standard").is_file() and preset_path(name, "paper").is_file()
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_the_standard_tier_has_the_seeds_a_comparison_needs(name):
+    from tenfold.reporting.claims import PaperClaim
+
+    exp = discover()[name]
+    cfg = resolve(exp.config, name, "standard")
+    needed = max([c.seeds for c in exp.claims if isinstance(c, PaperClaim)], default=1)
+    seeds = getattr(cfg, "seeds", None)
+    count = len(seeds) if isinstance(seeds, (list, tuple)) else seeds
+    if count is not None and needed > 1:
+        assert count >= needed, f"{name}: the standard preset runs {count} seeds, its claims need {needed}"
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_one_name_per_paper(name):
+    """The experiment lives in papers/<paper key with _>/, its name starts with the paper key, and the paper's
+    docs page is docs/<key>.md (digits-mlp, the smallest example, is documented in getting-started.md)."""
+    from pathlib import Path
+
+    from tenfold.reporting.papers import paper
+
+    exp = discover()[name]
+    assert exp.run.__module__.split(".")[2] == exp.paper.replace("-", "_"), exp.run.__module__
+    assert name == exp.paper or name.startswith(f"{exp.paper}-"), (name, exp.paper)
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    expected = "getting-started.md" if exp.paper == "digits-mlp" else f"{exp.paper}.md"
+    assert paper(exp.paper).docs == expected and (docs / expected).is_file()
 
 
 def test_experiments_name_a_known_paper():

@@ -54,7 +54,7 @@ def list_experiments(check: bool = typer.Option(False, "--check", help="import e
 @app.command()
 def run(
     name: str = typer.Argument(..., help="experiment name (see `tenfold list`)"),
-    preset: str = typer.Option("quick", help="quick (CPU, minutes) or paper (the paper's recipe)"),
+    preset: str = typer.Option("quick", help="quick (smoke run), standard (the evidence tier) or paper (the GPU recipe)"),
     set_: list[str] = typer.Option([], "--set", help="override a config field, nested with dots: --set epochs=5 --set base.lr=0.2 (see `tenfold config NAME`)"),
     config: Optional[Path] = typer.Option(None, "--config", help="a YAML file of config fields"),
     seed: int = typer.Option(0, help="random seed"),
@@ -106,7 +106,7 @@ def run(
 @app.command("config")
 def show_config(
     name: str = typer.Argument(..., help="experiment name (see `tenfold list`)"),
-    preset: str = typer.Option("quick", help="quick or paper (or another preset of the experiment)"),
+    preset: str = typer.Option("quick", help="quick, standard or paper (or another preset of the experiment)"),
     set_: list[str] = typer.Option([], "--set", help="override a config field, as for `tenfold run`"),
     config: Optional[Path] = typer.Option(None, "--config", help="a YAML file of config fields"),
 ) -> None:
@@ -131,15 +131,22 @@ def _print_result(data: dict) -> None:
 
     for claim in data.get("claims", []):
         word = verdict(claim)
-        mark = f"[green]{word}[/green]" if claim["holds"] else f"[red]{word}[/red]"
-        spread = f" ± {claim['std']:.2g} over {claim['n']} seeds" if claim.get("n", 1) > 1 else ""
-        out.print(f"{claim.get('kind', 'unclassified')}: {claim['name']} = {claim['value']:.4g}{spread} "
+        good = word in ("pass", "reproduced", "reproduced (ablation not run)")
+        mark = f"[green]{word}[/green]" if good else f"[red]{word}[/red]"
+        ci = claim.get("ci95")
+        spread = (f" ± {claim['std']:.2g} over {claim['n']} seeds"
+                  + (f", 95% [{ci[0]:.4g}, {ci[1]:.4g}]" if ci and claim.get("kind") == "paper" else "")
+                  if claim.get("n", 1) > 1 else "")
+        out.print(f"{claim.get('kind', 'paper')}: {claim['name']} = {claim['value']:.4g}{spread} "
                   f"({claim['threshold']}): {mark}", soft_wrap=True)
 
 
 @app.command()
 def reproduce(
-    quick: bool = typer.Option(False, "--quick", help="the quick preset of every experiment (CPU, minutes)"),
+    quick: bool = typer.Option(False, "--quick", help="the quick tier: a smoke run of every experiment (CPU, about "
+                                                     "5 minutes; no evidence); the same as --preset quick"),
+    preset: Optional[str] = typer.Option(None, help="quick (smoke run), standard (the evidence: 2 CPU cores, about "
+                                                    "3 hours in all) or paper (the GPU recipes)"),
     only: Optional[str] = typer.Option(None, help="comma-separated experiment names"),
     out_dir: Path = typer.Option(Path("reproduce"), "--out", help="output folder for runs and the report"),
     resume: bool = typer.Option(False, help="skip experiments whose results already exist in --out"),
@@ -151,17 +158,22 @@ def reproduce(
                                  help="also run every paper claim's ablation (the mechanism removed) and record "
                                       "whether the claim then fails"),
     strict: bool = typer.Option(False, "--strict",
-                                help="exit 1 when a paper claim is not reproduced or not falsified, or a check fails"),
+                                help="exit 1 when a paper claim is not reproduced, inconclusive or not falsified, "
+                                     "or a check fails"),
 ) -> None:
     """Run every registered experiment (or --only some) and write report.md and report.html.
 
     Exits 1 when an experiment crashed (the others still run and are reported); with --strict also when a
-    paper claim is not reproduced or not falsified, or a check fails.
+    paper claim is not reproduced, inconclusive or not falsified, or a check fails. --resume continues an
+    interrupted reproduce in the same --out: finished experiments (and ablation runs) are not run again.
     """
     from tenfold.reporting.reproduce import reproduce as do_reproduce
 
+    if quick and preset not in (None, "quick"):
+        raise ConfigError(f"--quick and --preset {preset} disagree: give one of them")
+    chosen = "quick" if quick else (preset or "standard")
     names = [n.strip() for n in only.split(",") if n.strip()] if only else None
-    outcome = do_reproduce(names, preset="quick" if quick else "paper", out=out_dir, resume=resume, seed=seed,
+    outcome = do_reproduce(names, preset=chosen, out=out_dir, resume=resume, seed=seed,
                            device=device, readme=update_readme, falsify_claims=falsify)
     out.print(f"report: {outcome.report}")
     code = 0
@@ -172,8 +184,8 @@ def reproduce(
     if strict:
         failing = outcome.failing()
         if failing:
-            err.print(f"[red]--strict:[/red] {len(failing)} statement(s) not reproduced, not falsified or "
-                      f"failing: {'; '.join(failing)}", highlight=False, soft_wrap=True)
+            err.print(f"[red]--strict:[/red] {len(failing)} statement(s) not reproduced, inconclusive, not "
+                      f"falsified or failing: {'; '.join(failing)}", highlight=False, soft_wrap=True)
             code = 1
     if code:
         raise typer.Exit(code)

@@ -40,7 +40,7 @@ def test_run_writes_a_complete_run_folder(tmp_path, capsys):
     assert set(data) >= {"metrics", "claims", "figures", "wall_s", "versions", "preset"}
     assert set(data["git"]) == {"commit", "dirty"}  # None outside a git checkout
     paper_claim, check = data["claims"]
-    assert paper_claim["kind"] == "paper" and paper_claim["n"] == 3 and paper_claim["ablation"] == ["hidden=0"]
+    assert paper_claim["kind"] == "paper" and paper_claim["n"] == 3 and paper_claim["ablation"] == ["activation=identity"]
     assert paper_claim["holds"] == (paper_claim["value"] <= 0.9)
     assert check["kind"] == "check" and check["holds"] == (check["value"] >= 0.95)
     assert "check: MLP test accuracy" in out and "paper: a hidden layer" in out

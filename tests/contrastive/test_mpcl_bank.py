@@ -66,7 +66,7 @@ def test_the_queue_is_fifo_of_normalised_detached_rows():
 
 def _pretrain(ctx, method="simclr", **kw):
     from tenfold.contrastive.models import mlp_encoder
-    from tenfold.papers.mpcl.experiments import TrainConfig, pretrain
+    from tenfold.contrastive.pretrain import TrainConfig, pretrain
 
     g = torch.Generator().manual_seed(0)
     data = ArrayDataset(torch.rand(96, 1, 4, 4, generator=g), torch.arange(96) % 3)

@@ -1,6 +1,6 @@
 """The benchmark runs and its non-timing results hold (timings are reported, never asserted)."""
 
-from tenfold.benchmarks import mpcl
+from tenfold.papers.mpcl import bench as mpcl
 
 
 def test_bench_quick_reports_agreement_and_saved_memory():

@@ -55,7 +55,7 @@ def test_votes_are_weighted_by_similarity():
 
 def test_pretraining_logs_knn_acc_per_epoch_and_it_equals_the_final_encoder(tmp_path):
     from tenfold.contrastive.models import mlp_encoder
-    from tenfold.papers.mpcl.experiments import TrainConfig, pretrain
+    from tenfold.contrastive.pretrain import TrainConfig, pretrain
 
     g = torch.Generator().manual_seed(0)
     train = ArrayDataset(torch.rand(64, 1, 4, 4, generator=g), torch.arange(64) % 4)

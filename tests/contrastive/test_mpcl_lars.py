@@ -141,7 +141,8 @@ def test_the_cifar_paper_preset_is_the_official_lars_recipe_and_sgd_stays_select
     from tenfold.contrastive.methods import MethodConfig, build_model
     from tenfold.contrastive.models import small_cnn
     from tenfold.contrastive.probe import OnlineProbe
-    from tenfold.papers.mpcl.experiments import CifarConfig, PretrainNet, make_optimizer
+    from tenfold.contrastive.pretrain import PretrainNet, make_optimizer
+    from tenfold.papers.mpcl.experiments import CifarConfig
 
     cfg = resolve(CifarConfig, "mpcl-cifar", "paper")
     assert (cfg.optimizer, cfg.lr, cfg.lr_schedule, cfg.warmup, cfg.lars_eta) == ("lars", 1.0, "warmup-cosine", 0.01,

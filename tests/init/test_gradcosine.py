@@ -52,7 +52,7 @@ def test_identical_samples_give_gc_one():
 def test_gc_in_range_and_invariant_to_positive_loss_scaling():
     model, data = mlp(), batch(16)
     plain = gradcosine(model, data, D=4, overlap=0.2)
-    scaled = gradcosine(model, data, lambda o, t: 7.5 * F.cross_entropy(o, t, reduction="none"), D=4, overlap=0.2)
+    scaled = gradcosine(model, data, lambda o, t: 7.5 * F.cross_entropy(o, t), D=4, overlap=0.2)
     assert -1.0 <= plain.gc.item() <= 1.0
     assert scaled.gc.item() == pytest.approx(plain.gc.item(), abs=1e-6)
     assert scaled.norm.item() == pytest.approx(7.5 * plain.norm.item(), rel=1e-5)
@@ -124,5 +124,5 @@ def test_batch_smaller_than_d_and_models_without_supported_layers_are_rejected()
         gradcosine(mlp(), batch(3), D=4)
     with pytest.raises(ConfigError, match="model=Sequential is invalid: expected at least one Conv, Linear"):
         gradcosine(nn.Sequential(nn.BatchNorm1d(6), nn.ReLU()), batch(8))
-    with pytest.raises(ConfigError, match="loss_fn"):
-        gradcosine(mlp(), batch(8), lambda o, t: F.cross_entropy(o, t))  # a scalar, not one loss per sample
+    with pytest.raises(ConfigError, match="loss_fn"):  # per-sample losses, not the mean (see test_loss_convention.py)
+        gradcosine(mlp(), batch(8), lambda o, t: F.cross_entropy(o, t, reduction="none"))

@@ -10,8 +10,9 @@ import torch
 
 from tenfold.data.panoptic_scenes import CAR, PERSON
 from tenfold.errors import DataError
-from tenfold.panoptic import EvalSpec, builtin_spec, evaluate_arrays, flat_to_pid_table, gt_part_flat, \
-    gt_to_prediction, merge_to_pps
+from tenfold.panoptic import EvalSpec, evaluate_arrays, merge_to_pps
+from tenfold.panoptic.format import builtin_spec
+from tenfold.panoptic.merge import flat_to_pid_table, gt_part_flat, gt_to_prediction
 from tenfold.panoptic.inference import InferenceConfig, whole_segments
 from tenfold.panoptic.merge import merge_folders
 
@@ -64,19 +65,23 @@ def test_builtin_spec_accepts_short_names():
         builtin_spec("nope")
 
 
-def test_unknown_predicted_categories_are_ignored(tmp_path):
-    """Cityscapes void ids (0-6) and any sid the spec does not evaluate belong to no predicted segment."""
+def test_unknown_predicted_categories_are_ignored_or_refused(tmp_path):
+    """Cityscapes void ids (0-6), dataset sids the spec does not evaluate, belong to no predicted segment;
+    a sid that is not a class of the dataset at all is an error (it was silently ignored before)."""
     spec = EvalSpec.load("ppq_cpp_19_23_cvpr21_default")
     rng = np.random.default_rng(1)
     gt = random_gt(spec, rng)
     pred = gt_to_prediction(gt, spec)
     pred[:8, :16] = (3, 0, 1)       # a Cityscapes void class
-    pred[8:16, :8] = (40, 1, 1)     # not a class of the dataset at all
+    pred[8:16, :8] = (29, 1, 1)     # caravan: a dataset class with instances, not evaluated
     blank = pred.copy()
-    blank[:16, :16] = np.where(((pred[:16, :16, 0] == 3) | (pred[:16, :16, 0] == 40))[..., None], (255, 0, 0),
+    blank[:16, :16] = np.where(((pred[:16, :16, 0] == 3) | (pred[:16, :16, 0] == 29))[..., None], (255, 0, 0),
                                pred[:16, :16])
     a, b = evaluate_arrays([(gt, pred)], spec), evaluate_arrays([(gt, blank)], spec)
     assert a["PartPQ"] == b["PartPQ"] and a["PQ"] == b["PQ"] and a["PartPQ"] < 1
+    pred[8:16, :8] = (40, 1, 1)     # not a class of the dataset at all
+    with pytest.raises(DataError, match=r"image 0: pixel \(sid, iid\) = \(40, 1\) has semantic id 40, .*0\.\.34"):
+        evaluate_arrays([(gt, pred)], spec)
 
 
 def test_keep_rule_counts_the_argmax_area_and_thresholds_only_when_pasting(tmp_path):

@@ -166,8 +166,11 @@ def test_bad_predictions_are_named(tmp_path):
     with pytest.raises(DataError, match="size 5x5 does not match"):
         image_stats(gt, pred[:5, :5], spec, where="p.png")
     bad = pred.copy()
-    bad[0, 0, 0] = 7   # a class the spec does not evaluate: ignored as in the reference (test_merge.py)
+    bad[0, 0, 0] = 0   # a dataset class the spec does not evaluate: ignored as in the reference (test_merge.py)
     assert image_stats(gt, bad, spec).part_pq.tp.sum() == image_stats(gt, pred, spec).part_pq.tp.sum()
+    bad[0, 0, 0] = 7   # not a class of the dataset: refused
+    with pytest.raises(DataError, match="p.png: .* semantic id 7"):
+        image_stats(gt, bad, spec, where="p.png")
     many = np.full((4, 300), CAR * 1000, np.int32) + np.arange(300, dtype=np.int32)[None, :] + 1
     with pytest.raises(DataError, match="300 instances of class 3"):
         gt_to_prediction(many, spec)

@@ -198,7 +198,7 @@ def test_targets_and_dataset_errors(scene_data, tmp_path):
     assert not t.valid[torch.from_numpy(data.labels[0] == 0)].any()      # void is ignored
     bad = data.labels[0].copy()
     bad[0, 0] = 42                                                         # sid 42 is not in the dataset spec
-    with pytest.raises(DataError, match="class sid 42"):
+    with pytest.raises(DataError, match="bad.tif: uid 42 has semantic id 42"):
         make_targets(bad, spec, "bad.tif")
     with pytest.raises(DataError, match="differs from its label size"):
         PanopticPartsDataset([np.zeros((8, 8, 3), np.float32)], [np.ones((8, 9), np.int32)], spec, ["x"])
@@ -209,7 +209,7 @@ def test_targets_and_dataset_errors(scene_data, tmp_path):
 def test_worker_memory_benchmark_measures_each_worker_and_the_in_memory_dataset():
     """The on-demand dataset's workers are measured (2 workers seen); the in-memory dataset's bytes are
     grow with the number of images (the contrast the benchmark's target is about)."""
-    from tenfold.benchmarks.partformer import worker_memory
+    from tenfold.papers.partformer.bench import worker_memory
 
     out = worker_memory((4, 12), size=48, workers=2, crop=32)
     small, large = out["rows"]

@@ -7,12 +7,17 @@ from pydantic import Field
 
 from tenfold.config import Config
 from tenfold.experiments import registry
-from tenfold.reporting import Claim, Result
+from tenfold.reporting import Check, PaperClaim, Result
 from tenfold.reporting.reproduce import reproduce
 
 
 class _Cfg(Config):
     value: float = Field(1.0)
+    bar: float = Field(0.5, description="source: test fixture")
+
+
+CLAIMS = (Check("score", metric="score", at_least="bar"), Check("score small", metric="score", at_most="bar"),
+          PaperClaim("score by seed", metric="by_seed", at_least="bar", ablation=["value=0.0"], paper="Fig. 1"))
 
 
 @pytest.fixture
@@ -26,27 +31,26 @@ def fake_experiments(monkeypatch):
 
         fig, ax = new_figure()
         ax.plot([0, 1], [0, cfg.value])
-        return Result(metrics={"score": cfg.value}, claims=[Claim.at_least("score", cfg.value, 0.5),
-                                                             Claim.at_most("score small", cfg.value, 0.5)],
+        return Result(metrics={"score": cfg.value}, samples={"by_seed": [cfg.value] * 2},
                       figures=[ctx.save_figure(fig, "line")], key_metric="score", notes="A fake experiment.")
 
     def broken(cfg, ctx):
         raise RuntimeError("simulated failure inside the experiment")
 
-    monkeypatch.setitem(registry.REGISTRY, "fake-ok", registry.Experiment("fake-ok", "foundation", _Cfg, ok, "ok one"))
+    monkeypatch.setitem(registry.REGISTRY, "fake-ok", registry.Experiment("fake-ok", "digits-mlp", _Cfg, ok, "ok one", claims=CLAIMS))
     monkeypatch.setitem(registry.REGISTRY, "fake-broken",
-                        registry.Experiment("fake-broken", "foundation", _Cfg, broken, "broken one"))
+                        registry.Experiment("fake-broken", "digits-mlp", _Cfg, broken, "broken one"))
     return calls
 
 
 def test_report_lists_claims_figures_and_failures(tmp_path, fake_experiments):
     outcome = reproduce(["fake-ok", "fake-broken"], preset="quick", out=tmp_path)
     md = outcome.report.read_text()
-    assert "| fake-ok | score | 1 | >= 0.5 | holds |" in md  # ad-hoc claims are listed as unclassified
-    assert "| fake-ok | score small | 1 | <= 0.5 | **fails** |" in md
+    assert "| fake-ok | score | 1 | >= 0.5 | pass |" in md
+    assert "| fake-ok | score small | 1 | <= 0.5 | **fail** |" in md
     assert "| fake-broken | (experiment failed) |" in md
     assert "simulated failure inside the experiment" in md
-    assert "unclassified claims: 2" in md and "1 failed" in md
+    assert "unclassified" not in md and "1 failed" in md
     assert outcome.crashed == ["fake-broken"]
     assert "![fake-ok: line](runs/fake-ok/" in md
     html = (tmp_path / "report.html").read_text()
@@ -56,17 +60,12 @@ def test_report_lists_claims_figures_and_failures(tmp_path, fake_experiments):
 
 
 def test_resume_skips_finished_experiments(tmp_path, fake_experiments):
+    """`reproduce --resume` continues an interrupted reproduce: finished experiments are not run again."""
     reproduce(["fake-ok"], preset="quick", out=tmp_path)
     reproduce(["fake-ok"], preset="quick", out=tmp_path, resume=True)
     assert fake_experiments["ok"] == 1
     reproduce(["fake-ok"], preset="quick", out=tmp_path)
     assert fake_experiments["ok"] == 2
-
-
-def test_claim_helpers_could_fail():
-    assert Claim.at_least("x", 0.94, 0.95).holds is False
-    assert Claim.at_most("x", float("nan"), 1.0).holds is False
-    assert Claim.between("x", 0.5, 0.4, 0.6).holds and not Claim.between("x", 0.7, 0.4, 0.6).holds
 
 
 def test_readme_table_is_generated_between_markers(tmp_path, fake_experiments):
@@ -75,10 +74,11 @@ def test_readme_table_is_generated_between_markers(tmp_path, fake_experiments):
     reproduce(["fake-ok"], preset="quick", out=tmp_path / "rep", readme=readme)
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith("rest\n") and "OLD-TABLE" not in text
-    assert "fake-ok |" in text and "unclassified 1/2 hold; **score small (fails)**" in text
+    assert "fake-ok |" in text and "checks 1/2 pass; **score small (fail)**" in text
+    assert "Quick tier: a smoke run, not evidence." in text
     # the report is named as seen from the README, not by this machine's absolute path
     assert "full report: `rep/report.html`" in text and str(tmp_path) not in text
-    assert "`tenfold reproduce --quick --update-readme README.md`" in text
+    assert "`tenfold reproduce --preset quick --update-readme README.md`" in text
 
 
 def test_the_key_metric_may_be_a_per_seed_sample():

@@ -104,7 +104,7 @@ def test_bad_config_is_one_line_exit_2_before_work(override, message, tmp_path, 
 
 @pytest.mark.slow
 def test_benchmark_quick_every_target_holds():
-    from tenfold.benchmarks import sltt
+    from tenfold.papers.sltt import bench as sltt
 
     data = sltt.run(quick=True)
     assert data["T"] == [2, 4, 8]

@@ -160,7 +160,7 @@ def test_cifar_recipe_runs_on_local_pickles(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_benchmark_memory_flat_for_spide_and_linear_for_bptt():
-    from tenfold.benchmarks import spide as bench
+    from tenfold.papers.spide import bench
 
     out = bench.run(quick=True)
     rows = {r["T"]: r for r in out["rows"]}

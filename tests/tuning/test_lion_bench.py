@@ -2,7 +2,7 @@
 
 import pytest
 
-from tenfold.benchmarks import lion
+from tenfold.papers.lion import bench as lion
 
 
 @pytest.mark.slow

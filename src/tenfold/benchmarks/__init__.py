@@ -1,6 +1,7 @@
-"""Benchmarks: one module per measured claim, run by ``tenfold bench NAME``.
+"""Benchmarks, run by ``tenfold bench NAME``: each paper's ``tenfold/papers/<paper>/bench*.py``.
 
-A benchmark module defines ``NAME`` (the CLI name, e.g. ``"eval-parts"``), a one-line ``DESCRIPTION``
+This package is the machinery (discovery here, timers and memory probes in :mod:`tenfold.benchmarks.common`);
+the benchmarks live in their paper's folder. A benchmark module defines ``NAME`` (the CLI name, e.g. ``"eval-parts"``), a one-line ``DESCRIPTION``
 and ``run(quick: bool = False) -> dict``. The returned dict is written as JSON; it holds raw
 measurements and the ratios against a baseline measured in the same run, plus ``"targets"``: a list
 of ``{"name", "value", "threshold", "holds"}`` (the same shape as a claim) for the issue's targets.
@@ -10,7 +11,7 @@ Timings are medians of interleaved repeats with fixed threads; never asserted in
 from __future__ import annotations
 
 import importlib
-import pkgutil
+from pathlib import Path
 from types import ModuleType
 
 from tenfold.errors import ConfigError
@@ -20,18 +21,17 @@ IMPORT_ERRORS: dict[str, str] = {}
 
 
 def discover() -> dict[str, ModuleType]:
+    """Every benchmark module, by its CLI name; one that fails to import is recorded in IMPORT_ERRORS."""
     if not _CACHE:
-        import tenfold.benchmarks as pkg
-
-        for info in pkgutil.iter_modules(pkg.__path__):
-            if info.name.startswith("_") or info.name == "common":
-                continue
+        papers = Path(__file__).resolve().parent.parent / "papers"
+        for path in sorted(papers.glob("*/bench*.py")):
+            module = f"tenfold.papers.{path.parent.name}.{path.stem}"
             try:
-                mod = importlib.import_module(f"tenfold.benchmarks.{info.name}")
+                mod = importlib.import_module(module)
             except Exception as exc:
-                IMPORT_ERRORS[info.name] = f"{type(exc).__name__}: {exc}"
+                IMPORT_ERRORS[f"{path.parent.name}.{path.stem}"] = f"{type(exc).__name__}: {exc}"
                 continue
-            _CACHE[getattr(mod, "NAME", info.name.replace("_", "-"))] = mod
+            _CACHE[getattr(mod, "NAME", path.parent.name.replace("_", "-"))] = mod
     return _CACHE
 
 

@@ -29,8 +29,20 @@ def attention_weights(h: torch.Tensor, positives: torch.Tensor, edge_weights: to
 
 def simclr_attn_loss(z: torch.Tensor, h: torch.Tensor, positives: torch.Tensor, tau: float,
                      normalize: bool = True, negatives: torch.Tensor | None = None) -> torch.Tensor:
-    """SimCLR-Attn loss: :func:`mp_infonce` with anchor weights from :func:`attention_weights` of ``h``
-    (``negatives``: extra memory-bank rows in the denominators)."""
+    """SimCLR-Attn loss (paper Sec. 5.1): ``L = -sum_i a_i log P_{i,p(i)}``, :func:`mp_infonce` with the
+    detached anchor weights ``a = softmax_i(cos(h_i, h_p(i)))`` of the encoder features ``h`` (N, C)
+    (:func:`attention_weights`); ``z`` (N, D) are the projections, ``negatives`` extra memory-bank rows in
+    the denominators.
+
+    >>> import torch
+    >>> from tenfold.contrastive import pair_positives, simclr_attn_loss
+    >>> g = torch.Generator().manual_seed(0)
+    >>> h = torch.randn(8, 32, generator=g)                     # encoder features of [view 1; view 2]
+    >>> z = torch.randn(8, 16, generator=g, requires_grad=True)  # projector outputs
+    >>> loss = simclr_attn_loss(z, h, pair_positives(8), tau=0.5)
+    >>> loss.backward(); z.grad.shape
+    torch.Size([8, 16])
+    """
     require(h.shape[0] == z.shape[0], "h", tuple(h.shape), f"{z.shape[0]} rows like z")
     return mp_infonce(z, positives, tau, anchor_weights=attention_weights(h, positives), normalize=normalize,
                       negatives=negatives)

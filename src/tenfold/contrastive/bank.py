@@ -21,6 +21,23 @@ from tenfold.errors import require
 
 
 class MemoryBank:
+    """A FIFO queue of ``size`` detached, normalised embeddings of width ``dim`` used as extra InfoNCE
+    negatives (MoCo, He et al., CVPR 2020; lightly's ``MemoryBankModule``): each step reads
+    :meth:`negatives`, passes them to the loss (``negatives=``), then :meth:`enqueue` s its own rows.
+    The anchor's softmax then runs over ``N - 1 + M`` rows (``M`` = filled slots); the bank gets no gradient.
+
+    >>> import torch
+    >>> from tenfold.contrastive import MemoryBank, mp_infonce, pair_positives
+    >>> bank = MemoryBank(size=12, dim=16)
+    >>> for step in range(2):
+    ...     z = torch.randn(8, 16, requires_grad=True)        # [view 1; view 2] of 4 images
+    ...     loss = mp_infonce(z, pair_positives(8), tau=0.5, negatives=bank.negatives())
+    ...     loss.backward()
+    ...     bank.enqueue(z)                                   # after the loss: its own rows are no negatives
+    >>> bank.negatives().shape                                # 16 rows written, the newest 12 kept
+    torch.Size([12, 16])
+    """
+
     def __init__(self, size: int, dim: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
                  ) -> None:
         require(size >= 1, "bank_size", size, "a positive number of slots (0 turns the bank off)")

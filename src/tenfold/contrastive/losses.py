@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from tenfold.errors import require
+from tenfold.second_order import refuse_second_order, second_order
 
 MULTI_POSITIVE = ("mean_log", "log_sum")
 
@@ -138,6 +139,8 @@ def _row_log_normalisers(z: torch.Tensor, tau: float, neg: torch.Tensor | None =
     return s.sum(1).log_() + m.squeeze(1)
 
 
+@second_order("refuses", alternative="for second derivatives use the dense form sum(infonce_parts(...)) "
+              "(tenfold.contrastive.losses; plain autograd, the same loss with multi_positive='mean_log')")
 class _MPInfoNCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z, idx, w, r, tau, log_sum=False, neg=None):  # type: ignore[override]
@@ -158,8 +161,8 @@ class _MPInfoNCE(torch.autograd.Function):
         return loss
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad):  # type: ignore[override]
+        refuse_second_order(_MPInfoNCE)  # the closed form below treats P and lse as constants
         z, idx, w, r, lse, *neg = ctx.saved_tensors
         tau = ctx.tau
         if neg:  # the queued negatives: constants that only enter the denominators of the rows of z
@@ -215,6 +218,16 @@ def mp_infonce(z: torch.Tensor, positives: torch.Tensor, tau: float, edge_weight
     ``negatives`` (M, D): extra rows that enter every denominator and receive no gradient (a memory bank
     of earlier batches, :class:`~tenfold.contrastive.bank.MemoryBank`); they are used as given, so pass
     them normalised when ``normalize`` is on. The anchor's row softmax then runs over ``N - 1 + M`` rows.
+
+    >>> import torch
+    >>> from tenfold.contrastive import mp_infonce, nt_xent, pair_positives, view_positives
+    >>> z = torch.randn(12, 16, requires_grad=True)            # 3 views of 4 images: [view 1; view 2; view 3]
+    >>> loss = mp_infonce(z, view_positives(4, 3), tau=0.5)     # each row: 2 positives (SupCon L_out)
+    >>> loss_in = mp_infonce(z, view_positives(4, 3), tau=0.5, multi_positive="log_sum")  # SupCon L_in
+    >>> loss.backward()                                         # closed-form backward, one N x N matrix
+    >>> pairs = torch.randn(8, 16, dtype=torch.float64)         # one positive per row: NT-Xent (SimCLR)
+    >>> torch.allclose(mp_infonce(pairs, pair_positives(8), tau=0.5), nt_xent(pairs, tau=0.5))
+    True
     """
     require(tau > 0, "tau", tau, "a positive temperature")
     require(multi_positive in MULTI_POSITIVE, "multi_positive", multi_positive, f"one of {', '.join(MULTI_POSITIVE)}")

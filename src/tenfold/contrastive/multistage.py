@@ -81,7 +81,20 @@ def simsiam_multi_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2:
                        memory: torch.Tensor, beta: float, filled: torch.Tensor | None = None) -> torch.Tensor:
     """``-1/2 cos(p1, sg((1-b) z2 + b M)) - 1/2 cos(p2, sg((1-b) z1 + b M))``.
 
-    Rows whose memory is not yet ``filled`` use plain SimSiam targets (``b = 0`` for that row).
+    Rows whose memory is not yet ``filled`` use plain SimSiam targets (``b = 0`` for that row). ``M`` is
+    each sample's ``sg(z2)`` of the previous epoch, kept by a :class:`MultiStageBank` (paper Sec. 5.2).
+
+    >>> import torch
+    >>> from tenfold.contrastive import MultiStageBank, simsiam_multi_loss
+    >>> bank = MultiStageBank(num_samples=100, dim=16)          # one row per training sample
+    >>> index = torch.tensor([3, 14, 15, 92])                   # the batch's sample ids
+    >>> p1, p2, z1, z2 = (torch.randn(4, 16, requires_grad=True) for _ in range(4))
+    >>> memory, filled = bank.lookup(index)
+    >>> loss = simsiam_multi_loss(p1, p2, z1, z2, memory, beta=0.5, filled=filled)
+    >>> loss.backward(); bank.stage(index, z2)                  # every step
+    >>> bank.commit()                                           # at each epoch end
+    >>> bank.lookup(index)[1].tolist()
+    [True, True, True, True]
     """
     require(0.0 <= beta <= 1.0, "beta", beta, "a mixing weight in [0, 1]")
     require(memory.shape == z1.shape, "memory", tuple(memory.shape), f"the shape of z {tuple(z1.shape)}")

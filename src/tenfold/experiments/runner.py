@@ -27,7 +27,7 @@ from tenfold.engine.fabric import check_launcher, launcher_world, make_fabric, r
 from tenfold.engine.seed import seed_everything
 from tenfold.errors import ConfigError, TenfoldError, alike_on_every_process
 from tenfold.experiments.registry import get
-from tenfold.reporting.claims import evaluate_claims
+from tenfold.reporting.claims import evaluate_claims, tier_of
 from tenfold.reporting.results import Result
 
 
@@ -292,7 +292,7 @@ def run_experiment(name: str, *, preset: str = "quick", overrides: tuple[str, ..
         if not isinstance(result, Result):
             raise TypeError(f"experiment {name!r} returned {type(result).__name__}, expected "
                             "tenfold.reporting.Result")
-        claims = evaluate_claims(exp.claims, cfg, result.metrics, result.samples, name)
+        claims = evaluate_claims(exp.claims, cfg, result.metrics, result.samples, name, tier_of(preset))
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         if main:
@@ -307,7 +307,8 @@ def run_experiment(name: str, *, preset: str = "quick", overrides: tuple[str, ..
             "warnings": list(warnings), "wall_s": round(wall, 3), "versions": versions(), "git": git_state()}
     if resume and devices == 1:  # how much the resume saved: epochs restored from checkpoints, not rerun
         data["restored_epochs"] = restored
-    data["claims"] = claims + data["claims"]  # declared statements first, then any ad-hoc (unclassified) ones
+    data["tier"] = tier_of(preset)
+    data["claims"] = claims
     atomic_write_json(folder / "results.json", data)
     return folder, data
 

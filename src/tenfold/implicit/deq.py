@@ -26,6 +26,7 @@ from torchdeq.core import DEQIndexing
 
 from tenfold.errors import ConvergenceError, require
 from tenfold.implicit import anderson as _anderson
+from tenfold.second_order import refuse_second_order, second_order
 
 # "anderson" is our scale-invariant Anderson (see tenfold.implicit.anderson); "anderson_torchdeq" is
 # torchdeq's own, kept for comparison.
@@ -100,26 +101,61 @@ class SolverInfo:
         return float(self.steps.float().mean())
 
 
+@second_order("refuses", alternative="the IFT backward solves J^T g = g + dL/dz* without a graph; for second "
+              "derivatives use SolverSettings(backward='phantom') (plain autograd through the phantom steps) "
+              "or unrolled_fixed_point")
+class _IFTOutput(torch.autograd.Function):
+    """Identity on z*; its backward stops ``create_graph=True`` before torchdeq's IFT backward, whose
+    adjoint solve is not recorded (second derivatives through it would silently miss every term of
+    the solve)."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor) -> torch.Tensor:
+        return z.view_as(z)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        refuse_second_order(_IFTOutput)
+        return grad
+
+
 class EquilibriumSolver(nn.Module):
     """Solves z* = f(z*) with torchdeq and returns z* wired for the chosen backward.
 
     ``f`` is any callable mapping a tensor to one of the same shape (close over the input x, e.g.
     ``solver(lambda z: layer.f(z, x), z0)``). In training the returned tensor is ``f(z*)`` on the
     autograd tape (the only f call recorded there); in evaluation it is z* without a graph to the solver.
+    Under ``backward="ift"`` a second derivative (``create_graph=True``) is refused with a one-line
+    SecondOrderError; ``backward="phantom"`` is plain autograd and has exact second derivatives.
     """
 
     def __init__(self, settings: SolverSettings | None = None) -> None:
         super().__init__()
         self.settings = settings or SolverSettings()
-        s = self.settings
+        self.deq = self._make_deq(self.settings)
+        self.last_info: SolverInfo | None = None
+        self.last_backward_info: SolverInfo | None = None  # the IFT backward solve's (set during backward)
+
+    @staticmethod
+    def _make_deq(s: SolverSettings) -> DEQIndexing:
         grad = {"ift": {"ift": True}, "phantom": {"grad": s.phantom_steps, "tau": s.tau}}[s.backward]
-        self.deq = DEQIndexing(
+        return DEQIndexing(
             f_solver=SOLVERS[s.solver], b_solver=SOLVERS[s.b_solver], f_max_iter=s.f_max_iter,
             eval_f_max_iter=s.eval_f_max_iter, f_tol=s.f_tol, f_stop_mode="rel", b_max_iter=s.b_max_iter,
             b_tol=s.b_tol, b_stop_mode="rel", **grad,
         )
-        self.last_info: SolverInfo | None = None
-        self.last_backward_info: SolverInfo | None = None  # the IFT backward solve's (set during backward)
+
+    def __getstate__(self) -> dict:
+        # torchdeq's DEQIndexing keeps closures (its backward functions), which pickle cannot store; it is
+        # rebuilt from the settings (it has no tensors), so torch.save(model) of a model using it works.
+        state = super().__getstate__().copy()
+        state["_modules"] = {k: v for k, v in state["_modules"].items() if k != "deq"}
+        state.pop("deq", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self.deq = self._make_deq(self.settings)
 
     def _backward_writer(self, info: dict) -> None:
         self.last_backward_info = SolverInfo(residual=info["rel_lowest"].detach(), steps=info["nstep"].detach(),
@@ -131,7 +167,10 @@ class EquilibriumSolver(nn.Module):
         trajectory, info = self.deq(f, z0, solver_kwargs=kwargs, backward_writer=self._backward_writer)
         self.last_info = SolverInfo(residual=info["rel_lowest"].detach(), steps=info["nstep"].detach(), f_tol=s.f_tol)
         self._report(self.last_info)
-        return trajectory[-1]
+        z = trajectory[-1]
+        if s.backward == "ift" and z.requires_grad:
+            z = _IFTOutput.apply(z)
+        return z
 
     def _report(self, info: SolverInfo) -> None:
         if info.converged or self.settings.on_nonconvergence == "ignore":

@@ -17,7 +17,10 @@ Methods:
 - ``ncm``: nearest class mean (cosine) on the frozen backbone features of a CE-trained base model;
   no fine-tuning at all.
 
-Labels given to this module are numbered in session order (base classes ``0..B-1``, then each session's).
+Labels given to this module are numbered in session order (base classes ``0..B-1``, then each session's
+classes in turn): :func:`train_base`, :func:`cache_features` and :func:`run_sessions` check it up front
+(a class without training samples would otherwise give an empty, NaN class mean), and
+:func:`renumber_sessions` maps a dataset's own class ids (e.g. session 1 = ids 10..14) to that order.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tenfold.errors import ConvergenceError, require
+from tenfold.errors import ConvergenceError, DataError, require
 from tenfold.incremental.augment import mix_batch, mixup
 from tenfold.incremental.losses import balance_weights, dot_regression_loss, mixed_loss
 from tenfold.incremental.metrics import SessionRecord, session_record
@@ -185,6 +188,79 @@ def _session_lr(settings: IncrementalSettings, step: int, total: int) -> float:
     return _cosine_lr(step, total, settings.warmup_steps, settings.lr)
 
 
+RENUMBER_HINT = "renumber them with tenfold.incremental.renumber_sessions(train_labels, test_labels)"
+
+
+def _ids(values: list[int]) -> str:
+    """``10..14`` for a run of consecutive ids, else the first few ids."""
+    if values and values == list(range(values[0], values[-1] + 1)) and len(values) > 2:
+        return f"{values[0]}..{values[-1]}"
+    return str(values[:8])[:-1] + (", ...]" if len(values) > 8 else "]")
+
+
+def _classes(labels: torch.Tensor) -> list[int]:
+    return torch.unique(labels).tolist()
+
+
+def renumber_sessions(train_labels: list[torch.Tensor], test_labels: torch.Tensor
+                      ) -> tuple[list[torch.Tensor], torch.Tensor, list[int]]:
+    """Map a dataset's own class ids to the session order this module expects.
+
+    ``train_labels[t]`` holds the labels of session ``t``'s training samples (``t = 0``: the base session)
+    in any ids (e.g. CIFAR-100's, session 1 = ``{10..14}``). Each session's classes get the next numbers
+    in increasing order of their ids: base classes ``0..B-1``, then session 1's, and so on. Returns the
+    renumbered training labels, the renumbered test labels and ``class_ids`` with ``class_ids[k]`` = the
+    original id of class ``k`` (so ``class_ids[pred]`` gives predictions in the dataset's ids). Labels
+    already in session order come back unchanged, so a base model trained on them stays valid.
+
+    >>> import torch
+    >>> from tenfold.incremental import renumber_sessions
+    >>> train = [torch.tensor([3, 0, 7, 0]), torch.tensor([12, 10]), torch.tensor([5, 11])]
+    >>> new_train, new_test, class_ids = renumber_sessions(train, torch.tensor([12, 5, 3]))
+    >>> [y.tolist() for y in new_train], new_test.tolist(), class_ids
+    ([[1, 0, 2, 0], [4, 3], [5, 6]], [4, 5, 1], [0, 3, 7, 10, 12, 5, 11])
+    """
+    require(len(train_labels) >= 1, "train_labels", len(train_labels), "one label tensor per session")
+    order: list[int] = []
+    session_of: dict[int, int] = {}
+    for t, y in enumerate(train_labels):
+        require(y.dim() == 1 and len(y) > 0 and not y.is_floating_point(), f"train_labels[{t}]", tuple(y.shape),
+                "a non-empty 1-d tensor of integer class ids", DataError)
+        for c in _classes(y):
+            require(c >= 0, f"train_labels[{t}]", c, "non-negative class ids", DataError)
+            if c in session_of:
+                raise DataError(f"class id {c} is in the training labels of sessions {session_of[c]} and {t}: "
+                                "expected each class in exactly one session")
+            session_of[c] = t
+            order.append(c)
+    lut = torch.full((max(order) + 1,), -1, dtype=torch.long)
+    lut[torch.tensor(order)] = torch.arange(len(order))
+    unknown = sorted(set(_classes(test_labels)) - set(order))
+    if unknown:
+        raise DataError(f"test label ids {_ids(unknown)} belong to no session's training labels: expected test "
+                        "samples of the classes the sessions train on")
+    return ([lut.to(y.device)[y] for y in train_labels], lut.to(test_labels.device)[test_labels], order)
+
+
+def check_session_labels(train_labels: list[torch.Tensor], test_labels: torch.Tensor, group_sizes: list[int]) -> None:
+    """One-line :class:`DataError` unless session ``t``'s training labels are exactly the classes
+    ``sum(sizes[:t]) .. sum(sizes[:t+1]) - 1`` and every test label is one of the ``sum(sizes)`` classes."""
+    require(len(group_sizes) == len(train_labels), "group_sizes", list(group_sizes),
+            f"one class count per session ({len(train_labels)} sessions of training labels)", DataError)
+    start = 0
+    for t, (y, size) in enumerate(zip(train_labels, group_sizes)):
+        got, want = _classes(y), list(range(start, start + size))
+        if got != want:
+            raise DataError(f"session {t} training labels are {_ids(got)}: expected {_ids(want)}, the session-order "
+                            f"numbering (base classes 0..{group_sizes[0] - 1}, then each session's classes in turn); "
+                            + RENUMBER_HINT)
+        start += size
+    stray = [c for c in _classes(test_labels) if not 0 <= c < start]
+    if stray:
+        raise DataError(f"test labels {_ids(stray)} are outside the {start} session classes 0..{start - 1}; "
+                        + RENUMBER_HINT)
+
+
 def train_base(net: FSCILNet, x: torch.Tensor, y: torch.Tensor, settings: BaseSettings, generator: torch.Generator,
                on_epoch: Callable[[int, float], None] | None = None, stage: Callable[..., Any] | None = None
                ) -> FSCILNet:
@@ -194,6 +270,10 @@ def train_base(net: FSCILNet, x: torch.Tensor, y: torch.Tensor, settings: BaseSe
     the epochs then run through it (checkpoint after each, ``loss`` in its row) and ``on_epoch`` is unused.
     """
     require(len(x) == len(y) and len(y) > 0, "x", tuple(x.shape), f"a non-empty batch matching {len(y)} labels")
+    got = _classes(y)
+    if got != list(range(len(got))):
+        raise DataError(f"base-session labels are {_ids(got)}: expected 0..{len(got) - 1} (every base class, numbered "
+                        "first in session order); " + RENUMBER_HINT)
     seen = int(y.max()) + 1
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
@@ -313,6 +393,9 @@ class SessionData:
 
 def cache_features(net: FSCILNet, train_x: list[torch.Tensor], train_y: list[torch.Tensor], test_x: torch.Tensor,
                    test_y: torch.Tensor, group_sizes: list[int]) -> SessionData:
+    """Frozen backbone features of every session's training samples and of the test set. Labels must be
+    in session order (checked before any feature is computed; see :func:`renumber_sessions`)."""
+    check_session_labels(list(train_y), test_y, list(group_sizes))
     return SessionData([extract(net, x) for x in train_x], list(train_y), extract(net, test_x), test_y, group_sizes)
 
 
@@ -346,6 +429,7 @@ def run_sessions(base_net: FSCILNet, method: str, data: SessionData, settings: I
             "duplication", settings.duplication, "'t' or a positive integer")
     require(settings.evaluation in ("etf", "neck-mean"), "evaluation", settings.evaluation, "'etf' or 'neck-mean'")
     require(settings.schedule in ("cooldown", "cosine"), "schedule", settings.schedule, "'cooldown' or 'cosine'")
+    check_session_labels(data.train_labels, data.test_labels, data.group_sizes)
     net = copy.deepcopy(base_net)
     for p in net.backbone.parameters():
         p.requires_grad_(False)

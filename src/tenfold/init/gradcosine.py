@@ -75,8 +75,46 @@ def statistic_mode(model: nn.Module) -> Iterator[None]:
             m.training = mode
 
 
+LOSS_FN_SIGNATURE = ("loss_fn(outputs, targets) -> the mean loss as a scalar tensor (like "
+                     "torch.nn.functional.cross_entropy or nn.CrossEntropyLoss())")
+
+
 def per_sample_cross_entropy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample cross-entropy (``reduction="none"``); NOT a ``loss_fn`` of this package (those return the mean)."""
     return F.cross_entropy(output, target, reduction="none")
+
+
+def check_loss(loss, loss_fn) -> torch.Tensor:
+    """``loss`` if it is a scalar tensor, else a one-line error naming the expected ``loss_fn`` signature.
+
+    NIO, GradCosine and GradInit share ONE convention, torch's: ``loss_fn(outputs, targets)`` returns the
+    mean loss of the samples it is given (GradCosine calls it once per sub-batch, on that sub-batch's rows
+    of the outputs); a per-sample loss (``reduction="none"``) is refused, not averaged silently."""
+    if isinstance(loss, torch.Tensor) and loss.dim() == 0:
+        return loss
+    got = f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+    raise ConfigError(f"loss_fn={getattr(loss_fn, '__name__', type(loss_fn).__name__)} returned {got}: expected "
+                      f"{LOSS_FN_SIGNATURE}; per-sample losses (reduction='none') are not accepted")
+
+
+def _rows(value, start: int, stop: int, batch: int):
+    """Rows ``start:stop`` of every tensor in ``value`` whose first dimension is the batch."""
+    if isinstance(value, torch.Tensor):
+        return value[start:stop] if value.dim() > 0 and value.shape[0] == batch else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(_rows(v, start, stop, batch) for v in value)
+    if isinstance(value, dict):
+        return {k: _rows(v, start, stop, batch) for k, v in value.items()}
+    raise ConfigError(f"model output or target of type {type(value).__name__} is invalid: expected a tensor, "
+                      "or a tuple/list/dict of tensors, with the batch in dimension 0")
+
+
+def sub_batch_losses(loss_fn: Callable, outputs, targets, bounds: list[tuple[int, int]], batch: int
+                     ) -> list[torch.Tensor]:
+    """``loss_fn`` on each sub-batch's rows of the outputs of ONE forward pass (so BatchNorm sees the
+    whole batch): the mean loss ``L_i`` of sub-batch ``i``, whose gradient is ``G_i``."""
+    return [check_loss(loss_fn(_rows(outputs, a, b, batch), _rows(targets, a, b, batch)), loss_fn)
+            for a, b in bounds]
 
 
 @dataclass
@@ -105,32 +143,32 @@ def cosine_statistics(grads: torch.Tensor) -> GradCosine:
     return GradCosine(off / (d * (d - 1)), norms.mean(), cos, norms, variance)
 
 
-def sub_batch_gradients(per_sample_loss: torch.Tensor, params: list[torch.Tensor], bounds: list[tuple[int, int]],
-                        create_graph: bool = False) -> torch.Tensor:
-    """``G_i``: the flattened gradient of each sub-batch's mean loss w.r.t. ``params`` (D x P)."""
+def sub_batch_gradients(losses: list[torch.Tensor], params: list[torch.Tensor], create_graph: bool = False
+                        ) -> torch.Tensor:
+    """``G_i``: the flattened gradient of each sub-batch's mean loss ``losses[i]`` w.r.t. ``params`` (D x P)."""
     rows = []
-    for start, stop in bounds:
-        grads = torch.autograd.grad(per_sample_loss[start:stop].mean(), params, retain_graph=True,
+    for loss in losses:
+        grads = torch.autograd.grad(loss, params, retain_graph=True,
                                     create_graph=create_graph, allow_unused=True)
         rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, params)]))
     return torch.stack(rows)
 
 
 def gradcosine(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor],
-               loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = per_sample_cross_entropy,
+               loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
                D: int = 2, overlap: float = 0.0, sample_wise: bool = False) -> GradCosine:
     """GC and the mean gradient norm of ``model`` on ``batch = (x, y)``.
 
-    ``loss_fn(output, y)`` must return one loss per sample. ``sample_wise`` uses every sample as its own
-    sub-batch (``D = B``, the definition); otherwise ``D`` sub-batches with overlap ``overlap``.
+    ``loss_fn(outputs, targets)`` returns the mean loss as a scalar (torch's convention, default
+    ``F.cross_entropy``); it is called on each sub-batch's rows of one forward pass. ``sample_wise`` uses
+    every sample as its own sub-batch (``D = B``, the definition); otherwise ``D`` sub-batches with overlap
+    ``overlap``.
     """
     x, y = batch
     bounds = sub_batch_bounds(len(x), len(x) if sample_wise else D, 0.0 if sample_wise else overlap)
     params = list(supported_parameters(model).values())
     with statistic_mode(model):
-        losses = loss_fn(model(x), y)
-        require(losses.dim() == 1 and len(losses) == len(x), "loss_fn", getattr(loss_fn, "__name__", loss_fn),
-                f"a function returning one loss per sample (shape ({len(x)},)), got shape {tuple(losses.shape)}")
-        grads = sub_batch_gradients(losses, params, bounds)
+        losses = sub_batch_losses(loss_fn, model(x), y, bounds, len(x))
+        grads = sub_batch_gradients(losses, params)
     stats = cosine_statistics(grads.detach())
     return stats

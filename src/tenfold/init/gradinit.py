@@ -48,7 +48,7 @@ from torch import nn
 from torch.func import functional_call
 
 from tenfold.errors import require
-from tenfold.init.gradcosine import statistic_mode
+from tenfold.init.gradcosine import check_loss, statistic_mode
 from tenfold.init.nio import RescaleAdamState, _batches, _math_attention, rescale_step, scaled_parameters
 
 
@@ -84,7 +84,7 @@ def _first_batch(model: nn.Module, theta0: dict[str, torch.Tensor], alphas: dict
     params = {k: alphas[k] * theta0[k] for k in theta0}
     params |= {k: p.detach().clone().requires_grad_(True) for k, p in current.items() if k not in params}
     names = list(current)
-    loss0 = loss_fn(functional_call(model, params, (first[0],)), first[1])
+    loss0 = check_loss(loss_fn(functional_call(model, params, (first[0],)), first[1]), loss_fn)
     grads = torch.autograd.grad(loss0, [params[k] for k in names], create_graph=True, allow_unused=True)
     grads = [g if g is not None else torch.zeros_like(params[k]) for g, k in zip(grads, names)]
     return params, names, grads, gradient_norm(grads, optimizer), loss0
@@ -103,7 +103,7 @@ def _after_step(model: nn.Module, params: dict, names: list[str], grads: list[to
     if not second_order:  # the official approximation: A[g] is a constant of the meta-gradient
         steps = [s.detach() for s in steps]
     moved = dict(params) | {k: params[k] - eta * s for k, s in zip(names, steps)}
-    return loss_fn(functional_call(model, moved, (second[0],)), second[1]) / eta
+    return check_loss(loss_fn(functional_call(model, moved, (second[0],)), second[1]), loss_fn) / eta
 
 
 def lookahead_loss(model: nn.Module, theta0: dict[str, torch.Tensor], alphas: dict[str, torch.Tensor],
@@ -133,8 +133,9 @@ def gradinit(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | Iterabl
     """Learn the per-tensor multipliers of ``model`` in place (see the module docstring).
 
     ``data``: one ``(x, y)`` half-batch (reused as ``S0``, ``S1`` and ``S2``) or an iterable of
-    half-batches (cycled; the official loader gives half the training batch). ``loss_fn(output, y)``
-    returns the mean loss. Returns the rescaled model (same object, modes restored) and the history.
+    half-batches (cycled; the official loader gives half the training batch). ``loss_fn(outputs, targets)``
+    returns the mean loss as a scalar (torch's convention, as in :func:`~tenfold.init.nio.nio`; a
+    per-sample loss is refused). Returns the rescaled model (same object, modes restored) and the history.
     """
     require(gamma > 0, "gamma", gamma, "a positive gradient-norm bound")
     require(iterations >= 1, "iterations", iterations, "at least one iteration")

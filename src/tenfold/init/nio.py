@@ -39,12 +39,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
 from tenfold.errors import ConfigError, ConvergenceError, require
-from tenfold.init.gradcosine import (GradCosine, cosine_statistics, per_sample_cross_entropy, statistic_mode,
-                                     sub_batch_bounds, sub_batch_gradients, supported_parameters)
+from tenfold.init.gradcosine import (GradCosine, cosine_statistics, statistic_mode, sub_batch_bounds,
+                                     sub_batch_gradients, sub_batch_losses, supported_parameters)
 
 OBJECTIVES = ("gc_gn_sqrt", "gc_gn", "gc", "gv_gn_sqrt", "gv_gn", "gv")
 
@@ -171,10 +172,8 @@ def scale_statistics(model: nn.Module, theta0: dict[str, torch.Tensor], alphas: 
     for k in gc_names:
         if k not in params:  # e.g. a zero-initialised bias: not rescaled, but its gradient is part of GC
             params[k] = current[k].detach().clone().requires_grad_(True)
-    losses = loss_fn(functional_call(model, params, (x,)), y)
-    require(losses.dim() == 1 and len(losses) == len(x), "loss_fn", getattr(loss_fn, "__name__", loss_fn),
-            f"a function returning one loss per sample (shape ({len(x)},))")
-    grads = sub_batch_gradients(losses, [params[k] for k in gc_names], bounds, create_graph=True)
+    losses = sub_batch_losses(loss_fn, functional_call(model, params, (x,)), y, bounds, len(x))
+    grads = sub_batch_gradients(losses, [params[k] for k in gc_names], create_graph=True)
     stats = cosine_statistics(grads)
     return stats, stats.norms
 
@@ -183,12 +182,15 @@ def nio(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | Iterable, ga
         iterations: int = 100, lr: float = 0.05, D: int = 2, overlap: float = 0.0, norm_weight: float = 1.0,
         alpha_min_weight: float = 0.01, alpha_min_bias: float = 0.0, clip: float = 1.0,
         betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = per_sample_cross_entropy,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
         on_iteration: Callable[[int, float, float, bool], None] | None = None, objective: str = "gc_gn_sqrt",
         gc_weight: float = 1.0) -> tuple[nn.Module, NIOHistory]:
     """Optimize the per-tensor scales of ``model``'s weights and biases in place (see the module docstring).
 
     ``data`` is one ``(x, y)`` batch (reused every iteration) or an iterable of batches (cycled).
+    ``loss_fn(outputs, targets)`` returns the mean loss as a scalar (torch's convention, as in
+    :func:`~tenfold.init.gradinit.gradinit`; a per-sample loss is refused); it is called on each
+    sub-batch's rows of one forward pass.
     ``objective`` is the official ``opt_target`` (default ``gc_gn_sqrt``, the released config),
     ``norm_weight`` its ``lambda`` (``gn_mul``, 1 in the released config), ``gc_weight`` the weight of its
     GC (or variance) term (0: the ablation without GradCosine). Returns the rescaled model (same object,

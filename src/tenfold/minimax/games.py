@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-from tenfold.errors import require
+from tenfold.errors import ConfigError, require
 
 
 class Game:
@@ -187,13 +187,65 @@ class GaussianProxyGame(Game):
 
 
 class CallableGame(Game):
-    """A user-supplied f(x, y) acting on broadcast batches: ``fn(x[:, None, :], y[None, :, :]) -> (M, N)``."""
+    """A user-supplied payoff f(x, y), in either of two natural forms (detected on the first call):
+
+    - **broadcast batches**: ``fn(x[:, None, :], y[None, :, :])`` returns the (M, N) matrix, e.g.
+      ``lambda x, y: (x * y).sum(-1)``; an (M, N, 1) result (``lambda x, y: torch.sin(x) * torch.cos(y)``
+      in one dimension) is squeezed;
+    - **one pair**: ``fn(x_i, y_j)`` of x (dim_x,) and y (dim_y,) returns a scalar, e.g.
+      ``lambda x, y: torch.dot(x, y)``; it is vectorised over every pair with ``torch.func.vmap``.
+
+    Anything else is a one-line ConfigError naming the shapes given and expected. Positions whose last
+    dimension is not (dim_x, dim_y) are refused the same way.
+    """
 
     def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], dim_x: int = 1, dim_y: int = 1,
                  torus: bool = False):
         require(callable(fn), "fn", fn, "a callable f(x, y)")
-        require(dim_x >= 1 and dim_y >= 1, "dims", (dim_x, dim_y), "positive dimensions")
+        require(isinstance(dim_x, int) and isinstance(dim_y, int) and dim_x >= 1 and dim_y >= 1, "dims",
+                (dim_x, dim_y), "positive integer dimensions")
         self.fn, self.dim_x, self.dim_y, self.torus = fn, dim_x, dim_y, torus
+        self.form: str | None = None  # "broadcast" or "pair", set by the first call
+
+    def _broadcast(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.fn(x[:, None, :], y[None, :, :])
+
+    def _pairs(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        over_y = torch.func.vmap(self.fn, in_dims=(None, 0))
+        return torch.func.vmap(over_y, in_dims=(0, None))(x, y)
+
+    @staticmethod
+    def _matrix(out, m: int, n: int) -> torch.Tensor | None:
+        if isinstance(out, torch.Tensor) and out.shape in ((m, n), (m, n, 1)):
+            return out.reshape(m, n)
+        return None
 
     def payoff(self, x, y):
-        return self.fn(x[:, None, :], y[None, :, :])
+        for name, z, dim in (("x", x, self.dim_x), ("y", y, self.dim_y)):
+            if z.dim() != 2 or z.shape[1] != dim:
+                raise ConfigError(f"CallableGame: {name} of shape {tuple(z.shape)} is invalid: expected (particles, "
+                                  f"{dim}) (dim_{name}={dim})")
+        m, n = len(x), len(y)
+        if self.form is not None:
+            out = self._matrix(self._broadcast(x, y) if self.form == "broadcast" else self._pairs(x, y), m, n)
+            if out is None:
+                raise self._shape_error(m, n, "a call after the first one returned another shape")
+            return out
+        reasons = []
+        for form, call in (("broadcast", self._broadcast), ("pair", self._pairs)):
+            try:
+                out = call(x, y)
+            except Exception as exc:  # noqa: BLE001 - any failure of one form means: try the other form
+                reasons.append(f"{form}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                continue
+            matrix = self._matrix(out, m, n)
+            if matrix is not None:
+                self.form = form
+                return matrix
+            reasons.append(f"{form}: returned {type(out).__name__} of shape {tuple(getattr(out, 'shape', ()))}")
+        raise self._shape_error(m, n, "; ".join(reasons))
+
+    def _shape_error(self, m: int, n: int, why: str) -> ConfigError:
+        return ConfigError(f"CallableGame fn is invalid: expected fn(x, y) -> (M, N) = ({m}, {n}) for broadcast batches "
+                           f"x ({m}, 1, {self.dim_x}), y (1, {n}, {self.dim_y}), or a scalar for one pair x "
+                           f"({self.dim_x},), y ({self.dim_y},) [{why}]")

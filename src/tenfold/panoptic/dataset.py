@@ -184,4 +184,5 @@ def _image_id(path: Path) -> str:
 
 
 def collate(items: list[tuple[torch.Tensor, Targets]]) -> tuple[torch.Tensor, list[Targets]]:
+    """DataLoader ``collate_fn``: stacked images (B, 3, H, W) and the list of per-image targets."""
     return torch.stack([x for x, _ in items]), [t for _, t in items]

@@ -78,7 +78,8 @@ def evaluate_pair(gt_file: Path, pred_file: Path, spec: EvalSpec, include_bg: bo
     """Statistics of one image from its files (errors name the files)."""
     gt = read_gt(gt_file)
     pred = read_prediction(pred_file)
-    return image_stats(gt, pred, spec, include_bg=include_bg, where=f"prediction {pred_file}")
+    return image_stats(gt, pred, spec, include_bg=include_bg, where=f"prediction {pred_file}",
+                       gt_where=f"ground truth {gt_file}")
 
 
 def _evaluate_chunk(args) -> PartStats:
@@ -143,3 +144,90 @@ def format_table(results: dict) -> str:
                      f"{_fmt(row['PartPQ']):>8}{_fmt(row['PartSQ']):>8}{_fmt(row['PartRQ']):>8}"
                      f"{row['TP']:>6}{row['FP']:>6}{row['FN']:>6}")
     return "\n".join(lines)
+
+
+class PartPQEvaluator:
+    """Streaming PQ / PartPQ / part mIoU / PWQ (provisional) evaluator with detectron2's
+    ``DatasetEvaluator`` protocol: :meth:`reset`, :meth:`process` per image or batch, :meth:`evaluate`.
+
+    Each processed image is reduced at once to its counts by one joint histogram
+    (:func:`tenfold.panoptic.metrics.image_stats`), so memory does not grow with the number of images;
+    :meth:`evaluate` sums them into the same dict as :func:`~tenfold.panoptic.metrics.evaluate_arrays`
+    and :func:`evaluate_folders` (PartPQ of de Geus et al., CVPR'21, Eq. 1, as panoptic_parts computes it;
+    see :mod:`tenfold.panoptic.metrics`).
+
+    ``spec``: an :class:`EvalSpec` or its path / shipped name (``"ppq_cpp_19_23_cvpr21_default"``).
+    Ground truth is (H, W) int uids; predictions are (H, W, 3) ``(sid, iid, pid)``; numpy arrays or torch
+    tensors (tensors are counted on their own device).
+
+    >>> import numpy as np
+    >>> from tenfold.panoptic import PartPQEvaluator
+    >>> ev = PartPQEvaluator("ppq_cpp_19_23_cvpr21_default")
+    >>> gt = np.full((8, 8), 23, np.int32)                      # sky (stuff, sid 23)
+    >>> gt[2:6, 2:6] = 2_400_101                                # person 1 (sid 24), torso (pid 1)
+    >>> pred = np.zeros((8, 8, 3), np.uint8)
+    >>> pred[..., 0] = 23; pred[..., 2] = 1                     # sky; pid 1 is the dummy of a class without parts
+    >>> pred[2:6, 2:6] = (24, 1, 1)
+    >>> ev.reset(); ev.process(gt, pred)
+    >>> res = ev.evaluate()
+    >>> res["images"], res["PQ"], res["PartPQ"]
+    (1, 1.0, 1.0)
+    """
+
+    def __init__(self, spec: EvalSpec | str | Path, *, include_bg: bool = True, combiner: str = "geometric") -> None:
+        from tenfold.panoptic.metrics import COMBINERS
+
+        if combiner not in COMBINERS:
+            raise ConfigError(f"combiner={combiner!r} is invalid: expected one of {', '.join(COMBINERS)}")
+        self.spec = spec if isinstance(spec, EvalSpec) else EvalSpec.load(spec)
+        self.include_bg, self.combiner = bool(include_bg), combiner
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every processed image (call before each evaluation pass)."""
+        self._stats = PartStats()
+
+    def process(self, gt, pred, pred_flat=None) -> None:
+        """Add one image (``gt`` (H, W), ``pred`` (H, W, 3), optional ``pred_flat`` (H, W) part map for part
+        mIoU) or a batch: ``gt`` (N, H, W) or a list, ``pred`` (N, H, W, 3) or a list, whose items may be
+        the ``(pred, pred_flat)`` pairs that :func:`tenfold.panoptic.inference.predict` returns."""
+        if getattr(gt, "ndim", None) == 2:
+            gts, preds, flats = [gt], [pred], [pred_flat]
+        else:
+            if getattr(gt, "ndim", 3) != 3:
+                raise DataError(f"gt has shape {tuple(gt.shape)}: expected (H, W) uids or a batch (N, H, W)")
+            gts, preds = list(gt), list(pred)
+            flats = [None] * len(gts) if pred_flat is None else list(pred_flat)
+            if not len(gts) == len(preds) == len(flats):
+                raise DataError(f"a batch of {len(gts)} ground-truth images has {len(preds)} predictions"
+                                + ("" if pred_flat is None else f" and {len(flats)} part maps"))
+        for g, p, f in zip(gts, preds, flats):
+            if isinstance(p, (tuple, list)):  # (pred, pred_flat) from inference.predict
+                p, f = p
+            self._stats += image_stats(g, p, self.spec, include_bg=self.include_bg, pred_flat=f,
+                                       where=f"image {self._stats.images}")
+
+    @property
+    def stats(self) -> PartStats:
+        """The summed per-image counts (picklable: gather them from other processes or ranks, then
+        :meth:`merge`)."""
+        return self._stats
+
+    def merge(self, *others: "PartPQEvaluator | PartStats") -> "PartPQEvaluator":
+        """Add the images of other evaluators (or their :attr:`stats`), e.g. one per process or distributed
+        rank. The result equals one evaluator that processed every image, exactly and in any order: counts
+        are integers and the TP scores are summed with ``math.fsum`` when evaluating."""
+        for other in others:
+            if isinstance(other, PartPQEvaluator):
+                if other.spec.path != self.spec.path or other.include_bg != self.include_bg:
+                    raise DataError(f"cannot merge an evaluator of eval spec {other.spec.path} "
+                                    f"(include_bg={other.include_bg}) into one of {self.spec.path} "
+                                    f"(include_bg={self.include_bg}): expected the same eval spec and settings")
+                other = other.stats
+            self._stats += other
+        return self
+
+    def evaluate(self) -> dict:
+        """PQ (all / things / stuff), PartPQ (all / with / without parts), part mIoU and PWQ (provisional),
+        with per-class and per-part tables, over every image processed since :meth:`reset`."""
+        return summarize(self._stats, self.spec, combiner=self.combiner, include_bg=self.include_bg)

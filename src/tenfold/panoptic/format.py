@@ -118,6 +118,7 @@ class EvalSpec:
     flat_lut: np.ndarray                    # dense (10000,) eval sid_pid -> flat part id (0 = none)
     sid2name: dict[int, str] = field(default_factory=dict)
     flat2name: dict[int, str] = field(default_factory=dict)
+    listed_sids: frozenset[int] | None = None  # dataset sids dataset_sid2eval_sid names; None: a DEFAULT covers all
 
     @property
     def parts_sids(self) -> list[int]:
@@ -153,6 +154,29 @@ class EvalSpec:
         if set(parts) | set(no_parts) != set(eval_sids):
             raise DataError(f"spec file {path}: eval_sid_parts + eval_sid_no_parts is invalid: expected the "
                             f"evaluated sids {eval_sids}")
+        # categories must agree with the dataset spec: the evaluator reads GT sids as eval sids and the
+        # things' instance ids from the dataset's labels, so a disagreement would silently change PQ
+        for key, a, b in (("eval_sid_things", things, stuff), ("eval_sid_parts", parts, no_parts)):
+            both = sorted(set(a) & set(b))
+            if both:
+                raise DataError(f"spec file {path}: sid {both[0]} is listed in {key} and in its complement: "
+                                "expected each evaluated sid in exactly one of the two lists")
+        n_classes = len(dataset.scene_classes)
+        for k, v in sid2eval.items():
+            if v == "IGNORED":
+                continue
+            if not isinstance(k, int) or k != v:
+                raise DataError(f"spec file {path}: dataset_sid2eval_sid[{k!r}]={v!r} is not supported: expected "
+                                "the identity (dataset sid = eval sid) or IGNORED")
+            if k >= n_classes:
+                raise DataError(f"spec file {path}: eval sid {k} is not a class of dataset spec {dataset.path}: "
+                                f"expected 0..{n_classes - 1}")
+        not_things = [s for s in things if s not in dataset.things]
+        if not_things:
+            raise DataError(f"spec file {path}: eval_sid_things lists sid {not_things[0]} "
+                            f"({dataset.scene_classes[not_things[0]]}), which has no instances in dataset spec "
+                            f"{dataset.path}: expected a class of scene_classes_with_instances")
+        listed = None if "DEFAULT" in sid2eval else frozenset(int(k) for k in sid2eval if isinstance(k, int))
         sp2esp = _field(data, "dataset_sid_pid2eval_sid_pid", path, dict, "a mapping sid_pid -> eval sid_pid")
         eval_sid_pids = sorted({int(v) for v in sp2esp.values() if v != "IGNORED"})
         for v in sp2esp.values():
@@ -189,12 +213,12 @@ class EvalSpec:
         for sid in eval_sids:
             sid2name.setdefault(sid, dataset.scene_classes[sid] if sid < len(dataset.scene_classes) else str(sid))
         return cls(path, dataset, int(ignore), eval_sids, sorted(things), sorted(stuff), sid2pids, sid_pid_map,
-                   flat_lut, sid2name, flat2name)
+                   flat_lut, sid2name, flat2name, listed)
 
     def without_parts(self) -> "EvalSpec":
         """The same spec with every class evaluated without parts (PartPQ then equals PQ)."""
         return EvalSpec(self.path, self.dataset, self.ignore_label, self.eval_sids, self.things, self.stuff, {},
-                        self.sid_pid_map, self.flat_lut, self.sid2name, self.flat2name)
+                        self.sid_pid_map, self.flat_lut, self.sid2name, self.flat2name, self.listed_sids)
 
 
 def resolve_dataset_spec(ds_path: Path, eval_spec_path: Path) -> Path:

@@ -23,6 +23,8 @@ from tenfold.panoptic.merge import merge_to_pps
 
 @dataclass(frozen=True)
 class InferenceConfig:
+    """Thresholds of Mask2Former's panoptic inference (keep a query, paste its pixels) and of the part masks."""
+
     score_threshold: float = 0.5     # Mask2Former's object_mask_threshold is 0.8 (the tiny models use 0.5)
     overlap_threshold: float = 0.8   # Mask2Former's overlap_threshold
     part_threshold: float = 0.5

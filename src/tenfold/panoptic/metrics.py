@@ -39,18 +39,31 @@ COMBINERS = ("geometric", "harmonic", "arithmetic")
 
 @dataclass
 class ClassCounts:
-    """Per-class sums over images (index = sid): TPs, FPs, FNs and the sum of TP segment scores."""
+    """Per-class sums over images (index = sid): TPs, FPs, FNs and the TP segment scores.
+
+    The scores are kept one per TP and summed with ``math.fsum`` (correctly rounded), so the totals do not
+    depend on the order or grouping in which images are added: statistics merged from several processes
+    equal those of one process exactly."""
 
     tp: np.ndarray = field(default_factory=lambda: np.zeros(NUM_SIDS, np.int64))
     fp: np.ndarray = field(default_factory=lambda: np.zeros(NUM_SIDS, np.int64))
     fn: np.ndarray = field(default_factory=lambda: np.zeros(NUM_SIDS, np.int64))
-    score: np.ndarray = field(default_factory=lambda: np.zeros(NUM_SIDS, np.float64))
+    scores: dict[int, list[float]] = field(default_factory=dict)
+
+    @property
+    def score(self) -> np.ndarray:
+        """(100,) sum of the TP segment scores of each class (exactly rounded)."""
+        out = np.zeros(NUM_SIDS, np.float64)
+        for sid, values in self.scores.items():
+            out[sid] = math.fsum(values)
+        return out
 
     def __iadd__(self, other: "ClassCounts") -> "ClassCounts":
         self.tp += other.tp
         self.fp += other.fp
         self.fn += other.fn
-        self.score += other.score
+        for sid, values in other.scores.items():
+            self.scores.setdefault(sid, []).extend(values)
         return self
 
 
@@ -82,17 +95,117 @@ def gt_labels(uids: np.ndarray, spec: EvalSpec, where: str = "ground truth") -> 
     """``(sid, iid, pid_eval)`` of a GT uid map: countable parts folded with the dataset spec, then
     dataset sid_pid -> eval sid_pid (the reference applies the latter only when it is not the identity;
     IGNORED sid_pids keep their pid)."""
-    sid, iid, pid = decode_uids(np.asarray(uids), where)
+    uids = np.asarray(uids)
+    sid, iid, pid = decode_uids(uids, where)
+    check_gt_ids(uids, sid, iid, pid, spec, where)
     if spec.dataset.sid_pid_file2sid_pid is not None or spec.sid_pid_map is not None:
         sid_pid = np.where(pid == 0, sid, sid * 100 + pid).astype(np.int64)
         if spec.dataset.sid_pid_file2sid_pid is not None:
             sid_pid = spec.dataset.sid_pid_file2sid_pid[sid_pid]
-            if (sid_pid < 0).any():
-                raise DataError(f"{where}: a sid_pid is not in dataset spec {spec.dataset.path}")
         if spec.sid_pid_map is not None:
             sid_pid = spec.sid_pid_map[sid_pid]
         pid = np.where(sid_pid >= 100, sid_pid % 100, 0).astype(np.int32)
     return sid, iid, pid
+
+
+def _part_counts(spec: EvalSpec) -> np.ndarray:
+    """(100,) number of named parts of each dataset sid (0 for classes without parts)."""
+    n = np.zeros(NUM_SIDS, np.int64)
+    for s, names in spec.dataset.part_classes.items():
+        n[s] = len(names) - 1
+    return n
+
+
+def _first(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask.reshape(-1))[0])
+
+
+def check_gt_ids(uids: np.ndarray, sid: np.ndarray, iid: np.ndarray, pid: np.ndarray, spec: EvalSpec,
+                 where: str = "ground truth") -> None:
+    """Every GT uid must be a label of the spec's dataset (a one-line :class:`DataError` naming ``where``,
+    the uid and what was expected): its sid a class of the dataset spec (and listed in the eval spec's
+    ``dataset_sid2eval_sid`` when that has no DEFAULT); no instance id on an evaluated stuff class (an
+    instance-less ``sid_000_pid`` is allowed where the class has parts); no part id on a class without
+    parts, nor outside the class's parts (countable part ids of ``countable_pids_groupings`` included).
+
+    Without these checks a wrong label map (e.g. Cityscapes train ids, or a custom dataset's ids) is scored
+    silently: unknown sids fall into the DEFAULT void, stuff instances become extra segments."""
+    uids, sid, iid, pid = (np.asarray(x).reshape(-1).astype(np.int64) for x in (uids, sid, iid, pid))
+    if uids.size == 0:
+        return
+    ds = spec.dataset
+    n_classes = len(ds.scene_classes)
+    bad = sid >= n_classes
+    if bad.any():
+        i = _first(bad)
+        raise DataError(f"{where}: uid {uids[i]} has semantic id {sid[i]}, which is not a class of dataset spec "
+                        f"{ds.path}: expected a sid in 0..{n_classes - 1}")
+    if spec.listed_sids is not None:
+        bad = ~np.isin(sid, sorted(spec.listed_sids))
+        if bad.any():
+            i = _first(bad)
+            raise DataError(f"{where}: uid {uids[i]} has semantic id {sid[i]}, which eval spec {spec.path} does not "
+                            f"map: expected a sid listed in dataset_sid2eval_sid {sorted(spec.listed_sids)}")
+    n_parts = _part_counts(spec)
+    stuff = np.isin(sid, spec.stuff)
+    bad = stuff & ((iid > 0) | ((iid == 0) & (n_parts[sid] == 0)))
+    if bad.any():
+        i = _first(bad)
+        raise DataError(f"{where}: uid {uids[i]} gives instance id {iid[i]} to stuff class {sid[i]} "
+                        f"({ds.scene_classes[sid[i]]}): expected a semantic-only uid {sid[i]} (the eval spec lists "
+                        "it in eval_sid_stuff)")
+    lut = ds.sid_pid_file2sid_pid
+    if lut is not None:
+        bad = (pid > 0) & (lut[np.clip(sid * 100 + pid, 0, 9999)] < 0)
+    else:
+        bad = pid > n_parts[sid]
+    if bad.any():
+        i = _first(bad)
+        s = int(sid[i])
+        what = (f"class {s} ({ds.scene_classes[s]}) has no parts: expected a uid without part digits"
+                if n_parts[s] == 0 else
+                f"class {s} ({ds.scene_classes[s]}) has parts 1..{n_parts[s]} ({', '.join(ds.part_classes[s][1:])})"
+                + (" and the countable part ids of countable_pids_groupings" if lut is not None else ""))
+        raise DataError(f"{where}: uid {uids[i]} has part id {pid[i]}, but {what} in dataset spec {ds.path}")
+
+
+def check_prediction_ids(c_sid: np.ndarray, c_iid: np.ndarray, cell_combo: np.ndarray, cell_pid: np.ndarray,
+                         spec: EvalSpec, where: str = "prediction") -> None:
+    """Predicted ``(sid, iid, pid)`` values must fit the spec (one-line :class:`DataError`): sid a class of
+    the dataset spec or 255 (no prediction); on an evaluated class with parts, pid one of its evaluated pids,
+    0, or the ignore label / 255 (unknown part); on an evaluated class without parts, pid 0, 1 (the dummy),
+    the ignore label or one of the class's dataset pids (ignored there, as by the reference). ``c_sid``/``c_iid``: distinct predicted (sid, iid) values; ``cell_combo``/``cell_pid``:
+    the (index into them, pid) pairs present."""
+    ds = spec.dataset
+    n_classes = len(ds.scene_classes)
+    bad = (c_sid >= n_classes) & (c_sid != NO_PREDICTION)
+    if spec.listed_sids is not None:
+        bad |= ~np.isin(c_sid, sorted(spec.listed_sids)) & (c_sid != NO_PREDICTION)
+    if bad.any():
+        i = _first(bad)
+        raise DataError(f"{where}: pixel (sid, iid) = ({c_sid[i]}, {c_iid[i]}) has semantic id {c_sid[i]}, which "
+                        f"is not a class of dataset spec {ds.path}: expected a dataset sid "
+                        f"(0..{n_classes - 1}) or {NO_PREDICTION} (no prediction)")
+    allowed = np.zeros((NUM_SIDS, 256), bool)
+    allowed[:, [0, 1, spec.ignore_label, UNKNOWN_PART]] = True
+    # a class evaluated without parts ignores its pids (as the reference): its dataset pids are fine too,
+    # e.g. a car predicted with parts under a no-parts spec (PartPQ = PQ)
+    for s, n in enumerate(_part_counts(spec)):
+        allowed[s, : n + 1] = True
+    for s in spec.parts_sids:
+        allowed[s, 1] = False
+        allowed[s, spec.sid2pids[s]] = True
+    psid = c_sid[cell_combo]
+    evaluated = np.isin(psid, spec.eval_sids)
+    bad = evaluated & ~allowed[np.clip(psid, 0, NUM_SIDS - 1), cell_pid]
+    if bad.any():
+        i = _first(bad)
+        s, p = int(psid[i]), int(cell_pid[i])
+        expected = (f"one of its evaluated pids {spec.sid2pids[s]}, 0 or {spec.ignore_label} (unknown part)"
+                    if spec.has_parts(s) else f"1 (the dummy pid of a class evaluated without parts), 0 or "
+                    f"{spec.ignore_label}")
+        raise DataError(f"{where}: pixel (sid, iid, pid) = ({s}, {int(c_iid[cell_combo[i]])}, {p}) has part id {p} "
+                        f"on class {s} ({spec.sid2name.get(s, s)}): expected {expected}")
 
 
 def check_prediction(pred: np.ndarray, shape: tuple[int, int], where: str = "prediction") -> None:
@@ -118,13 +231,16 @@ def _lut(size: int, sids) -> np.ndarray:
 # one image
 # ---------------------------------------------------------------------------------------------
 def image_stats(gt_uids: np.ndarray, pred: np.ndarray, spec: EvalSpec, *, include_bg: bool = True,
-                pred_flat: np.ndarray | None = None, where: str = "image") -> PartStats:
+                pred_flat: np.ndarray | None = None, where: str = "image", gt_where: str | None = None) -> PartStats:
     """PQ and PartPQ counts and the flat-part confusion of one image.
 
     ``gt_uids``: (H, W) int uids; ``pred``: (H, W, 3) ints (sid, iid, pid), numpy arrays or torch tensors
     (tensors are processed on their own device); ``pred_flat``: optional
     (H, W) flat part-semantic prediction (0 = background) for part mIoU; by default it is derived from
     ``pred`` (sid with parts and a valid pid -> flat id, else background).
+
+    Both inputs are validated against ``spec`` (:func:`check_gt_ids`, :func:`check_prediction_ids`,
+    :func:`check_prediction`); errors name ``gt_where`` (default ``where``) or ``where``.
 
     Pixels are touched only by a few O(N) passes: a histogram of GT uid values and one of predicted
     (sid, iid) values give per-value lookup tables, and one ``bincount`` over (GT value class, predicted
@@ -136,9 +252,17 @@ def image_stats(gt_uids: np.ndarray, pred: np.ndarray, spec: EvalSpec, *, includ
         gt, pred = (torch.as_tensor(x, device=device) for x in (gt_uids, pred))
     else:
         gt, pred = np.asarray(gt_uids), np.asarray(pred)
+    gt_where = where if gt_where is None else gt_where
     if gt.ndim != 2:
-        raise DataError(f"{where}: ground truth of shape {tuple(gt.shape)} is invalid: expected (H, W) uids")
+        raise DataError(f"{gt_where}: ground truth of shape {tuple(gt.shape)} is invalid: expected (H, W) uids")
     check_prediction(pred, tuple(gt.shape), where)
+    # float labels would be truncated to ids silently (e.g. an interpolated or normalised map)
+    for name, x, w in (("ground truth", gt, gt_where), ("prediction", pred, where)):
+        if not _is_integer(x):
+            raise DataError(f"{w}: {name} has dtype {x.dtype}: expected integer labels")
+    if pred_flat is not None and tuple(pred_flat.shape) != tuple(gt.shape):
+        raise DataError(f"{where}: part-semantic prediction of shape {tuple(pred_flat.shape)} does not match the "
+                        f"ground truth's {tuple(gt.shape)}: expected (H, W) flat part ids")
     evaluated, is_thing, with_parts = (_lut(256, spec.eval_sids), _lut(256, spec.things),
                                        _lut(256, spec.parts_sids))
 
@@ -146,9 +270,9 @@ def image_stats(gt_uids: np.ndarray, pred: np.ndarray, spec: EvalSpec, *, includ
     g32 = gt.reshape(-1).long() if on_torch else gt.reshape(-1).astype(np.int32, copy=False)
     if g32.numel() if on_torch else g32.size:
         if int(g32.min()) < 0 or int(g32.max()) > MAX_UID:
-            check_uids(g32, where)
+            check_uids(g32, gt_where)
     uvals = _distinct(g32)
-    sid, iid, gpid = (x.astype(np.int64) for x in gt_labels(uvals, spec, where))
+    sid, iid, gpid = (x.astype(np.int64) for x in gt_labels(uvals, spec, gt_where))
     gvalid = evaluated[sid]
     crowd = gvalid & is_thing[sid] & (iid < 0)
     # void | crowd(sid) | segment(sid, iid); stuff without iid is segment (sid, 0) as in the reference,
@@ -183,6 +307,7 @@ def image_stats(gt_uids: np.ndarray, pred: np.ndarray, spec: EvalSpec, *, includ
     nz, counts = _histogram(joint, gj_keys.size * nc * 256)
     gj, rest = np.divmod(nz, nc * 256)
     combo, praw = np.divmod(rest, 256)
+    check_prediction_ids(c_sid, c_iid, combo, praw, spec, where)
     c_valid = evaluated[c_sid]
     pkeys, p_of_c = np.unique(np.where(c_valid, 1 + c_sid * 256 + c_iid, 0), return_inverse=True)
     ppid = np.where((c_valid & with_parts[c_sid])[combo], praw, 0)
@@ -197,6 +322,12 @@ def image_stats(gt_uids: np.ndarray, pred: np.ndarray, spec: EvalSpec, *, includ
     stats.part_confusion = _flat_confusion(gj_keys, gj, c_sid[combo], ppid, counts, spec, with_parts,
                                            None if pred_flat is None else (pred_flat, gj_px, where))
     return stats
+
+
+def _is_integer(x) -> bool:
+    if isinstance(x, torch.Tensor):
+        return not (x.is_floating_point() or x.is_complex()) and x.dtype != torch.bool
+    return np.issubdtype(x.dtype, np.integer)
 
 
 def _distinct(x) -> np.ndarray:
@@ -292,7 +423,7 @@ def _segment_counts(hist, gkeys, pkeys, avals, bvals, spec, stats, include_bg):
 def _count_class(counts, sid, segs, preds, crowd_rows, overlap, gt_area, pred_area, p_void, parts_ctx):
     matched_p = np.zeros(preds.size, bool)
     tp = 0
-    score = 0.0
+    scores = []
     for g in segs:
         if preds.size == 0:
             break
@@ -306,15 +437,16 @@ def _count_class(counts, sid, segs, preds, crowd_rows, overlap, gt_area, pred_ar
         matched_p[j] = True
         tp += 1
         if parts_ctx is None:
-            score += float(iou[j])
+            scores.append(float(iou[j]))
         else:
-            score += part_iou(g, preds[j], crowd_rows, overlap, gt_area, parts_ctx)
+            scores.append(part_iou(g, preds[j], crowd_rows, overlap, gt_area, parts_ctx))
     p_crowd = overlap[crowd_rows][:, preds].sum(0) if crowd_rows.any() else np.zeros(preds.size, np.int64)
     ignored_frac = (p_void[preds] + p_crowd) / np.maximum(pred_area[preds], 1)
     counts.tp[sid] += tp
     counts.fp[sid] += int(np.count_nonzero(~matched_p & (ignored_frac <= 0.5)))
     counts.fn[sid] += segs.size - tp
-    counts.score[sid] += score
+    if scores:
+        counts.scores.setdefault(sid, []).extend(scores)
 
 
 def part_iou(g: int, p: int, crowd_rows: np.ndarray, overlap: np.ndarray, gt_area: np.ndarray, ctx) -> float:
@@ -405,11 +537,18 @@ def summarize(stats: PartStats, spec: EvalSpec, *, combiner: str = "geometric", 
     per_class = {}
     for s in spec.eval_sids:
         one_pq, one_ppq = _quality(stats.pq, [s]), _quality(stats.part_pq, [s])
+        # the class's own flat parts' IoUs (background excluded), from the dataset-level confusion
+        flats = sorted({int(spec.flat_lut[s * 100 + p]) for p in spec.sid2pids.get(s, [])} - {0})
+        part_ious = {spec.flat2name.get(f, str(f)): (None if f >= ious.size or math.isnan(ious[f]) else float(ious[f]))
+                     for f in flats}
+        known = [v for v in part_ious.values() if v is not None]
         per_class[str(s)] = {
             "name": spec.sid2name.get(s, str(s)), "thing": s in spec.things, "has_parts": spec.has_parts(s),
             "PQ": one_pq["PQ"], "SQ": one_pq["SQ"], "RQ": one_pq["RQ"],
             "PartPQ": one_ppq["PQ"], "PartSQ": one_ppq["SQ"], "PartRQ": one_ppq["RQ"],
             "TP": int(stats.part_pq.tp[s]), "FP": int(stats.part_pq.fp[s]), "FN": int(stats.part_pq.fn[s]),
+            "part_mIoU": (float(np.mean(known)) if known else None) if spec.has_parts(s) else None,
+            "part_IoU": part_ious,
         }
     per_part = {str(k): {"name": "background" if k == 0 else spec.flat2name.get(k, str(k)),
                          "IoU": None if math.isnan(v) else float(v)} for k, v in enumerate(ious)}

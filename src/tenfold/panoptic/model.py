@@ -33,6 +33,9 @@ from tenfold.errors import ConfigError
 
 @dataclass(frozen=True)
 class PartFormerConfig:
+    """Sizes of the part-whole query model (:class:`PartWholeFormer`): whole classes, flat part classes
+    (one part query each), which whole classes have parts, the backbone and the decoder widths."""
+
     num_classes: int                     # whole classes (things + stuff), no-object excluded
     num_parts: int                       # flat part classes = part queries
     parts_classes: tuple[int, ...]       # whole-class indices that have parts

@@ -17,12 +17,12 @@ from tenfold.pl.lower_bound import (
     pl_ratio,
     relative_value_floor,
 )
-from tenfold.pl.methods import METHODS, Trace, adam, agd, gd, heavy_ball, run_method
+from tenfold.pl.methods import METHODS, CountingOracle, Trace, adam, agd, gd, heavy_ball, method_by_name, run_method
 from tenfold.pl.quadratic import NesterovQuadratic
 from tenfold.pl.rotation import RandomRotation, ResistingRotation
 
 __all__ = [
-    "C3", "METHODS", "HardFunction", "NesterovQuadratic", "RandomRotation", "ResistingRotation", "ScaledHardFunction", "Trace", "adam", "agd",
-    "chain_blocks_for", "gd", "heavy_ball", "hessian_norm", "lower_bound_queries", "pl_constant", "pl_ratio",
+    "C3", "METHODS", "CountingOracle", "HardFunction", "NesterovQuadratic", "RandomRotation", "ResistingRotation", "ScaledHardFunction", "Trace", "adam", "agd",
+    "chain_blocks_for", "gd", "heavy_ball", "hessian_norm", "lower_bound_queries", "method_by_name", "pl_constant", "pl_ratio",
     "relative_value_floor", "run_method", "tent", "v_grad", "v_value",
 ]

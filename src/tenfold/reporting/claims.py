@@ -14,12 +14,21 @@ Two kinds of statements::
     def run(cfg, ctx) -> Result:
         return Result(metrics={"test_acc": acc}, samples={"error_ratio": [r0, r1, r2]})
 
-* A :class:`PaperClaim` is the paper's effect measured against a baseline or an ablation at this scale.
-  It names ``ablation``, the ``--set`` overrides that remove the mechanism it tests (``tenfold reproduce
-  --falsify`` reruns the experiment with them and records whether the claim then fails), and ``paper``,
-  the paper's published figure with its setting. Its metric is a list of per-seed values in
-  ``Result.samples`` with at least ``seeds`` (3) entries; the claim reads their mean and reports their
-  spread. ``seeds=1`` needs ``why_one_run`` (a deterministic quantity: a memory count, an exact solver).
+* A :class:`PaperClaim` is the paper's effect measured against a tuned baseline at this scale. It names
+  ``ablation``, the ``--set`` overrides that remove only the mechanism it tests (same parameter count,
+  optimizer, lr search and data order; ``tenfold reproduce --falsify`` reruns the experiment with them),
+  ``paper``, the paper's published figure with its setting, and optionally ``arms``, the per-seed sample
+  keys of the method arm and of the baseline arm (so an ablation that turns the method into the baseline
+  by identity is detected). Its metric is a list of per-seed values in ``Result.samples``; the standard
+  and paper tiers need at least ``seeds`` (5) of them. ``seeds=1`` needs ``why_one_run`` (a deterministic
+  quantity: a memory count, an exact solver).
+* **Verdicts come from 95% intervals** (Student t over the seeds, :func:`interval`): *reproduced* when the
+  claim's interval lies on its side of the threshold and the ablated run's interval on the other side;
+  *not reproduced* when the claim's interval lies on the wrong side; *not falsified* when the ablated
+  interval also lies on the claim's side; *inconclusive* otherwise, with the seed count that would
+  decide (:func:`seeds_needed`). An ablated run whose metric is identically 0 or 1 on every seed, or whose
+  method arm equals the baseline arm seed for seed, is *ablation = baseline*: the claim is then a plain
+  comparison and its falsification is no evidence.
 * A :class:`Check` is a property of the implementation: a ratio fixed by construction, a solver's
   tolerance, a round trip, an identity that follows from a definition. It reads ``Result.metrics``
   (or the mean of ``Result.samples``).
@@ -41,10 +50,14 @@ from pydantic import BaseModel
 
 from tenfold.errors import TenfoldError
 
-MIN_SEEDS = 3
-# verdicts that `reproduce --strict` fails on; the report also bolds an ad-hoc claim that fails
-STRICT_FAILURES = ("not reproduced", "not falsified", "ablation failed", "fail")
-FLAGGED = STRICT_FAILURES + ("fails",)
+MIN_SEEDS = 5        # per-seed values a comparison needs at the standard and paper tiers
+MIN_SMOKE_SEEDS = 2  # ... and at the quick tier, which is a smoke run and no evidence
+EVIDENCE_TIERS = ("standard", "paper")
+# verdicts that `reproduce --strict` fails on; the report bolds them
+STRICT_FAILURES = ("not reproduced", "not falsified", "inconclusive", "ablation failed", "fail")
+FLAGGED = STRICT_FAILURES + ("holds (ablation = baseline)",)
+# the claim's metric of an ablated run that equals the baseline by construction (a difference or a ratio)
+_IDENTITY_VALUES = (0.0, 1.0)
 
 
 class ClaimError(TenfoldError):
@@ -62,7 +75,7 @@ class _Statement:
     kind: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
-        for name in ("between", "ablation"):
+        for name in ("between", "ablation", "arms"):
             if isinstance(getattr(self, name, None), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
 
@@ -119,6 +132,7 @@ class PaperClaim(_Statement):
     paper: str = ""
     seeds: int = MIN_SEEDS
     why_one_run: str = ""
+    arms: tuple[str, str] | None = None  # per-seed sample keys (method arm, baseline arm)
     kind: ClassVar[str] = "paper"
 
     def validate(self, experiment: str, config_cls: type[BaseModel]) -> None:
@@ -133,7 +147,9 @@ class PaperClaim(_Statement):
             raise ClaimError(f"{where}: seeds={self.seeds} must be at least 1")
         if self.seeds < MIN_SEEDS and not self.why_one_run.strip():
             raise ClaimError(f"{where}: a comparison needs at least {MIN_SEEDS} seeds; seeds={self.seeds} "
-                             "needs why_one_run= (why one run measures it, e.g. a deterministic count)")
+                             "needs why_one_run= (why fewer runs measure it, e.g. a deterministic count)")
+        if self.arms is not None and (len(self.arms) != 2 or not all(isinstance(a, str) and a for a in self.arms)):
+            raise ClaimError(f"{where}: arms= takes two per-seed sample keys (method arm, baseline arm)")
         _validate_overrides(where, config_cls, self.ablation)
 
 
@@ -208,35 +224,108 @@ def values_of(metric: str, metrics: dict[str, float], samples: dict[str, list[fl
     return None
 
 
+def tier_of(preset: str) -> str:
+    """The evidence tier of a preset: ``quick`` (smoke run, no evidence), ``standard`` (the evidence) or
+    ``paper`` (the GPU recipe; variants such as ``paper-gesture`` count as paper)."""
+    for tier in ("quick", "standard", "paper"):
+        if preset == tier or preset.startswith(f"{tier}-"):
+            return tier
+    return "quick"
+
+
+# two-sided 95% Student t quantiles t_{0.975, df} for df = 1..30 (Student's table)
+_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def t_quantile(df: int) -> float:
+    """t_{0.975, df}: the half-width factor of a two-sided 95% interval from ``df + 1`` values."""
+    if df < 1:
+        raise ValueError(f"df={df} must be at least 1")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964  # Cornish-Fisher expansion of the t quantile around the normal one (error < 1e-4 for df > 30)
+    return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
+
+
+def interval(values: list[float]) -> tuple[float, float]:
+    """The 95% confidence interval of the mean of ``values`` (Student t); one value is its own interval
+    (a deterministic quantity, ``why_one_run``); non-finite values give (nan, nan)."""
+    if not values or not all(math.isfinite(v) for v in values):
+        return math.nan, math.nan
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return mean, mean
+    half = t_quantile(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return mean - half, mean + half
+
+
+def side(ci: tuple[float, float], low: float, high: float) -> str:
+    """Where the interval ``ci`` lies against the claim's band [low, high]: ``"holds"`` (inside),
+    ``"fails"`` (entirely outside, on one side), ``"straddles"`` (across a bound) or ``"undefined"`` (nan)."""
+    lo, hi = ci
+    if math.isnan(lo) or math.isnan(hi):
+        return "undefined"
+    if low <= lo and hi <= high:
+        return "holds"
+    if hi < low or lo > high:
+        return "fails"
+    return "straddles"
+
+
+def seeds_needed(values: list[float], low: float, high: float, limit: int = 1000) -> int | None:
+    """About how many seeds would make the interval clear the nearest bound at the observed mean and spread
+    (None: the mean sits on the bound, or no spread to scale)."""
+    if len(values) < 2 or not all(math.isfinite(v) for v in values):
+        return None
+    mean, sd = statistics.fmean(values), statistics.stdev(values)
+    gap = min(abs(mean - b) for b in (low, high) if math.isfinite(b))
+    if gap == 0 or sd == 0:
+        return None
+    for n in range(2, limit + 1):
+        if t_quantile(n - 1) * sd / math.sqrt(n) < gap:
+            return n
+    return None
+
+
 def evaluate_claim(claim: Statement, cfg: BaseModel, metrics: dict[str, float],
-                   samples: dict[str, list[float]], experiment: str = "") -> dict[str, Any]:
-    """The claim's record in results.json: value (mean), spread, n, threshold and whether it holds."""
+                   samples: dict[str, list[float]], experiment: str = "", tier: str = "standard") -> dict[str, Any]:
+    """The claim's record in results.json: mean, spread, n, 95% interval, threshold, and where the interval
+    lies (``side``). Paper claims need ``claim.seeds`` per-seed values at the evidence tiers (``standard``,
+    ``paper``) and 2 at the ``quick`` smoke tier."""
     values = values_of(claim.metric, metrics, samples)
     where = f"experiment {experiment!r}, {claim.kind} claim {claim.name!r}"
     if values is None or not values:
         raise ClaimError(f"{where}: the run reported no metric {claim.metric!r} (in Result.metrics or "
                          "Result.samples)")
-    if isinstance(claim, PaperClaim) and len(values) < claim.seeds:
-        raise ClaimError(f"{where}: {claim.metric!r} has {len(values)} per-seed value(s), the claim needs "
-                         f"{claim.seeds} (put one value per seed in Result.samples)")
+    if isinstance(claim, PaperClaim):
+        need = claim.seeds if tier in EVIDENCE_TIERS or claim.seeds < MIN_SMOKE_SEEDS else MIN_SMOKE_SEEDS
+        if len(values) < need:
+            raise ClaimError(f"{where}: {claim.metric!r} has {len(values)} per-seed value(s), the claim needs "
+                             f"{need} at the {tier} tier (put one value per seed in Result.samples)")
     finite = all(math.isfinite(v) for v in values)
     mean = statistics.fmean(values) if finite else math.nan
     std = statistics.stdev(values) if finite and len(values) > 1 else (0.0 if finite else math.nan)
     low, high = claim.bounds(cfg)
-    holds = bool(finite and low <= mean <= high)
+    ci = interval(values)
     record: dict[str, Any] = {
         "name": claim.name, "kind": claim.kind, "metric": claim.metric, "value": mean, "std": std,
-        "n": len(values), "samples": values, "threshold": claim.threshold_text(cfg),
-        "threshold_fields": claim.threshold_fields(), "source": claim.sources(type(cfg)), "holds": holds,
+        "n": len(values), "ci95": list(ci), "samples": values, "threshold": claim.threshold_text(cfg),
+        "bounds": [low, high], "threshold_fields": claim.threshold_fields(), "source": claim.sources(type(cfg)),
+        "holds": bool(finite and low <= mean <= high), "tier": tier,
     }
     if isinstance(claim, PaperClaim):
-        record |= {"ablation": list(claim.ablation), "paper": claim.paper}
+        record |= {"ablation": list(claim.ablation), "paper": claim.paper, "side": side(ci, low, high)}
+        if record["side"] == "straddles":
+            record["seeds_needed"] = seeds_needed(values, low, high)
+        if claim.arms is not None:
+            record["arms"] = list(claim.arms)
     return record
 
 
 def evaluate_claims(claims: tuple[Statement, ...], cfg: BaseModel, metrics: dict[str, float],
-                    samples: dict[str, list[float]], experiment: str = "") -> list[dict[str, Any]]:
-    return [evaluate_claim(c, cfg, metrics, samples, experiment) for c in claims]
+                    samples: dict[str, list[float]], experiment: str = "", tier: str = "standard") -> list[dict[str, Any]]:
+    return [evaluate_claim(c, cfg, metrics, samples, experiment, tier) for c in claims]
 
 
 def ablation_groups(claims: tuple[Statement, ...]) -> dict[tuple[str, ...], list[str]]:
@@ -248,20 +337,68 @@ def ablation_groups(claims: tuple[Statement, ...]) -> dict[tuple[str, ...], list
     return groups
 
 
-def verdict(record: dict[str, Any]) -> str:
-    """One word or phrase for a claim record, as the report shows it.
+def ablation_is_baseline(record: dict[str, Any], ablated: dict[str, Any], ablated_samples: dict[str, list[float]],
+                         tol: float = 1e-12) -> bool:
+    """Whether the ablated run equals the claim's baseline by construction: its metric is identically 0 (a
+    difference) or identically 1 (a ratio) on every seed, or the method arm's per-seed values equal the
+    baseline arm's (``arms``)."""
+    values = [float(v) for v in ablated.get("samples", [])]
+    if values and any(all(abs(v - target) <= tol for v in values) for target in _IDENTITY_VALUES):
+        return True
+    arms = record.get("arms")
+    if arms:
+        method, base = ablated_samples.get(arms[0]), ablated_samples.get(arms[1])
+        if method is not None and base is not None and len(method) == len(base) and method:
+            scale = max(1.0, max(abs(float(b)) for b in base))
+            return all(abs(float(m) - float(b)) <= tol * scale for m, b in zip(method, base))
+    return False
 
-    paper claims: ``reproduced`` (holds, and fails without its mechanism), ``not falsified`` (holds with
-    the mechanism removed too), ``reproduced (ablation not run)``, ``not reproduced``; checks: ``pass`` /
-    ``fail``; ad-hoc claims: ``holds`` / ``fails`` (unclassified).
+
+def record_ablation(record: dict[str, Any], ablated: dict[str, Any], ablated_samples: dict[str, list[float]],
+                    run_dir: str = "") -> None:
+    """Add the ablated run's figures to a paper claim's ``record`` (in place)."""
+    low, high = record.get("bounds", [-math.inf, math.inf])
+    ci = tuple(ablated.get("ci95") or interval([float(v) for v in ablated.get("samples", [])]))
+    record |= {"ablated_value": ablated["value"], "ablated_std": ablated["std"], "ablated_n": ablated.get("n"),
+               "ablated_ci95": list(ci), "ablated_side": side(ci, low, high),
+               "ablated_holds": bool(ablated["holds"]), "ablation_run_dir": run_dir,
+               "ablation_equals_baseline": ablation_is_baseline(record, ablated, ablated_samples)}
+
+
+def verdict(record: dict[str, Any]) -> str:
+    """One phrase for a claim record, as the report shows it.
+
+    Checks: ``pass`` / ``fail``. Paper claims, from the 95% intervals: ``not reproduced`` (the claim's interval
+    on the wrong side of the threshold), ``inconclusive`` (across it, or the ablated interval across it),
+    ``reproduced`` (on its side, and the ablated interval on the other), ``not falsified`` (both on the
+    claim's side), ``holds (ablation = baseline)`` (the ablation is the baseline by identity: no evidence
+    beyond the comparison), ``reproduced (ablation not run)``, ``ablation failed`` (the ablated run crashed).
+    A record without intervals (an older results.json) is judged on its mean.
     """
-    kind = record.get("kind", "unclassified")
-    if kind == "check":
+    if record.get("kind") == "check":
         return "pass" if record["holds"] else "fail"
-    if kind != "paper":
-        return "holds" if record["holds"] else "fails"
-    if not record["holds"]:
+    where = record.get("side") or ("holds" if record.get("holds") else "fails")
+    if where in ("fails", "undefined"):
         return "not reproduced"
+    if where == "straddles":
+        return "inconclusive"
+    if record.get("ablation_error"):
+        return "ablation failed"
     if "ablated_holds" not in record:
-        return "ablation failed" if record.get("ablation_error") else "reproduced (ablation not run)"
-    return "not falsified" if record["ablated_holds"] else "reproduced"
+        return "reproduced (ablation not run)"
+    if record.get("ablation_equals_baseline"):
+        return "holds (ablation = baseline)"
+    ablated = record.get("ablated_side") or ("holds" if record["ablated_holds"] else "fails")
+    if ablated == "holds":
+        return "not falsified"
+    if ablated in ("fails", "undefined"):
+        return "reproduced"
+    return "inconclusive"
+
+
+def interval_text(record: dict[str, Any], prefix: str = "") -> str:
+    """``[lo, hi]`` of a record's (or, with ``prefix="ablated_"``, its ablated run's) 95% interval."""
+    ci = record.get(f"{prefix}ci95")
+    if not ci or any(v is None or math.isnan(v) for v in ci):
+        return ""
+    return f"[{ci[0]:.4g}, {ci[1]:.4g}]"

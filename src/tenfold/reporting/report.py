@@ -14,7 +14,7 @@ from typing import Any
 
 from tenfold.io import atomic_write_text
 from tenfold.reporting.papers import paper
-from tenfold.reporting.claims import FLAGGED, verdict
+from tenfold.reporting.claims import FLAGGED, interval_text, tier_of, verdict
 from tenfold.reporting.results import markdown_table
 
 
@@ -48,13 +48,13 @@ def _counts(entries: list[dict[str, Any]]) -> dict[str, int]:
         if e.get("status") != "ok":
             continue
         for c in e.get("claims", []):
-            key = f"{c.get('kind', 'unclassified')}:{verdict(c)}"
+            key = f"{c.get('kind', 'paper')}:{verdict(c)}"
             counts[key] = counts.get(key, 0) + 1
     return counts
 
 
 def _claims_cell(entry: dict[str, Any]) -> str:
-    """The summary table's cell: paper claims reproduced, checks passing, ad-hoc claims holding."""
+    """The summary table's cell: paper claims reproduced (and how the others ended), checks passing."""
     claims = entry.get("claims") or []
     if entry.get("status") != "ok":
         return "—"
@@ -63,25 +63,27 @@ def _claims_cell(entry: dict[str, Any]) -> str:
     parts = []
     paper = [c for c in claims if c.get("kind") == "paper"]
     if paper:
-        ok = sum(verdict(c) in ("reproduced", "reproduced (ablation not run)") for c in paper)
-        flagged = sum(verdict(c) in ("not falsified", "ablation failed") for c in paper)
-        parts.append(f"paper {ok}/{len(paper)} reproduced" + (f", {flagged} not falsified" if flagged else ""))
+        words = [verdict(c) for c in paper]
+        ok = sum(w in ("reproduced", "reproduced (ablation not run)") for w in words)
+        others = [f"{words.count(w)} {w}" for w in ("inconclusive", "not falsified", "holds (ablation = baseline)",
+                                                     "ablation failed") if w in words]
+        parts.append(f"paper {ok}/{len(paper)} reproduced" + (f", {', '.join(others)}" if others else ""))
     checks = [c for c in claims if c.get("kind") == "check"]
     if checks:
         parts.append(f"checks {sum(bool(c['holds']) for c in checks)}/{len(checks)} pass")
-    loose = [c for c in claims if c.get("kind") not in ("paper", "check")]
-    if loose:
-        parts.append(f"unclassified {sum(bool(c['holds']) for c in loose)}/{len(loose)} hold")
     return "; ".join(parts)
 
 
 def _value(c: dict[str, Any], prefix: str = "") -> str:
-    """``mean ± std (n=3)`` for a per-seed claim, the plain value for a single run."""
+    """``mean ± std (n=5) 95% [lo, hi]`` for a per-seed claim, the plain value for a single run."""
     value = c.get(f"{prefix}value")
     if value is None:
         return "—"
-    std, n = c.get(f"{prefix}std", 0.0), c.get("n", 1)
-    return f"{_fmt(float(value))} ± {_fmt(float(std))} (n={n})" if n and n > 1 else _fmt(float(value))
+    std, n = c.get(f"{prefix}std", 0.0), c.get(f"{prefix}n") or c.get("n", 1)
+    if not n or n <= 1:
+        return _fmt(float(value))
+    ci = interval_text(c, prefix)
+    return f"{_fmt(float(value))} ± {_fmt(float(std))} (n={n})" + (f" 95% {ci}" if ci else "")
 
 
 def _ablated(c: dict[str, Any]) -> str:
@@ -89,13 +91,25 @@ def _ablated(c: dict[str, Any]) -> str:
         return f"ablation crashed: {c['ablation_error'][:80]}"
     if "ablated_value" not in c:
         return "not run (--falsify)"
-    word = "holds" if c["ablated_holds"] else "fails"
+    if c.get("ablation_equals_baseline"):
+        return f"{_value(c, 'ablated_')} → ablation = baseline (by construction; no evidence)"
+    word = {"holds": "holds", "fails": "fails", "straddles": "inconclusive"}.get(
+        c.get("ablated_side", ""), "holds" if c["ablated_holds"] else "fails")
     return f"{_value(c, 'ablated_')} → {word}"
+
+
+def _verdict_cell(c: dict[str, Any]) -> str:
+    """The verdict, with the seed count that would decide an inconclusive claim."""
+    word = verdict(c)
+    if word == "inconclusive" and c.get("side") == "straddles":
+        need = c.get("seeds_needed")
+        word += f" (about {need} seeds would decide)" if need else " (the mean sits on the threshold)"
+    return _mark(word)
 
 
 def _mark(text: str) -> str:
     """Bold the verdicts a reader must not miss."""
-    return f"**{text}**" if text in FLAGGED else text
+    return f"**{text}**" if text in FLAGGED or text.startswith("inconclusive") else text
 
 
 def summary_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -120,12 +134,12 @@ def paper_claim_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             rows.append({"experiment": e["experiment"], "claim": c["name"], "ours": _value(c),
                          "threshold": c["threshold"], "paper": c.get("paper", ""),
                          "without the mechanism": f"`{' '.join(c.get('ablation', []))}`: {_ablated(c)}",
-                         "verdict": _mark(verdict(c))})
+                         "verdict": _verdict_cell(c)})
     return rows
 
 
 def check_rows(entries: list[dict[str, Any]], kinds: tuple[str, ...] = ("check",)) -> list[dict[str, Any]]:
-    """Checks (or, with ``kinds=("unclassified",)``, ad-hoc claims); a crashed experiment is one row."""
+    """Checks; a crashed experiment is one row."""
     rows = []
     for e in entries:
         if e.get("status") != "ok":
@@ -134,7 +148,7 @@ def check_rows(entries: list[dict[str, Any]], kinds: tuple[str, ...] = ("check",
                              "threshold": "—", "result": "**FAILED**"})
             continue
         for c in e.get("claims", []):
-            if c.get("kind", "unclassified") in kinds:
+            if c.get("kind") in kinds:
                 rows.append({"experiment": e["experiment"], "statement": c["name"], "value": _value(c),
                              "threshold": c["threshold"], "result": _mark(verdict(c))})
     return rows
@@ -162,33 +176,39 @@ def render_markdown(entries: list[dict[str, Any]], out_dir: Path, *, title: str,
     n_repro = counts.get("paper:reproduced", 0) + counts.get("paper:reproduced (ablation not run)", 0)
     n_notfals = counts.get("paper:not falsified", 0) + counts.get("paper:ablation failed", 0)
     n_notrep = counts.get("paper:not reproduced", 0)
+    n_incon = counts.get("paper:inconclusive", 0)
+    n_base = counts.get("paper:holds (ablation = baseline)", 0)
     n_check = sum(v for k, v in counts.items() if k.startswith("check:"))
     n_pass = counts.get("check:pass", 0)
-    n_loose = sum(v for k, v in counts.items() if k.startswith("unclassified:"))
     failed = [e["experiment"] for e in entries if e.get("status") != "ok"]
-    paper_line = (f"paper claims: {n_repro}/{n_paper} reproduced, {n_notrep} not reproduced"
-                  + (f", {n_notfals} of the reproduced not falsified" if falsified else
-                     " (ablations not run: use --falsify)"))
+    paper_line = (f"paper claims: {n_repro}/{n_paper} reproduced, {n_notrep} not reproduced, {n_incon} inconclusive"
+                  + (f", {n_notfals} not falsified, {n_base} with an ablation equal to the baseline" if falsified
+                     else " (ablations not run: use --falsify)"))
     lines = [f"# {title}", "",
              f"Generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} · preset `{preset}` · "
              f"{len(entries)} experiments · {paper_line} · checks: {n_pass}/{n_check} pass"
-             + (f" · unclassified claims: {n_loose}" if n_loose else "")
              + f" · {len(failed)} failed · experiments' wall time {experiment_seconds(entries):.0f} s "
              f"(this invocation {total_wall:.0f} s)", ""]
+    if tier_of(preset) == "quick":
+        lines += ["> **Quick tier: a smoke run, not evidence.** Budgets are sized for a demo and CI (about 15 s an "
+                  "experiment); verdicts here say whether the code runs end to end, not whether a paper's effect "
+                  "holds. The evidence is `tenfold reproduce --preset standard --falsify`.", ""]
     if failed:
         lines += [f"**Failed experiments:** {', '.join(failed)} (errors below).", ""]
-    lines += ["A *paper claim* is a paper's effect measured at this scale against a baseline or an ablation; "
-              "*without the mechanism* is the same experiment rerun with the listed `--set` overrides, which "
-              "remove what the claim tests: a claim that still holds then is **not falsified**. A claim that "
-              "fails here is **not reproduced** at this scale, an honest result. A *check* is a property of "
-              "the implementation (it holds by construction when the code is right). Thresholds come from "
-              "each experiment's config, fixed before the run; their sources are in the sections below.", ""]
+    lines += ["A *paper claim* is a paper's effect measured at this scale against a tuned baseline, judged from "
+              "the 95% interval of its per-seed values: **reproduced** when the interval lies on the claim's "
+              "side of the threshold and the interval *without the mechanism* (the same experiment rerun with "
+              "the listed `--set` overrides, which remove only what the claim tests) on the other side; **not "
+              "reproduced** when the interval lies on the wrong side, an honest result at this scale; **not "
+              "falsified** when the claim still holds without its mechanism; **inconclusive** otherwise, with "
+              "the seed count that would decide. An ablation that equals the baseline by construction is "
+              "marked *ablation = baseline* and adds no evidence. A *check* is a property of the implementation "
+              "(it holds by construction when the code is right). Thresholds come from each experiment's config, "
+              "fixed before the run; their sources are in the sections below.", ""]
     by_paper: dict[str, list[dict[str, Any]]] = {}
     for e in entries:
         by_paper.setdefault(e.get("paper", ""), []).append(e)
     toc = ["## Contents", "", "- [Summary](#summary)", "- [Paper claims](#paper-claims)", "- [Checks](#checks)"]
-    if n_loose:
-        toc.append("- [Unclassified claims](#unclassified-claims)")
     for key, group in by_paper.items():
         toc.append(f"- [{paper(key).title}](#{slug(paper(key).title)})")
         toc += [f"  - [{e['experiment']}](#{slug(e['experiment'])})" for e in group]
@@ -197,11 +217,6 @@ def render_markdown(entries: list[dict[str, Any]], out_dir: Path, *, title: str,
     lines += ["## Summary", "", markdown_table(summary_rows(entries)), "",
               "## Paper claims", "", markdown_table(paper_claim_rows(entries)) or "No paper claims.", "",
               "## Checks", "", markdown_table(check_rows(entries)) or "No checks.", ""]
-    if n_loose:
-        lines += ["## Unclassified claims", "",
-                  "Ad-hoc claims of experiments not yet moved onto the evidence contract: neither a paper claim "
-                  "with an ablation nor a declared check.", "",
-                  markdown_table(check_rows(entries, ("unclassified",))), ""]
 
     for key, group in by_paper.items():
         p = paper(key)
@@ -241,14 +256,14 @@ def render_markdown(entries: list[dict[str, Any]], out_dir: Path, *, title: str,
 
 def _section_row(c: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     """A statement in its experiment's section: with the threshold's source and the ablation's run."""
-    row = {"kind": c.get("kind", "unclassified"), "claim": c["name"], "value": _value(c),
+    row = {"kind": c.get("kind", "paper"), "claim": c["name"], "value": _value(c),
            "threshold": c["threshold"], "source of the threshold": c.get("source", "")}
     if c.get("kind") == "paper":
         ablated = _ablated(c)
         if c.get("ablation_run_dir"):
             ablated = f"[{ablated}]({_link(c['ablation_run_dir'], out_dir)})"
         row |= {"paper": c.get("paper", ""), "without the mechanism": ablated}
-    row["result"] = _mark(verdict(c))
+    row["result"] = _verdict_cell(c) if c.get("kind") == "paper" else _mark(verdict(c))
     return row
 
 
@@ -303,7 +318,8 @@ def experiment_seconds(entries: list[dict[str, Any]]) -> float:
     return float(sum(e.get("wall_s", 0.0) for e in entries))
 
 
-def readme_table(entries: list[dict[str, Any]], report_dir: str, total_wall: float, falsify: bool = False) -> str:
+def readme_table(entries: list[dict[str, Any]], report_dir: str, total_wall: float, falsify: bool = False,
+                 preset: str = "quick") -> str:
     """The README's results block: one row per experiment with its claims, generated from a run."""
     rows = []
     for e in entries:
@@ -317,10 +333,14 @@ def readme_table(entries: list[dict[str, Any]], report_dir: str, total_wall: flo
         rows.append({"paper": p.short or p.title, "experiment": e["experiment"],
                      "key metric": _key_metric(e), "claims": cell, "wall (s)": f"{e.get('wall_s', 0):.0f}"})
     stamp = _dt.datetime.now().strftime("%Y-%m-%d")
-    command = f"tenfold reproduce --quick{' --falsify' if falsify else ''} --update-readme README.md"
-    return (f"Generated by `{command}` on {stamp} "
+    command = f"tenfold reproduce --preset {preset}{' --falsify' if falsify else ''} --update-readme README.md"
+    commits = sorted({(e.get("git") or {}).get("commit") or "" for e in entries} - {""})
+    dirty = any((e.get("git") or {}).get("dirty") for e in entries)
+    at = f" at commit {', '.join(c[:7] for c in commits)}{' (with local changes)' if dirty else ''}" if commits else ""
+    smoke = (" **Quick tier: a smoke run, not evidence.**" if tier_of(preset) == "quick" else "")
+    return (f"Generated by `{command}` on {stamp}{at} "
             f"(experiments' wall time {experiment_seconds(entries):.0f} s on {_threads()} CPU threads; "
-            f"full report: `{report_dir}/report.html`).\n\n" + markdown_table(rows))
+            f"full report: `{report_dir}/report.html`).{smoke}\n\n" + markdown_table(rows))
 
 
 def _threads() -> int:

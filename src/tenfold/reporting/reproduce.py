@@ -2,8 +2,11 @@
 failures, and write one report.
 
 With ``falsify``, every distinct ablation of an experiment's paper claims is run too (claims that share
-an ablation share the run), and each paper claim records ``ablated_value`` and ``ablated_holds``: a
-claim that still holds with its mechanism removed is "not falsified".
+an ablation share the run), and each paper claim records the ablated run's value, spread and 95% interval
+(:func:`~tenfold.reporting.claims.record_ablation`): a claim whose ablated interval still lies on its side
+is "not falsified"; one whose ablated run equals the baseline by construction is "ablation = baseline".
+
+Tiers: ``quick`` is the smoke run (demo, CI; no evidence), ``standard`` the evidence, ``paper`` the GPU recipe.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from tenfold.io import atomic_write_json
 from tenfold.errors import ConfigError
 from tenfold.experiments.registry import discover, get, quick_names
 from tenfold.experiments.runner import latest_run_dir, run_experiment, versions
-from tenfold.reporting.claims import STRICT_FAILURES, ablation_groups, verdict
+from tenfold.reporting.claims import STRICT_FAILURES, ablation_groups, record_ablation, verdict
 from tenfold.reporting.report import readme_table, update_readme, write_report
 
 
@@ -68,8 +71,7 @@ def falsify(entry: dict[str, Any], *, preset: str, runs: Path, resume: bool, see
             continue
         ablated = {c["name"]: c for c in data.get("claims", [])}
         for n in names:
-            by_name[n] |= {"ablated_value": ablated[n]["value"], "ablated_std": ablated[n]["std"],
-                           "ablated_holds": bool(ablated[n]["holds"]), "ablation_run_dir": str(folder)}
+            record_ablation(by_name[n], ablated[n], data.get("samples", {}), str(folder))
 
 
 def select(names: list[str] | None, preset: str) -> list[str]:
@@ -137,5 +139,5 @@ def reproduce(names: list[str] | None = None, *, preset: str = "quick", out: str
     if readme is not None:
         # the report's folder as seen from the README (reproduce/, not this machine's absolute path)
         where = os.path.relpath(Path(out).resolve(), Path(readme).resolve().parent)
-        update_readme(readme, readme_table(entries, where, total, falsify=falsify_claims))
+        update_readme(readme, readme_table(entries, where, total, falsify=falsify_claims, preset=preset))
     return Outcome(report, entries)

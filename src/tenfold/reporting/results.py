@@ -1,45 +1,9 @@
-"""What an experiment returns: metrics, claims with thresholds, figures, tables and notes."""
+"""What an experiment returns: metrics, per-seed samples (what its claims read), figures, tables and notes."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-
-@dataclass
-class Claim:
-    """An ad-hoc claim computed inside an experiment: ``value`` against ``threshold`` (e.g. ``">= 0.95"``).
-
-    Deprecated in favour of the declarative :class:`~tenfold.reporting.PaperClaim` and
-    :class:`~tenfold.reporting.Check` lists passed to ``register(claims=...)``; the report lists ad-hoc
-    claims apart, as "unclassified".
-    """
-
-    name: str
-    value: float
-    threshold: str
-    holds: bool
-
-    @classmethod
-    def at_least(cls, name: str, value: float, bound: float) -> "Claim":
-        value = float(value)
-        return cls(name, value, f">= {bound:g}", bool(math.isfinite(value) and value >= bound))
-
-    @classmethod
-    def at_most(cls, name: str, value: float, bound: float) -> "Claim":
-        value = float(value)
-        return cls(name, value, f"<= {bound:g}", bool(math.isfinite(value) and value <= bound))
-
-    @classmethod
-    def between(cls, name: str, value: float, low: float, high: float) -> "Claim":
-        value = float(value)
-        return cls(name, value, f"in [{low:g}, {high:g}]", bool(math.isfinite(value) and low <= value <= high))
-
-    @classmethod
-    def true(cls, name: str, condition: bool, value: float | None = None) -> "Claim":
-        """A yes/no claim; ``value`` defaults to 1.0 or 0.0."""
-        return cls(name, float(condition if value is None else value), "holds", bool(condition))
 
 
 @dataclass
@@ -53,7 +17,6 @@ class Result:
     """
 
     metrics: dict[str, float] = field(default_factory=dict)
-    claims: list[Claim] = field(default_factory=list)
     samples: dict[str, list[float]] = field(default_factory=dict)
     figures: list[str] = field(default_factory=list)
     tables: dict[str, str] = field(default_factory=dict)
@@ -64,7 +27,6 @@ class Result:
         data = asdict(self)
         data["metrics"] = {k: float(v) for k, v in self.metrics.items()}
         data["samples"] = {k: [float(x) for x in v] for k, v in self.samples.items()}
-        data["claims"] = [{**c, "kind": "unclassified"} for c in data["claims"]]
         return data
 
 

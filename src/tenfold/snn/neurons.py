@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from tenfold.errors import ConfigError, require
+from tenfold.second_order import second_order
 from tenfold.snn.surrogate import check_surrogate, surrogate_of_membrane
 
 TEMPORAL_MODES = ("bptt", "sltt")
@@ -39,8 +40,10 @@ def leak(tau: float) -> float:
     return 1.0 if math.isinf(tau) else 1.0 - 1.0 / tau
 
 
+@second_order("exact")
 class _FirstSpike(torch.autograd.Function):
-    """The first step's spike ``s = H(u - v_th)`` of ``u = I`` as one node (no separate subtraction)."""
+    """The first step's spike ``s = H(u - v_th)`` of ``u = I`` as one node (no separate subtraction).
+    Under ``create_graph=True`` autograd records the backward (second derivative ``grad sigma''``)."""
 
     @staticmethod
     def forward(ctx, u, v_th, surrogate, width):
@@ -54,6 +57,7 @@ class _FirstSpike(torch.autograd.Function):
         return surrogate_of_membrane(u, ctx.v_th, ctx.surrogate, ctx.width).mul_(grad_s), None, None, None
 
 
+@second_order("exact")
 class _LIFStep(torch.autograd.Function):
     """One LIF step after the first as one autograd node (the membrane update and the spike fused):
     ``u = I + lam u_prev - lam (v_th - u_rest) s_prev``, ``s = H(u - v_th)``. Saves only ``u``; the backward
@@ -115,6 +119,8 @@ class LIFNeuron(nn.Module):
             u = current
             s = _FirstSpike.apply(u, self.v_th, self.surrogate, self.width)  # arguments validated at construction
         else:
+            if self.s.grad_fn is not None and torch.is_grad_enabled():
+                self._check_state_graph()
             if self.u.shape != current.shape:
                 raise ConfigError(f"input shape {tuple(current.shape)} differs from the neuron state "
                                   f"{tuple(self.u.shape)}: call reset_states(model) before a new batch")
@@ -126,6 +132,17 @@ class LIFNeuron(nn.Module):
         else:
             state["u"], state["s"] = u, s
         return s
+
+    def _check_state_graph(self) -> None:
+        """A one-line ConfigError instead of PyTorch's "backward through the graph a second time" when the
+        state still holds a graph that a backward has already freed (a user's loop that forgot to reset
+        between batches). A graph kept with ``retain_graph=True`` is still alive and passes."""
+        try:
+            self.s.grad_fn.saved_tensors  # our Functions' nodes: freed saved tensors raise on access
+        except RuntimeError:
+            raise ConfigError("LIFNeuron state holds the graph of a sequence whose backward has already run: call "
+                              "tenfold.snn.reset_states(model) before each new batch (sltt_step and SNNTrainer "
+                              "reset for you)") from None
 
     def extra_repr(self) -> str:
         return (f"tau={self.tau}, v_th={self.v_th}, u_rest={self.u_rest}, surrogate={self.surrogate!r}, "

@@ -21,7 +21,9 @@ gradients are then local: ``dW_l = (m_{l+1} beta_{l+1}) a_l^T / V``, ``dW_fb = (
 ``dF = (m_1 beta_1) x^T / V``, ``db = sum(m beta) / V``; all are divided by s_f here, so ``p.grad`` is an
 estimate of the true gradient (the paper instead keeps s_f in the gradient and uses lr/s_f).
 
-Neither pass builds an autograd graph through time. Usage::
+Neither pass builds an autograd graph through time; the backward is one autograd node whose inputs are
+the rates, ``x`` and the parameters, so ``loss.backward()`` and ``torch.autograd.grad`` both work (a
+second derivative, ``create_graph=True``, is refused with a one-line SecondOrderError). Usage::
 
     net = SpideNetwork(nn.Linear(64, 128), [nn.Linear(128, 128)], feedback=nn.Linear(128, 128, bias=False))
     rates = net(x)                      # training: backward of anything built on rates runs SPIDE
@@ -39,7 +41,8 @@ from torch import nn
 
 from tenfold.errors import ConfigError, require
 from tenfold.snn.neurons import LIFNeuron
-from tenfold.snn.spide_ops import accumulate_param_grads, cap_frobenius_, transpose_of
+from tenfold.second_order import refuse_second_order, second_order
+from tenfold.snn.spide_ops import cap_frobenius_, param_grads, transpose_of
 
 BACKWARD_MODES = ("spike", "exact")
 BACK_THRESHOLD = 0.5  # ternary neurons: v_th_b = 0.5, u_rest_b = -0.5, so each spike subtracts 1
@@ -207,12 +210,14 @@ class SpideNetwork(nn.Module):
 
     def attach(self, state: SpideState, x: torch.Tensor | None = None) -> torch.Tensor:
         """The last layer's rates as a tensor whose backward runs SPIDE's implicit backward on ``state``
-        (gradients are added to the parameters' ``.grad``). Pass the simulated input ``x`` to also get
+        (the parameters' gradients flow through autograd: ``loss.backward()`` fills ``.grad``,
+        ``torch.autograd.grad(loss, params)`` returns them). Pass the simulated input ``x`` to also get
         ``dL/dx = F^T (m_1 beta_1) / V`` when it requires grad (e.g. a trainable encoder before SPIDE;
         for events each step gets 1/T of it, matching F's time-mean gradient)."""
         rates = state.rates[-1].detach().requires_grad_(True)
         anchor = x if x is not None else torch.zeros((), dtype=rates.dtype, device=rates.device)
-        return _ImplicitGradient.apply(rates, anchor, self, state)
+        params = [p for p in self.parameters() if p.requires_grad]
+        return _ImplicitGradient.apply(rates, anchor, self, state, *params)
 
     def forward(self, x: torch.Tensor, *, events: bool = False,
                 generator: torch.Generator | None = None) -> torch.Tensor:
@@ -284,11 +289,14 @@ class SpideNetwork(nn.Module):
         return betas
 
     @torch.no_grad()
-    def assign_gradients(self, state: SpideState, betas: list[torch.Tensor], scale: float = 1.0) -> None:
+    def parameter_gradients(self, state: SpideState, betas: list[torch.Tensor],
+                            scale: float = 1.0) -> dict[nn.Parameter, torch.Tensor]:
         """Local updates (spec 2.3), divided by ``scale``: for connection k into layer l,
-        ``dtheta_k = grad of op_k(z) with output gradient drop_k m_l beta_l / V``, z its input rates."""
+        ``dtheta_k = grad of op_k(z) with output gradient drop_k m_l beta_l / V``, z its input rates.
+        A parameter shared by several connections gets the sum."""
         conns = self.connections()
         last = len(conns) - 1
+        grads: dict[nn.Parameter, torch.Tensor] = {}
         for k, op in enumerate(conns):
             if op is None:
                 continue
@@ -297,12 +305,21 @@ class SpideNetwork(nn.Module):
             delta = state.masks[target] * betas[target] / (self.reset_drop * scale)
             if state.drops[k] is not None:
                 delta = delta * state.drops[k]
-            accumulate_param_grads(op, z, delta)
+            for p, g in param_grads(op, z, delta):
+                grads[p] = g if p not in grads else grads[p] + g
+        return grads
 
-    def implicit_backward(self, state: SpideState, grad_rates: torch.Tensor,
-                          x_shape: tuple[int, ...] | None = None) -> torch.Tensor | None:
-        """Run the configured backward for ``dL/da_N = grad_rates`` and add the parameter gradients;
-        with ``x_shape``, return the input gradient too."""
+    @torch.no_grad()
+    def assign_gradients(self, state: SpideState, betas: list[torch.Tensor], scale: float = 1.0) -> None:
+        """Add :meth:`parameter_gradients` to the parameters' ``.grad`` (a lower-level helper; the
+        network's own backward returns the same values through autograd)."""
+        for p, g in self.parameter_gradients(state, betas, scale).items():
+            p.grad = g.clone() if p.grad is None else p.grad + g
+
+    def implicit_gradients(self, state: SpideState, grad_rates: torch.Tensor, x_shape: tuple[int, ...] | None = None
+                           ) -> tuple[dict[nn.Parameter, torch.Tensor], torch.Tensor | None]:
+        """Run the configured backward for ``dL/da_N = grad_rates``: the parameter gradients (by
+        parameter) and, with ``x_shape``, the input gradient (else None)."""
         if self.backward_mode == "spike":
             g = self.scale * grad_rates
             betas = self.spike_adjoint(state, g)
@@ -313,8 +330,18 @@ class SpideNetwork(nn.Module):
             betas, scale = exact_adjoint(self, state, grad_rates), 1.0
         state.betas = [b / scale for b in betas] if scale != 1.0 else betas
         state.stats["max_abs_beta"] = float(max(b.abs().max() for b in betas))
-        self.assign_gradients(state, betas, scale)
-        return None if x_shape is None else self.input_gradient(state, betas, scale, x_shape)
+        grads = self.parameter_gradients(state, betas, scale)
+        return grads, (None if x_shape is None else self.input_gradient(state, betas, scale, x_shape))
+
+    def implicit_backward(self, state: SpideState, grad_rates: torch.Tensor,
+                          x_shape: tuple[int, ...] | None = None) -> torch.Tensor | None:
+        """:meth:`implicit_gradients`, adding the parameter gradients to ``.grad``; returns the input
+        gradient (with ``x_shape``)."""
+        grads, grad_x = self.implicit_gradients(state, grad_rates, x_shape)
+        with torch.no_grad():
+            for p, g in grads.items():
+                p.grad = g.clone() if p.grad is None else p.grad + g
+        return grad_x
 
     @torch.no_grad()
     def cap_feedback_norm_(self) -> float | None:
@@ -325,16 +352,25 @@ class SpideNetwork(nn.Module):
         return cap_frobenius_(self.feedback, self.feedback_norm_cap)
 
 
+@second_order("refuses", alternative="SPIDE's gradient is an implicit (spiking or linear-solve) adjoint; take "
+              "first-order gradients only (loss.backward() or torch.autograd.grad without create_graph)")
 class _ImplicitGradient(torch.autograd.Function):
-    """Identity on the rates forward; SPIDE's implicit backward instead of a graph through time."""
+    """Identity on the rates forward; SPIDE's implicit backward instead of a graph through time.
+
+    The network's parameters are inputs of this node, so their gradients flow through autograd:
+    ``loss.backward()`` accumulates them into ``.grad`` (and fires DDP's hooks), and
+    ``torch.autograd.grad(loss, params)`` returns them. ``x`` gets ``dL/dx`` when it requires grad."""
 
     @staticmethod
-    def forward(ctx, rates: torch.Tensor, x: torch.Tensor, net: SpideNetwork, state: SpideState) -> torch.Tensor:
-        ctx.net, ctx.state, ctx.x_shape = net, state, tuple(x.shape)
+    def forward(ctx, rates: torch.Tensor, x: torch.Tensor, net: SpideNetwork, state: SpideState,
+                *params: torch.Tensor) -> torch.Tensor:
+        ctx.net, ctx.state, ctx.x_shape, ctx.params = net, state, tuple(x.shape), params
         return rates.clone()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
+        refuse_second_order(_ImplicitGradient)
         x_shape = ctx.x_shape if ctx.needs_input_grad[1] else None
-        grad_x = ctx.net.implicit_backward(ctx.state, grad.detach(), x_shape)
-        return None, grad_x, None, None
+        grads, grad_x = ctx.net.implicit_gradients(ctx.state, grad.detach(), x_shape)
+        param_grads_ = [grads.get(p) if need else None for p, need in zip(ctx.params, ctx.needs_input_grad[4:])]
+        return (None, grad_x, None, None, *param_grads_)

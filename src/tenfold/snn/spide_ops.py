@@ -40,25 +40,32 @@ def transpose_of(op: nn.Module, in_shape: tuple[int, ...], like: torch.Tensor) -
     return generic
 
 
-def accumulate_param_grads(op: nn.Module, z: torch.Tensor, delta: torch.Tensor) -> None:
-    """Add ``dL/dtheta`` of ``y = op(z)`` for the output gradient ``delta`` to ``theta.grad``, with
-    ``z`` held constant: ``dW = delta z^T``, ``db = sum(delta)`` (SPIDE Eq. 14, spec 2.3).
+def param_grads(op: nn.Module, z: torch.Tensor, delta: torch.Tensor) -> list[tuple[nn.Parameter, torch.Tensor]]:
+    """``(theta, dL/dtheta)`` for every trainable parameter of ``y = op(z)`` with output gradient ``delta``
+    and ``z`` held constant: ``dW = delta z^T``, ``db = sum(delta)`` (SPIDE Eq. 14, spec 2.3).
 
     Linear layers use the closed form; other layers run their own autograd on the detached input,
     one small graph that is freed at once (no graph through time)."""
     params = [p for p in op.parameters() if p.requires_grad]
     if not params:
-        return
+        return []
     if isinstance(op, nn.Linear):
         z2, d2 = z.reshape(z.shape[0], -1), delta.reshape(delta.shape[0], -1)
-        grads = [d2.t() @ z2] + ([d2.sum(0)] if op.bias is not None and op.bias.requires_grad else [])
-        params = [op.weight] + ([op.bias] if op.bias is not None and op.bias.requires_grad else [])
+        has_bias = op.bias is not None and op.bias.requires_grad
+        grads = ([d2.t() @ z2] if op.weight.requires_grad else []) + ([d2.sum(0)] if has_bias else [])
+        params = ([op.weight] if op.weight.requires_grad else []) + ([op.bias] if has_bias else [])
     else:
         with torch.enable_grad():
             out = op(z.detach())
             grads = torch.autograd.grad(out, params, delta.reshape(out.shape))
-    for p, g in zip(params, grads):
-        p.grad = g.detach().clone() if p.grad is None else p.grad + g
+    return [(p, g.detach()) for p, g in zip(params, grads)]
+
+
+def accumulate_param_grads(op: nn.Module, z: torch.Tensor, delta: torch.Tensor) -> None:
+    """Add :func:`param_grads` to ``theta.grad`` (outside autograd: a lower-level helper; the network's
+    backward returns its gradients through autograd instead)."""
+    for p, g in param_grads(op, z, delta):
+        p.grad = g.clone() if p.grad is None else p.grad + g
 
 
 def has_params(op: nn.Module | None) -> bool:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import torch
 
 from tenfold.errors import ConfigError, require
+from tenfold.second_order import second_order
 
 
 def _triangle(x: torch.Tensor, w: float) -> torch.Tensor:
@@ -50,7 +51,9 @@ SURROGATES: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
 
 def surrogate_of_membrane(u: torch.Tensor, v_th: float, surrogate: str, width: float) -> torch.Tensor:
     """``sigma'(u - v_th)`` as a new tensor; the triangle (the default) in place on one temporary
-    (one allocation and four in-place kernels instead of three allocations)."""
+    (one allocation and four in-place kernels instead of three allocations). Under ``create_graph=True``
+    autograd records these in-place kernels too (the saved ``u`` carries its graph), so ``sigma''``
+    reaches the second backward (gradgradcheck, tests/test_second_order.py)."""
     x = u - v_th
     if surrogate != "triangle":
         return SURROGATES[surrogate](x, width)
@@ -73,7 +76,12 @@ def surrogate_grad(x: torch.Tensor, surrogate: str = "triangle", width: float = 
     return SURROGATES[surrogate](x, float(width))
 
 
+@second_order("exact")
 class _Spike(torch.autograd.Function):
+    """``H(x)`` forward, ``grad * sigma'(x)`` backward. Under ``create_graph=True`` autograd records the
+    backward's operations (the saved ``x`` carries its graph): the second derivative is ``grad * sigma''(x)``
+    (and ``sigma'(x)`` for the incoming gradient), the exact derivative of the surrogate gradient."""
+
     @staticmethod
     def forward(ctx, x: torch.Tensor, surrogate: str, width: float) -> torch.Tensor:
         ctx.save_for_backward(x)

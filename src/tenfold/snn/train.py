@@ -324,6 +324,39 @@ class SNNTrainer:
         return correct / max(total, 1)
 
 
+def sltt_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+              optimizer: torch.optim.Optimizer | None = None, *, T: int | None = None, rule: str = "sltt",
+              k: int | None = None, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+              generator: torch.Generator | None = None, static: bool | None = None, precision: str = "32",
+              backward: Callable[[torch.Tensor], None] | None = None, **trainer_kwargs) -> BatchResult:
+    """One batch of BPTT / SLTT / SLTT-K for a user's own loop (a functional form of :class:`SNNTrainer`,
+    as SpikingJelly's ``functional``): the step owns the sequence, so the model's neuron states are reset
+    before and after it (a forgotten reset cannot leak a graph into the next batch).
+
+    - ``model``: a one-step network (``model(x_t) -> logits``) with LIFNeuron or SpikingJelly neurons.
+    - ``T=None``: ``x`` is a sequence (B, T, ...) and frame t is fed at step t; ``T=n``: static ``x`` fed at
+      each of n steps (``static=False`` with ``T`` feeds the first T frames of a sequence).
+    - ``rule``: "bptt", "sltt", "sltt-k" (with ``k``) or "sltt-K"; ``loss``: the per-step ``l(o[t], y)``
+      (default the paper's ``0.95 CE + 0.05 MSE``, ``trainer_kwargs`` ``lam_l``/``mse_target``).
+    - ``optimizer``: zero_grad, the gradients, one step; None: only accumulate the gradients into ``.grad``.
+    - ``generator``: SLTT-K's step draws (default: seeded from torch's global generator, so
+      ``torch.manual_seed`` makes runs repeat and successive batches draw different steps).
+
+    Returns the :class:`BatchResult` (loss, summed logits, backward calls, steps that got a backward).
+    """
+    if T is None:
+        require(isinstance(x, torch.Tensor) and x.dim() >= 2, "x", tuple(getattr(x, "shape", ())),
+                "a sequence (batch, T, ...) when T is not given (or pass T=n to feed a static x n times)")
+        T, static = int(x.shape[1]), False if static is None else static
+    elif static is None:
+        static = True
+    if generator is None and normalize_rule(rule, k)[0] == "sltt-k":
+        generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
+    trainer = SNNTrainer(model, T, rule, k, optimizer=optimizer, generator=generator, static=static, loss=loss,
+                         precision=precision, backward=backward, **trainer_kwargs)
+    return trainer.step(x, y) if optimizer is not None else trainer.gradients(x, y)
+
+
 def parameter_grads(model: nn.Module) -> dict[str, torch.Tensor]:
     """A copy of every parameter's ``.grad`` (zeros where None), by parameter name."""
     return {n: (p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p))

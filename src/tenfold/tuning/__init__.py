@@ -2,10 +2,11 @@
 remapping tuning of timm ViTs through one entry point.
 
     import tenfold.tuning as tt
-    model = tt.apply(vit, "lora-qv", rank=8)
+    model = tt.apply(vit, "lora-qv", tt.LoraQVOptions(rank=8))   # or rank=8, or {"rank": 8}
     tt.count_parameters(model)["trainable"]
 
-Methods register themselves in :mod:`tenfold.tuning.registry`; ``tt.METHODS`` lists them.
+Methods register themselves in :mod:`tenfold.tuning.registry`; ``tt.METHODS`` lists them, each with its
+options dataclass (:mod:`tenfold.tuning.options`, ``tt.options_class(name)``).
 """
 
 from tenfold.tuning.registry import (
@@ -15,8 +16,28 @@ from tenfold.tuning.registry import (
     apply,
     count_parameters,
     get_method,
+    make_options,
     method_names,
+    options_class,
     register_method,
+)
+from tenfold.tuning.options import (  # noqa: E402
+    AdaptFormerOptions,
+    BitFitOptions,
+    ConvpassOptions,
+    FullOptions,
+    HoulsbyOptions,
+    KDOptions,
+    LinearOptions,
+    LionOptions,
+    LoraOptions,
+    LoraQVOptions,
+    MethodOptions,
+    Net2NetOptions,
+    PfeifferOptions,
+    SSFOptions,
+    VPTOptions,
+    WeightSelectionOptions,
 )
 from tenfold.tuning import adapters, baselines, parameters, prompts, remapping  # noqa: F401,E402  (register methods)
 from tenfold.tuning.export import load_tuned, merge, save_tuned  # noqa: E402
@@ -28,4 +49,7 @@ if _util.find_spec("tenfold.tuning.lion") is not None:  # LION (issue 7) registe
     from tenfold.tuning import lion  # noqa: F401,E402
 
 __all__ = ["FAMILIES", "METHODS", "TuningMethod", "apply", "build_vit", "count_parameters", "foundation_model",
-           "get_method", "load_tuned", "merge", "method_names", "register_method", "save_tuned"]
+           "get_method", "load_tuned", "make_options", "merge", "method_names", "options_class", "register_method",
+           "save_tuned", "MethodOptions", "LinearOptions", "FullOptions", "VPTOptions", "HoulsbyOptions",
+           "PfeifferOptions", "AdaptFormerOptions", "ConvpassOptions", "LoraOptions", "LoraQVOptions",
+           "BitFitOptions", "SSFOptions", "KDOptions", "WeightSelectionOptions", "Net2NetOptions", "LionOptions"]

@@ -20,6 +20,7 @@ from torch import nn
 
 from tenfold.errors import require
 from tenfold.tuning.common import freeze, reference, require_vit, seeded, subclass_with, train_head
+from tenfold.tuning.options import AdaptFormerOptions, ConvpassOptions, HoulsbyOptions, PfeifferOptions
 from tenfold.tuning.registry import register_method
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
@@ -130,38 +131,33 @@ def _add_slots(model: nn.Module, method: str, hidden: int, make_slot, sublayers:
     return model
 
 
-def apply_houlsby(model: nn.Module, hidden: int = 8, activation: str = "gelu", dropout: float = 0.0,
-                  seed: int = 0) -> nn.Module:
-    """Houlsby: sequential bottlenecks after both sublayers, 2L(2Dk + k + D) parameters."""
-    require(activation in ACTIVATIONS, "activation", activation, f"one of {', '.join(ACTIVATIONS)}")
+def apply_houlsby(model: nn.Module, *, hidden: int, activation: str, dropout: float, seed: int) -> nn.Module:
+    """Houlsby: sequential bottlenecks after both sublayers, 2L(2Dk + k + D) parameters (options:
+    :class:`~tenfold.tuning.options.HoulsbyOptions`)."""
     g = seeded(seed)
     return _add_slots(model, "houlsby", hidden, lambda: AdapterSlot(
         Bottleneck(model.embed_dim, hidden, activation, dropout, g), "sequential"), ("attn", "mlp"))
 
 
-def apply_pfeiffer(model: nn.Module, hidden: int = 8, activation: str = "relu", dropout: float = 0.0,
-                   seed: int = 0) -> nn.Module:
+def apply_pfeiffer(model: nn.Module, *, hidden: int, activation: str, dropout: float, seed: int) -> nn.Module:
     """Pfeiffer: one sequential bottleneck after the MLP, L(2Dk + k + D) parameters."""
-    require(activation in ACTIVATIONS, "activation", activation, f"one of {', '.join(ACTIVATIONS)}")
     g = seeded(seed)
     return _add_slots(model, "pfeiffer", hidden, lambda: AdapterSlot(
         Bottleneck(model.embed_dim, hidden, activation, dropout, g), "sequential"), ("mlp",))
 
 
-def apply_adaptformer(model: nn.Module, hidden: int = 8, scale: float = 0.1, dropout: float = 0.1,
-                      seed: int = 0) -> nn.Module:
+def apply_adaptformer(model: nn.Module, *, hidden: int, scale: float, dropout: float, seed: int) -> nn.Module:
     """AdaptFormer: y = x' + MLP(LN2 x') + s W_up Drop(ReLU(W_down x')), L(2Dk + k + D) parameters."""
-    require(scale > 0, "scale", scale, "a positive adapter scale s")
     g = seeded(seed)
     return _add_slots(model, "adaptformer", hidden, lambda: AdapterSlot(
         Bottleneck(model.embed_dim, hidden, "relu", dropout, g), "parallel", "residual", scale), ("mlp",))
 
 
-def apply_convpass(model: nn.Module, hidden: int = 8, scale: float = 1.0, dropout: float = 0.1,
-                   seed: int = 0) -> nn.Module:
+def apply_convpass(model: nn.Module, *, hidden: int, scale: float, dropout: float, seed: int) -> nn.Module:
     """Convpass: a convolutional bypass in parallel with both sublayers, 2L(2Dk + D + 9k^2 + 2k) parameters."""
-    require(scale > 0, "scale", scale, "a positive bypass scale s")
     require_vit(model, "convpass")
+    require(not hasattr(model, "vpt"), "model", f"{type(model).__name__} with VPT prompts",
+            "a ViT without prompt tokens (method 'convpass' convolves the patch tokens on their grid)")
     require(not getattr(model, "dynamic_img_size", False), "model", f"{type(model).__name__}(dynamic_img_size=True)",
             "a ViT with a fixed patch grid (method 'convpass' convolves the patch tokens on that grid)")
     g = seeded(seed)
@@ -171,12 +167,12 @@ def apply_convpass(model: nn.Module, hidden: int = 8, scale: float = 1.0, dropou
 
 
 register_method("houlsby", apply_houlsby, family="adapter", description="sequential bottleneck after both sublayers",
-                defaults={"hidden": 8, "activation": "gelu", "dropout": 0.0, "seed": 0}, check_reach=True)
+                options=HoulsbyOptions, check_reach=True)
 register_method("pfeiffer", apply_pfeiffer, family="adapter", description="sequential bottleneck after the MLP",
-                defaults={"hidden": 8, "activation": "relu", "dropout": 0.0, "seed": 0}, check_reach=True)
+                options=PfeifferOptions, check_reach=True)
 register_method("adaptformer", apply_adaptformer, family="adapter",
                 description="scaled parallel bottleneck beside the MLP",
-                defaults={"hidden": 8, "scale": 0.1, "dropout": 0.1, "seed": 0}, check_reach=True)
+                options=AdaptFormerOptions, check_reach=True)
 register_method("convpass", apply_convpass, family="adapter",
                 description="scaled convolutional bypass beside both sublayers",
-                defaults={"hidden": 8, "scale": 1.0, "dropout": 0.1, "seed": 0}, check_reach=True)
+                options=ConvpassOptions, check_reach=True)

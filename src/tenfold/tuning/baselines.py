@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from tenfold.tuning.common import freeze, train_head
+from tenfold.tuning.options import FullOptions, LinearOptions
 from tenfold.tuning.registry import register_method
 
 
@@ -22,5 +23,5 @@ def apply_full(model: nn.Module) -> nn.Module:
     return model
 
 
-register_method("linear", apply_linear, family="baseline", description="train the head only", defaults={})
-register_method("full", apply_full, family="baseline", description="train every parameter", defaults={})
+register_method("linear", apply_linear, family="baseline", description="train the head only", options=LinearOptions)
+register_method("full", apply_full, family="baseline", description="train every parameter", options=FullOptions)

@@ -77,7 +77,9 @@ def probe_input(model: nn.Module) -> torch.Tensor:
     """One zero-mean random image the model accepts: channels of its first Conv2d, size of its patch
     embedding (``img_size``) or 64 px for convolutional nets; the model's dtype and device."""
     channels = next((m.in_channels for m in model.modules() if isinstance(m, nn.Conv2d)), 3)
-    size = getattr(getattr(model, "patch_embed", None), "img_size", None) or (64, 64)
+    # the first patch embedding anywhere (a wrapper such as LION or peft holds the ViT inside)
+    embed = next((m for n, m in model.named_modules() if n.rsplit(".", 1)[-1] == "patch_embed"), None)
+    size = getattr(embed, "img_size", None) or (64, 64)
     size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
     g = torch.Generator().manual_seed(0)
     return torch.randn(1, channels, *size, generator=g).to(**reference(model))
@@ -157,16 +159,51 @@ _SUBCLASSES: dict[tuple[type, type], type] = {}  # (mixin, base) -> class, so ea
 
 def subclass_with(mixin: type, base: type) -> type:
     """The class ``mixin + base``, used to give a module new behaviour in place while keeping its
-    parameter names: ``module.__class__ = subclass_with(SSFMixin, type(module))``."""
+    parameter names: ``module.__class__ = subclass_with(SSFMixin, type(module))``.
+
+    The class is made at run time, so pickle cannot find it by name; its instances pickle as
+    "``subclass_with(mixin, base)``, then this state" (:func:`rebuild_tuned`), which ``torch.save(model)``
+    and ``copy.deepcopy`` use, so a whole tuned model round-trips through ``torch.save``/``torch.load``."""
     key = (mixin, base)
     if key not in _SUBCLASSES:
         _SUBCLASSES[key] = type(f"{mixin.__name__.removesuffix('Mixin')}{base.__name__}", (mixin, base),
-                                {"_tuning_base": base})
+                                {"_tuning_base": base, "_tuning_mixin": mixin, "__reduce_ex__": _reduce_tuned})
     return _SUBCLASSES[key]
 
 
-def restore_class(module: nn.Module) -> None:
-    """Undo :func:`subclass_with` on ``module`` (after its extra parameters have been folded away)."""
-    base = getattr(type(module), "_tuning_base", None)
-    if base is not None:
-        module.__class__ = base
+def tuning_mixins(cls: type) -> tuple[list[type], type]:
+    """(mixins from the outermost to the innermost, the original class) of a class made by
+    :func:`subclass_with`, possibly several times (SSF on a qkv that already carries split LoRA)."""
+    mixins = []
+    while "_tuning_mixin" in cls.__dict__:
+        mixins.append(cls._tuning_mixin)
+        cls = cls._tuning_base
+    return mixins, cls
+
+
+def _compose(mixins: list[type], root: type) -> type:
+    cls = root
+    for mixin in reversed(mixins):
+        cls = subclass_with(mixin, cls)
+    return cls
+
+
+def _reduce_tuned(self, protocol):
+    # pickle the module classes (the mixins and timm's) by name, not the run-time class
+    return rebuild_tuned, tuning_mixins(type(self)), self.__getstate__()
+
+
+def rebuild_tuned(mixins: list[type], root: type) -> object:
+    """An empty instance of the class :func:`subclass_with` made from ``mixins`` and ``root``; pickle then
+    restores its state."""
+    return object.__new__(_compose(mixins, root))
+
+
+def restore_class(module: nn.Module, mixin: type | None = None) -> None:
+    """Undo :func:`subclass_with` on ``module`` for ``mixin`` (default: the outermost one), after its extra
+    parameters have been folded away; other mixins stay."""
+    mixins, root = tuning_mixins(type(module))
+    if not mixins:
+        return
+    mixins.remove(mixin if mixin is not None else mixins[0])
+    module.__class__ = _compose(mixins, root)

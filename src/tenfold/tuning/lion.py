@@ -213,6 +213,29 @@ class LION(nn.Module):
         h = self.features(x)
         return self.head(h + self.output_prompt(h, x))
 
+    # timm's model API, on the prompted image (the input prompt's effect; shapes as the backbone's)
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone's ``forward_features`` of the prompted image x + z*(x)."""
+        return self.backbone.forward_features(self.input_prompt(x))
+
+    def forward_intermediates(self, x: torch.Tensor, *args, **kwargs):
+        """The backbone's ``forward_intermediates`` of the prompted image x + z*(x) (same arguments)."""
+        return self.backbone.forward_intermediates(self.input_prompt(x), *args, **kwargs)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Refused: the output prompt reads the image as well as the features, which forward_head lacks."""
+        raise ConfigError("LION.forward_head(features) is not supported: LION's output prompt also reads the image; "
+                          "call model(x) for logits or model.features(x) for the pooled features")
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """The backbone's gradient checkpointing (the equilibrium layers keep one f call on the tape anyway)."""
+        self.backbone.set_grad_checkpointing(enable)
+
+    @property
+    def feature_info(self):
+        """The backbone's, for timm's FeatureGetterNet(model, prune=False) over forward_intermediates."""
+        return self.backbone.feature_info
+
     @torch.no_grad()
     def diagnostics(self, x: torch.Tensor) -> dict[str, float]:
         """||J|| at the fixed points of both layers and their distance from one explicit step, for ``x``."""
@@ -252,11 +275,11 @@ def lion_parameter_count(model: LION) -> dict[str, int]:
             "dense_trainable": dense + head}
 
 
-def apply_lion(model: nn.Module, hidden: int = 4, rank: int = 8, gamma: float = 0.9, pool: int = 2,
-               solver: str = "fixed_point", f_max_iter: int = 30, eval_f_max_iter: int = 50, f_tol: float = 1e-4,
-               backward: str = "ift", phantom_steps: int = 1, b_solver: str = "fixed_point", b_max_iter: int = 30,
-               b_tol: float = 1e-6, seed: int = 0) -> LION:
-    """``tenfold.tuning.apply(model, "lion", ...)``: wrap a timm model in dense (unpruned) LION.
+def apply_lion(model: nn.Module, *, hidden: int, rank: int, gamma: float, pool: int, solver: str, f_max_iter: int,
+               eval_f_max_iter: int, f_tol: float, backward: str, phantom_steps: int, b_solver: str, b_max_iter: int,
+               b_tol: float, seed: int) -> LION:
+    """``tenfold.tuning.apply(model, "lion", ...)``: wrap a timm model in dense (unpruned) LION (options and
+    defaults: :class:`tenfold.tuning.options.LionOptions`).
 
     Default solvers are torchdeq's fixed-point iteration, forward and backward: measured on LION's own
     layers (digits ViT, after 15-20 training steps, one thread) it needs 6.8 / 8.9 forward steps (input /
@@ -270,12 +293,10 @@ def apply_lion(model: nn.Module, hidden: int = 4, rank: int = 8, gamma: float = 
 
 
 def _register() -> None:
-    import inspect
-
+    from tenfold.tuning.options import LionOptions
     from tenfold.tuning.registry import register_method
 
-    defaults = {k: v.default for k, v in inspect.signature(apply_lion).parameters.items() if k != "model"}
-    register_method("lion", apply_lion, family="implicit", defaults=defaults,
+    register_method("lion", apply_lion, family="implicit", options=LionOptions,
                     description="equilibrium prompts before and after the frozen backbone (LION-style, dense)")
 
 

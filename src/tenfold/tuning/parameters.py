@@ -19,22 +19,14 @@ from torch import nn
 from tenfold.errors import require
 from tenfold.tuning.common import (freeze, head_names, matching_modules, reference, route_qkv_through_module, seeded,
                                    subclass_with, train_head)
+from tenfold.tuning.options import (QKV_PATTERN, SSF_PATTERN, BitFitOptions, LoraOptions,  # noqa: F401 (re-exported)
+                                    LoraQVOptions, SSFOptions)
 from tenfold.tuning.registry import register_method
-
-QKV_PATTERN = r".*\.attn\.qkv"
-# ViT blocks are blocks.<i>; Swin's are layers.<s>.blocks.<i> (same sublayer names)
-SSF_PATTERN = r"patch_embed\.proj|(layers\.\d+\.)?blocks\.\d+\.(norm1|attn\.qkv|attn\.proj|norm2|mlp\.fc1|mlp\.fc2)|norm"
-
-
-def _check_rank(rank: int, alpha: float) -> None:
-    require(isinstance(rank, int) and rank >= 1, "rank", rank, "an integer LoRA rank >= 1")
-    require(alpha > 0, "alpha", alpha, "a positive LoRA alpha")
 
 
 # --- LoRA through peft ------------------------------------------------------------------------------
-def apply_lora(model: nn.Module, rank: int = 8, alpha: float = 8.0, dropout: float = 0.0,
-               target_modules: str = QKV_PATTERN, seed: int = 0, use_dora: bool = False,
-               use_rslora: bool = False) -> nn.Module:
+def apply_lora(model: nn.Module, *, rank: int, alpha: float, dropout: float, target_modules: str, seed: int,
+               use_dora: bool, use_rslora: bool) -> nn.Module:
     """peft LoRA on the modules matching ``target_modules`` (default: every fused ``attn.qkv``).
 
     ``use_dora`` (DoRA: magnitude and direction) and ``use_rslora`` (scale alpha / sqrt(r)) are peft's own
@@ -42,7 +34,6 @@ def apply_lora(model: nn.Module, rank: int = 8, alpha: float = 8.0, dropout: flo
     ``add_adapter``/``set_adapter`` for several adapters on one backbone)."""
     from peft import LoraConfig, get_peft_model
 
-    _check_rank(rank, alpha)
     matching_modules(model, target_modules, nn.Linear, method="lora")
     route_qkv_through_module(model)
     freeze(model)
@@ -69,6 +60,7 @@ class QVLoRAMixin:
 def add_qv_lora(qkv: nn.Linear, rank: int, alpha: float, dropout: float, generator: torch.Generator) -> None:
     """Turn ``qkv`` into a QV-LoRA Linear in place (A kaiming-uniform, B zero)."""
     require(qkv.out_features % 3 == 0, "target module out_features", qkv.out_features, "a fused qkv (3D outputs)")
+    require(not isinstance(qkv, QVLoRAMixin), "module", type(qkv).__name__, "a qkv without split LoRA already")
     d, dim = qkv.out_features // 3, qkv.in_features
     qkv.__class__ = subclass_with(QVLoRAMixin, type(qkv))
     ref = {"dtype": qkv.weight.dtype, "device": qkv.weight.device}
@@ -82,10 +74,9 @@ def add_qv_lora(qkv: nn.Linear, rank: int, alpha: float, dropout: float, generat
     qkv.lora_dropout = nn.Dropout(dropout)
 
 
-def apply_lora_qv(model: nn.Module, rank: int = 8, alpha: float = 8.0, dropout: float = 0.0,
-                  target_modules: str = QKV_PATTERN, seed: int = 0) -> nn.Module:
+def apply_lora_qv(model: nn.Module, *, rank: int, alpha: float, dropout: float, target_modules: str,
+                  seed: int) -> nn.Module:
     """Split LoRA on q and v of every fused qkv matching ``target_modules``: 4 D r per block."""
-    _check_rank(rank, alpha)
     names = matching_modules(model, target_modules, nn.Linear, method="lora-qv")
     route_qkv_through_module(model)
     freeze(model)
@@ -108,7 +99,7 @@ def fold_qv_lora(qkv: nn.Module) -> None:
     for name in ("lora_a_q", "lora_b_q", "lora_a_v", "lora_b_v"):
         delattr(qkv, name)
     del qkv.lora_scale, qkv.lora_dropout
-    restore_class(qkv)
+    restore_class(qkv, QVLoRAMixin)
 
 
 # --- BitFit --------------------------------------------------------------------------------------
@@ -141,9 +132,8 @@ def _channels(module: nn.Module) -> int:
     return module.normalized_shape[-1]
 
 
-def apply_ssf(model: nn.Module, target_modules: str = SSF_PATTERN, std: float = 0.02, seed: int = 0) -> nn.Module:
+def apply_ssf(model: nn.Module, *, target_modules: str, std: float, seed: int) -> nn.Module:
     """Scale-and-shift after every Linear / Conv2d / LayerNorm matching ``target_modules``."""
-    require(std >= 0, "std", std, "a non-negative init standard deviation")
     names = matching_modules(model, target_modules, (nn.Linear, nn.Conv2d, nn.LayerNorm), method="ssf")
     route_qkv_through_module(model)
     freeze(model)
@@ -177,16 +167,14 @@ def fold_ssf(module: nn.Module) -> None:
         else:
             module.bias.copy_(gamma * module.bias + beta)
     del module.ssf_scale, module.ssf_shift
-    restore_class(module)
+    restore_class(module, SSFMixin)
 
 
 register_method("lora", apply_lora, family="parameter", description="peft LoRA on the fused qkv (q, k and v)",
-                defaults={"rank": 8, "alpha": 8.0, "dropout": 0.0, "target_modules": QKV_PATTERN, "seed": 0,
-                          "use_dora": False, "use_rslora": False}, check_reach=True)
+                options=LoraOptions, check_reach=True)
 register_method("lora-qv", apply_lora_qv, family="parameter", description="split LoRA on q and v only",
-                defaults={"rank": 8, "alpha": 8.0, "dropout": 0.0, "target_modules": QKV_PATTERN, "seed": 0},
-                check_reach=True)
+                options=LoraQVOptions, check_reach=True)
 register_method("bitfit", apply_bitfit, family="parameter", description="train every bias incl. LayerNorm",
-                defaults={}, check_reach=True)
+                options=BitFitOptions, check_reach=True)
 register_method("ssf", apply_ssf, family="parameter", description="scale and shift after each op",
-                defaults={"target_modules": SSF_PATTERN, "std": 0.02, "seed": 0}, check_reach=True)
+                options=SSFOptions, check_reach=True)

@@ -17,6 +17,7 @@ from torch import nn
 
 from tenfold.errors import require
 from tenfold.tuning.common import require_vit, seeded
+from tenfold.tuning.options import KDOptions, Net2NetOptions, WeightSelectionOptions
 from tenfold.tuning.registry import register_method
 
 
@@ -52,18 +53,32 @@ class Distiller(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.student(x)
 
+    # timm's model API: the student's (the model that is trained and deployed)
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.student.forward_features(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return self.student.forward_head(x, pre_logits=pre_logits)
+
+    def forward_intermediates(self, x: torch.Tensor, *args, **kwargs):
+        return self.student.forward_intermediates(x, *args, **kwargs)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.student.set_grad_checkpointing(enable)
+
+    @property
+    def feature_info(self):
+        return self.student.feature_info
+
     def tuning_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             teacher_logits = self.teacher(x)
         return distillation_loss(self.student(x), teacher_logits, y, self.temperature, self.alpha)
 
 
-def apply_kd(model: nn.Module, teacher: nn.Module | None = None, temperature: float = 4.0,
-             alpha: float = 0.5) -> nn.Module:
+def apply_kd(model: nn.Module, *, teacher: nn.Module | None, temperature: float, alpha: float) -> nn.Module:
     """Distil ``teacher`` into the (fully trainable) student ``model``."""
     require(isinstance(teacher, nn.Module), "teacher", type(teacher).__name__, "a teacher nn.Module (option teacher=)")
-    require(temperature > 0, "temperature", temperature, "a positive temperature T")
-    require(0 <= alpha <= 1, "alpha", alpha, "a distillation weight in [0, 1]")
     for p in model.parameters():
         p.requires_grad_(True)
     return Distiller(model, teacher, temperature, alpha)
@@ -127,8 +142,8 @@ def select_weights(student: nn.Module, teacher: nn.Module, layers: str = "first"
     return out
 
 
-def apply_weight_selection(model: nn.Module, teacher: nn.Module | None = None, layers: str = "first",
-                           copy_head: bool = False) -> nn.Module:
+def apply_weight_selection(model: nn.Module, *, teacher: nn.Module | None, layers: str,
+                           copy_head: bool) -> nn.Module:
     """Initialise the smaller ViT ``model`` from consistent slices of ``teacher``; every parameter trainable."""
     require(isinstance(teacher, nn.Module), "teacher", type(teacher).__name__, "a teacher ViT (option teacher=)")
     tensors = select_weights(model, teacher, layers, copy_head)
@@ -160,10 +175,9 @@ def widen_linear_pair(fc1: nn.Linear, fc2: nn.Linear, width: int, generator: tor
     return new1, new2
 
 
-def apply_net2net(model: nn.Module, mlp_hidden: int | None = None, noise: float = 0.0, seed: int = 0) -> nn.Module:
+def apply_net2net(model: nn.Module, *, mlp_hidden: int | None, noise: float, seed: int) -> nn.Module:
     """Widen every block's MLP to ``mlp_hidden`` units (default: twice as wide), preserving the function."""
     require_vit(model, "net2net")
-    require(noise >= 0, "noise", noise, "a non-negative noise scale")
     g = seeded(seed)
     for block in model.blocks:
         width = mlp_hidden if mlp_hidden is not None else 2 * block.mlp.fc1.out_features
@@ -174,9 +188,9 @@ def apply_net2net(model: nn.Module, mlp_hidden: int | None = None, noise: float 
 
 
 register_method("kd", apply_kd, family="remapping", description="distil a frozen teacher into a student",
-                defaults={"teacher": None, "temperature": 4.0, "alpha": 0.5})
+                options=KDOptions, last=True)
 register_method("weight-selection", apply_weight_selection, family="remapping",
                 description="student initialised from consistent slices of the teacher",
-                defaults={"teacher": None, "layers": "first", "copy_head": False})
+                options=WeightSelectionOptions, initializer=True)
 register_method("net2net", apply_net2net, family="remapping", description="function-preserving MLP widening",
-                defaults={"mlp_hidden": None, "noise": 0.0, "seed": 0})
+                options=Net2NetOptions)

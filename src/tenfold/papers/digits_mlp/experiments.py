@@ -1,72 +1,41 @@
-"""``digits-mlp``: the foundation's end-to-end check, an MLP on scikit-learn's digits, and the smallest
-example of the evidence contract (see docs/architecture.md).
+"""``digits-mlp``: the end-to-end check of the whole path, an MLP on scikit-learn's digits, and the smallest
+example of a paper folder (docs/getting-started.md, "Write an experiment"): ``configs.py`` (the config),
+``claims.py`` (the statements), ``figures.py`` (figure and table), this module (the protocol only).
 
-Paper claim: a hidden layer lowers the test loss of a linear model tuned alike (the learning rate of
-each picked on the validation split, per seed, 3 seeds on 3 splits). Its ablation, ``hidden=0``, turns the MLP into
-the linear model, so the claim must fail. Check: the MLP's test accuracy.
+Protocol: per seed, a stratified split; the MLP and the linear model each trained with AdamW at every lr of the
+grid, each picking its own lr on the validation loss; the test losses compared. The claim's ablation
+(``activation=identity``) keeps the MLP's parameters, optimizer, lr grid and data order and removes only the
+nonlinearity.
 """
 
 from __future__ import annotations
 
 import torch
-from pydantic import Field
 from torch import nn
 
-from tenfold.config import Config
 from tenfold.data import digits
 from tenfold.engine import RunContext, evaluate, fit
 from tenfold.engine.checkpoint import save_weights
 from tenfold.experiments.registry import register
-from tenfold.reporting import Check, PaperClaim, Result
-from tenfold.reporting.figures import new_figure
-from tenfold.reporting.results import markdown_table
+from tenfold.papers.digits_mlp.claims import CLAIMS
+from tenfold.papers.digits_mlp.configs import DigitsMLPConfig
+from tenfold.papers.digits_mlp.figures import comparison_table, training_figure
+from tenfold.reporting import Result
 
 
-class DigitsThresholds(Config):
-    max_loss_ratio: float = Field(
-        0.9, gt=0, description="the hidden layer must cut the tuned linear model's test cross-entropy by at least "
-        "10%; LeCun et al. (1998) cut the test error by 61% on MNIST (12.0% -> 4.7%), so this asks for a sixth of "
-        "the published effect. Cross-entropy, not error: 360 test digits hold about 12 linear-model errors, too "
-        "few for an error ratio to be stable over 3 seeds (first run: error ratio 0.90 at 3 seeds)")
-    min_test_acc: float = Field(
-        0.95, ge=0, le=1, description="a one-hidden-layer MLP reaches about 0.97 on this split; 0.95 catches a "
-        "broken training path, not a tuned result")
-
-
-class DigitsMLPConfig(Config):
-    hidden: int = Field(128, ge=0, description="hidden units (0: no hidden layer, the linear model)")
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(64, ge=1)
-    lrs: list[float] = Field([3e-3, 1e-2], min_length=1,
-                             description="learning rates tried for the MLP and the linear baseline alike; each "
-                             "picks its own on the validation split")
-    weight_decay: float = Field(1e-4, ge=0)
-    seeds: int = Field(3, ge=1, description="seeds of the MLP-vs-linear comparison")
-    split_seed: int = Field(0, ge=0, description="seed of the first seed's stratified train/val/test split; "
-                            "seed k uses split_seed + k, so the comparison averages over test sets too")
-    thresholds: DigitsThresholds = DigitsThresholds()
-
-
-CLAIMS = [
-    PaperClaim("a hidden layer lowers the linear model's test loss (cross-entropy ratio MLP / linear)",
-               metric="loss_ratio", at_most="thresholds.max_loss_ratio", ablation=["hidden=0"],
-               paper="MNIST, LeCun et al. (1998): linear classifier 12.0% vs 2-layer net with 300 hidden units "
-                     "4.7% test error (ratio 0.39)"),
-    Check("MLP test accuracy", metric="test_acc", at_least="thresholds.min_test_acc"),
-]
-
-
-def make_mlp(hidden: int, inputs: int = 64, classes: int = 10) -> nn.Module:
-    """``hidden`` ReLU units between input and classes; ``hidden=0`` is the linear model."""
+def make_mlp(hidden: int, inputs: int = 64, classes: int = 10, activation: str = "relu") -> nn.Module:
+    """``hidden`` units between input and classes (ReLU, or identity: a linear map with the MLP's parameters);
+    ``hidden=0`` is the linear model."""
     if hidden == 0:
         return nn.Sequential(nn.Flatten(), nn.Linear(inputs, classes))
-    return nn.Sequential(nn.Flatten(), nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, classes))
+    act = nn.ReLU() if activation == "relu" else nn.Identity()
+    return nn.Sequential(nn.Flatten(), nn.Linear(inputs, hidden), act, nn.Linear(hidden, classes))
 
 
 def _train(cfg: DigitsMLPConfig, ctx: RunContext, role: str, hidden: int, lr: float, seed: int, train, val):
     """One model trained with AdamW; returns it and its per-epoch history (a resumable stage)."""
     torch.manual_seed(seed)
-    model = make_mlp(hidden)
+    model = make_mlp(hidden, activation=cfg.activation)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=cfg.weight_decay)
     model, optimizer = ctx.setup(model, optimizer)
     loss_fn = nn.CrossEntropyLoss()
@@ -121,15 +90,8 @@ def run(cfg: DigitsMLPConfig, ctx: RunContext) -> Result:
         if k == 0:
             first = mlp
 
-    fig, ax = new_figure(2)
-    epochs = range(1, len(first["history"]) + 1)
-    ax[0].plot(epochs, [h["loss"] for h in first["history"]])
-    ax[0].set(xlabel="epoch", ylabel="training loss", yscale="log", title=f"loss (seed {ctx.seed}, lr {first['lr']:g})")
-    ax[1].bar(range(len(ratios)), ratios, tick_label=[str(r["seed"]) for r in rows])
-    ax[1].axhline(cfg.thresholds.max_loss_ratio, ls="--", c="gray",
-                  label=f"claim: <= {cfg.thresholds.max_loss_ratio:g}")
-    ax[1].set(xlabel="seed", ylabel="test cross-entropy, MLP / linear", title="loss ratio")
-    ax[1].legend()
+    fig = training_figure(first["history"], ratios, [r["seed"] for r in rows], cfg.thresholds.max_loss_ratio,
+                          first["lr"])
     figure = ctx.save_figure(fig, "training")
     if ctx.is_main:
         save_weights(first["model"], ctx.path("model.safetensors"))
@@ -139,10 +101,12 @@ def run(cfg: DigitsMLPConfig, ctx: RunContext) -> Result:
                  "linear_test_acc": sum(r["linear test acc"] for r in rows) / len(rows),
                  "final_loss": first["history"][-1]["loss"],
                  "parameters": sum(p.numel() for p in first["model"].parameters())},
-        samples={"loss_ratio": ratios, "error_ratio": [r["error ratio"] for r in rows], "test_acc": test_accs},
-        tables={"MLP against the linear model, each tuned on validation": markdown_table(rows)},
+        samples={"loss_ratio": ratios, "error_ratio": [r["error ratio"] for r in rows], "test_acc": test_accs,
+                 "mlp_test_loss": [r["MLP test loss"] for r in rows],
+                 "linear_test_loss": [r["linear test loss"] for r in rows]},
+        tables=comparison_table(rows),
         figures=[figure], key_metric="test_acc",
-        notes=f"{cfg.hidden}-unit MLP and a linear model, {cfg.epochs} epochs of AdamW each, the learning rate of "
-              f"each picked from {cfg.lrs} on the validation loss, {cfg.seeds} seeds on as many splits, "
-              f"{len(train)} training digits each.",
+        notes=f"{cfg.hidden}-unit MLP ({cfg.activation}) and a linear model, {cfg.epochs} epochs of AdamW each, "
+              f"the learning rate of each picked from {cfg.lrs} on the validation loss, {cfg.seeds} seeds on as "
+              f"many splits, {len(train)} training digits each.",
     )

@@ -42,7 +42,7 @@ class Thresholds(Config):
     target_ratio: float = Field(0.885, gt=0, description="source: the paper's abstract, 'up to 11.5% fewer "
                                 "trainable parameters than VPT' -> LION params <= 0.885 x VPT-deep params")
     max_backward_residual: float = Field(1e-6, gt=0, description="source: b_tol of the IFT backward solve "
-                                         "(spec sec. 3)")
+                                         "(LION, Sec. 3.2: the implicit gradient solves the adjoint fixed point; docs/lion.md)")
 
 
 class LionConfig(Config):

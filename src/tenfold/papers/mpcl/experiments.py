@@ -18,19 +18,14 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
-from torch.utils.data import Dataset
 
 from tenfold.config import Config
 from tenfold.contrastive import population as pop
-from tenfold.contrastive.augment import AugmentConfig, augment
-from tenfold.contrastive.bank import MemoryBank
-from tenfold.contrastive.lars import LARS, lars_param_groups, warmup_cosine
-from tenfold.contrastive.methods import METHODS, SIAMESE, MethodConfig, build_model, method_loss
+from tenfold.contrastive.methods import METHODS, SIAMESE
 from tenfold.contrastive.models import mlp_encoder, resnet18_cifar, small_cnn
-from tenfold.contrastive.multistage import MultiStageBank
-from tenfold.contrastive.probe import OnlineProbe, extract_features, knn_accuracy, linear_probe_accuracy
+from tenfold.contrastive.pretrain import TrainConfig, pretrain, probe_accuracy
 from tenfold.data import ArrayDataset, digits, shapes, stratified_split
-from tenfold.engine import RunContext, fit
+from tenfold.engine import RunContext
 from tenfold.errors import ConfigError, DataError
 from tenfold.experiments.registry import register
 from tenfold.reporting import Check, PaperClaim, Result, markdown_table
@@ -170,195 +165,6 @@ def run_graph(cfg: GraphConfig, ctx: RunContext) -> Result:
                "blocks apart. Spec prototype: alignment only 1.00/1.00/rank 1.0; with uniformity intra 0.94, "
                "inter 0.17, rank 5.8 (its graph differed)."),
     )
-
-
-# ==================================================================================================
-# pre-training shared by mpcl-shapes and mpcl-cifar
-# ==================================================================================================
-class SampleIndices(Dataset):
-    """Items are sample indices only: the step gathers images from a tensor already on the device, which
-    keeps collation cheap and gives the SimSiam-Multi bank its row addresses."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> int:
-        return i
-
-
-class TrainConfig(Config):
-    epochs: int = Field(15, ge=1)
-    batch_size: int = Field(128, ge=4)
-    optimizer: Literal["sgd", "lars"] = Field(
-        "sgd", description="sgd: momentum SGD, weight decay on every parameter; lars: LARS as the official "
-        "SimCLR-Attn code (trust ratio per weight tensor, biases and norm parameters excluded from adaptation "
-        "and weight decay; tenfold.contrastive.lars)")
-    lars_eta: float = Field(1e-3, gt=0, description="LARS trust coefficient (official and solo-learn default 0.001; "
-                            "solo-learn's configs also use 0.02)")
-    lars_trust: Literal["official", "paper"] = Field(
-        "official", description="LARS ratio eta ||w|| / ||g + wd w|| (official code) or eta ||w|| / (||g|| + wd ||w||) "
-        "(You et al. Eq. 6, solo-learn)")
-    lr_schedule: Literal["cosine", "warmup-cosine"] = Field(
-        "cosine", description="cosine: cosine annealing stepped per epoch; warmup-cosine: linear warm-up over the "
-        "first `warmup` fraction of the iterations then cosine to 0, stepped per iteration (official "
-        "LinearWarmupAndCosineAnneal)")
-    warmup: float = Field(0.01, ge=0, lt=1, description="warmup-cosine: warm-up fraction of all iterations "
-                          "(official 0.01)")
-    lr: float = Field(0.1, gt=0, description="lr for SimCLR-type methods")
-    siam_lr: float = Field(0.2, gt=0, description="lr for SimSiam-type methods")
-    probe_lr: float | None = Field(None, gt=0, description="online linear probe lr (None: the method's lr); under "
-                                   "lars the probe is plain momentum SGD without weight decay")
-    weight_decay: float = Field(1e-4, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    tau: float = Field(0.5, gt=0, description="InfoNCE temperature")
-    beta: float = Field(0.5, ge=0, le=1, description="SimSiam-Multi memory weight")
-    mix_after: int = Field(4, ge=-1, description="SimSiam-Multi: plain SimSiam while the epoch (from 0) is <= this "
-                           "(official: epoch_counter <= 50), mixing after it")
-    knn_k: int = Field(1, ge=1, description="rewiring: neighbours per anchor")
-    rewire_beta: float = Field(0.2, ge=0, le=1, description="rewiring: weight of neighbour positives")
-    bank_size: int = Field(0, ge=0, description="SimCLR-type methods: a FIFO memory bank of this many detached, "
-                           "normalised embeddings (both views of past batches) used as extra negatives (MoCo; "
-                           "lightly's memory_bank_size); 0 = off; ignored by SimSiam-type methods. Checkpointed "
-                           "with the stage, so --resume continues with the same queue")
-    multi_positive: Literal["mean_log", "log_sum"] = Field(
-        "mean_log", description="anchors with several positives (rewiring): mean_log = mean over positives of "
-        "-log(e^s_ip / sum_a e^s_ia) (SupCon L_out, the message-passing form); log_sum = -log(sum_p w_ip e^s_ip / "
-        "sum_a e^s_ia) (SupCon L_in, solo-learn's simclr_loss); both are NT-Xent with one positive")
-    proj_dim: int = Field(64, ge=2, description="SimCLR projector output")
-    siam_dim: int = Field(64, ge=4, description="SimSiam projector/predictor width")
-    crop_low: float = Field(0.5, gt=0, le=1, description="smallest crop area fraction")
-    flip: bool = False
-    jitter: float = Field(0.4, ge=0, description="colour-jitter strength s")
-    p_gray: float = Field(0.0, ge=0, le=1)
-    noise: float = Field(0.1, ge=0, description="Gaussian noise std added to views")
-    probe_c: float = Field(1.0, gt=0, description="inverse L2 strength of the offline logistic probe")
-    knn_monitor: bool = Field(True, description="online kNN monitor: after every epoch, weighted kNN (cosine) of the "
-                              "test split on the frozen encoder features of the train split, logged as knn_acc "
-                              "(solo-learn / InstDisc; a monitor, no claim reads it)")
-    knn_monitor_k: int = Field(20, ge=1, description="kNN monitor neighbours (solo-learn 20; InstDisc/MoCo demo 200)")
-    knn_every: int = Field(1, ge=1, description="kNN monitor after every this many epochs (and after the last)")
-    knn_monitor_t: float = Field(0.1, gt=0, description="kNN monitor temperature of the exp(cos / t) votes (MoCo "
-                                 "demo 0.1; solo-learn 0.07)")
-    positives: Literal["views", "scrambled"] = Field(
-        "views", description="views: the second view is of the same sample (the augmentation graph); scrambled: "
-        "of a random other sample of the batch (wrong positive pairs: ablation of the probe claims)")
-    attention: bool = Field(True, description="false: SimCLR-Attn uses uniform anchor weights, i.e. is SimCLR "
-                            "(ablation of the SimCLR-Attn claim)")
-
-
-def _method_config(method: str, t: TrainConfig) -> MethodConfig:
-    if method == "simclr-attn" and not t.attention:
-        method = "simclr"  # uniform anchor weights: SimCLR-Attn without its attention is SimCLR
-    if method == "rewire" and t.rewire_beta == 0:
-        method = "simclr"  # A~ = A: the rewired graph is the augmentation graph (no zero-weight extra columns)
-    return MethodConfig(method, tau=t.tau, beta=t.beta, mix_after=t.mix_after, knn_k=t.knn_k,
-                        rewire_beta=t.rewire_beta, multi_positive=t.multi_positive)
-
-
-class PretrainNet(torch.nn.Module):
-    """Model and online probe behind one ``forward``, so that a DDP wrapper sees every parameter.
-
-    Under several processes the InfoNCE methods gather negatives from every process with gradients
-    (:func:`tenfold.contrastive.methods.gather_rows`); BatchNorm statistics and the SimSiam-Multi bank
-    stay per process (the bank holds only the rows that process saw). The memory bank of negatives
-    (``negatives``) receives the gathered rows, so it is the same on every process."""
-
-    def __init__(self, cfg: MethodConfig, model: torch.nn.Module, probe: OnlineProbe,
-                 bank: MultiStageBank | None, negatives: MemoryBank | None = None) -> None:
-        super().__init__()
-        self.cfg, self.model, self.probe, self.bank, self.negatives = cfg, model, probe, bank, negatives
-
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor, index: torch.Tensor, y: torch.Tensor, epoch: int):
-        loss, h = method_loss(self.cfg, self.model, x1, x2, index, epoch, self.bank, self.negatives)
-        probe_loss, probe_acc = self.probe(h, y)
-        return loss, probe_loss, probe_acc
-
-
-def make_optimizer(net: PretrainNet, t: TrainConfig, lr: float) -> torch.optim.Optimizer:
-    """SGD over every parameter (weight decay on all), or LARS (:mod:`tenfold.contrastive.lars`): the
-    model's weights adapted and decayed, its biases and norm parameters plain momentum SGD without decay,
-    and the online probe (a monitor on detached features) plain momentum SGD without decay at ``probe_lr``."""
-    probe_lr = t.probe_lr or lr
-    if t.optimizer == "sgd":
-        groups = [{"params": list(net.model.parameters())}, {"params": list(net.probe.parameters()), "lr": probe_lr}]
-        return torch.optim.SGD(groups, lr=lr, momentum=t.momentum, weight_decay=t.weight_decay)
-    groups = lars_param_groups(net.model.named_parameters(), t.weight_decay)
-    groups.append({"params": list(net.probe.parameters()), "lr": probe_lr, "weight_decay": 0.0,
-                   "layer_adaptation": False})
-    return LARS(groups, lr=lr, momentum=t.momentum, weight_decay=t.weight_decay, eta=t.lars_eta, trust=t.lars_trust)
-
-
-def pretrain(method: str, encoder: torch.nn.Module, train: ArrayDataset, t: TrainConfig, ctx: RunContext,
-             stage: str, data_key: str | None = None, monitor: ArrayDataset | None = None
-             ) -> tuple[torch.nn.Module, dict[str, float]]:
-    """Pre-train ``encoder`` with ``method`` and an online linear probe; returns the model and last epoch's metrics.
-
-    With ``monitor`` (a labelled split) and ``t.knn_monitor``, every epoch ends with the weighted kNN
-    accuracy of ``monitor`` on the frozen features of ``train`` (``knn_acc`` in the epoch's row); it runs
-    in eval mode without gradients or randomness, so training is the same with or without it.
-
-    Batch order and views are seeded per ``data_key`` (default: ``stage``; the engine's shuffling and
-    ``ctx.generator("views", ...)``): methods that share a ``data_key`` see the same batches and views."""
-    data_key = data_key or stage
-    mcfg = _method_config(method, t)
-    model = build_model(method, encoder, t.proj_dim, t.siam_dim)
-    probe = OnlineProbe(int(encoder.out_dim), train.num_classes)
-    lr = t.siam_lr if method in SIAMESE else t.lr
-    bank = MultiStageBank(len(train), t.siam_dim, device=ctx.device) if method == "simsiam-multi" else None
-    if bank is not None:
-        bank.check_dataset(len(train))
-    negatives = MemoryBank(t.bank_size, t.proj_dim, device=ctx.device) if t.bank_size and method not in SIAMESE \
-        else None
-    net = PretrainNet(mcfg, model, probe, bank, negatives)
-    opt = make_optimizer(net, t, lr)
-    net, opt = ctx.setup(net, opt)
-    steps = (len(train) // t.batch_size) * t.epochs  # drop_last batches
-    if t.lr_schedule == "warmup-cosine":
-        sched, interval = warmup_cosine(opt, steps, t.warmup), "step"
-    else:
-        sched, interval = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t.epochs), "epoch"
-    aug = AugmentConfig(crop_scale=(t.crop_low, 1.0), flip=t.flip, strength=t.jitter, p_gray=t.p_gray,
-                        noise=t.noise)
-    images, labels = train.x.to(ctx.device), train.y.to(ctx.device)
-
-    def step(index, state):
-        x, y = images[index], labels[index]
-        gen = ctx.generator("views", data_key, state.step)
-        x2 = x
-        if t.positives == "scrambled":  # the second view of a random other sample: wrong positive pairs
-            x2 = x[torch.randperm(len(x), generator=ctx.generator("scramble", data_key, state.step)).to(x.device)]
-        loss, probe_loss, probe_acc = net(augment(x, aug, gen), augment(x2, aug, gen), index, y, state.epoch)
-        opt.zero_grad(set_to_none=True)
-        ctx.backward(loss + probe_loss)
-        opt.step()
-        return {"loss": loss.detach(), "online_acc": probe_acc}
-
-    def end_epoch(s):
-        if bank is not None:
-            bank.commit()
-        if monitor is None or not t.knn_monitor or (s.epoch % t.knn_every and s.epoch != t.epochs):
-            return None
-        feats = extract_features(model.encoder, train.x)
-        return {"knn_acc": knn_accuracy(feats, train.y, extract_features(model.encoder, monitor.x), monitor.y,
-                                        t.knn_monitor_k, t.knn_monitor_t, train.num_classes)}
-
-    state = fit(model=net, step=step, dataset=SampleIndices(len(train)), epochs=t.epochs, batch_size=t.batch_size,
-                ctx=ctx, optimizer=opt, scheduler=sched, stage=stage, drop_last=True, order_key=data_key,
-                scheduler_interval=interval,
-                on_epoch_end=end_epoch,
-                extra_state=(lambda: bank.state_dict()) if bank is not None else
-                (lambda: {"negatives": negatives.state_dict()}) if negatives is not None else None,
-                load_extra_state=(lambda s: bank.load_state_dict(s)) if bank is not None else
-                (lambda s: negatives.load_state_dict(s["negatives"])) if negatives is not None else None)
-    return model, state.history[-1]
-
-
-def probe_accuracy(encoder: torch.nn.Module, train: ArrayDataset, test: ArrayDataset, c: float) -> float:
-    return linear_probe_accuracy(extract_features(encoder, train.x), train.y, extract_features(encoder, test.x),
-                                 test.y, c=c)
 
 
 # ==================================================================================================

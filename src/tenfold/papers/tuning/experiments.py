@@ -50,7 +50,7 @@ class Thresholds(Config):
                                            "the paired 3-seed mean gain); VTAB-1k: full 65.57 vs linear 52.94")
     max_changed: float = Field(0.0, description="source: definition: a frozen tensor must not change (count of "
                                "efficient runs whose backbone changed)")
-    max_mismatch: float = Field(0.0, description="source: the closed-form counts of spec sec. 1 (number of methods "
+    max_mismatch: float = Field(0.0, description="source: the closed-form parameter counts of each method (docs/tuning.md; Visual Tuning survey Sec. 3) (number of methods "
                                 "whose count differs)")
 
 

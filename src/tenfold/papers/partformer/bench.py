@@ -116,7 +116,8 @@ def worker_memory(counts: tuple[int, ...] = (16, 64), size: int = 256, workers: 
     from pathlib import Path
 
     from tenfold.data.panoptic_scenes import generate_scenes, write_scenes
-    from tenfold.panoptic import EvalSpec, PanopticPartsDataset, PartsFolderDataset
+    from tenfold.panoptic import EvalSpec, PartsFolderDataset
+    from tenfold.panoptic.dataset import PanopticPartsDataset
 
     out: dict = {"size": size, "workers": workers, "crop": crop, "rows": []}
     with tempfile.TemporaryDirectory() as tmp:

@@ -67,7 +67,7 @@ def run(quick: bool = False) -> dict:
         with SavedTensorBytes() as nio_mem, statistic_mode(model):
             alphas = {k: torch.ones((), requires_grad=True) for k in named}
             stats, norms = scale_statistics(model, theta0, alphas, (xn, yn),
-                                            lambda o, t: F.cross_entropy(o, t, reduction="none"),
+                                            F.cross_entropy,
                                             sub_batch_bounds(NIO_BATCH, D))
             torch.autograd.grad(-stats.gc - norms.sum(), list(alphas.values()))
         with SavedTensorBytes() as train_mem:
