@@ -87,7 +87,12 @@ class IncrementalSettings:
     ``warmup_steps`` from ``warmup_ratio``, cosine to ``min_lr_ratio * lr``, the last ``cool_down_steps``
     at ``cool_down_ratio`` of that); ``"cosine"`` is plain cosine to 0 after a linear warm-up.
     ``evaluation`` is ``"etf"`` (argmax of ``w_k^T mu_hat``, the official default) or ``"neck-mean"``
-    (argmax of the cosine to the neck output of each stored class mean, the official ``feat_test``)."""
+    (argmax of the cosine to the neck output of each stored class mean, the official ``feat_test``).
+    ``memory=False`` drops the stored class means from the fine-tuning set (new shots only): the ablation
+    of the mean-feature memory.
+
+    With ``balanced`` the per-sample weight ``r_y^2 = (B / #labels in batch) / n_y`` gives every class in the
+    batch the same total weight, so the ``c_t`` copies of a mean cancel in a full batch."""
 
     steps: int | list[int] = 100
     batch_size: int = 64
@@ -106,6 +111,7 @@ class IncrementalSettings:
     cool_down_steps: int = 5
     cool_down_ratio: float = 0.1
     evaluation: str = "etf"
+    memory: bool = True  # False: fine-tune on the new shots only (the "no mean-feature memory" ablation)
 
 
 CE_SCALE = 16.0  # temperature of cosine logits when the fixed ETF is trained with CE (an ablation only)
@@ -132,7 +138,7 @@ def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor, balanced: bool = 
 
 def _check(loss: torch.Tensor, where: str) -> None:
     if not torch.isfinite(loss):
-        raise ConvergenceError(f"{where}: the loss became {float(loss)}; lower the learning rate")
+        raise ConvergenceError(f"{where}: the loss became {float(loss.detach())}; lower the learning rate")
 
 
 def _cosine_lr(step: int, total: int, warmup: int, lr: float) -> float:
@@ -442,7 +448,7 @@ def run_sessions(base_net: FSCILNet, method: str, data: SessionData, settings: I
         seen = starts[t] + sizes[t]
         counts = None
         if t > 0 and method != "ncm":
-            if method == "linear-new":
+            if method == "linear-new" or not settings.memory:
                 ft_x, ft_y = feats, labels
             else:
                 ft_x, ft_y = finetune_set(torch.cat(means[:t]), sizes[0], feats, labels,
