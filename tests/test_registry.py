@@ -83,3 +83,18 @@ def test_the_source_index_matches_the_registry():
     for name, exp in registry.items():
         assert {f: index[name][f] for f in ("paper", "description", "quick", "order", "processes")} == \
             {f: getattr(exp, f) for f in ("paper", "description", "quick", "order", "processes")}, name
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_threshold_sources_cite_the_paper_or_a_shipped_measurement(name):
+    """A threshold's source reaches the report: it cites the paper's section, the theory, or a measurement shipped
+    in the repository (a docs page), never a document outside it (the specs) or an issue number."""
+    import re
+
+    from tenfold.reporting.claims import _field
+
+    exp = discover()[name]
+    for claim in exp.claims:
+        for path in claim.threshold_fields():
+            text = _field(exp.config, path).description or ""
+            assert not re.search(r"\bspec\b|\bissue \d+", text), f"{name} {path}: {text[:120]}"

@@ -44,12 +44,12 @@ class GraphThresholds(Config):
     """Fixed before the runs; the paper states the effect qualitatively (no number at this scale)."""
 
     min_rank: float = Field(2.0, description="source: alignment alone collapses every connected graph to rank 1 "
-                            "(over-smoothing); 3 blocks need rank >= 2 to stay apart (the spec prototype reached "
+                            "(over-smoothing); 3 blocks need rank >= 2 to stay apart (an independent prototype (docs/mpcl.md) reached "
                             "5.8 with k = 8)")
-    max_inter_cos: float = Field(0.5, description="source: collapsed features have inter-block cosine 1; the spec "
+    max_inter_cos: float = Field(0.5, description="source: collapsed features have inter-block cosine 1; an independent "
                                  "prototype reached 0.17 with uniformity; 0.5 is halfway")
     min_centroid_acc: float = Field(0.9, description="source: 3 blocks, chance 1/3 (collapsed features put every "
-                                    "node in one block); the spec prototype separated the blocks fully")
+                                    "node in one block); an independent prototype (docs/mpcl.md) separated the blocks fully")
     max_collapse_rank: float = Field(1.1, description="theory: message passing on a connected graph converges to one "
                                      "direction (rank 1.0); 0.1 for the finite number of steps")
 

@@ -52,11 +52,11 @@ Blocks = Annotated[int, Field(ge=1)]
 class PLThresholds(Config):
     slope_low: float = Field(0.85, description="Theorem 4: N >= T t/2 with T = kappa/(37 C3), linear in kappa; GD's "
                              "upper bound (1 - mu/L)^k is also linear in kappa: slope 1, +-0.15 for the offset of "
-                             "small T (spec 2.6 test d)")
+                             "small T (docs/pl-lower-bound.md)")
     slope_high: float = Field(1.15, description="see slope_low")
     min_ratio: float = Field(1.0, description="Theorem 4 (and Theorem 6 through the rotation): count / (T t/2) >= 1")
     quad_slope_low: float = Field(0.4, description="Nesterov (1983): AGD and heavy ball need O(sqrt(kappa) log 1/eps) "
-                                  "on strongly convex quadratics: slope 0.5 +- 0.1 (spec 2.6 test d)")
+                                  "on strongly convex quadratics: slope 0.5 +- 0.1 (docs/pl-lower-bound.md)")
     quad_slope_high: float = Field(0.6, description="see quad_slope_low")
     flag: float = Field(1.0, description="a yes/no property recorded as 1.0 (yes) or 0.0 (no)")
     max_new_per_query: float = Field(0.0, description="resisting oracle: revealed coordinates minus queries is <= 0 "

@@ -58,15 +58,15 @@ class SLTTThresholds(Config):
         "for SLTT-2 at T=6, the paper's SLTT-1 / BPTT ImageNet time is 0.43 (32.03 vs 73.8 h); 0.75 leaves "
         "room for per-step overhead and stays below the ~1.0 of K = T"))
     min_grad_cosine: float = Field(0.999, description=(
-        "source: spec snn.md 1.5 check 6 measured >= 0.9998 per layer at tau=1.1 on the digits MLP (0.993-0.995 "
+        "source: measured (docs/sltt.md) >= 0.9998 per layer at tau=1.1 on the digits MLP (0.993-0.995 "
         "at tau=2); 0.999 separates the two regimes"))
     memory_T_lo: float = Field(0.99, description="exact by construction: SLTT holds one step's graph, BPTT T steps "
                                "(1.0 up to a few bytes of loss scalars)")
     memory_T_hi: float = Field(1.01, description="exact by construction, see memory_T_lo")
     max_forward_diff: float = Field(0.0, description="exact: the rules change only the backward, so forward "
-                                    "outputs are bit-identical (spec 1.5 check 1)")
-    min_accuracy: float = Field(0.95, description="source: spec 1.5 check 10, every rule >= 95% on digits "
-                                "(measured there 97.8-98.0%)")
+                                    "outputs are bit-identical (SLTT, Sec. 4: only the backward differs)")
+    min_accuracy: float = Field(0.95, description="source: every rule reaches >= 95% on digits "
+                                "(measured 97.8-98.0%, docs/sltt.md)")
 
 
 PAPER_ACC = ("CIFAR-10, ResNet-18, T=6: SLTT 94.59% vs BPTT 94.60%; CIFAR-100 74.67 vs 73.80 (Table 2)")

@@ -50,22 +50,22 @@ class SpideThresholds(Config):
     """Fixed before the final runs (2026-12-01); each description gives the source."""
 
     min_grad_cosine: float = Field(0.99, description=(
-        "source: spec snn.md 2.4 check 4, the spike backward reaches cosine 0.999 to the exact implicit gradient "
+        "source: docs/spide.md, the spike backward reaches cosine 0.999 to the exact implicit gradient "
         "at T_b=100 when unsaturated; 0.99 allows 10x that error"))
     min_spike_minus_exact: float = Field(-0.02, description=(
-        "source: spec 2.4 check 5 measured 97.3% spike vs 97.1% exact on digits; 2 points is 3 binomial std "
+        "source: measured 97.3% spike vs 97.1% exact on digits; 2 points is 3 binomial std "
         "of the 359-image test set at 97%"))
     min_reset_acc_gain: float = Field(0.0, description=(
         "source: the paper's Sec. 3.2 (modified reset: smaller, unbiased rate error, better training); 'beats' "
         "is a positive accuracy difference"))
     min_rate_error_ratio: float = Field(1.5, description=(
         "theory (docs/spide.md, 'Why the modified reset halves the error'): the bound falls from 1/T to 1/(2T); "
-        "spec 2.4 check 2 measured about 2.3x on a multi-layer network. 1.5 is 'clearly smaller'"))
-    max_rate_error_2T: float = Field(1.0 + 1e-9, description="theory (spec 2.4 check 1): the modified reset bounds "
+        "measured about 2.3x (docs/spide.md) on a multi-layer network. 1.5 is 'clearly smaller'"))
+    max_rate_error_2T: float = Field(1.0 + 1e-9, description="theory (SPIDE, Sec. 4.2; docs/spide.md): the modified reset bounds "
                                      "the rate error by 1/(2T); the metric is the error times 2T")
     max_feedback_norm_ratio: float = Field(1.0 + 1e-6, description="by construction: the feedback weights are "
                                            "projected onto the Frobenius ball of radius feedback_norm_cap")
-    min_accuracy: float = Field(0.95, description="source: spec 2.4 check 5, 94.2-97.3% measured on digits "
+    min_accuracy: float = Field(0.95, description="source: 94.2-97.3% measured on digits (docs/spide.md) "
                                 "(feedback without cap the lowest); 0.95 for the capped network")
 
 
