@@ -332,6 +332,7 @@ def run_game(cfg: PapalGameConfig, ctx: RunContext) -> Result:
 
 
 Dimension = Annotated[int, Field(ge=1)]
+PositiveStep = Annotated[float, Field(gt=0)]
 
 
 class PapalDimensionThresholds(Config):
@@ -363,9 +364,9 @@ class PapalDimensionConfig(Config):
                              "unconverged: twice the exact MNE's error at d = 1)")
     inner_steps: int = Field(30, ge=1)
     step: float = Field(0.005, gt=0, description="Langevin step of PAPAL and MFL-DA when langevin_steps is empty")
-    langevin_steps: list[float] = Field([], description="step-size grid of PAPAL and MFL-DA alike, the best chosen "
+    langevin_steps: list[PositiveStep] = Field([], description="step-size grid of PAPAL and MFL-DA alike, the best chosen "
                                         "per (d, M) on a tuning seed by the error to m*; empty: step")
-    weight_steps: list[float] = Field([1.0], min_length=1, description="mirror step grid of WFR-DA and weight-only "
+    weight_steps: list[PositiveStep] = Field([0.1, 1.0], min_length=1, description="mirror step grid of WFR-DA and weight-only "
                                       "alike, the best chosen per (d, M) on a tuning seed by the error to m*")
     horizon: int | None = Field(None, ge=1, description="PAPAL pool age limit (default 10/lam2)")
     mfl_steps: int | None = Field(None, ge=1, description="MFL-DA steps (None: outer_steps * inner_steps, PAPAL's "
@@ -418,33 +419,44 @@ def run_dimension(cfg: PapalDimensionConfig, ctx: RunContext) -> Result:
         w = torch.full((len(x),), 1 / len(x), dtype=x.dtype) if w is None else w
         return float((w @ x - target).square().sum() / 2)
 
-    def methods(d, m, key, steps):
-        """Every method's final error on instance (d, m, key) with step sizes ``steps``."""
+    def methods(d, m, key, steps, only=("PAPAL", "MFL-DA", "WFR-DA", "weight-only")):
+        """The final errors to m* of the methods in ``only`` on instance (d, m, key) with step sizes ``steps``."""
         gen, target, game, x0, y0 = instance(d, m, *key)
-        res = papal(game, lam1=cfg.lam1, lam2=cfg.lam2, particles=m, outer_steps=cfg.outer_steps,
-                    inner_steps=cfg.inner_steps, step=steps["PAPAL"], generator=gen, horizon=cfg.horizon,
-                    inner=cfg.inner)
-        mx, _ = mfl_da(game, x0, y0, lam1=cfg.lam1, lam2=cfg.lam2, step=steps["MFL-DA"], steps=mfl_steps,
-                       generator=gen)
-        wx_, _, wwx, _ = wfr_da(game, x0, y0, weight_step=steps["WFR-DA"], position_step=cfg.position_step,
-                                steps=cfg.wfr_steps)
-        ox, _, owx, _ = wfr_da(game, x0, y0, weight_step=steps["weight-only"], position_step=0.0,
-                               steps=cfg.wfr_steps)
-        return {"PAPAL": err(target, res.x, res.wx), "MFL-DA": err(target, mx), "WFR-DA": err(target, wx_, wwx),
-                "weight-only": err(target, ox, owx), "prior": err(target, x0)}, target
+        out = {"prior": err(target, x0)}
+        if "PAPAL" in only:
+            res = papal(game, lam1=cfg.lam1, lam2=cfg.lam2, particles=m, outer_steps=cfg.outer_steps,
+                        inner_steps=cfg.inner_steps, step=steps["PAPAL"], generator=gen, horizon=cfg.horizon,
+                        inner=cfg.inner)
+            out["PAPAL"] = err(target, res.x, res.wx)
+        if "MFL-DA" in only:
+            mx, _ = mfl_da(game, x0, y0, lam1=cfg.lam1, lam2=cfg.lam2, step=steps["MFL-DA"], steps=mfl_steps,
+                           generator=gen)
+            out["MFL-DA"] = err(target, mx)
+        if "WFR-DA" in only:
+            wx_, _, wwx, _ = wfr_da(game, x0, y0, weight_step=steps["WFR-DA"], position_step=cfg.position_step,
+                                    steps=cfg.wfr_steps)
+            out["WFR-DA"] = err(target, wx_, wwx)
+        if "weight-only" in only:
+            ox, _, owx, _ = wfr_da(game, x0, y0, weight_step=steps["weight-only"], position_step=0.0,
+                                   steps=cfg.wfr_steps)
+            out["weight-only"] = err(target, ox, owx)
+        return out, target
 
-    # the same search for every method: its grid, on a tuning seed, by the final error to m*
+    # the same search for every method: its grid, on a tuning seed, by the final error to m* (a method with
+    # a one-point grid is not run on the tuning seed)
     grids = {"PAPAL": langevin_grid, "MFL-DA": langevin_grid, "WFR-DA": cfg.weight_steps,
              "weight-only": cfg.weight_steps}
+    tuned = [k for k, g in grids.items() if len(g) > 1]
     chosen, tune_rows = {}, []
     for d in ctx.track(cfg.dims, "step-size search"):
         for m in cfg.particles:
-            trial = {}
-            for i in range(max(len(g) for g in grids.values())):
+            best = {k: (math.inf, g[0]) for k, g in grids.items()}
+            for i in range(max(len(grids[k]) for k in tuned) if tuned else 0):
                 steps = {k: g[min(i, len(g) - 1)] for k, g in grids.items()}
-                trial[i] = (steps, methods(d, m, ("tune",), steps)[0])
-            chosen[(d, m)] = {k: min((trial[i] for i in range(len(g))), key=lambda tr: tr[1][k])[0][k]
-                              for k, g in grids.items()}
+                only = [k for k in tuned if i < len(grids[k])]
+                errs = methods(d, m, ("tune",), steps, only)[0]
+                best |= {k: min(best[k], (errs[k], steps[k])) for k in only}
+            chosen[(d, m)] = {k: v[1] for k, v in best.items()}
             tune_rows.append({"d": d, "M": m} | chosen[(d, m)])
 
     rows, per_seed = [], {}
