@@ -3,13 +3,18 @@
 ``papal-game`` (spec 1.8): on f = (2/3)[sin(2x+.5)cos(3y) + .5cos(x-y+.7)] with lam1 = .05, lam2 = .1,
 (1) the exact outer loop on a grid (checks: the regularized gap falls at least as fast as mu^t; the
 reference NI); (2) paper claim: particle PAPAL's W1 to the exact regularized MNE over the i.i.d. sampling
-floor, 3 seeds, ablation ``inner=weights``; baselines (MFL-DA, WFR-DA, weight-only mirror-prox, pure GDA)
-in the table; (3) paper claim on torus matching pennies with lam1 > 0 (the prior is not the answer): PAPAL's
-NI excess over the regularized MNE's in sampling floors, ablation ``extrapolation=0``.
+floor, ablation ``inner=weights`` (particles that do not move), with MFL-DA at PAPAL's budget as the
+per-seed baseline arm; WFR-DA, weight-only mirror-prox and pure GDA in the table; (3) paper claim on torus
+matching pennies with lam1 > 0 (the prior is not the answer): PAPAL's NI excess over the regularized MNE's in
+sampling floors, ablation ``extrapolation=0``. ``inner=exact`` runs the exact loop fed with M-particle
+potentials: on seeds other than the claims' (``first_seed``) it measures the bars, which include the
+feedback of particle noise through the potentials (docs/papal.md has the command).
 
-``papal-dimension`` (spec 1.5 proxy): f = tanh(<y, x - m*>) in d dimensions; the generator error
-|mean X - m*|^2/2 of PAPAL against weight-only mirror-prox and WFR-DA at the largest d (3 seeds, ablation
-``inner=weights``), and at d = 1 against the exact regularized MNE from the grid loop (a check).
+``papal-dimension`` (spec 1.5 proxy): f = tanh(<y, x - m*>) in d dimensions; every method's step size from
+the same search on a tuning seed; the generator error |mean X - m*|^2/2 of PAPAL against tuned weight-only
+mirror-prox at the largest d (ablation ``inner=weights``), and at d = 1 against the exact regularized MNE's
+expected M-particle error (a check; PAPAL targets the regularized MNE, so its distance to m* carries the
+regularization's bias and spread, reported beside).
 """
 
 from __future__ import annotations
