@@ -57,18 +57,20 @@ def test_papal_game_ablations_make_their_claims_fail(tmp_path):
 def test_papal_dimension_small(tmp_path):
     code = cli_main(["run", "papal-dimension", "--out", str(tmp_path), "--set", "dims=[1,4]", "--set", "particles=[8]",
                      "--set", "outer_steps=2", "--set", "inner_steps=5", "--set", "mfl_steps=10",
-                     "--set", "wfr_steps=10"])
+                     "--set", "wfr_steps=10", "--set", "d1_seeds=2"])
     assert code == 0
     folder, data = _results(tmp_path, "papal-dimension")
-    assert len(data["claims"]) == 3 and (folder / "papal_dimension.png").is_file()
-    assert "| d | M | seed | PAPAL |" in next(iter(data["tables"].values()))
+    assert len(data["claims"]) == 2 and (folder / "papal_dimension.png").is_file()
+    assert "| d | M | seed | prior | PAPAL |" in next(iter(data["tables"].values()))
     assert {c["kind"] for c in data["claims"]} == {"paper", "check"}
+    assert "Step sizes chosen on the tuning seed" in " ".join(data["tables"])  # weight_steps has two points
 
 
 @pytest.mark.parametrize("name,override,field", [
     ("papal-game", "lam2=0", "lam2"), ("papal-game", "lam1=-1", "lam1"), ("papal-game", "step=0", "step"),
     ("papal-game", "particles=0", "particles"), ("papal-game", "sampler=hmc", "sampler"),
     ("papal-dimension", "dims=[0,2]", "dims"), ("papal-dimension", "particles=[0]", "particles"),
+    ("papal-dimension", "weight_steps=[0]", "weight_steps"), ("papal-game", "inner=frozen", "inner"),
 ])
 def test_bad_values_exit_2(tmp_path, capsys, name, override, field):
     assert cli_main(["run", name, "--out", str(tmp_path), "--set", override]) == 2

@@ -107,7 +107,26 @@ def test_agd_speedup_on_quadratic_not_on_pl_instance():
     assert p["GD"] / p["AGD"] < 2.0
 
 
+@pytest.mark.parametrize("name", ["AGD", "HB"])
+def test_momentum_off_is_gd(name):
+    """momentum=0 (the ablation of acceleration) makes AGD and heavy ball GD with step 1/L, iterate by iterate;
+    momentum=1 is the default (the heavy-ball step (1 + sqrt(beta))^2/L equals 4/(sqrt(L) + sqrt(mu))^2)."""
+    g = HardFunction(4, 6)
+    off = METHODS[name](g.value_and_grad, g.start, L=37.0, mu=0.01, momentum=0.0)
+    plain = gd(g.value_and_grad, g.start, L=37.0)
+    for _ in range(30):
+        torch.testing.assert_close(next(off), next(plain), rtol=1e-13, atol=1e-15)  # HB: x - (1/L) g, rounded
+    on, default = (METHODS[name](g.value_and_grad, g.start, L=37.0, mu=0.01, **kw) for kw in ({"momentum": 1.0}, {}))
+    for _ in range(30):
+        torch.testing.assert_close(next(on), next(default), rtol=0, atol=0)
+    if name == "HB":
+        L, mu = 37.0, 0.01
+        beta = ((math.sqrt(L) - math.sqrt(mu)) / (math.sqrt(L) + math.sqrt(mu))) ** 2
+        assert math.isclose((1 + math.sqrt(beta)) ** 2 / L, 4 / (math.sqrt(L) + math.sqrt(mu)) ** 2, rel_tol=1e-14)
+
+
 @pytest.mark.parametrize("make,field", [
+    (lambda o, x: METHODS["AGD"](o, x, L=1.0, mu=0.1, momentum=1.5), "momentum"),
     (lambda o, x: gd(o, x, L=0.0), "L"),
     (lambda o, x: adam(o, x, lr=-1.0), "lr"),
     (lambda o, x: METHODS["AGD"](o, x, L=1.0, mu=0.0), "mu"),

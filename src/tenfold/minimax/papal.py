@@ -310,7 +310,7 @@ class PapalResult:
         return x, y, wx, wy
 
 
-INNER_LOOPS = ("langevin", "weights", "proximal")
+INNER_LOOPS = ("langevin", "weights", "proximal", "exact")
 
 
 def papal(game: Game, *, lam1: float, lam2: float, particles: int, outer_steps: int, inner_steps: int,
@@ -318,7 +318,7 @@ def papal(game: Game, *, lam1: float, lam2: float, particles: int, outer_steps: 
           horizon: int | None = None, output: str = "last", dtype: torch.dtype = torch.float64,
           device: torch.device | str | None = None, extrapolation: float = 1.0, inner: str = "langevin",
           batch: int | None = None, proximal_eta: float = 0.05, proximal_inner: int = 5,
-          callback: Callable[..., None] | None = None) -> PapalResult:
+          grid: torch.Tensor | None = None, callback: Callable[..., None] | None = None) -> PapalResult:
     """Algorithm 1 of the paper (spec 1.3) with M = ``particles`` per player.
 
     Each outer step t: (1) decay the pools by mu and add X(t) with -(1 + e mu)(1-mu)/lam2 and X(t-1) with
@@ -330,7 +330,10 @@ def papal(game: Game, *, lam1: float, lam2: float, particles: int, outer_steps: 
     (Algorithm 3: ``inner_steps`` proximal-sampler steps with proximal step ``proximal_eta``, each backward
     step by ``proximal_inner`` MALA steps of size ``step``), or "weights" (an ablation: no particle movement;
     the M prior draws X(0), Y(0) stay put and carry the self-normalized importance weights
-    p*_t/pi ∝ exp(-pool), so PAPAL becomes a weight-only method). ``batch``: stochastic potentials
+    p*_t/pi ∝ exp(-pool), so PAPAL becomes a weight-only method), or "exact" (1-D players only: M i.i.d. draws
+    from the Gibbs target exp(-h^(t)) discretized on the equally spaced ``grid``, each jittered uniformly within
+    its cell: the exact outer loop fed with M-particle potentials, i.e. PAPAL without inner-loop bias, whose
+    spread is the sampling noise the potentials feed back). ``batch``: stochastic potentials
     (minibatches of the opponent's particles, see :class:`OpponentAverage`).
     ``low_rank`` (default: whenever the game is a LowRankGame) keeps feature means instead of pools.
     ``horizon`` (default ceil(10/lam2)) prunes pool sets by age. ``device`` (default: the generator's)
@@ -345,6 +348,9 @@ def papal(game: Game, *, lam1: float, lam2: float, particles: int, outer_steps: 
     require(output in ("last", "random"), "output", output, "'last' (Option I) or 'random' (Option II)")
     require(sampler in ("ula", "mala"), "sampler", sampler, "'ula' or 'mala'")
     require(extrapolation >= 0, "extrapolation", extrapolation, "a non-negative weight of the optimistic term")
+    require(inner != "exact" or (grid is not None and grid.ndim == 1 and len(grid) >= 2 and game.dim_x == 1
+                                 and game.dim_y == 1), "grid", None if grid is None else tuple(grid.shape),
+            "an equally spaced 1-D grid of >= 2 points for inner='exact' (1-D players only)")
     low_rank = isinstance(game, LowRankGame) if low_rank is None else low_rank
     horizon = horizon or math.ceil(10 / lam2)
     device = generator.device if device is None else torch.device(device)
@@ -368,8 +374,16 @@ def papal(game: Game, *, lam1: float, lam2: float, particles: int, outer_steps: 
     def sample(pot: OpponentAverage, fixed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if inner == "weights":  # prior draws: uniform on the torus, so the confinement enters the weights there
             return fixed, torch.softmax(-pot.value(fixed) - (quad * confinement(fixed, True) if torus else 0), 0)
-        start = prior(fixed.shape[1])
         value, grad = potential(pot)
+        if inner == "exact":
+            points = grid.to(dtype=dtype, device=device)
+            probs = torch.softmax(-value(points[:, None]), 0)
+            cell = float(points[1] - points[0])
+            idx = torch.multinomial(probs, particles, replacement=True, generator=generator)
+            jitter = (torch.rand(particles, generator=generator, dtype=dtype, device=device) - 0.5) * cell
+            z = points[idx] + jitter
+            return (torch.remainder(z, 1.0) if torus else z)[:, None], None
+        start = prior(fixed.shape[1])
         if inner == "proximal":
             return proximal_sampler(start, value, grad, eta=proximal_eta, steps=inner_steps,
                                     inner_steps=proximal_inner, inner_step=step, generator=generator), None

@@ -10,7 +10,9 @@ search). ``run_method`` drives it, counting the *oracle calls* (it wraps the ora
 - Nesterov AGD, constant momentum for a given mu: x_{k+1} = z_k - grad g(z_k)/L,
   z_{k+1} = x_{k+1} + beta (x_{k+1} - x_k), beta = (sqrt(L) - sqrt(mu))/(sqrt(L) + sqrt(mu)).
 - Heavy ball (Polyak; Danilova et al. 2020 parameters): x_{k+1} = x_k - alpha grad g(x_k) + beta (x_k - x_{k-1}),
-  alpha = 4/(sqrt(L) + sqrt(mu))^2, beta = ((sqrt(L) - sqrt(mu))/(sqrt(L) + sqrt(mu)))^2.
+  alpha = 4/(sqrt(L) + sqrt(mu))^2 = (1 + sqrt(beta))^2 / L, beta = ((sqrt(L) - sqrt(mu))/(sqrt(L) + sqrt(mu)))^2.
+- ``momentum`` (AGD and heavy ball, default 1) scales beta; heavy ball keeps alpha = (1 + sqrt(beta))^2 / L, so
+  ``momentum=0`` turns both into GD with step 1/L (the ablation of acceleration).
 - Adam (torch.optim.Adam with zero-initialized moments: coordinatewise, hence zero-respecting).
 All four are zero-respecting: a coordinate moves only after some queried gradient was nonzero there.
 """
@@ -37,10 +39,15 @@ def gd(oracle: Oracle, x0: torch.Tensor, *, L: float) -> Iterator[torch.Tensor]:
         yield x
 
 
-def agd(oracle: Oracle, x0: torch.Tensor, *, L: float, mu: float) -> Iterator[torch.Tensor]:
+def _momentum(momentum: float) -> float:
+    require(0.0 <= momentum <= 1.0, "momentum", momentum, "a scale of the momentum coefficient in [0, 1]")
+    return float(momentum)
+
+
+def agd(oracle: Oracle, x0: torch.Tensor, *, L: float, mu: float, momentum: float = 1.0) -> Iterator[torch.Tensor]:
     require(L > 0, "L", L, "a positive smoothness constant (step size 1/L)")
     require(0 < mu <= L, "mu", mu, f"a PL constant in (0, L={L}]")
-    beta = (math.sqrt(L) - math.sqrt(mu)) / (math.sqrt(L) + math.sqrt(mu))
+    beta = _momentum(momentum) * (math.sqrt(L) - math.sqrt(mu)) / (math.sqrt(L) + math.sqrt(mu))
     x, z = x0.clone(), x0.clone()
     while True:
         _, grad = oracle(z)
@@ -50,11 +57,12 @@ def agd(oracle: Oracle, x0: torch.Tensor, *, L: float, mu: float) -> Iterator[to
         yield x
 
 
-def heavy_ball(oracle: Oracle, x0: torch.Tensor, *, L: float, mu: float) -> Iterator[torch.Tensor]:
+def heavy_ball(oracle: Oracle, x0: torch.Tensor, *, L: float, mu: float,
+               momentum: float = 1.0) -> Iterator[torch.Tensor]:
     require(L > 0, "L", L, "a positive smoothness constant")
     require(0 < mu <= L, "mu", mu, f"a PL constant in (0, L={L}]")
-    alpha = 4.0 / (math.sqrt(L) + math.sqrt(mu)) ** 2
-    beta = ((math.sqrt(L) - math.sqrt(mu)) / (math.sqrt(L) + math.sqrt(mu))) ** 2
+    beta = _momentum(momentum) * ((math.sqrt(L) - math.sqrt(mu)) / (math.sqrt(L) + math.sqrt(mu))) ** 2
+    alpha = (1.0 + math.sqrt(beta)) ** 2 / L  # = 4/(sqrt(L) + sqrt(mu))^2 at momentum 1; 1/L at momentum 0
     x_prev, x = x0.clone(), x0.clone()
     while True:
         _, grad = oracle(x)

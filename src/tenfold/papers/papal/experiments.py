@@ -1,15 +1,20 @@
 """PAPAL experiments (Ding, Dong, Fang, Lin, Zhang; JMLR 2024): ``papal-game`` and ``papal-dimension``.
 
-``papal-game`` (spec 1.8): on f = (2/3)[sin(2x+.5)cos(3y) + .5cos(x-y+.7)] with lam1 = .05, lam2 = .1,
+``papal-game``: on f = (2/3)[sin(2x+.5)cos(3y) + .5cos(x-y+.7)] with lam1 = .05, lam2 = .1,
 (1) the exact outer loop on a grid (checks: the regularized gap falls at least as fast as mu^t; the
 reference NI); (2) paper claim: particle PAPAL's W1 to the exact regularized MNE over the i.i.d. sampling
-floor, 3 seeds, ablation ``inner=weights``; baselines (MFL-DA, WFR-DA, weight-only mirror-prox, pure GDA)
-in the table; (3) paper claim on torus matching pennies with lam1 > 0 (the prior is not the answer): PAPAL's
-NI excess over the regularized MNE's in sampling floors, ablation ``extrapolation=0``.
+floor, ablation ``inner=weights`` (particles that do not move), with MFL-DA at PAPAL's budget as the
+per-seed baseline arm; WFR-DA, weight-only mirror-prox and pure GDA in the table; (3) paper claim on torus
+matching pennies with lam1 > 0 (the prior is not the answer): PAPAL's NI excess over the regularized MNE's in
+sampling floors, ablation ``extrapolation=0``. ``inner=exact`` runs the exact loop fed with M-particle
+potentials: on seeds other than the claims' (``first_seed``) it measures the bars, which include the
+feedback of particle noise through the potentials (docs/papal.md has the command).
 
-``papal-dimension`` (spec 1.5 proxy): f = tanh(<y, x - m*>) in d dimensions; the generator error
-|mean X - m*|^2/2 of PAPAL against weight-only mirror-prox and WFR-DA at the largest d (3 seeds, ablation
-``inner=weights``), and at d = 1 against the exact regularized MNE from the grid loop (a check).
+``papal-dimension`` (a proxy of the paper's GAN experiment, App. G): f = tanh(<y, x - m*>) in d dimensions; every method's step size from
+the same search on a tuning seed; the generator error |mean X - m*|^2/2 of PAPAL against tuned weight-only
+mirror-prox at the largest d (ablation ``inner=weights``), and at d = 1 against the exact regularized MNE's
+expected M-particle error (a check; PAPAL targets the regularized MNE, so its distance to m* carries the
+regularization's bias and spread, reported beside).
 """
 
 from __future__ import annotations
@@ -49,23 +54,27 @@ PAPER = "papal"  # key in tenfold.reporting.papers (arXiv:2303.00970)
 
 class PapalGameThresholds(Config):
     max_w1_over_floor: float = Field(
-        1.5, gt=0, description="PAPAL's W1 to the exact regularized MNE (per player, mean of the last 10 iterates) "
-        "over the W1 of M i.i.d. draws from that MNE (the sampling floor, measured in the run): Cor. 9 makes the "
-        "particle error sampling error plus inner-loop bias; 1.5 lets the ULA bias be at most half the floor")
+        1.20, gt=0, description="PAPAL's W1 to the exact regularized MNE (per player, mean of the last 10 iterates) "
+        "over the W1 of M i.i.d. draws from that MNE (the sampling floor, measured in the run). Measured bar: the "
+        "exact loop fed with M-particle potentials (inner=exact, standard preset, seeds 100-109; command in "
+        "docs/papal.md) gave 0.989 +- 0.090 (n = 10); 1.20 is its per-seed 95% prediction bound, mean + "
+        "t(.975, 9) sd sqrt(1 + 1/10): the spread the particle-noise feedback of Cor. 9's iterates allows")
     max_torus_ni_excess: float = Field(
-        1.0, gt=0, description="torus: (NI of PAPAL's gamma-weighted mixture of its last torus_mixture iterates - NI "
-        "of the exact regularized MNE) / sqrt(pi/(torus_mixture M)), the NI of as many uniform i.i.d. draws (spec "
-        "1.8.3): at most one sampling floor above the equilibrium's own NI")
+        2.35, gt=0, description="torus: (NI of PAPAL's gamma-weighted mixture of its last torus_mixture iterates - NI "
+        "of the exact regularized MNE) / sqrt(pi/(torus_mixture M)). Measured bar: the exact loop fed with "
+        "M-particle potentials (inner=exact, standard preset, seeds 100-109; command in docs/papal.md) gave "
+        "0.854 +- 0.631 floors (n = 10): the potentials feed the particle noise back, so one i.i.d. floor is "
+        "too tight; 2.35 is that measurement's per-seed 95% prediction bound, mean + t(.975, 9) sd sqrt(1.1)")
     max_gap_slope: float = Field(
         0.0, le=0, description="exact loop: log-gap slope minus log(mu) over t in 10..80 is <= 0 (the linear rate "
         "mu^t of Cor. 9 / Lemma 3)")
-    ni_reference_low: float = Field(0.256, description="spec 1.8.1: NI of the exact regularized MNE is .266 (an "
-                                    "independent dual solver); +-.01")
+    ni_reference_low: float = Field(0.256, description="NI of the exact regularized MNE is .266, computed by an "
+                                    "independent dual solver (docs/papal.md); +-.01")
     ni_reference_high: float = Field(0.276, description="see ni_reference_low")
     gda_ni_low: float = Field(2.0 - 1e-9, description="torus: pure GDA keeps x - y fixed, so its NI is 2 exactly")
     gda_ni_high: float = Field(2.0 + 1e-9, description="see gda_ni_low")
     min_torus_kl_to_prior: float = Field(0.02, description="torus with lam1 > 0: KL(p* || prior) of the exact "
-                                         "regularized MNE; above 0 means the prior is not the answer (spec 1.8.4)")
+                                         "regularized MNE; above 0 means the prior is not the answer (PAPAL, Sec. 3)")
 
 
 class PapalGameConfig(Config):
@@ -75,17 +84,22 @@ class PapalGameConfig(Config):
     grid_box: float = Field(7.0, gt=0)
     grid_steps: int = Field(100, ge=80, description="outer steps of the exact loop (reference)")
     seeds: int = Field(3, ge=1, description="seeds of the particle runs (paper claims read one value per seed)")
+    first_seed: int = Field(0, ge=0, description="seeds first_seed .. first_seed + seeds - 1 (the bars were measured "
+                            "on seeds 100.., the claims run on 0..)")
     particles: int = Field(600, ge=1, description="M particles per player")
     outer_steps: int = Field(40, ge=10, description="T outer steps of particle PAPAL")
     inner_steps: int = Field(300, ge=1, description="K Langevin steps per outer step")
     step: float = Field(0.01, gt=0, description="Langevin step size iota")
     sampler: str = Field("ula", pattern="^(ula|mala)$")
-    inner: str = Field("langevin", pattern="^(langevin|weights|proximal)$",
-                       description="PAPAL's inner loop: langevin (the paper), proximal (Algorithm 3) or weights (an "
-                       "ablation: the prior draws never move and carry importance weights)")
+    inner: str = Field("langevin", pattern="^(langevin|weights|proximal|exact)$",
+                       description="PAPAL's inner loop: langevin (the paper), proximal (Algorithm 3), weights (an "
+                       "ablation: the prior draws never move and carry importance weights) or exact (M i.i.d. "
+                       "draws from each Gibbs target on the grid: the exact loop fed with M-particle potentials, "
+                       "which measures the bars)")
     extrapolation: float = Field(1.0, ge=0, description="weight of the optimistic term (1: the paper; 0: ablation)")
     ni_every: int = Field(5, ge=1, description="measure NI every this many outer steps (seed 0's curves)")
-    mfl_steps: int = Field(3000, ge=1, description="MFL-DA steps")
+    mfl_steps: int | None = Field(None, ge=1, description="MFL-DA steps (None: outer_steps * inner_steps, PAPAL's "
+                                  "Langevin steps per player: an equal budget of gradient evaluations)")
     mfl_step: float = Field(0.005, gt=0)
     wfr_steps: int = Field(400, ge=1, description="WFR-DA and weight-only mirror-prox steps")
     wfr_weight_step: float = Field(0.5, gt=0)
@@ -117,7 +131,7 @@ GAME_CLAIMS = [
                      "rate mu^t (mu ~ 1 - lam2); matching pennies on the torus is our test game, not the paper's"),
     Check("exact loop: slope of log gap (t in 10..80) minus log(mu)", metric="gap_slope_minus_log_mu",
           at_most="thresholds.max_gap_slope"),
-    Check("exact loop: NI of the regularized MNE (spec .266)", metric="ni_reference",
+    Check("exact loop: NI of the regularized MNE (independent solver: .266)", metric="ni_reference",
           between=("thresholds.ni_reference_low", "thresholds.ni_reference_high")),
     Check("torus: pure GDA keeps NI = 2", metric="torus_gda_ni",
           between=("thresholds.gda_ni_low", "thresholds.gda_ni_high")),
@@ -167,10 +181,10 @@ def _torus(cfg: PapalGameConfig, ctx: RunContext) -> tuple[dict, list[float]]:
     m, k = cfg.torus_particles, min(cfg.torus_mixture, cfg.torus_outer_steps)
     floor = math.sqrt(math.pi / (k * m))
     excess = []
-    for seed in range(cfg.seeds):
+    for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds):
         res = papal(pennies, lam1=lam1, lam2=lam2, particles=m, outer_steps=cfg.torus_outer_steps,
                     inner_steps=cfg.torus_inner_steps, step=cfg.torus_step, extrapolation=cfg.extrapolation,
-                    inner=cfg.inner, generator=ctx.generator("torus", seed))
+                    inner=cfg.inner, generator=ctx.generator("torus", seed), grid=ts)
         ni = _weighted_ni_pennies(*res.mixture(k))
         excess.append((ni - ni_ref) / floor)
         ctx.log_metrics(stage="torus", seed=seed, ni=ni, ni_reference=ni_ref)
@@ -185,7 +199,7 @@ def _torus(cfg: PapalGameConfig, ctx: RunContext) -> tuple[dict, list[float]]:
 
 
 @register("papal-game", paper=PAPER, config=PapalGameConfig, order=40, claims=GAME_CLAIMS, threads=1,
-          description="PAPAL on the spec's 1-D game and on torus matching pennies (lam1 > 0): the exact loop's "
+          description="PAPAL on a 1-D sinusoid game and on torus matching pennies (lam1 > 0): the exact loop's "
                       "gap, particles vs the exact regularized MNE and vs baselines")
 def run_game(cfg: PapalGameConfig, ctx: RunContext) -> Result:
     game = SinusoidGame()
@@ -222,12 +236,15 @@ def run_game(cfg: PapalGameConfig, ctx: RunContext) -> Result:
     floor = _iid_floor(xs, a_ref, b_ref, cfg.particles, ctx.generator("floor"))
     last = min(10, cfg.outer_steps)
     w1s, nis, seed_rows = [], [], []
-    for seed in range(cfg.seeds):
+    mfl_steps = cfg.mfl_steps or cfg.outer_steps * cfg.inner_steps
+    mfl_w1s = []
+    for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds):
         clock = [time.perf_counter()]
+        first_seed = seed == cfg.first_seed
         result = papal(game, lam1=lam1, lam2=lam2, particles=cfg.particles, outer_steps=cfg.outer_steps,
                        inner_steps=cfg.inner_steps, step=cfg.step, generator=ctx.generator("papal-game", seed),
-                       sampler=cfg.sampler, inner=cfg.inner, extrapolation=cfg.extrapolation,
-                       callback=recorder("PAPAL", clock, cfg.ni_every) if seed == 0 else None)
+                       sampler=cfg.sampler, inner=cfg.inner, extrapolation=cfg.extrapolation, grid=xs,
+                       callback=recorder("PAPAL", clock, cfg.ni_every) if first_seed else None)
         steps = range(len(result.xs) - last, len(result.xs))
         w1x = float(np.mean([wasserstein1(result.xs[t], xs, a_ref, result.wxs[t]) for t in steps]))
         w1y = float(np.mean([wasserstein1(result.ys[t], xs, b_ref, result.wys[t]) for t in steps]))
@@ -236,15 +253,22 @@ def run_game(cfg: PapalGameConfig, ctx: RunContext) -> Result:
         nis.append(ni)
         seed_rows.append({"seed": seed, "W1 x": w1x, "W1 y": w1y, "W1 / floor": w1s[-1], "NI (mixture)": ni,
                           "NI last iterate": ni_error(game, result.x, result.y, result.wx, result.wy)})
-        if seed == 0:
+        if first_seed:
             first = (w1x, w1y, ni)
+        # the equal-budget baseline arm: MFL-DA from its own prior draws, as many Langevin steps per player
+        mgen = ctx.generator("mfl-da", seed)
+        mx_s, my_s = mfl_da(game, sample_prior(cfg.particles, 1, lam1, lam2, False, mgen),
+                            sample_prior(cfg.particles, 1, lam1, lam2, False, mgen), lam1=lam1, lam2=lam2,
+                            step=cfg.mfl_step, steps=mfl_steps, generator=mgen)
+        mfl_w1s.append((wasserstein1(mx_s, xs, a_ref) + wasserstein1(my_s, xs, b_ref)) / 2 / floor)
+        seed_rows[-1]["MFL-DA W1 / floor"] = mfl_w1s[-1]
 
     base_gen = ctx.generator("baselines")
     x0 = sample_prior(cfg.particles, 1, lam1, lam2, False, base_gen)
     y0 = sample_prior(cfg.particles, 1, lam1, lam2, False, base_gen)
-    every = max(1, cfg.mfl_steps // 40)
+    every = max(1, mfl_steps // 40)
     clock = [time.perf_counter()]
-    mx, my = mfl_da(game, x0, y0, lam1=lam1, lam2=lam2, step=cfg.mfl_step, steps=cfg.mfl_steps, generator=base_gen,
+    mx, my = mfl_da(game, x0, y0, lam1=lam1, lam2=lam2, step=cfg.mfl_step, steps=mfl_steps, generator=base_gen,
                     every=every, callback=recorder("MFL-DA", clock, 5))
     wfr_every = max(1, cfg.wfr_steps // 40)
     clock = [time.perf_counter()]
@@ -296,7 +320,8 @@ def run_game(cfg: PapalGameConfig, ctx: RunContext) -> Result:
         f" ABLATION: inner={cfg.inner}, extrapolation={cfg.extrapolation:g}.")
     return Result(
         metrics=metrics, figures=[figure], key_metric="papal_ni",
-        samples={"papal_w1_over_floor": w1s, "papal_ni_mixture": nis, "torus_ni_excess_over_floor": torus_excess},
+        samples={"papal_w1_over_floor": w1s, "papal_ni_mixture": nis, "torus_ni_excess_over_floor": torus_excess,
+                 "mfl_w1_over_floor": mfl_w1s},
         tables={"Final distance to the exact regularized MNE (grid game)": markdown_table(rows),
                 f"PAPAL per seed (M={cfg.particles}, T={cfg.outer_steps}, K={cfg.inner_steps})":
                     markdown_table(seed_rows),
@@ -316,19 +341,20 @@ def run_game(cfg: PapalGameConfig, ctx: RunContext) -> Result:
 
 
 Dimension = Annotated[int, Field(ge=1)]
+PositiveStep = Annotated[float, Field(gt=0)]
 
 
 class PapalDimensionThresholds(Config):
     max_ratio_vs_weight_only: float = Field(
-        0.75, gt=0, description="PAPAL's error at the largest d over weight-only mirror-prox's (same M, seed): the "
-        "paper (App. G) reports that weight-driven methods degrade with d while PAPAL does not; we ask PAPAL to "
-        "beat weight-only by a quarter at d=100")
-    max_ratio_vs_wfr: float = Field(
-        1.0, gt=0, description="PAPAL's error at the largest d over WFR-DA's: the paper's Fig. 2 puts PAPAL at or "
-        "below WFR-DA as d grows")
-    d1_low: float = Field(0.5, description="d=1: PAPAL's error over the expected error of M i.i.d. draws from the "
-                          "exact regularized MNE (grid exact loop): a converged preset gives about 1")
-    d1_high: float = Field(2.0, description="see d1_low")
+        0.75, gt=0, description="PAPAL's error at the largest d over tuned weight-only mirror-prox's (same M, seed; "
+        "weight step chosen from weight_steps on a tuning seed, so it ends no worse than its uniform prior): the "
+        "paper (App. G, Fig. 2) reports that weight-driven methods degrade with d while PAPAL does not; we ask "
+        "PAPAL to beat weight-only by a quarter at d=100")
+    d1_low: float = Field(1 / 1.2, description="d=1: PAPAL's mean error over the exact regularized MNE's expected "
+                          "M-particle error (grid exact loop; Cor. 9: converged particle iterates carry the "
+                          "M-sample error of the regularized MNE plus the inner-loop bias): within 1.2x when the "
+                          "Langevin chains mix")
+    d1_high: float = Field(1.2, description="see d1_low")
 
 
 class PapalDimensionConfig(Config):
@@ -336,6 +362,8 @@ class PapalDimensionConfig(Config):
     particles: list[Dimension] = Field([10], min_length=1, description="particle counts M (the paper preset adds "
                                        "100); the claims read the first")
     seeds: int = Field(3, ge=1, description="seeds (paper claims read one value per seed)")
+    d1_seeds: int = Field(20, ge=1, description="extra seeds of PAPAL alone at d = 1 for the check against the "
+                          "exact regularized MNE (the error of an M = 10 mean is chi-square-like: many seeds)")
     inner: str = Field("langevin", pattern="^(langevin|weights)$", description="PAPAL's inner loop; weights: an "
                        "ablation, the prior draws never move and carry importance weights")
     target_norm: float = Field(1.0, gt=0, description="|m*| (random direction)")
@@ -344,31 +372,33 @@ class PapalDimensionConfig(Config):
     outer_steps: int = Field(40, ge=1, description="T; mu^40 = .018 at lam2 = .1 (T = 20 leaves the outer loop "
                              "unconverged: twice the exact MNE's error at d = 1)")
     inner_steps: int = Field(30, ge=1)
-    step: float = Field(0.005, gt=0, description="Langevin step of PAPAL and MFL-DA")
+    step: float = Field(0.005, gt=0, description="Langevin step of PAPAL and MFL-DA when langevin_steps is empty")
+    langevin_steps: list[PositiveStep] = Field([], description="step-size grid of PAPAL and MFL-DA alike, the best chosen "
+                                        "per (d, M) on a tuning seed by the error to m*; empty: step")
+    weight_steps: list[PositiveStep] = Field([0.1, 1.0], min_length=1, description="mirror step grid of WFR-DA and weight-only "
+                                      "alike, the best chosen per (d, M) on a tuning seed by the error to m*")
     horizon: int | None = Field(None, ge=1, description="PAPAL pool age limit (default 10/lam2)")
-    mfl_steps: int = Field(600, ge=1)
+    mfl_steps: int | None = Field(None, ge=1, description="MFL-DA steps (None: outer_steps * inner_steps, PAPAL's "
+                                  "Langevin steps per player)")
     wfr_steps: int = Field(300, ge=1)
-    weight_step: float = Field(1.0, gt=0)
     position_step: float = Field(0.05, gt=0)
     thresholds: PapalDimensionThresholds = PapalDimensionThresholds()
 
 
 DIMENSION_CLAIMS = [
-    PaperClaim("PAPAL beats weight-only mirror-prox at the largest d (error ratio, M = particles[0])",
+    PaperClaim("PAPAL beats tuned weight-only mirror-prox at the largest d (error ratio, M = particles[0])",
                metric="papal_over_weight_only", at_most="thresholds.max_ratio_vs_weight_only",
                ablation=["inner=weights"],
                paper="Ding et al. (JMLR 2024), App. G, Fig. 2: Gaussian target, linear generator, n in {5, 10, 100, "
                      "1000}, d up to 1e4: WFR-DA's KL grows with d, PAPAL's does not (figure only)"),
-    PaperClaim("PAPAL reaches WFR-DA's error at the largest d (error ratio, M = particles[0])",
-               metric="papal_over_wfr", at_most="thresholds.max_ratio_vs_wfr", ablation=["inner=weights"],
-               paper="Ding et al., App. G, Fig. 2 (see above); WFR-DA there is the weight-and-position baseline"),
-    Check("d=1: PAPAL's error / the exact regularized MNE's expected M-particle error", metric="papal_d1_over_exact",
-          between=("thresholds.d1_low", "thresholds.d1_high")),
+    Check("d=1: PAPAL's mean error / the exact regularized MNE's expected M-particle error (d1_seeds seeds)",
+          metric="papal_d1_over_exact", between=("thresholds.d1_low", "thresholds.d1_high")),
 ]
 
 
-def _exact_d1(cfg: PapalDimensionConfig, target: float, m: int) -> float:
-    """Expected |mean of m i.i.d. draws - m*|^2/2 under the exact regularized MNE of the d=1 game (grid loop)."""
+def _exact_d1(cfg: PapalDimensionConfig, target: float, m: int) -> tuple[float, float]:
+    """(bias |mean p* - m*|^2/2, expected |mean of m i.i.d. draws - m*|^2/2) under the exact regularized MNE
+    of the d=1 game (grid exact loop)."""
     scale = math.sqrt(cfg.lam2 / (2 * cfg.lam1))
     xs = torch.linspace(-abs(target) - 12 * scale, abs(target) + 12 * scale, 1201, dtype=torch.float64)
     game = GaussianProxyGame(torch.tensor([target], dtype=torch.float64))
@@ -376,80 +406,140 @@ def _exact_d1(cfg: PapalDimensionConfig, target: float, m: int) -> float:
     a = exact_outer_loop(F, xs, xs, lam1=cfg.lam1, lam2=cfg.lam2, steps=300).a[-1]
     mean = float(a @ xs)
     var = float(a @ (xs - mean) ** 2)
-    return (mean - target) ** 2 / 2 + var / (2 * m)
+    return (mean - target) ** 2 / 2, (mean - target) ** 2 / 2 + var / (2 * m)
 
 
 @register("papal-dimension", paper=PAPER, config=PapalDimensionConfig, order=41, claims=DIMENSION_CLAIMS,
           threads=1,
-          description="Gaussian 'GAN' proxy: particle methods vs weight-only mirror-prox as the dimension grows")
+          description="Gaussian 'GAN' proxy: particle methods vs tuned weight-only mirror-prox as the dimension grows")
 def run_dimension(cfg: PapalDimensionConfig, ctx: RunContext) -> Result:
-    rows, errors, per_seed = [], {}, {}
-    tasks = [(d, m, s) for m in cfg.particles for d in cfg.dims for s in range(cfg.seeds)]
-    for d, m, seed in ctx.track(tasks, "dimension sweep"):
-        gen = ctx.generator("dimension", d, m, seed)
+    mfl_steps = cfg.mfl_steps or cfg.outer_steps * cfg.inner_steps
+    langevin_grid = cfg.langevin_steps or [cfg.step]
+
+    def instance(d: int, m: int, *key):
+        gen = ctx.generator("dimension", d, m, *key)
         direction = torch.randn(d, generator=gen, dtype=torch.float64)
         target = cfg.target_norm * direction / direction.norm()
-        game = GaussianProxyGame(target)
         x0 = sample_prior(m, d, cfg.lam1, cfg.lam2, False, gen)
         y0 = sample_prior(m, d, cfg.lam1, cfg.lam2, False, gen)
+        return gen, target, GaussianProxyGame(target), x0, y0
 
-        def err(x, w=None):
-            w = torch.full((len(x),), 1 / len(x), dtype=x.dtype) if w is None else w
-            return float((w @ x - target).square().sum() / 2)
+    def err(target, x, w=None):
+        w = torch.full((len(x),), 1 / len(x), dtype=x.dtype) if w is None else w
+        return float((w @ x - target).square().sum() / 2)
 
-        res = papal(game, lam1=cfg.lam1, lam2=cfg.lam2, particles=m, outer_steps=cfg.outer_steps,
-                    inner_steps=cfg.inner_steps, step=cfg.step, generator=gen, horizon=cfg.horizon, inner=cfg.inner)
-        mx, _ = mfl_da(game, x0, y0, lam1=cfg.lam1, lam2=cfg.lam2, step=cfg.step, steps=cfg.mfl_steps, generator=gen)
-        wx_, _, wwx, _ = wfr_da(game, x0, y0, weight_step=cfg.weight_step, position_step=cfg.position_step,
-                                steps=cfg.wfr_steps)
-        ox, _, owx, _ = wfr_da(game, x0, y0, weight_step=cfg.weight_step, position_step=0.0, steps=cfg.wfr_steps)
-        row = {"d": d, "M": m, "seed": seed, "PAPAL": err(res.x, res.wx), "MFL-DA": err(mx), "WFR-DA": err(wx_, wwx),
-               "weight-only": err(ox, owx), "prior": err(x0)}
-        for k in ("PAPAL", "MFL-DA", "WFR-DA", "weight-only"):
+    def methods(d, m, key, steps, only=("PAPAL", "MFL-DA", "WFR-DA", "weight-only")):
+        """The final errors to m* of the methods in ``only`` on instance (d, m, key) with step sizes ``steps``."""
+        gen, target, game, x0, y0 = instance(d, m, *key)
+        out = {"prior": err(target, x0)}
+        if "PAPAL" in only:
+            res = papal(game, lam1=cfg.lam1, lam2=cfg.lam2, particles=m, outer_steps=cfg.outer_steps,
+                        inner_steps=cfg.inner_steps, step=steps["PAPAL"], generator=gen, horizon=cfg.horizon,
+                        inner=cfg.inner)
+            out["PAPAL"] = err(target, res.x, res.wx)
+        if "MFL-DA" in only:
+            mx, _ = mfl_da(game, x0, y0, lam1=cfg.lam1, lam2=cfg.lam2, step=steps["MFL-DA"], steps=mfl_steps,
+                           generator=gen)
+            out["MFL-DA"] = err(target, mx)
+        if "WFR-DA" in only:
+            wx_, _, wwx, _ = wfr_da(game, x0, y0, weight_step=steps["WFR-DA"], position_step=cfg.position_step,
+                                    steps=cfg.wfr_steps)
+            out["WFR-DA"] = err(target, wx_, wwx)
+        if "weight-only" in only:
+            ox, _, owx, _ = wfr_da(game, x0, y0, weight_step=steps["weight-only"], position_step=0.0,
+                                   steps=cfg.wfr_steps)
+            out["weight-only"] = err(target, ox, owx)
+        return out, target
+
+    # the same search for every method: its grid, on a tuning seed, by the final error to m* (a method with
+    # a one-point grid is not run on the tuning seed)
+    grids = {"PAPAL": langevin_grid, "MFL-DA": langevin_grid, "WFR-DA": cfg.weight_steps,
+             "weight-only": cfg.weight_steps}
+    tuned = [k for k, g in grids.items() if len(g) > 1]
+    chosen, tune_rows = {}, []
+    for d in ctx.track(cfg.dims, "step-size search"):
+        for m in cfg.particles:
+            best = {k: (math.inf, g[0]) for k, g in grids.items()}
+            for i in range(max(len(grids[k]) for k in tuned) if tuned else 0):
+                steps = {k: g[min(i, len(g) - 1)] for k, g in grids.items()}
+                only = [k for k in tuned if i < len(grids[k])]
+                errs = methods(d, m, ("tune",), steps, only)[0]
+                best |= {k: min(best[k], (errs[k], steps[k])) for k in only}
+            chosen[(d, m)] = {k: v[1] for k, v in best.items()}
+            tune_rows.append({"d": d, "M": m} | chosen[(d, m)])
+
+    rows, per_seed = [], {}
+    tasks = [(d, m, s) for m in cfg.particles for d in cfg.dims for s in range(cfg.seeds)]
+    for d, m, seed in ctx.track(tasks, "dimension sweep"):
+        errors, target = methods(d, m, (seed,), chosen[(d, m)])
+        row = {"d": d, "M": m, "seed": seed, **errors}
+        for k in ("PAPAL", "MFL-DA", "WFR-DA", "weight-only", "prior"):
             per_seed.setdefault((k, d, m), []).append(row[k])
+        row["spread term d lam2/(4 lam1 M)"] = d * cfg.lam2 / (4 * cfg.lam1 * m)
         ctx.log_metrics(stage="dimension", **row)
-        if d == 1:
-            row["exact MNE (expected)"] = _exact_d1(cfg, float(target[0]), m)
         rows.append(row)
     errors = {key: float(np.mean(v)) for key, v in per_seed.items()}
 
+    metrics, samples = {}, {}
     d_lo, d_hi = min(cfg.dims), max(cfg.dims)
+    m0 = cfg.particles[0]
+    if 1 in cfg.dims:  # PAPAL alone on extra seeds at d = 1 against the exact regularized MNE
+        d1_err, d1_exact, d1_bias, exact_cache = [], [], [], {}
+        for s in ctx.track(range(cfg.d1_seeds), "d=1 seeds"):
+            gen, target, game, _, _ = instance(1, m0, "d1", s)
+            res = papal(game, lam1=cfg.lam1, lam2=cfg.lam2, particles=m0, outer_steps=cfg.outer_steps,
+                        inner_steps=cfg.inner_steps, step=chosen[(1, m0)]["PAPAL"], generator=gen,
+                        horizon=cfg.horizon, inner=cfg.inner)
+            d1_err.append(err(target, res.x, res.wx))
+            key = round(float(target[0]), 12)  # d = 1: m* = +-|m*|, two exact loops at most
+            if key not in exact_cache:
+                exact_cache[key] = _exact_d1(cfg, key, m0)
+            bias, expected = exact_cache[key]
+            d1_exact.append(expected)
+            d1_bias.append(bias)
+        samples["papal_d1_over_exact"] = [float(np.mean(d1_err) / np.mean(d1_exact))]
+        metrics |= {"papal_err_d1": float(np.mean(d1_err)), "exact_err_d1": float(np.mean(d1_exact)),
+                    "regularization_bias_d1": float(np.mean(d1_bias))}
+    samples["papal_over_weight_only"] = [p / w for p, w in zip(per_seed[("PAPAL", d_hi, m0)],
+                                                               per_seed[("weight-only", d_hi, m0)])]
+    samples["papal_over_wfr"] = [p / w for p, w in zip(per_seed[("PAPAL", d_hi, m0)],
+                                                       per_seed[("WFR-DA", d_hi, m0)])]
+    samples["papal_over_mfl"] = [p / w for p, w in zip(per_seed[("PAPAL", d_hi, m0)],
+                                                       per_seed[("MFL-DA", d_hi, m0)])]
+    samples["weight_only_over_prior"] = [w / p for w, p in zip(per_seed[("weight-only", d_hi, m0)],
+                                                               per_seed[("prior", d_hi, m0)])]
+
     fig, ax = new_figure(len(cfg.particles))
     axes = np.atleast_1d(ax)
     for axis, m in zip(axes, cfg.particles):
-        for k in ("PAPAL", "MFL-DA", "WFR-DA", "weight-only"):
-            axis.plot(cfg.dims, [errors[(k, d, m)] for d in cfg.dims], "o-", label=k)
+        for k in ("PAPAL", "MFL-DA", "WFR-DA", "weight-only", "prior"):
+            axis.plot(cfg.dims, [errors[(k, d, m)] for d in cfg.dims], "o-" if k != "prior" else "k:", label=k)
+        axis.plot(cfg.dims, [d * cfg.lam2 / (4 * cfg.lam1 * m) for d in cfg.dims], "--", c="gray",
+                  label="spread term d lam2/(4 lam1 M)")
         axis.set(xscale="log", yscale="log", xlabel="dimension d", ylabel="|mean X - m*|^2 / 2", title=f"M={m}")
-        axis.legend()
+        axis.legend(fontsize=7)
     figure = ctx.save_figure(fig, "papal_dimension")
-    metrics, claims = {}, []
-    m0 = cfg.particles[0]
-    exact = {(r["seed"], r["M"]): r["exact MNE (expected)"] for r in rows if r["d"] == 1 and 1 in cfg.dims}
-    samples = {
-        "papal_over_weight_only": [p / w for p, w in zip(per_seed[("PAPAL", d_hi, m0)],
-                                                         per_seed[("weight-only", d_hi, m0)])],
-        "papal_over_wfr": [p / w for p, w in zip(per_seed[("PAPAL", d_hi, m0)], per_seed[("WFR-DA", d_hi, m0)])],
-    }
-    if exact:
-        metrics["exact_err_d1"] = float(np.mean([exact[(s, m0)] for s in range(cfg.seeds)]))
-        samples["papal_d1_over_exact"] = [p / exact[(s, m0)] for s, p in enumerate(per_seed[("PAPAL", 1, m0)])]
     for m in cfg.particles:
         growth = {k: errors[(k, d_hi, m)] / max(errors[(k, d_lo, m)], 1e-12)
                   for k in ("PAPAL", "MFL-DA", "WFR-DA", "weight-only")}
         metrics |= {f"{k}_err_d{d_hi}_M{m}": errors[(k, d_hi, m)] for k in growth}
         metrics |= {f"{k}_growth_M{m}": v for k, v in growth.items()}
-        best_particle = min(errors[(k, d_hi, m)] for k in ("PAPAL", "MFL-DA", "WFR-DA"))
-        metrics[f"best_particle_over_weight_only_M{m}"] = best_particle / errors[("weight-only", d_hi, m)]
+        metrics[f"prior_err_d{d_hi}_M{m}"] = errors[("prior", d_hi, m)]
     return Result(metrics=metrics, samples=samples, figures=[figure],
                   key_metric=f"PAPAL_err_d{d_hi}_M{max(cfg.particles)}",
-                  tables={"Generator error |mean X - m*|^2/2": markdown_table(rows, floatfmt=".3g")},
+                  tables={"Generator error |mean X - m*|^2/2": markdown_table(rows, floatfmt=".3g"),
+                          "Step sizes chosen on the tuning seed (same grid per family)":
+                              markdown_table(tune_rows, floatfmt=".4g")},
                   notes="Proxy for the paper's GAN experiment (App. G): f = tanh(<y, x - m*>), |m*| = "
-                        f"{cfg.target_norm}. Weight-only mirror-prox can only reweight its M prior samples, so its "
-                        "error grows with d. The entropic methods (PAPAL, MFL-DA) sample the regularized equilibrium, "
-                        "whose mean "
-                        "is pulled toward the prior mean 0 (about m*/(1 + 4 lam1^2) in a linearization) and whose "
-                        "spread at the prior scale adds ~ d lam2/(4 lam1 M) to the error of an M-particle mean; "
-                        "the paper's flat-in-d claim is therefore tested as slower growth than weight-only, not as "
-                        f"flatness. {cfg.seeds} seeds per (d, M); the table lists each; at d=1 the exact regularized "
-                        "MNE (grid exact loop) gives the expected error of M i.i.d. draws from it."
-                        + ("" if cfg.inner == "langevin" else " ABLATION inner=weights."))
+                        f"{cfg.target_norm}. Every method's step size comes from the same search (its grid, on a "
+                        "tuning seed, by the final error to m*), so weight-only mirror-prox ends no worse than the "
+                        "uniform prior it starts from (its weight step can be small). Weight-only can only "
+                        "reweight its M prior samples. The entropic methods (PAPAL, MFL-DA) sample the regularized "
+                        "equilibrium: its mean is pulled toward the prior mean 0 (the bias "
+                        f"|mean p* - m*|^2/2 = {metrics.get('regularization_bias_d1', math.nan):.3f} at d = 1, "
+                        "from the grid exact loop) and its spread at the prior scale adds ~ d lam2/(4 lam1 M) to the "
+                        "error of an M-particle mean (the 'spread term' column); WFR-DA has no entropy and heads for "
+                        "m* itself, so comparing PAPAL's distance to m* with WFR-DA's measures the regularization, "
+                        "not the method (reported, not claimed). At d = 1 PAPAL's mean error over "
+                        f"{cfg.d1_seeds} seeds is compared with the exact regularized MNE's expected M-particle "
+                        "error." + ("" if cfg.inner == "langevin" else " ABLATION inner=weights."))
