@@ -188,7 +188,7 @@ def test_cli_config_prints_the_resolved_yaml_with_descriptions(capsys):
     assert cli_main(["config", "fscil-shapes", "--preset", "paper", "--set", "base.lr=0.2"]) == 0
     text = capsys.readouterr().out
     data = yaml.safe_load(text)
-    assert data["base"]["lr"] == 0.2 and data["base"]["epochs"] == 40 and data["seeds"] == [0, 1, 2]
+    assert data["base"]["lr"] == 0.2 and data["base"]["epochs"] == 40 and data["seeds"] == [0, 1, 2, 3, 4]
     assert "# base-session epochs" in text
     assert cli_main(["config", "fscil-shapes", "--set", "base.nosuch=1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -98,3 +98,22 @@ def test_threshold_sources_cite_the_paper_or_a_shipped_measurement(name):
         for path in claim.threshold_fields():
             text = _field(exp.config, path).description or ""
             assert not re.search(r"\bspec\b|\bissue \d+", text), f"{name} {path}: {text[:120]}"
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_the_paper_tier_has_the_seeds_a_comparison_needs(name):
+    """The paper tier is evidence too: a paper preset with fewer seeds than its claims need would fail only
+    after hours of GPU training."""
+    from tenfold.reporting.claims import PaperClaim
+
+    from tenfold.reporting.claims import tier_of
+
+    exp = discover()[name]
+    needed = max([c.seeds for c in exp.claims if isinstance(c, PaperClaim)], default=1)
+    for preset in available_presets(name):
+        if tier_of(preset) != "paper":
+            continue
+        seeds = getattr(resolve(exp.config, name, preset), "seeds", None)
+        count = len(seeds) if isinstance(seeds, (list, tuple)) else seeds
+        if count is not None and needed > 1:
+            assert count >= needed, f"{name} ({preset}): runs {count} seeds, its claims need {needed}"

@@ -304,7 +304,7 @@ def test_gc_term_reaches_the_scales_as_its_finite_difference_gradient():
     """The GradCosine term must steer the scales: d GC / d alpha_l from NIO's differentiable statistics equals
     the central finite difference of GC under ``theta_l = alpha_l theta0_l`` (float64). A detached GC (no
     gradient through the double backward) gives 0 here and fails."""
-    from tenfold.init.gradcosine import per_sample_cross_entropy, sub_batch_bounds
+    from tenfold.init.gradcosine import sub_batch_bounds
     from tenfold.init.nio import scale_statistics
 
     torch.manual_seed(0)
@@ -316,7 +316,7 @@ def test_gc_term_reaches_the_scales_as_its_finite_difference_gradient():
     bounds = sub_batch_bounds(24, 4, 0.2)
 
     def gc_at(alphas):
-        stats, _ = scale_statistics(model, theta0, alphas, batch, per_sample_cross_entropy, bounds)
+        stats, _ = scale_statistics(model, theta0, alphas, batch, torch.nn.functional.cross_entropy, bounds)
         return stats
 
     leaves = {k: torch.tensor(1.0, dtype=torch.float64, requires_grad=True) for k in named}
