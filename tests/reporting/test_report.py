@@ -97,3 +97,15 @@ def test_readme_without_markers_is_refused(tmp_path, fake_experiments):
     readme.write_text("no markers\n")
     with pytest.raises(ConfigError, match="markers"):
         reproduce(["fake-ok"], preset="quick", out=tmp_path / "rep", readme=readme)
+
+
+def test_the_standard_tier_runs_the_experiments_on_built_in_data():
+    """`reproduce --preset standard` is the laptop evidence: the experiments of the quick tier (built-in data),
+    not the paper recipes that need a local data root and GPUs."""
+    from tenfold.experiments.registry import discover, quick_names
+    from tenfold.reporting.reproduce import select
+
+    standard = select(None, "standard")
+    assert standard == quick_names() and len(standard) >= 15
+    assert "sltt-cifar" not in standard and "sltt-cifar" in discover()
+    assert "sltt-cifar" in select(None, "paper")

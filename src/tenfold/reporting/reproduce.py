@@ -80,8 +80,8 @@ def select(names: list[str] | None, preset: str) -> list[str]:
         for n in names:
             get(n)
         return names
-    if preset == "quick":
-        return quick_names()
+    if preset in ("quick", "standard"):  # the laptop tiers: the experiments that run on built-in data
+        return [n for n in quick_names() if preset in available_presets(n)]
     exps = sorted(discover().values(), key=lambda e: (e.order, e.name))
     return [e.name for e in exps if preset in available_presets(e.name)]
 
