@@ -18,11 +18,13 @@ def _random_prediction(gt, spec, rng):
     for name, fn in CORRUPTIONS.items():
         pred = fn(pred, spec, float(rng.uniform(0, 0.5)), rng)
     r = rng.random(pred.shape[:2])
-    pred[..., 2] = np.where(r < 0.05, rng.integers(0, 4, pred.shape[:2]), pred[..., 2])  # part noise, pid 0 too
+    with_parts = np.isin(pred[..., 0], spec.parts_sids)  # part noise on classes with parts, pid 0 too (a part
+    noisy = (r < 0.05) & with_parts                         # id on a class without parts is refused: test_strict_eval)
+    pred[..., 2] = np.where(noisy, rng.integers(0, 2, pred.shape[:2]), pred[..., 2])   # pid 1 exists in every class
     pred[..., 2] = np.where(r > 0.98, 255, pred[..., 2])                                   # unknown parts
     pred[..., 1] = np.where(rng.random(pred.shape[:2]) < 0.01, 9, pred[..., 1])            # stray segments
-    unknown = rng.random(pred.shape[:2]) < 0.01                                          # unknown classes
-    pred[..., 0] = np.where(unknown, rng.choice([0, 77, 99]), pred[..., 0])
+    unknown = rng.random(pred.shape[:2]) < 0.01                                          # unevaluated classes and no prediction (ids outside the spec are refused: test_strict_eval)
+    pred[..., 0] = np.where(unknown, rng.choice([0, 255]), pred[..., 0])
     pred = np.roll(pred, int(rng.integers(-2, 3)), axis=int(rng.integers(0, 2)))
     return pred
 

@@ -1,5 +1,5 @@
 """run_method counts oracle calls (a line search makes several per iterate), not iterates; method names of
-docs/pl.md exist in the code."""
+docs/pl-lower-bound.md exist in the code."""
 
 import re
 from pathlib import Path
@@ -9,7 +9,7 @@ import pytest
 from tenfold.errors import ConfigError
 from tenfold.pl import METHODS, CountingOracle, HardFunction, NesterovQuadratic, agd, gd, method_by_name, run_method
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "pl.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "pl-lower-bound.md"
 
 
 def backtracking_gd(oracle, x0, *, step=1.0, shrink=0.5):
