@@ -140,7 +140,7 @@ def test_cli_bad_inputs_are_one_line_errors(dataset, tmp_path, _tenfold):
 
 @pytest.mark.slow
 def test_run_panoptic_metrics_quick(tmp_path, _tenfold):
-    r = _tenfold("run", "partformer-metrics", "--out", tmp_path, "--set", "images=4", "--set", "levels=[0,1]")
+    r = _tenfold("run", "partformer-metrics", "--out", tmp_path, "--set", "images=8", "--set", "levels=[0,1]")
     assert r.returncode == 0, r.stderr
     results = json.loads(next(tmp_path.glob("partformer-metrics/*/results.json")).read_text())
     claims = {c["name"]: c for c in results["claims"]}
