@@ -146,7 +146,7 @@ def test_sltt_cifar_paper_preset_resumes_on_cifar10_pickles(tmp_path, monkeypatc
     root = write_cifar10(tmp_path / "data")
     result = _interrupted_then_resumed(tmp_path, monkeypatch, capsys, "sltt-cifar", [
         "--set", f"root={root}", "--set", "width=4", "--set", "batch_size=16", "--set", "T=2",
-        "--set", "rules=[bptt,sltt-1]", "--set", "train_limit=32", "--set", "time_repeats=3",
+        "--set", "rules=[bptt,sltt-1]", "--set", "train_limit=32", "--set", "time_repeats=5",
         "--set", "time_batch=8", "--set", "timed_k=1"])
     assert result["metrics"]["saved_mb_sltt_1"] < result["metrics"]["saved_mb_bptt"]
 
@@ -157,7 +157,7 @@ def test_sltt_dvs_cifar10_paper_preset_resumes_on_aedat2_recordings(tmp_path, mo
     # the paper's VGG-11 at 48x48 is minutes on a CPU; a narrow plan keeps the preset's data path and recipe
     result = _interrupted_then_resumed(tmp_path, monkeypatch, capsys, "sltt-events", [
         "--set", f"root={root}", "--set", "size=16", "--set", "plan=[8,M,8,M]", "--set", "pool_to=2",
-        "--set", "T=3", "--set", "batch_size=6", "--set", "time_repeats=3", "--set", "time_batch=6",
+        "--set", "T=3", "--set", "batch_size=6", "--set", "time_repeats=5", "--set", "time_batch=6",
         "--set", "rules=[bptt,sltt,sltt-2]"])
     assert "event files under" in result["notes"]
     assert result["metrics"]["saved_mb_sltt"] < result["metrics"]["saved_mb_bptt"]
@@ -168,7 +168,7 @@ def test_sltt_dvs_gesture_paper_preset_resumes_on_aedat3_recordings(tmp_path, mo
     root = _write_dvs_gesture(tmp_path / "DvsGesture")
     result = _interrupted_then_resumed(tmp_path, monkeypatch, capsys, "sltt-events", [
         "--set", f"root={root}", "--set", "size=16", "--set", "plan=[8,M,8,M]", "--set", "pool_to=2",
-        "--set", "T=4", "--set", "batch_size=3", "--set", "time_repeats=3", "--set", "time_batch=3",
+        "--set", "T=4", "--set", "batch_size=3", "--set", "time_repeats=5", "--set", "time_batch=3",
         "--set", "rules=[bptt,sltt,sltt-2]", "--set", "timed_k=2"], preset="paper-gesture")
     assert result["metrics"]["saved_mb_sltt"] < result["metrics"]["saved_mb_bptt"]
 
