@@ -67,6 +67,12 @@ def _lif_step_cases():
              (_rand(9, seed=1), _rand(9, seed=2), s_prev)) for s in SURROGATES]
 
 
+def _multistep_lif_cases():
+    from tenfold.snn.multistep import _MultiStepLIF
+
+    return [(lambda c: _MultiStepLIF.apply(c, 0.6, 1.0, 1.0, "sigmoid", 1.0), (_rand(4, 5, lo=-0.5, hi=2.5),))]
+
+
 def _implicit_gradient_cases():
     from tenfold.snn.spide_models import mlp_f
 
@@ -94,6 +100,7 @@ CASES = {
     "tenfold.snn.surrogate:_Spike": _spike_cases,
     "tenfold.snn.neurons:_FirstSpike": _first_spike_cases,
     "tenfold.snn.neurons:_LIFStep": _lif_step_cases,
+    "tenfold.snn.multistep:_MultiStepLIF": _multistep_lif_cases,
     "tenfold.snn.spide:_ImplicitGradient": _implicit_gradient_cases,
     "tenfold.contrastive.losses:_MPInfoNCE": _mp_infonce_cases,
     "tenfold.implicit.deq:_IFTOutput": _ift_output_cases,

@@ -126,7 +126,8 @@ def test_benchmark_quick_every_target_holds():
     paper = data["paper_scale"]
     for name, T in (("resnet18", 6), ("vgg11", 10)):
         row = paper[name]
-        assert row["T"] == T and 0.95 * T <= row["ratio_bptt_over_sltt"] <= T * 1.001, row
+        # at most T steps' graphs plus the multi-step BPTT's one time-major copy of the input (under 1%)
+        assert row["T"] == T and 0.95 * T <= row["ratio_bptt_over_sltt"] <= T * 1.01, row
         assert row["ratio_bptt_over_sltt"] >= row["paper_ratio"] > 1
         assert abs(row["bptt_linearity"] - 1) < 0.01 and abs(row["sltt_linearity"] - 1) < 0.01
     assert {t["name"] for t in data["targets"] if "paper" in t["name"]} and len(data["bptt_over_sltt_saved"]) == 3
@@ -138,7 +139,7 @@ def test_cifar_paper_preset_runs_end_to_end_on_tiny_local_pickles(tmp_path, caps
     code, out, err = _run(["run", "sltt-cifar", "--preset", "paper", "--out", str(tmp_path / "runs"),
                            "--set", f"root={tmp_path / 'data'}", "--set", "epochs=1", "--set", "width=4",
                            "--set", "batch_size=16", "--set", "T=2", "--set", "rules=[bptt,sltt-1]",
-                           "--set", "train_limit=32", "--set", "time_repeats=3", "--set", "time_batch=8",
+                           "--set", "train_limit=32", "--set", "time_repeats=5", "--set", "time_batch=8",
                            "--set", "timed_k=1"], capsys)
     assert code == 0, err
     (folder,) = (tmp_path / "runs" / "sltt-cifar").iterdir()

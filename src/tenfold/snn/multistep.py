@@ -32,10 +32,13 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from tenfold.second_order import refuse_second_order, second_order
 from tenfold.snn.neurons import LIFNeuron
 from tenfold.snn.surrogate import surrogate_of_membrane
 
 
+@second_order("refuses", alternative="for second derivatives use the one-step BPTT path "
+              "(SNNTrainer.multistep = False), whose LIF steps are exact at second order")
 class _MultiStepLIF(torch.autograd.Function):
     """T LIF steps on currents (T, ...) as one node; saves the membranes u (T, ...) only."""
 
@@ -57,6 +60,7 @@ class _MultiStepLIF(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_s):
+        refuse_second_order(_MultiStepLIF)  # the recurrence below fills buffers in place, outside the graph
         (u_seq,) = ctx.saved_tensors
         lam, reset = ctx.lam, ctx.reset
         grad_i = torch.empty_like(u_seq)
