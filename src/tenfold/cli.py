@@ -154,7 +154,7 @@ def _print_result(data: dict) -> None:
 
     for claim in data.get("claims", []):
         word = verdict(claim)
-        good = word in ("pass", "reproduced", "reproduced (ablation not run)")
+        good = word in ("pass", "reproduced", "reproduced (ablation not run)", "not checked at this tier")
         mark = f"[green]{word}[/green]" if good else f"[red]{word}[/red]"
         ci = claim.get("ci95")
         spread = (f" ± {claim['std']:.2g} over {claim['n']} seeds"

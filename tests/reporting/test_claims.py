@@ -316,3 +316,14 @@ def test_digits_mlp_ablation_removes_only_the_nonlinearity(tmp_path):
     linear_net = ablated["claims"][0]
     assert linear_net["value"] > claim["value"]
     assert not ablation_is_baseline(claim, linear_net, ablated["samples"])
+
+
+def test_a_check_of_a_convergence_property_is_not_checked_at_the_quick_tier():
+    check = Check("chains mix", metric="gap", at_most="thresholds.max_gap", tiers=("standard", "paper"))
+    quick = evaluate_claim(check, _Cfg(), {"gap": 0.5}, {}, tier="quick")
+    assert quick["holds"] and verdict(quick) == "not checked at this tier"
+    standard = evaluate_claim(check, _Cfg(), {"gap": 0.5}, {}, tier="standard")
+    assert not standard["holds"] and verdict(standard) == "fail"
+    with pytest.raises(ClaimError, match="tiers="):
+        registry.register("fake-bad", paper="digits-mlp", config=_Cfg,
+                          claims=[Check("c", metric="gap", at_most="thresholds.max_gap", tiers=("smoke",))])

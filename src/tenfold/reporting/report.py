@@ -68,7 +68,7 @@ def _claims_cell(entry: dict[str, Any]) -> str:
         others = [f"{words.count(w)} {w}" for w in ("inconclusive", "not falsified", "holds (ablation = baseline)",
                                                      "ablation failed") if w in words]
         parts.append(f"paper {ok}/{len(paper)} reproduced" + (f", {', '.join(others)}" if others else ""))
-    checks = [c for c in claims if c.get("kind") == "check"]
+    checks = [c for c in claims if c.get("kind") == "check" and not c.get("not_checked")]
     if checks:
         parts.append(f"checks {sum(bool(c['holds']) for c in checks)}/{len(checks)} pass")
     return "; ".join(parts)
@@ -178,7 +178,7 @@ def render_markdown(entries: list[dict[str, Any]], out_dir: Path, *, title: str,
     n_notrep = counts.get("paper:not reproduced", 0)
     n_incon = counts.get("paper:inconclusive", 0)
     n_base = counts.get("paper:holds (ablation = baseline)", 0)
-    n_check = sum(v for k, v in counts.items() if k.startswith("check:"))
+    n_check = sum(v for k, v in counts.items() if k.startswith("check:") and k != "check:not checked at this tier")
     n_pass = counts.get("check:pass", 0)
     failed = [e["experiment"] for e in entries if e.get("status") != "ok"]
     paper_line = (f"paper claims: {n_repro}/{n_paper} reproduced, {n_notrep} not reproduced, {n_incon} inconclusive"
