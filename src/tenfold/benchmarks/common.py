@@ -15,15 +15,7 @@ from tenfold.engine.threads import fixed_threads  # noqa: F401  (moved to the en
 def median_times(fns: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1) -> dict[str, float]:
     """Median wall seconds of each callable, measured interleaved (a, b, c, a, b, c, ...) so that
     drifts in machine load hit every contender alike."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for key, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            samples[key].append(time.perf_counter() - t0)
+    samples = interleaved_samples(fns, repeats=repeats, warmup=warmup)
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
