@@ -19,6 +19,8 @@ BAD = [
     (["config", "nosuch"], "unknown experiment 'nosuch'"),
     (["bench", "no-such-bench"], "unknown benchmark"),
     (["reproduce", "--quick", "--only", "digits-mlp,nope"], "unknown experiment 'nope'"),
+    (["reproduce", "--quick", "--preset", "standard", "--only", "digits-mlp"], "--quick and --preset standard disagree"),
+    (["reproduce", "--preset", "smoke", "--only", "digits-mlp"], "preset 'smoke' does not exist"),
     # presets and config files
     (["run", "digits-mlp", "--preset", "huge"], "preset 'huge' does not exist"),
     (["config", "digits-mlp", "--preset", "huge"], "preset 'huge' does not exist"),

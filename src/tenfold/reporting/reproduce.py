@@ -79,6 +79,9 @@ def select(names: list[str] | None, preset: str) -> list[str]:
     if names:
         for n in names:
             get(n)
+            if preset not in available_presets(n):
+                raise ConfigError(f"preset '{preset}' does not exist for experiment '{n}': choose one of "
+                                  f"{', '.join(available_presets(n))}")
         return names
     if preset in ("quick", "standard"):  # the laptop tiers: the experiments that run on built-in data
         return [n for n in quick_names() if preset in available_presets(n)]
