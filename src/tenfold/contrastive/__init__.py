@@ -9,20 +9,34 @@ reference), :func:`simclr_attn_loss` (SimCLR-Attn), :func:`simsiam_loss` and :fu
 with its per-sample :class:`MultiStageBank` (SimSiam-Multi), :func:`rewired_infonce` (experimental).
 Positive graphs: :func:`pair_positives`, :func:`view_positives`, :func:`positives_from_indexes`.
 Negatives from earlier batches: :class:`MemoryBank`.
+
+The names are loaded on first use (PEP 562), so the torch-free :mod:`tenfold.contrastive.config` (the
+pre-training settings, read by ``tenfold config``) can be imported without torch.
 """
 
-from tenfold.contrastive.attention import attention_weights, simclr_attn_loss
-from tenfold.contrastive.bank import MemoryBank
-from tenfold.contrastive.losses import (
-    affinity_matrix, dense_positive_matrix, infonce_parts, message_passing_gradients, mp_infonce, nt_xent,
-    pair_positives, positive_graph, positives_from_indexes, view_positives,
-)
-from tenfold.contrastive.multistage import MultiStageBank, simsiam_loss, simsiam_multi_loss
-from tenfold.contrastive.rewiring import knn_positives, rewired_infonce, rewired_positives
+import importlib
 
-__all__ = [
-    "attention_weights", "simclr_attn_loss", "affinity_matrix", "dense_positive_matrix", "infonce_parts",
-    "message_passing_gradients", "mp_infonce", "nt_xent", "pair_positives", "positive_graph",
-    "positives_from_indexes", "view_positives", "MultiStageBank", "simsiam_loss", "simsiam_multi_loss",
-    "knn_positives", "rewired_infonce", "rewired_positives", "MemoryBank",
-]
+_EXPORTS = {
+    "attention": ["attention_weights", "simclr_attn_loss"],
+    "bank": ["MemoryBank"],
+    "losses": ["affinity_matrix", "dense_positive_matrix", "infonce_parts", "message_passing_gradients",
+               "mp_infonce", "nt_xent", "pair_positives", "positive_graph", "positives_from_indexes",
+               "view_positives"],
+    "multistage": ["MultiStageBank", "simsiam_loss", "simsiam_multi_loss"],
+    "rewiring": ["knn_positives", "rewired_infonce", "rewired_positives"],
+}
+_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = [name for names in _EXPORTS.values() for name in names]
+
+
+def __getattr__(name: str):
+    if name in _HOME:
+        value = getattr(importlib.import_module(f"tenfold.contrastive.{_HOME[name]}"), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'tenfold.contrastive' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

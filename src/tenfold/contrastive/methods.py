@@ -12,14 +12,12 @@ import torch
 
 from tenfold.contrastive.attention import simclr_attn_loss
 from tenfold.contrastive.bank import MemoryBank
+from tenfold.contrastive.config import METHODS, SIAMESE  # noqa: F401  (re-exported: their home is torch-free)
 from tenfold.contrastive.losses import MULTI_POSITIVE, mp_infonce, pair_positives
 from tenfold.contrastive.models import ContrastiveModel, simclr_projector, simsiam_predictor, simsiam_projector
 from tenfold.contrastive.multistage import MultiStageBank, simsiam_loss, simsiam_multi_loss
 from tenfold.contrastive.rewiring import rewired_infonce
 from tenfold.errors import require
-
-METHODS = ("simclr", "simclr-attn", "simsiam", "simsiam-multi", "rewire")
-SIAMESE = ("simsiam", "simsiam-multi")
 
 
 @dataclass(frozen=True)
