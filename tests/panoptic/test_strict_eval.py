@@ -224,7 +224,8 @@ def test_bias_claim_fails_for_a_wrong_partpq(tmp_path):
     """partformer-metrics' paper claim (PartPQ biases to PQ: ratio in [0.30, 0.40]) holds for the published
     PartPQ and fails for a wrong one: background counted differently, or the parts of only one class scored;
     the definitions' check follows each variant (it tests the implementation, not the paper)."""
-    from tenfold.papers.partformer.experiments_metrics import MetricsThresholds, definitions_ratio
+    from tenfold.papers.partformer.configs import MetricsThresholds
+    from tenfold.papers.partformer.experiments_metrics import definitions_ratio
 
     th = MetricsThresholds()
     spec = specs(tmp_path)[0]

@@ -17,14 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
 
-from tenfold.config import Config
 from tenfold.data.panoptic_scenes import generate_scenes, scene_paths, write_scenes
 from tenfold.engine import RunContext, Stage
 from tenfold.engine.checkpoint import save_weights
 from tenfold.errors import ConfigError
 from tenfold.experiments.registry import register
+from tenfold.papers.partformer.configs import PartFormerScenesConfig
 from tenfold.panoptic.baselines import MajorityStuff, colour_rule
 from tenfold.panoptic.dataset import PanopticPartsDataset, PartsFolderDataset, collate
 from tenfold.panoptic.evaluator import evaluate_folders
@@ -35,70 +34,6 @@ from tenfold.panoptic.metrics import evaluate_arrays
 from tenfold.panoptic.model import PartFormerConfig, PartWholeFormer
 from tenfold.reporting import Check, PaperClaim, Result, markdown_table
 from tenfold.reporting.figures import new_figure
-
-
-class ScenesThresholds(Config):
-    min_gain_vs_baselines: float = Field(0.05, description="source: design; 5 PartPQ points over the best "
-                                         "non-learned rule on the classes with parts, the scale of the gaps between "
-                                         "published PPS methods (Panoptic-PartFormer R50 57.5 vs TAPPS R50 59.3 "
-                                         "PartPQ on Cityscapes-PP); fixed before the run")
-    min_mechanism_gain: float = Field(0.02, description="source: PanopticPartFormer++ abstract: +2 PartPQ on "
-                                      "Cityscapes-PP over Panoptic-PartFormer, the size of effect its mechanisms "
-                                      "give together; an ablation gain below it (or within the seed spread) is "
-                                      "reported as not reproduced")
-    max_folder_gap: float = Field(1e-12, description="source: identity; the saved PNGs hold the in-memory "
-                                  "predictions exactly, so eval-parts must give the same PartPQ to round-off")
-
-
-class PartFormerScenesConfig(Config):
-    seeds: int = Field(3, ge=1, description="independent seeds (scenes and initialisation) of every comparison")
-    train_scenes: int = Field(64, ge=8)
-    val_scenes: int = Field(24, ge=4)
-    size: int = Field(48, ge=32, le=2048, description="scene height and width in pixels (scenes only)")
-    shared_part_colours: bool = Field(True, description="persons in car part colours: parts, not colour, "
-                                      "separate the classes")
-    steps: int = Field(60, ge=1, description="training iterations per model")
-    chunk: int = Field(20, ge=1, description="iterations per resumable stage epoch (one checkpoint each)")
-    batch_size: int = Field(8, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    backbone_lr_mult: float = Field(1.0, gt=0, description="backbone learning rate = lr x this (Mask2Former: 0.1)")
-    weight_decay: float = Field(0.05, ge=0)
-    grad_clip: float = Field(1.0, gt=0)
-    amp: bool = Field(False, description="mixed precision (bfloat16 autocast on CPU, float16 + GradScaler on CUDA)")
-    num_points: int = Field(256, ge=16, description="sampled points per mask for the mask losses")
-    num_queries: int = Field(12, ge=1)
-    num_layers: int = Field(2, ge=1)
-    hidden: int = Field(32, ge=8)
-    part_hidden: int = Field(32, ge=8)
-    heads: int = Field(4, ge=1)
-    ffn: int = Field(64, ge=1)
-    backbone: str = "tiny"
-    backbone_weights: str | None = Field(None, description="local backbone weights: a timm checkpoint or a "
-                                         "torchvision ResNet-50 state dict (never downloaded)")
-    part_whole_attention: bool = Field(True, description="part queries attend inside the wholes with parts "
-                                       "(False: only inside their own masks)")
-    decoupled: bool = Field(True, description="separate part decoder (False: parts read the whole features)")
-    ablations: bool = Field(True, description="also train the two ablated models for the mechanism claims")
-    num_part_queries: int | None = Field(None, ge=0, description="must equal the spec's flat part classes; "
-                                         "None derives it from the spec")
-    data_root: str | None = Field(None, description="data folder instead of scenes: leftImg8bit/{train,val} + "
-                                  "gtFinePanopticParts/{train,val} (Cityscapes-Panoptic-Parts) or images/ + labels/")
-    eval_spec: str | None = Field(None, description="eval spec YAML (or a shipped short name) for data_root")
-    crop: int | None = Field(None, ge=16, description="random crop size for data_root training (Mask2Former "
-                             "Cityscapes: 512x1024 as 512); None = whole images")
-    min_scale: float = Field(0.5, gt=0, description="random scale range for data_root training (Mask2Former 0.5-2.0)")
-    max_scale: float = Field(2.0, gt=0)
-    workers: int = Field(0, ge=0, description="DataLoader worker processes for data_root training")
-    score_threshold: float = Field(0.5, gt=0, lt=1)
-    thresholds: ScenesThresholds = ScenesThresholds()
-
-    @model_validator(mode="after")
-    def _spec_with_root(self) -> "PartFormerScenesConfig":
-        if self.data_root is not None and self.eval_spec is None:
-            raise ValueError("data_root needs eval_spec (the eval spec YAML of that data)")
-        if self.min_scale > self.max_scale:
-            raise ValueError(f"min_scale={self.min_scale} is invalid: expected <= max_scale={self.max_scale}")
-        return self
 
 
 CLAIMS = [

@@ -11,15 +11,13 @@ part mIoU); the paper's own formula could not be read, so every output labels it
 
 from __future__ import annotations
 
-from typing import Literal
 
 import numpy as np
-from pydantic import Field
 
-from tenfold.config import Config
 from tenfold.data.panoptic_scenes import generate_scenes, write_spec_files
 from tenfold.engine import RunContext
 from tenfold.experiments.registry import register
+from tenfold.papers.partformer.configs import PanopticMetricsConfig
 from tenfold.panoptic.corrupt import CORRUPTIONS
 from tenfold.panoptic.format import EvalSpec
 from tenfold.panoptic.merge import gt_to_prediction
@@ -28,47 +26,6 @@ from tenfold.reporting import Check, PaperClaim, Result, markdown_table
 from tenfold.reporting.figures import new_figure
 
 METRICS = ("PQ", "PartPQ", "PartPQ_parts", "part_mIoU", "PWQ (provisional)")
-
-
-class MetricsThresholds(Config):
-    exact: float = Field(1e-12, description="source: identities of the definitions; floating-point round-off "
-                         "of sums over a few hundred segments stays below 1e-12")
-    max_swap_miou: float = Field(0.9, description="source: theory; swapping two of three parts in every car and "
-                                 "person zeroes 4 of the 6 flat part IoUs where they are swapped, so part mIoU "
-                                 "(background included) must end far below 1; 0.9 is a loose bound")
-    max_split_pq: float = Field(0.9, description="source: theory; splitting every thing instance in two turns each "
-                                "TP into FN + 2 FP for thing classes (3 of 5 classes), so PQ ends near 0.6; 0.9 "
-                                "is a loose bound")
-    max_pwq: float = Field(0.95, description="source: design of PWQ (provisional): a geometric mean falls when either "
-                           "term falls; 0.95 asks for a visible response to errors that drop one term to <= 0.9")
-    bias_tolerance: float = Field(0.03, description="source: measured; segments whose parts are partly occluded "
-                                  "score other than 1/2 under a swap, which moves the ratio off the value of the "
-                                  "definitions by 0.004-0.007 on 3 scene sets of 8-24 scenes (docs/partformer.md, "
-                                  "'partformer-metrics'); 0.03 leaves room for smaller scene sets")
-    min_bias_ratio: float = Field(0.30, description="source: de Geus et al. CVPR'21 PartPQ (Eq. 1) as the reference "
-                                  "implementation panoptic_parts 2.0rc6 scores it (every class with parts, background "
-                                  "label counted in the part mIoU): on these scenes 2 of 5 classes have 3 parts, a swap "
-                                  "of two of them scores 1/2 per segment and part mIoU loses 4 of 7 labels, so the "
-                                  "published PartPQ gives (2/5)(1/2)/(4/7) = 0.35; the bounds are 0.35 -/+ 0.05")
-    max_bias_ratio: float = Field(0.40, description="source: as min_bias_ratio; the ++ paper's 'PartPQ biases to PQ' "
-                                  "(arXiv:2301.00954, abstract) for this class mix. A PartPQ without the background "
-                                  "term gives 0.47, one that scores the parts of only one class 0.2 or less")
-class PanopticMetricsConfig(Config):
-    seeds: int = Field(3, ge=1, description="independent scene sets; the bias ratio is reported per seed")
-    images: int = Field(24, ge=1, le=10_000, description="procedural scenes per seed")
-    height: int = Field(96, ge=16, le=4096)
-    width: int = Field(128, ge=16, le=4096)
-    min_things: int = Field(3, ge=0, le=100)
-    max_things: int = Field(6, ge=1, le=100)
-    levels: list[float] = Field([0.0, 0.25, 0.5, 0.75, 1.0], min_length=2,
-                                description="fractions of thing segments corrupted (the curves use seed 0)")
-    shift_px: int = Field(4, ge=1, le=256, description="shift of the 'shifted mask' corruption")
-    combiner: str = Field("geometric", description="PWQ combiner: geometric | harmonic | arithmetic")
-    include_bg: bool = Field(True, description="PartPQ's part score counts the background label, as the reference "
-                             "implementation does (False: the CVPR'21 paper's wording)")
-    partpq_classes: Literal["all", "parts"] = Field("all", description="classes the bias ratio's PartPQ averages: "
-                                                    "all (the published PartPQ) or only classes with parts")
-    thresholds: MetricsThresholds = MetricsThresholds()
 
 
 CLAIMS = [
