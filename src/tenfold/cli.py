@@ -134,11 +134,11 @@ def show_config(
     The output is a valid --config file: `tenfold config NAME > my.yaml`, edit, `tenfold run NAME --config my.yaml`.
     """
     from tenfold.config import resolve, to_yaml
-    from tenfold.experiments.registry import get
+    from tenfold.experiments.registry import config_of
 
-    exp = get(name)
-    cfg = resolve(exp.config, name, preset, tuple(set_), config_file=config)
-    sys.stdout.write(f"# {name} ({preset}): {exp.description}\n" + to_yaml(cfg))
+    cls, description = config_of(name)  # the paper's torch-free configs module, not the experiment (torch)
+    cfg = resolve(cls, name, preset, tuple(set_), config_file=config)
+    sys.stdout.write(f"# {name} ({preset}): {description}\n" + to_yaml(cfg))
 
 
 def _number(value) -> str:

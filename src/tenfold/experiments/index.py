@@ -4,7 +4,8 @@ Experiments are registered in ``tenfold/papers/<paper>/experiments.py`` (and ``e
 
 ``tenfold list`` and the unknown-name error use this, so they do not import torch and every method family
 (seconds); a ``@register(...)`` whose arguments are not literals (or module-level string constants) is
-taken from the imported module instead.
+taken from the imported module instead. ``tenfold config`` uses the ``config=`` class's name and the torch-free
+module it is imported from (``from tenfold.papers.<paper>.configs import X``) to import only that module.
 """
 
 from __future__ import annotations
@@ -38,6 +39,17 @@ def _value(node: ast.expr, constants: dict[str, Any]) -> Any:
     return ast.literal_eval(node)
 
 
+def _config_imports(tree: ast.Module) -> dict[str, tuple[str, str]]:
+    """Local name -> (module, name) of the module-level ``from <...>.configs import ...`` statements: the
+    torch-free modules that hold the experiments' config classes."""
+    out = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").endswith(".configs"):
+            for alias in node.names:
+                out[alias.asname or alias.name] = (node.module, alias.name)
+    return out
+
+
 def experiment_modules() -> list[tuple[str, Path]]:
     """(dotted module name, file) of every module that registers experiments, in a stable order."""
     out = []
@@ -55,6 +67,7 @@ def scan_module(path: Path, module: str = "") -> list[dict[str, Any]] | None:
     except (OSError, SyntaxError):
         return None
     constants = _constants(tree)
+    configs = _config_imports(tree)
     found = []
     for node in ast.walk(tree):
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -69,6 +82,9 @@ def scan_module(path: Path, module: str = "") -> list[dict[str, Any]] | None:
                 for kw in deco.keywords:
                     if kw.arg in _FIELDS:
                         entry[kw.arg] = _value(kw.value, constants)
+                    elif kw.arg == "config" and isinstance(kw.value, ast.Name) and kw.value.id in configs:
+                        # else (a class defined or imported elsewhere) tenfold config imports the experiment
+                        entry["config_module"], entry["config"] = configs[kw.value.id]
             except (ValueError, IndexError, TypeError):
                 return None
             if not isinstance(entry["name"], str) or "paper" not in entry:
@@ -78,8 +94,9 @@ def scan_module(path: Path, module: str = "") -> list[dict[str, Any]] | None:
 
 
 def experiment_index() -> list[dict[str, Any]]:
-    """Every experiment as ``{name, paper, description, quick, order, processes, module}``, sorted as the
-    report orders them; modules that cannot be read statically are imported."""
+    """Every experiment as ``{name, paper, description, quick, order, processes, module}`` (and ``config``,
+    ``config_module``: its config class's name and torch-free module, where the source names them), sorted as
+    the report orders them; modules that cannot be read statically are imported."""
     entries: list[dict[str, Any]] = []
     for module, path in experiment_modules():
         found = scan_module(path, module)

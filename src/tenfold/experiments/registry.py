@@ -110,6 +110,25 @@ def get(name: str) -> Experiment:
     raise ConfigError(f"unknown experiment {name!r}: {hint} (see `tenfold list`)")
 
 
+def config_of(name: str) -> tuple[type[Config], str]:
+    """The config class and description of the experiment ``name``. Where its module's source names the class's
+    torch-free module (``tenfold/papers/<paper>/configs.py``, read by :mod:`tenfold.experiments.index`), only that
+    module is imported, so ``tenfold config`` answers without torch; otherwise the experiment is imported."""
+    if name not in REGISTRY and not _discovered:
+        from tenfold.experiments.index import experiment_index
+
+        entry = next((e for e in experiment_index() if e["name"] == name), None)
+        if entry is not None and "config_module" in entry:
+            try:
+                cls = getattr(importlib.import_module(entry["config_module"]), entry["config"])
+            except (ImportError, AttributeError):  # the full import below records or raises the reason
+                cls = None
+            if isinstance(cls, type) and issubclass(cls, Config):
+                return cls, entry["description"]
+    exp = get(name)
+    return exp.config, exp.description
+
+
 def quick_names() -> list[str]:
     discover()
     return [e.name for e in sorted(REGISTRY.values(), key=lambda e: (e.order, e.name)) if e.quick]
