@@ -50,3 +50,63 @@ def test_config_imports_only_the_module_that_registers_the_experiment():
     # nor what only running or reporting needs (matplotlib is imported on the first figure)
     heavy = [n for n in data["modules"] if n.split(".")[0] in {"matplotlib", "lightning", "sklearn", "torchmetrics"}]
     assert not heavy, heavy[:5]
+
+
+# One interpreter imports every paper's configs module, then answers `tenfold config NAME --preset P` for every
+# experiment and preset, recording the heavy modules each step loaded (a fresh interpreter each costs seconds).
+_CONFIG_ALL = """
+import contextlib, importlib, io, json, sys
+from pathlib import Path
+import tenfold
+from tenfold.cli import cli_main
+from tenfold.config import available_presets
+from tenfold.experiments.index import experiment_index
+
+HEAVY = ("torch", "lightning", "timm", "sklearn", "matplotlib", "torchvision", "scipy")
+heavy = lambda: sorted(n for n in sys.modules if n.split(".")[0] in HEAVY)
+papers = Path(tenfold.__file__).parent / "papers"
+for path in sorted(papers.glob("*/configs.py")):
+    importlib.import_module(f"tenfold.papers.{path.parent.name}.configs")
+out = {"configs_modules": heavy(), "experiments": {}}
+for entry in experiment_index():
+    before, texts = set(heavy()), {}
+    for preset in available_presets(entry["name"]):
+        with contextlib.redirect_stdout(io.StringIO()) as text:
+            code = cli_main(["config", entry["name"], "--preset", preset])
+        texts[preset] = [code, text.getvalue()]
+    out["experiments"][entry["name"]] = {"texts": texts, "heavy": sorted(set(heavy()) - before)}
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def configs_without_torch() -> dict:
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, "-c", _CONFIG_ALL], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_the_papers_configs_modules_import_no_torch(configs_without_torch):
+    assert configs_without_torch["configs_modules"] == []
+
+
+def _experiments() -> list[str]:
+    from tenfold.experiments.index import experiment_index
+
+    return [e["name"] for e in experiment_index()]
+
+
+@pytest.mark.parametrize("name", _experiments())
+def test_config_answers_without_torch_and_prints_what_the_registry_gives(name, configs_without_torch):
+    """`tenfold config NAME` imports only the paper's configs module; its YAML for every preset is the one the
+    imported experiment's config class gives."""
+    from tenfold.config import resolve, to_yaml
+    from tenfold.experiments import discover
+
+    got = configs_without_torch["experiments"][name]
+    assert got["heavy"] == [], got["heavy"][:5]
+    exp = discover()[name]
+    for preset, (code, text) in got["texts"].items():
+        assert code == 0, (preset, text[-300:])
+        assert text == f"# {name} ({preset}): {exp.description}\n" + to_yaml(resolve(exp.config, name, preset))

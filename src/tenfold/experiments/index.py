@@ -93,6 +93,22 @@ def scan_module(path: Path, module: str = "") -> list[dict[str, Any]] | None:
     return found
 
 
+def find_entry(name: str) -> dict[str, Any] | None:
+    """The index entry of the experiment ``name``, reading only the modules whose source holds the name (one
+    or two, not all of them: ``tenfold config`` runs this once); None when none of them registers it
+    statically (the caller then imports)."""
+    for module, path in experiment_modules():
+        try:
+            if name not in path.read_text():
+                continue
+        except OSError:
+            continue
+        for entry in scan_module(path, module) or []:
+            if entry["name"] == name:
+                return entry
+    return None
+
+
 def experiment_index() -> list[dict[str, Any]]:
     """Every experiment as ``{name, paper, description, quick, order, processes, module}`` (and ``config``,
     ``config_module``: its config class's name and torch-free module, where the source names them), sorted as

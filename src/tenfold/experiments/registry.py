@@ -115,9 +115,9 @@ def config_of(name: str) -> tuple[type[Config], str]:
     torch-free module (``tenfold/papers/<paper>/configs.py``, read by :mod:`tenfold.experiments.index`), only that
     module is imported, so ``tenfold config`` answers without torch; otherwise the experiment is imported."""
     if name not in REGISTRY and not _discovered:
-        from tenfold.experiments.index import experiment_index
+        from tenfold.experiments.index import find_entry
 
-        entry = next((e for e in experiment_index() if e["name"] == name), None)
+        entry = find_entry(name)
         if entry is not None and "config_module" in entry:
             try:
                 cls = getattr(importlib.import_module(entry["config_module"]), entry["config"])

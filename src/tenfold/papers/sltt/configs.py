@@ -11,7 +11,7 @@ from tenfold.config import Config
 from tenfold.errors import ConfigError
 
 # The surrogate names of tenfold.snn.surrogate.SURROGATES and the rule spellings of tenfold.snn.train.parse_rule,
-# copied so that the config validates without importing the snn family (torch); tests/snn/test_sltt_configs.py
+# copied so that the config validates without importing the snn family (torch); tests/test_paper_configs.py
 # checks that they agree.
 SURROGATES = ("triangle", "rectangle", "sigmoid", "atan")
 

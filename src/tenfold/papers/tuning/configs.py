@@ -14,7 +14,7 @@ PAPER_VTAB = {"vpt-deep": 69.43, "adaptformer": 72.32, "lora-qv": 72.25, "bitfit
 CLAIMED = list(PAPER_VTAB)
 
 # The task names of tenfold.tuning.tasks.TASKS and tenfold.tuning.vtab.VTAB_TASKS, copied so that the config
-# validates without importing the tuning family (torch); tests/tuning/test_configs.py checks the copies agree.
+# validates without importing the tuning family (torch); tests/test_paper_configs.py checks the copies agree.
 MINI_TASKS = ("digits-5-9", "rotation", "inverted", "shapes")
 VTAB_TASKS = ("cifar", "caltech101", "dtd", "oxford_flowers102", "oxford_iiit_pet", "svhn", "sun397",
               "patch_camelyon", "eurosat", "resisc45", "diabetic_retinopathy", "clevr_count", "clevr_dist",

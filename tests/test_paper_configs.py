@@ -1,0 +1,85 @@
+"""Each paper's configs live in a torch-free ``tenfold/papers/<paper>/configs.py`` that ``tenfold config`` imports
+alone (tests/cli/test_startup.py checks it loads no torch): every experiment's config is found there from the
+source, and the names copied into it from the method families (which import torch) agree with theirs."""
+
+import importlib
+
+import pytest
+
+from tenfold.errors import ConfigError
+from tenfold.experiments import discover
+from tenfold.experiments.index import find_entry, scan_module
+
+EXPERIMENTS = sorted(discover())
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_the_config_is_found_in_its_papers_configs_module(name):
+    """The source index names the registered config class and its paper's configs module (a config defined in
+    the experiments module would send `tenfold config` through the full import of torch)."""
+    exp = discover()[name]
+    entry = find_entry(name)
+    paper = exp.run.__module__.split(".")[2]
+    assert entry is not None and entry.get("config_module") == f"tenfold.papers.{paper}.configs", entry
+    assert getattr(importlib.import_module(entry["config_module"]), entry["config"]) is exp.config
+    assert entry["description"] == exp.description
+
+
+DEMO = '''from tenfold.papers.demo.configs import DemoConfig as Renamed
+from tenfold.config import Config
+
+
+class Local(Config):
+    pass
+
+
+@register("demo-a", paper="demo", config=Renamed)
+def a(cfg, ctx):
+    """First."""
+
+
+@register("demo-b", paper="demo", config=Local)
+def b(cfg, ctx):
+    """Second."""
+'''
+
+
+def test_the_index_reads_the_config_class_and_the_configs_module_it_is_imported_from(tmp_path):
+    source = tmp_path / "experiments.py"
+    source.write_text(DEMO)
+    a, b = scan_module(source, "tenfold.papers.demo.experiments")
+    assert (a["config_module"], a["config"], a["description"]) == ("tenfold.papers.demo.configs", "DemoConfig",
+                                                                   "First.")
+    assert "config_module" not in b  # defined beside the experiment: `tenfold config` imports the experiment
+
+
+def test_sltt_copies_agree_with_the_snn_family():
+    from tenfold.papers.sltt import configs
+    from tenfold.snn.surrogate import SURROGATES
+    from tenfold.snn.train import parse_rule
+
+    assert configs.SURROGATES == tuple(SURROGATES)
+    for rule in ["bptt", "sltt", "sltt-1", "sltt-12", "sltt-k", "sltt-", "sltt-x", "bptt-2", "", "SLTT-2"]:
+        try:
+            expected = parse_rule(rule)
+        except ConfigError as exc:
+            with pytest.raises(ConfigError) as got:
+                configs.parse_rule(rule)
+            assert str(got.value) == str(exc)
+        else:
+            assert configs.parse_rule(rule) == expected
+
+
+def test_tuning_task_names_agree_with_the_tuning_family():
+    from tenfold.papers.tuning import configs
+    from tenfold.tuning.tasks import TASKS
+    from tenfold.tuning.vtab import VTAB_TASKS
+
+    assert configs.MINI_TASKS == tuple(TASKS) and configs.VTAB_TASKS == tuple(VTAB_TASKS)
+
+
+def test_the_contrastive_method_names_have_one_home():
+    from tenfold.contrastive import config, methods, pretrain
+
+    assert methods.METHODS is config.METHODS and methods.SIAMESE is config.SIAMESE
+    assert pretrain.TrainConfig is config.TrainConfig
