@@ -293,8 +293,8 @@ def solve(game: Game | Callable[[torch.Tensor, torch.Tensor], torch.Tensor], met
     :data:`DEFAULTS`. ``x0``, ``y0``: initial particles of the baselines (default: prior draws; PAPAL draws
     from the prior pi = N(0, lam2/(2 lam1) I) at every outer step, so it takes none); they also set the
     device and dtype. ``average``: PAPAL's output is the gamma-weighted mixture (gamma_t = mu^(-t)) of the
-    last ``average`` iterates, the measure Corollary 9 bounds (default min(10, outer_steps); 1 is Option I,
-    the last pair). ``every``: record the trajectory every so many (outer) steps (default: every outer step
+    last ``average`` iterates, the measure Corollary 9 bounds (default min(10, ceil(outer_steps / 2)); 1 is
+    Option I, the last pair). ``every``: record the trajectory every so many (outer) steps (default: every outer step
     for PAPAL, steps // 20 for the baselines). ``track_ni=False`` skips the per-step NI (the costly
     diagnostic; the final NI is always computed). ``ni_options``: passed to ``ni_error`` (box, grid_step,
     starts, iters, ...). ``gap_box``, ``gap_points``: the grid [-gap_box, gap_box] of the 1-D gap estimate
@@ -333,7 +333,7 @@ def solve(game: Game | Callable[[torch.Tensor, torch.Tensor], torch.Tensor], met
     outer = opts.get("outer_steps", opts.get("steps"))
     require(isinstance(outer, int) and outer >= 1, "steps", outer, "a positive integer number of steps")
     if average is None:
-        average = min(10, outer) if method == "papal" else 1
+        average = min(10, math.ceil(outer / 2)) if method == "papal" else 1  # the early half is far off
     require(isinstance(average, int) and 1 <= average <= (outer if method == "papal" else 1), "average", average,
             f"between 1 and {outer} iterates for PAPAL (1 for {method})")
     every = every if every is not None else (1 if method == "papal" else max(1, outer // 20))
