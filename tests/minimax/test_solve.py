@@ -164,6 +164,8 @@ BAD = {
     "x0 for PAPAL": (dict(game=SinusoidGame(), x0=torch.zeros(5, 1, dtype=D)), r"^x0='given' is invalid"),
     "average past the iterates": (dict(game=SinusoidGame(), outer_steps=3, average=4), r"^average=4 is invalid"),
     "no particles": (dict(game=SinusoidGame(), particles=0), r"^particles=0 is invalid"),
+    "particles against x0": (dict(game=SinusoidGame(), method="mfl-da", x0=torch.zeros(5, 1, dtype=D)),
+                             r"^particles=8 is invalid: expected len\(x0\) = 5 or left out"),
 }
 
 

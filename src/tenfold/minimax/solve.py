@@ -275,7 +275,7 @@ def _weighted_stats(z: torch.Tensor, w: torch.Tensor) -> tuple[float, float, flo
 
 
 def solve(game: Game | Callable[[torch.Tensor, torch.Tensor], torch.Tensor], method: str = "papal", *,
-          particles: int = 100, lam1: float = 0.05, lam2: float = 0.1, dims: tuple[int, int] | None = None,
+          particles: int | None = None, lam1: float = 0.05, lam2: float = 0.1, dims: tuple[int, int] | None = None,
           x0: torch.Tensor | None = None, y0: torch.Tensor | None = None, device: torch.device | str | None = None,
           dtype: torch.dtype | None = None, seed: int = 0, generator: torch.Generator | None = None,
           average: int | None = None, every: int | None = None, track_ni: bool = True,
@@ -288,7 +288,8 @@ def solve(game: Game | Callable[[torch.Tensor, torch.Tensor], torch.Tensor], met
     ``method``: "papal" (targets the entropy-regularized MNE of L(p, q) = E_p E_q f + R(p) - R(q),
     R(p) = E_p[lam1 |x|^2 + lam2 log p]; Algorithm 1), "mfl-da" (mean-field Langevin descent-ascent, the same
     target) or "wfr-da" (conic particle mirror-prox, no entropy: heads for the unregularized MNE).
-    ``options``: the method's own arguments (``papal``: outer_steps, inner_steps, step, sampler, inner, ...;
+    ``particles``: M per player (default 100, or
+    the number of initial particles). ``options``: the method's own arguments (``papal``: outer_steps, inner_steps, step, sampler, inner, ...;
     ``mfl_da``: step, steps, ratio, y_steps; ``wfr_da``: weight_step, position_step, steps), over
     :data:`DEFAULTS`. ``x0``, ``y0``: initial particles of the baselines (default: prior draws; PAPAL draws
     from the prior pi = N(0, lam2/(2 lam1) I) at every outer step, so it takes none); they also set the
@@ -303,8 +304,6 @@ def solve(game: Game | Callable[[torch.Tensor, torch.Tensor], torch.Tensor], met
     require(method in METHODS, "method", method, f"one of {METHODS}")
     game = _resolve_game(game, dims)
     check_regularization(lam1, lam2, game.torus)
-    require(isinstance(particles, int) and not isinstance(particles, bool) and particles >= 1, "particles",
-            particles, "a positive integer")
     fn = _FUNCTIONS[method]
     allowed = set(inspect.signature(fn).parameters) - _OWN
     unknown = sorted(set(options) - allowed)
@@ -319,6 +318,12 @@ def solve(game: Game | Callable[[torch.Tensor, torch.Tensor], torch.Tensor], met
         require(x0.device == y0.device and x0.dtype == y0.dtype, "y0", f"{y0.dtype} on {y0.device}",
                 f"the dtype and device of x0 ({x0.dtype} on {x0.device})")
     first = x0 if x0 is not None else y0
+    for name, z in (("x0", x0), ("y0", y0)):
+        require(particles is None or z is None or len(z) == particles, "particles", particles,
+                f"len({name}) = {len(z) if z is not None else 0} or left out (the initial particles set it)")
+    particles = (len(first) if first is not None else 100) if particles is None else particles
+    require(isinstance(particles, int) and not isinstance(particles, bool) and particles >= 1, "particles",
+            particles, "a positive integer")
     if device is None:
         device = first.device if first is not None else (generator.device if generator is not None else "cpu")
     device = torch.device(device)
