@@ -109,3 +109,25 @@ def test_paper_preset_runs_a_few_steps(tmp_path, capsys, small_foundation):
     assert code == 0, capsys.readouterr().err
     _, data = results(tmp_path)
     assert data["preset"] == "paper" and data["metrics"]["lion_max_backward_residual"] <= 1e-6
+
+
+@pytest.mark.parametrize("ablation", ["solve=one_step", "score=random"])
+def test_budget_keeping_ablations_run_with_the_same_parameter_count(ablation, tmp_path, capsys, small_foundation):
+    """The ablations of LION's paper claims (issue 31) change the mechanism only: the same trainable count as
+    the full method; one_step records no solver iterations; the claims declare both arms."""
+    fast = [*FAST, "--set", "seeds=2", "--set", "epochs=1"]
+    assert cli_main(["run", "lion", "--out", str(tmp_path / "full"), *fast]) == 0, capsys.readouterr().err
+    assert cli_main(["run", "lion", "--out", str(tmp_path / "ablated"), *fast, "--set", ablation]) == 0
+    (full,), (ablated,) = (tmp_path / "full" / "lion").iterdir(), (tmp_path / "ablated" / "lion").iterdir()
+    a, b = (json.loads((f / "results.json").read_text()) for f in (full, ablated))
+    assert a["metrics"]["lion_params"] == b["metrics"]["lion_params"]
+    assert a["metrics"]["vpt_params"] == b["metrics"]["vpt_params"]
+    steps = json.loads((ablated / "solver_steps.json").read_text())["runs"]
+    full_steps = json.loads((full / "solver_steps.json").read_text())["runs"]
+    assert all(run["steps"] for run in full_steps)  # every training step's iterations and residual
+    assert all(r["input_steps"] >= 1 for run in full_steps for r in run["steps"])
+    if ablation == "solve=one_step":
+        assert all(not run["steps"] for run in steps) and b["metrics"]["lion_train_input_steps"] == 0
+    claims = {c["ablation"][0]: c for c in a["claims"] if c["kind"] == "paper"}
+    assert set(claims) == {"freeze_implicit=true", "solve=one_step", "score=random"}
+    assert all(c["arms"] == ["lion_test_acc", "vpt_test_acc"] for c in claims.values())
