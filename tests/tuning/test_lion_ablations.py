@@ -165,3 +165,23 @@ def test_the_lottery_selects_by_score_and_random_masks_break_it():
     train_with(lion, pruner)
     with pytest.raises(AssertionError):
         assert_lottery_selection(pruner)
+
+
+def test_pool_zero_removes_the_raw_pixel_path_of_the_output_layer():
+    """pool=0: the output layer reads the backbone features only (VPT-deep has no raw-pixel path either)."""
+    from tenfold.tuning.lion import OutputPromptLayer
+
+    g = torch.Generator().manual_seed(0)
+    layer = OutputPromptLayer(features=6, channels=1, rank=4, pool=0, generator=g)
+    with torch.no_grad():
+        layer.w_up.copy_(torch.randn(6, 4, generator=g))
+    assert not hasattr(layer, "e") and layer.PRUNABLE == ("a", "b", "w_up")
+    h = torch.randn(3, 6, generator=g)
+    x1, x2 = torch.rand(3, 1, 8, 8, generator=g), torch.rand(3, 1, 8, 8, generator=g)
+    layer.eval()
+    with torch.no_grad():
+        assert torch.equal(layer(h, x1), layer(h, x2))
+    full, none = tiny_lion(), tiny_lion(pool=0)
+    assert tt.count_parameters(full)["trainable"] - tt.count_parameters(none)["trainable"] == 4 * 1 * 2 * 2
+    assert "output_prompt.e" not in dict(none.named_parameters())
+    assert len(prunable_weights(none)) == len(prunable_weights(full)) - 1

@@ -6,7 +6,8 @@ their weights are pruned following the lottery hypothesis. The layers' form is O
 
 - input layer, pixel space: z* = tanh(gamma K2 * ReLU(K1 * z*) + U * x + b), x_tilde = x + z*;
 - output layer, pooled feature h in R^D and a summary phi(x) of the image (average-pooled to p x p):
-  s* = tanh(gamma A s* + B h + E phi(x) + c), logits = head(h + W_up s*).
+  s* = tanh(gamma A s* + B h + E phi(x) + c), logits = head(h + W_up s*); ``pool=0`` drops the raw-pixel
+  path E phi(x) (VPT has no counterpart of it: the ``lion`` experiment compares the two without it).
 
 K1, K2 are 3x3 convolutions and A is r x r, each scaled to be 1-Lipschitz (tenfold.implicit.lipschitz,
 exact singular values and a proven conv bound), and tanh, ReLU are 1-Lipschitz, so with gamma < 1 both maps
@@ -132,7 +133,8 @@ class InputPromptLayer(MaskedWeights):
 
 
 class OutputPromptLayer(MaskedWeights):
-    """Feature-space equilibrium prompt: s* = tanh(gamma A s* + B h + E phi(x) + c); returns W_up s*."""
+    """Feature-space equilibrium prompt: s* = tanh(gamma A s* + B h + E phi(x) + c); returns W_up s*.
+    ``pool=0``: no image summary, s* = tanh(gamma A s* + B h + c) (no E)."""
 
     PRUNABLE = ("a", "b", "e", "w_up")
 
@@ -143,13 +145,17 @@ class OutputPromptLayer(MaskedWeights):
         check_gamma(gamma)
         check_solve(solve)
         self.solve = solve
-        for name, value in (("features", features), ("channels", channels), ("rank", rank), ("pool", pool)):
+        for name, value in (("features", features), ("channels", channels), ("rank", rank)):
             require(isinstance(value, int) and value >= 1, name, value, "an integer >= 1")
+        require(isinstance(pool, int) and pool >= 0, "pool", pool, "an integer >= 0 (0: no raw-pixel summary)")
         self.gamma, self.pool = float(gamma), pool
         summary = channels * pool * pool
         self.a = nn.Parameter(torch.randn(rank, rank, generator=generator) / math.sqrt(rank))
         self.b = nn.Parameter(torch.randn(rank, features, generator=generator) / math.sqrt(features))
-        self.e = nn.Parameter(torch.randn(rank, summary, generator=generator) / math.sqrt(summary))
+        if pool:
+            self.e = nn.Parameter(torch.randn(rank, summary, generator=generator) / math.sqrt(summary))
+        else:
+            self.PRUNABLE = ("a", "b", "w_up")
         self.c = nn.Parameter(torch.zeros(rank))
         self.w_up = nn.Parameter(torch.zeros(features, rank))
         self._add_masks()
@@ -162,7 +168,10 @@ class OutputPromptLayer(MaskedWeights):
     def equation(self, h: torch.Tensor, x: torch.Tensor):
         """(f, s0) of the fixed-point problem s = f(s) for features ``h`` and image ``x``."""
         a = scale_linear(self.masked("a"))
-        drive = h @ self.masked("b").T + self.summary(x) @ self.masked("e").T + self.c
+        drive = h @ self.masked("b").T
+        if self.pool:
+            drive = drive + self.summary(x) @ self.masked("e").T
+        drive = drive + self.c
 
         def f(s: torch.Tensor) -> torch.Tensor:
             return torch.tanh(self.gamma * s @ a.T + drive)
