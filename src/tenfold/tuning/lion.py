@@ -314,7 +314,7 @@ def lion_parameter_count(model: LION) -> dict[str, int]:
 
 def apply_lion(model: nn.Module, *, hidden: int, rank: int, gamma: float, pool: int, solver: str, f_max_iter: int,
                eval_f_max_iter: int, f_tol: float, backward: str, phantom_steps: int, b_solver: str, b_max_iter: int,
-               b_tol: float, seed: int, solve: str = "equilibrium") -> LION:
+               b_tol: float, seed: int, solve: str) -> LION:
     """``tenfold.tuning.apply(model, "lion", ...)``: wrap a timm model in dense (unpruned) LION (options and
     defaults: :class:`tenfold.tuning.options.LionOptions`). ``solve="one_step"`` is the ablation of the
     equilibrium: one explicit step of the same layers (same parameters and initialisation).
