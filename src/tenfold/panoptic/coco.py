@@ -63,33 +63,40 @@ def _check_pps(pred: np.ndarray, spec: EvalSpec, where: str) -> np.ndarray:
     if not np.issubdtype(pred.dtype, np.integer):
         raise DataError(f"{where}: dtype {pred.dtype} is invalid: expected integer (sid, iid, pid)")
     check_prediction(pred, pred.shape[:2], where)
-    p = pred.reshape(-1, 3).astype(np.int64)
-    svals, combo_px = np.unique(p[:, 0] * 256 + p[:, 1], return_inverse=True)
-    cells = np.unique(combo_px.reshape(-1) * 256 + p[:, 2])
+    pred = pred.astype(np.int64)
+    # distinct (sid, iid) "combos" and (combo, pid) cells by bincount, as the evaluator (no sort: O(N))
+    seg_px = (pred[..., 0] * 256 + pred[..., 1]).reshape(-1)
+    svals = np.flatnonzero(np.bincount(seg_px, minlength=1))
+    code = np.zeros(256 * 256, np.int64)
+    code[svals] = np.arange(svals.size)
+    cells = np.flatnonzero(np.bincount(code[seg_px] * 256 + pred[..., 2].reshape(-1), minlength=1))
     check_prediction_ids(svals // 256, svals % 256, cells // 256, cells % 256, spec, where)
-    return pred.astype(np.int64)
+    return pred
 
 
-def _segments_info(ids: np.ndarray, category: dict[int, int], crowd: set[int] = frozenset()) -> list[dict]:
-    """``segments_info`` of an (H, W) id map (id 0 = void): area = pixel count, bbox = [x, y, w, h] of the
-    segment's pixels (panopticapi's converters), in increasing id order."""
-    flat = ids.reshape(-1)
-    seg, inv, area = np.unique(flat, return_inverse=True, return_counts=True)
-    inv = inv.reshape(-1)
-    width = ids.shape[1]
-    ys, xs = np.divmod(np.arange(flat.size), width)
-    order = np.argsort(inv, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(area)[:-1]])
-    bounds = [np.minimum.reduceat(ys[order], starts), np.maximum.reduceat(ys[order], starts),
-              np.minimum.reduceat(xs[order], starts), np.maximum.reduceat(xs[order], starts)] if flat.size else []
-    out = []
-    for k, s in enumerate(seg.tolist()):
-        if s == 0:
-            continue
-        y0, y1, x0, x1 = (int(b[k]) for b in bounds)
-        out.append({"id": int(s), "category_id": int(category[s]), "area": int(area[k]),
-                    "bbox": [x0, y0, x1 - x0 + 1, y1 - y0 + 1], "iscrowd": int(s in crowd)})
-    return out
+def _segments_info(ids: np.ndarray, per_class: int, crowd_at_zero: bool = False) -> list[dict]:
+    """``segments_info`` of an (H, W) id map (id 0 = void) whose ids are ``per_class * sid + k``:
+    ``category_id = id // per_class``, ``iscrowd`` where ``k = 0`` if ``crowd_at_zero``; area = pixel count,
+    bbox = [x, y, w, h] of the segment's pixels (panopticapi's converters); in increasing id order."""
+    if ids.size == 0:
+        return []
+    h, w = ids.shape
+    area = np.bincount(ids.reshape(-1))
+    seg = np.flatnonzero(area)
+    seg = seg[seg > 0]
+    # the rows and the columns each segment occupies (O(N), no sort), then their first and last
+    lut = np.zeros(area.size, np.int64)
+    lut[seg] = np.arange(seg.size)
+    comp, valid = lut[ids], ids > 0
+    rows = np.zeros((seg.size, h), bool)
+    rows[comp[valid], np.broadcast_to(np.arange(h)[:, None], ids.shape)[valid]] = True
+    cols = np.zeros((seg.size, w), bool)
+    cols[comp[valid], np.broadcast_to(np.arange(w)[None, :], ids.shape)[valid]] = True
+    y0, y1 = rows.argmax(1), h - 1 - rows[:, ::-1].argmax(1)
+    x0, x1 = cols.argmax(1), w - 1 - cols[:, ::-1].argmax(1)
+    return [{"id": int(s), "category_id": int(s) // per_class, "area": int(area[s]),
+             "bbox": [int(x0[k]), int(y0[k]), int(x1[k] - x0[k] + 1), int(y1[k] - y0[k] + 1)],
+             "iscrowd": int(crowd_at_zero and int(s) % per_class == 0)} for k, s in enumerate(seg)]
 
 
 def to_coco_panoptic(pred, spec: EvalSpec, where: str = "prediction") -> tuple[np.ndarray, list[dict]]:
@@ -103,8 +110,7 @@ def to_coco_panoptic(pred, spec: EvalSpec, where: str = "prediction") -> tuple[n
     evaluated = np.zeros(256, bool)
     evaluated[spec.eval_sids] = True
     ids = np.where(evaluated[sid], sid * 256 + iid, 0)
-    category = {int(s): int(s) // 256 for s in np.unique(ids) if s}
-    return ids, _segments_info(ids, category)
+    return ids, _segments_info(ids, 256)
 
 
 def part_flat_map(pred, spec: EvalSpec, where: str = "prediction") -> np.ndarray:
@@ -145,8 +151,7 @@ def gt_to_coco_panoptic(uids: np.ndarray, spec: EvalSpec, where: str = "ground t
     crowd = thing[sid] & (iid < 0)
     # iids go up to 999: 1024 per class keeps ids unique and below 2^24 (99 * 1024 + 1000)
     ids = np.where(evaluated[sid], sid * 1024 + np.where(crowd, 0, np.maximum(iid, 0) + 1), 0)
-    present = [int(s) for s in np.unique(ids) if s]
-    return ids, _segments_info(ids, {s: s // 1024 for s in present}, {s for s in present if s % 1024 == 0})
+    return ids, _segments_info(ids, 1024, crowd_at_zero=True)
 
 
 def from_coco_panoptic(panoptic, segments_info: list[dict], spec: EvalSpec, part_flat=None,
