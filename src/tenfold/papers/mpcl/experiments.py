@@ -241,19 +241,23 @@ class ShapesThresholds(Config):
     min_probe_gain: float = Field(0.06, description=(
         "source: the ablation's own runs. SimCLR and SimSiam trained on scrambled positives (positives=scrambled, "
         "the quick preset, calibration seeds 3-8, apart from the claim's seeds 0-2; 2026-12-02) still gain "
-        "0.036 +- 0.029 and 0.042 +- 0.028 over the random encoder (6 seeds each; pooled 0.039 +- 0.028): uniformity "
-        "and the same-class wrong pairs alone teach something. The margin is that pooled mean plus the std of a "
-        "3-seed mean (0.028 / sqrt 3 = 0.016), 0.055, rounded up to 0.06 (the fixed 0.01 it replaces was passed "
-        "by wrong positives)"))
+        "0.036 and 0.042 over the random encoder (6 seeds each; pooled 0.039): uniformity and the same-class "
+        "wrong pairs alone teach something. The margin is that pooled mean plus the std of a 3-seed mean "
+        "(0.028 / sqrt 3 = 0.016), 0.055, rounded up to 0.06. Since 2026-12-06 the gain reads the mean of the "
+        "seeds' random encoders (a trained encoder's probe varies ~0.01 between seeds, a random one's ~0.035), "
+        "which leaves the means unchanged and narrows the intervals: quick preset, seeds 0-5 (2026-12-06), "
+        "SimCLR +0.090 (per-seed probe sd 0.007) against +0.040 (sd 0.019) with scrambled positives; "
+        "SimSiam +0.066 (sd 0.023) against +0.033 (sd 0.028)"))
     min_variant_gain: float = Field(0.005, description=(
         "source: half the paper's CIFAR-10 ResNet-18 linear-probe gains of the variants over their bases (official "
-        "README: SimCLR 84.5 -> SimCLR-Attn 85.4, SimSiam 83.8 -> SimSiam-Multi 84.8, i.e. +0.9 and +1.0 points); "
-        "rewiring has no published number and is held to the same bar"))
+        "README: SimCLR 84.5 -> SimCLR-Attn 85.4, SimSiam 83.8 -> SimSiam-Multi 84.8, i.e. +0.9 and +1.0 points)"))
     min_probe_acc: float = Field(0.5, description="a broken training path (chance 0.1 on 10 classes); not a result")
 
 
 VARIANTS = (("simclr", "simclr-attn"), ("simsiam", "simsiam-multi"), ("simclr", "rewire"))
-VARIANTS_OFF = ["attention=false", "beta=0", "rewire_beta=0"]  # each variant reduced to its base
+VARIANTS_OFF = ["attention=false", "beta=0"]  # each paper variant reduced to its base
+# rewiring is the project's own extension (the paper names it, the official code has none): its difference from
+# SimCLR is reported (rewire_minus_simclr), not claimed
 SHAPES_CLAIMS = [
     PaperClaim("SimCLR's linear probe beats the random encoder by more than wrong positive pairs do",
                metric="simclr_probe_gain", at_least="thresholds.min_probe_gain", ablation=["positives=scrambled"],
@@ -268,10 +272,6 @@ SHAPES_CLAIMS = [
     PaperClaim("SimSiam-Multi beats SimSiam (probe accuracy, same init and views per seed)",
                metric="simsiam-multi_minus_simsiam", at_least="thresholds.min_variant_gain", ablation=VARIANTS_OFF,
                paper="official README, CIFAR-10 ResNet-18: 84.8% vs 83.8% (+1.0); CIFAR-100 58.9 vs 56.3"),
-    PaperClaim("graph rewiring (kNN positives) beats SimCLR (probe accuracy, same init and views per seed)",
-               metric="rewire_minus_simclr", at_least="thresholds.min_variant_gain", ablation=VARIANTS_OFF,
-               paper="abstract: rewiring named as a design the perspective suggests; no published number (our "
-                     "NNCLR-style design, see tenfold.contrastive.rewiring)"),
     Check("lowest probe accuracy over methods and seeds", metric="min_probe_acc", at_least="thresholds.min_probe_acc"),
 ]
 
@@ -353,8 +353,12 @@ def run_shapes(cfg: ShapesConfig, ctx: RunContext) -> Result:
 
     rows, metrics = [], {"random_probe_acc": mean(random_acc)}
     samples: dict[str, list[float]] = {}
+    # the gain over the random encoder reads the mean over the seeds' random encoders: a per-seed random encoder's
+    # probe varies by ~0.035 between inits (more than a trained encoder's, ~0.01), which would swamp the margin
+    # over wrong positives; the runs with and without the ablation share these inits, so share this reference
+    reference = mean(random_acc)
     for m in cfg.methods:
-        gains = [a - r for a, r in zip(results[m], random_acc)]
+        gains = [a - reference for a in results[m]]
         samples[f"{m}_probe_gain"] = gains
         rows.append({"method": m, "probe acc (mean)": mean(results[m]), "std": std(results[m]),
                      "gain over random (mean)": mean(gains), "online probe (train)": mean(online[m]),
@@ -371,7 +375,7 @@ def run_shapes(cfg: ShapesConfig, ctx: RunContext) -> Result:
             d = [v - b for v, b in zip(results[variant], results[base])]
             samples[f"{variant}_minus_{base}"] = d
             paper = (f"paper on CIFAR-10 R18: {ANCHORS[variant]['c10'] - ANCHORS[base]['c10']:+.1f} points"
-                     if variant in ANCHORS else "no paper number")
+                     if variant in ANCHORS else "our extension, no paper number")
             diffs.append(f"{variant} - {base}: {mean(d):+.4f} ± {std(d):.4f} (per seed "
                          f"{', '.join(f'{x:+.3f}' for x in d)}; {paper})")
 
