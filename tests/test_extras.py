@@ -40,6 +40,7 @@ OPTIONAL = {
     ("tenfold.incremental.backbones", "timm"): "the CUB ResNet-18 backbone (ResNet-12 and the MLP/CNN are ours)",
     ("tenfold.panoptic.oracle", "panoptic-parts"): "the reference library of the oracle tests ([oracles])",
     ("tenfold.data.digits", "scikit-learn"): "the built-in digits tasks of the experiments ([experiments])",
+    ("tenfold.minimax.solve", "matplotlib"): "plot_trajectory, a figure of a saved trajectory ([experiments])",
 }
 
 

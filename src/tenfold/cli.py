@@ -1,4 +1,5 @@
-"""The ``tenfold`` command: list, config, run, reproduce, bench, eval-parts, merge-parts, show-parts, info.
+"""The ``tenfold`` command: list, config, run, reproduce, bench, eval-parts, merge-parts, export-coco, show-parts,
+info.
 
 Deliberate errors (:class:`tenfold.errors.TenfoldError`) print as one line and exit with code 2;
 ``--debug`` shows the traceback instead.
@@ -255,7 +256,8 @@ def merge_parts(
     eval_spec: str = typer.Option(..., "--eval-spec", help="evaluation spec YAML, or a shipped spec's short name"),
     panoptic_json: Path = typer.Option(..., "--panoptic-json", help="COCO panoptic predictions JSON"),
     panoptic_dir: Path = typer.Option(..., "--panoptic-dir", help="folder of the COCO panoptic PNGs (RGB ids)"),
-    parts_dir: Path = typer.Option(..., "--parts-dir", help="folder of flat part-semantic PNGs (named by image id)"),
+    parts_dir: Optional[Path] = typer.Option(None, "--parts-dir", show_default="none: parts unknown (pid 255)",
+                                             help="folder of flat part-semantic PNGs (named by image id)"),
     out_dir: Path = typer.Option(..., "--out", help="folder for the PPS prediction PNGs (sid, iid, pid)"),
     images_json: Optional[Path] = typer.Option(None, "--images-json", help="JSON list of image ids to merge"),
 ) -> None:
@@ -264,6 +266,27 @@ def merge_parts(
 
     written = merge_folders(eval_spec, panoptic_json, panoptic_dir, parts_dir, out_dir, images_json)
     out.print(f"wrote {len(written)} PPS predictions to {out_dir}")
+
+
+@app.command("export-coco")
+def export_coco(
+    eval_spec: str = typer.Option(..., "--eval-spec", help="evaluation spec YAML, or a shipped spec's short name"),
+    pred: Path = typer.Option(..., "--pred", help="folder of PPS prediction PNGs (sid, iid, pid channels)"),
+    out_dir: Path = typer.Option(..., "--out", help="folder for predictions.json, predictions/, parts/ (and gt.json, "
+                                                    "gt/)"),
+    gt: Optional[Path] = typer.Option(None, "--gt", help="also export this ground-truth folder (panoptic_parts "
+                                                         "layout, paired as eval-parts pairs it)"),
+    images_json: Optional[Path] = typer.Option(None, "--images-json", help="JSON list of image ids to export"),
+) -> None:
+    """Export PPS predictions (and ground truth) as COCO panoptic PNGs + JSON for panopticapi / detectron2."""
+    from tenfold.panoptic.coco import export_folders
+
+    paths = export_folders(eval_spec, pred, out_dir, gt_dir=gt, images_json=images_json)
+    out.print(f"wrote {paths['images']} COCO panoptic predictions: {paths['pred_json']} (PNGs in {paths['pred_dir']}, flat part "
+              f"PNGs in {paths['parts_dir']})", highlight=False, soft_wrap=True)
+    if "gt_json" in paths:
+        out.print(f"wrote the ground truth: {paths['gt_json']} (PNGs in {paths['gt_dir']})", highlight=False,
+                  soft_wrap=True)
 
 
 @app.command("show-parts")

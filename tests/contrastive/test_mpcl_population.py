@@ -120,3 +120,36 @@ def test_bad_augmentation_graph_is_rejected():
         pop.check_augmentation_graph(torch.tensor([[0.5, 0.2], [0.1, 0.2]]))
     with pytest.raises(ConfigError, match="^tau="):
         pop.alignment_loss(_features(), _graph(), 0.0)
+
+
+def test_block_affinity_error_is_zero_at_the_equilibrium_and_its_definition_elsewhere():
+    # the graph of the equilibrium test above: A = D P_theta exactly, so every block mass matches
+    f = torch.eye(5, 8, dtype=torch.float64) + _features(n=5, k=8, seed=6, scale=0.1)
+    k = torch.exp(f @ f.T / 0.5)
+    d = torch.linalg.solve(k, torch.ones(5, dtype=torch.float64))
+    a = d[:, None] * k * d[None, :]
+    a = a / a.sum()
+    labels = torch.tensor([0, 0, 1, 1, 2])
+    assert pop.block_affinity_error(f, a, labels, 0.5) < 1e-12
+    # elsewhere: the direct sum over block pairs of |mass of D P_theta - mass of A|, over A's between-block mass
+    a, g = _graph(n=7, seed=3), _features(n=7, k=3, seed=4)
+    labels = torch.tensor([0, 0, 0, 1, 1, 2, 2])
+    q = pop.degrees(a)[:, None] * pop.affinity_graph(g, a, 0.3)
+    direct = sum(abs(float(q[labels == b][:, labels == c].sum() - a[labels == b][:, labels == c].sum()))
+                 for b in range(3) for c in range(3)) / 2
+    between = float(sum(a[labels == b][:, labels != b].sum() for b in range(3)))
+    assert abs(pop.block_affinity_error(g, a, labels, 0.3) - direct / between) < 1e-12
+
+
+def test_block_graph_takes_one_density_per_block_and_connectivity_is_detected():
+    g = torch.Generator().manual_seed(0)
+    a, labels = pop.stochastic_block_graph([30, 30], [0.1, 0.9], 0.0, g)
+    edges = (a > 0).double() - torch.eye(60, dtype=torch.float64)
+    dens = [float(edges[labels == b][:, labels == b].sum()) / (30 * 29) for b in (0, 1)]
+    assert 0.05 < dens[0] < 0.15 and 0.85 < dens[1] < 0.95
+    assert not pop.is_connected(a)  # p_out = 0: two components
+    assert pop.is_connected(pop.stochastic_block_graph([30, 30], [0.1, 0.9], 0.1, g)[0])
+    path = torch.diag(torch.ones(5, dtype=torch.float64), 1)
+    assert pop.is_connected(path + path.T)  # a path of 6 nodes needs the longest reach
+    with pytest.raises(ConfigError, match="^p_in="):
+        pop.stochastic_block_graph([3, 3], [0.5], 0.1, g)

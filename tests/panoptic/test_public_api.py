@@ -24,7 +24,7 @@ from panoptic_helpers import specs
 
 ROOT = Path(__file__).resolve().parents[2]
 PUBLIC = {"PartPQEvaluator", "evaluate_arrays", "evaluate_folders", "EvalSpec", "decode_uids", "encode_ids",
-          "merge_to_pps", "PartFormerConfig", "PartWholeFormer", "predict", "InferenceConfig",
+          "merge_to_pps", "to_coco_panoptic", "from_coco_panoptic", "PartFormerConfig", "PartWholeFormer", "predict", "InferenceConfig",
           "PartsFolderDataset", "collate"}
 
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tenfold.errors import ConfigError
 from tenfold.snn import LIFNeuron
 from tenfold.snn.loss import per_step_loss
 from tenfold.snn.train import SNNTrainer, parameter_grads
@@ -208,3 +209,96 @@ def test_trainer_runs_a_model_built_from_spikingjelly_neurons(rule, k):
         trainer.gradients(x[:3], y[:3])  # another batch size right after: states were reset
     for n in grads[0]:
         assert torch.allclose(grads[0][n], grads[1][n], rtol=1e-12, atol=1e-14), n
+
+
+# --- the trainer's SpikingJelly-neuron path against SpikingJelly's own loop ----------------------------
+
+def sj_neuron(name):
+    """SpikingJelly neurons a user would put in a one-step model (soft reset, explicit surrogates)."""
+    common = dict(v_reset=None, step_mode="s")
+    return {
+        "LIFNode": lambda: sj.LIFNode(tau=2.0, decay_input=False, surrogate_function=sj_surrogate("triangle"), **common),
+        "ParametricLIFNode": lambda: sj.ParametricLIFNode(init_tau=2.0, decay_input=False,  # a learnable tau
+                                                          surrogate_function=sj_surrogate("sigmoid"), **common),
+        "IFNode": lambda: sj.IFNode(v_threshold=1.5, surrogate_function=sj_surrogate("atan"), **common),
+        "SLTTLIFNode": lambda: sj.SLTTLIFNode(tau=2.0, decay_input=False, surrogate_function=sj_surrogate("triangle"),
+                                              **common),
+    }[name]
+
+
+def sj_reference_step(net, opt, x, y, rule, steps):
+    """One batch written with SpikingJelly's functional API only: reset_net, per-step forward, BPTT = one
+    backward of the mean step loss, SLTT / SLTT-K = a backward after each drawn step and detach_net after
+    every step (no temporal graph); one optimizer step. Returns the loss (1/T) sum_t l(o[t], y)."""
+    functional.reset_net(net)
+    total, losses = 0, []
+    for t in range(CT):
+        with torch.set_grad_enabled(t in steps):
+            loss = per_step_loss(net(x[:, t]), y) / CT
+        losses.append(loss.detach())
+        if rule == "bptt":
+            total = total + loss
+        else:
+            if t in steps:
+                loss.backward()
+            functional.detach_net(net)
+    if rule == "bptt":
+        total.backward()
+    functional.reset_net(net)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return float(sum(losses))
+
+
+@torch.no_grad()
+def sj_reference_predict(net, x):
+    net.eval()
+    functional.reset_net(net)
+    out = sum(net(x[:, t]) for t in range(CT))
+    functional.reset_net(net)
+    net.train()
+    return out
+
+
+@pytest.mark.parametrize("name, rule", [(n, r) for n in ("LIFNode", "ParametricLIFNode", "IFNode")
+                                        for r in ("bptt", "sltt", "sltt-2")]
+                         + [("SLTTLIFNode", "sltt"), ("SLTTLIFNode", "sltt-2")])
+def test_trainer_on_spikingjelly_neurons_equals_spikingjelly_own_loop(name, rule):
+    """SNNTrainer.step / predict / accuracy on a model built from SpikingJelly neurons (float64) give the
+    parameters, losses, BatchNorm statistics and outputs of the same model trained by SpikingJelly's own
+    functional loop, over two batches of different sizes (the trainer resets and detaches their state)."""
+    torch.manual_seed(0)
+    model = ConvBNResidual(sj_neuron(name)).double()
+    ref = copy.deepcopy(model)
+    trainer = SNNTrainer(model, CT, rule, optimizer=torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9),
+                         static=False, generator=torch.Generator().manual_seed(3))
+    ref_opt = torch.optim.SGD(ref.parameters(), lr=0.5, momentum=0.9)
+    x, y = conv_case(4)
+    fired = []
+    hooks = [m.register_forward_hook(lambda m, i, o: fired.append(o.mean().item())) for m in (model.lif1, model.lif2)]
+    for xb, yb in ((x, y), (x[:4], y[:4])):
+        result = trainer.step(xb, yb)
+        ref_loss = sj_reference_step(ref, ref_opt, xb, yb, trainer.rule, set(result.grad_steps))
+        assert result.loss == pytest.approx(ref_loss, rel=1e-12)
+        assert len(result.grad_steps) == (2 if rule == "sltt-2" else CT)
+    for h in hooks:
+        h.remove()
+    assert min(fired) > 0.0 and max(fired) < 0.9, fired  # both layers fire at every step
+    theirs = dict(ref.named_parameters())
+    for n, p in model.named_parameters():
+        assert torch.allclose(p, theirs[n], rtol=1e-12, atol=1e-13), n
+    if name == "ParametricLIFNode":  # the learnable tau moved: its gradient went through the trainer
+        assert model.lif1.w.item() != pytest.approx(ConvBNResidual(sj_neuron(name)).lif1.w.item(), abs=1e-6)
+    for bn in ("bn1", "bn2"):
+        assert torch.allclose(getattr(model, bn).running_mean, getattr(ref, bn).running_mean, atol=1e-13)
+    out = trainer.predict(x)
+    assert torch.allclose(out, sj_reference_predict(ref, x), rtol=1e-12, atol=1e-12)
+    pairs = [(x[i:i + 3], y[i:i + 3]) for i in (0, 3)]
+    assert trainer.accuracy(pairs) == (sj_reference_predict(ref, x).argmax(1) == y).double().mean().item()
+
+
+def test_trainer_refuses_spikingjelly_multistep_neurons_in_one_line():
+    model = nn.Sequential(nn.Linear(4, 4), sj.LIFNode(step_mode="m"))
+    with pytest.raises(ConfigError, match="step_mode='m'") as info:
+        SNNTrainer(model, 3, "sltt")
+    assert "\n" not in str(info.value)

@@ -100,3 +100,82 @@ def test_bad_sequence_without_T_is_one_line():
 
     with pytest.raises(TenfoldError, match="^x=.*sequence"):
         sltt_step(_model(), torch.rand(5, dtype=D), torch.tensor([0]))
+
+
+def _sltt_epoch(model, opt, batches, reset):
+    """A user's SLTT loop in SpikingJelly's style: a backward per step, one optimizer step per batch."""
+    from tenfold.snn import reset_states
+
+    for x, y in batches:
+        for _ in range(3):
+            (F.cross_entropy(model(x), y) / 3).backward()
+        opt.step()
+        opt.zero_grad()
+        if reset:
+            reset_states(model)
+
+
+def test_sltt_loop_that_forgets_the_reset_gets_a_one_line_error_not_a_continued_membrane():
+    """Under SLTT the state holds no graph, so PyTorch would not notice: the membrane of the previous
+    batch would silently start the next one. The optimizer step between batches gives it away."""
+    batches = [_batch(1), _batch(2)]
+    model = _model(temporal="sltt")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(TenfoldError, match="reset_states") as info:
+        _sltt_epoch(model, opt, batches, reset=False)
+    assert "\n" not in str(info.value) and "optimizer step" in str(info.value)
+    # the same loop with the reset runs, and equals sltt_step (which resets for you)
+    from tenfold.snn import sltt_step
+
+    a, b = _model(temporal="sltt"), _model(temporal="sltt")
+    _sltt_epoch(a, torch.optim.SGD(a.parameters(), lr=0.1), batches, reset=True)
+    opt_b = torch.optim.SGD(b.parameters(), lr=0.1)
+    for x, y in batches:
+        sltt_step(b, x, y, opt_b, T=3, rule="sltt", loss=F.cross_entropy)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(p, q, rtol=0, atol=1e-14)
+
+
+def test_updates_inside_a_sequence_are_allowed_when_asked():
+    from tenfold.snn import LIFNeuron
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 12), LIFNeuron(tau=1.5, temporal="sltt", updates_in_sequence=True),
+                          nn.Linear(12, 3)).double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = _batch()
+    for _ in range(3):  # online learning: a weight update at every step of one sequence
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        opt.zero_grad()
+    assert "updates_in_sequence=True" in repr(model)
+
+
+def test_evaluation_after_a_trained_batch_does_not_continue_its_membrane():
+    x, y = _batch(1)
+    model = _model()
+    sum(F.cross_entropy(model(x), y) for _ in range(3)).backward()  # a BPTT batch, no reset afterwards
+    with torch.no_grad(), pytest.raises(TenfoldError, match="reset_states"):  # no_grad alone: the freed graph
+        model(x)
+    model.eval()  # a change of mode starts a new sequence: the state is reset, no error
+    with torch.no_grad():
+        out = model(x)
+    fresh = _model().eval()
+    with torch.no_grad():
+        assert torch.equal(out, fresh(x))
+    u = model[1].u
+    model.eval()  # no change of mode: the state (one evaluation step) is kept
+    assert model[1].u is u
+
+
+def test_step_dropout_redraws_its_mask_after_a_mode_change():
+    from tenfold.snn.networks import StepDropout
+
+    drop = StepDropout(0.5, generator=torch.Generator().manual_seed(0))
+    drop(torch.ones(4, 8))
+    mask = drop.mask
+    drop.eval()
+    drop.train()
+    assert drop.mask is None
+    drop(torch.ones(4, 8))
+    assert not torch.equal(drop.mask, mask)

@@ -40,7 +40,11 @@ def test_run_writes_claims_figure_and_solver_metrics(tmp_path, capsys, small_fou
     assert kinds[next(n for n in names if "0.885 x VPT-deep" in n)] == "check"
     assert all(c["holds"] for c in data["claims"] if c["kind"] == "check" and "||J_f||" in c["name"])
     m = data["metrics"]
-    assert m["vpt_params"] == 1 * 4 * 16 + 16 * 5 + 5  # L p D (depth 1) + head, exact
+    # VPT-deep at LION's budget: p = 16 is the smallest length at which LION's count at rho 0.5
+    # (82 + 320 - floor(0.5 * 401) + 8 + 85 = 295, pool=0) is <= 0.885 x VPT-deep's L p D + head
+    # (1 * 16 * 16 + 85 = 341; p = 15 gives 325 and a ratio of 0.908)
+    assert m["vpt_length"] == 16 and m["vpt_params"] == 1 * 16 * 16 + 16 * 5 + 5  # exact
+    assert m["param_ratio"] <= 0.885
     assert m["param_ratio"] == pytest.approx(m["lion_params"] / m["vpt_params"])
     ratio_claim = next(c for c in data["claims"] if "0.885 x VPT-deep" in c["name"])
     assert ratio_claim["holds"] == (m["param_ratio"] <= 0.885)
@@ -82,8 +86,9 @@ def test_iterative_magnitude_pruning_option_reaches_the_exact_sparsity(tmp_path,
     lion_row = next(line for line in table.splitlines() if line.startswith("| LION"))
     assert "| 0.5 |" in lion_row
     params = data["metrics"]["lion_params"]
-    # 1 input channel, hidden 4: prunable = 36 + 36 + 9 + (64 + 8*16 + 8*4 + 16*8); biases 1 + 8; head 16*5 + 5
-    prunable = 36 + 36 + 9 + 64 + 128 + 32 + 128
+    # 1 input channel, hidden 4: prunable = 36 + 36 + 9 + (64 + 8*16 + 16*8) (pool=0: no E); biases 1 + 8;
+    # head 16*5 + 5
+    prunable = 36 + 36 + 9 + 64 + 128 + 128
     # at most: kept entries can be exactly zero (e.g. W_up columns whose state never fires after rewinding)
     assert 0.5 * (prunable // 2) < params - 9 - 85 <= prunable - prunable // 2
 
@@ -109,3 +114,25 @@ def test_paper_preset_runs_a_few_steps(tmp_path, capsys, small_foundation):
     assert code == 0, capsys.readouterr().err
     _, data = results(tmp_path)
     assert data["preset"] == "paper" and data["metrics"]["lion_max_backward_residual"] <= 1e-6
+
+
+@pytest.mark.parametrize("ablation", ["solve=one_step", "score=random"])
+def test_budget_keeping_ablations_run_with_the_same_parameter_count(ablation, tmp_path, capsys, small_foundation):
+    """The ablations of LION's paper claims (issue 31) change the mechanism only: the same trainable count as
+    the full method; one_step records no solver iterations; the claims declare both arms."""
+    fast = [*FAST, "--set", "seeds=2", "--set", "epochs=1"]
+    assert cli_main(["run", "lion", "--out", str(tmp_path / "full"), *fast]) == 0, capsys.readouterr().err
+    assert cli_main(["run", "lion", "--out", str(tmp_path / "ablated"), *fast, "--set", ablation]) == 0
+    (full,), (ablated,) = (tmp_path / "full" / "lion").iterdir(), (tmp_path / "ablated" / "lion").iterdir()
+    a, b = (json.loads((f / "results.json").read_text()) for f in (full, ablated))
+    assert a["metrics"]["lion_params"] == b["metrics"]["lion_params"]
+    assert a["metrics"]["vpt_params"] == b["metrics"]["vpt_params"]
+    steps = json.loads((ablated / "solver_steps.json").read_text())["runs"]
+    full_steps = json.loads((full / "solver_steps.json").read_text())["runs"]
+    assert all(run["steps"] for run in full_steps)  # every training step's iterations and residual
+    assert all(r["input_steps"] >= 1 for run in full_steps for r in run["steps"])
+    if ablation == "solve=one_step":
+        assert all(not run["steps"] for run in steps) and b["metrics"]["lion_train_input_steps"] == 0
+    claims = {c["ablation"][0]: c for c in a["claims"] if c["kind"] == "paper"}
+    assert set(claims) == {"freeze_implicit=true", "solve=one_step", "score=random"}
+    assert all(c["arms"] == ["lion_test_acc", "vpt_test_acc"] for c in claims.values())

@@ -10,6 +10,8 @@
   ``P_theta(x'|x) = d_x' e^{f_x.f_x'/tau} / sum_x'' d_x'' e^{f_x.f_x''/tau}``; its gradient is
   ``(1/tau)(D P_theta + P_theta^T D) f`` (repulsive message passing).
 - Together ``grad = (1/tau)[D(P_theta - P_d) + (P_theta - P_d)^T D] f``: zero when ``P_theta = P_d``.
+- The equilibrium ``P_theta = P_d`` seen at the level of node groups (blocks): :func:`block_affinity_error`
+  compares the mass ``D P_theta`` puts between groups with the mass ``A`` puts there.
 """
 
 from __future__ import annotations
@@ -101,14 +103,50 @@ def effective_rank(f: torch.Tensor) -> float:
     return float(torch.exp(-(p * p.log()).sum()))
 
 
-def stochastic_block_graph(sizes: list[int], p_in: float, p_out: float, generator: torch.Generator,
+def is_connected(a: torch.Tensor) -> bool:
+    """Whether the graph with edges ``a > 0`` is connected (reachability by repeated squaring)."""
+    reach = (a > 0) | torch.eye(len(a), dtype=torch.bool, device=a.device)
+    for _ in range(max(1, int(len(a)).bit_length())):
+        reach = (reach.double() @ reach.double()) > 0
+    return bool(reach.all())
+
+
+def block_masses(q: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``B[b, b'] = sum_{x in b, x' in b'} q_xx'``: the mass a joint ``q`` (N x N) puts between node groups."""
+    onehot = torch.nn.functional.one_hot(labels.long()).to(q.dtype)
+    return onehot.T @ q @ onehot
+
+
+def block_affinity_error(f: torch.Tensor, a: torch.Tensor, labels: torch.Tensor, tau: float) -> float:
+    """How far the learned affinity graph is from the augmentation graph at the level of blocks (paper Sec. 4:
+    the equilibrium of alignment + uniformity is ``P_theta = P_d``, i.e. ``D P_theta = A``):
+
+    ``(1/2) sum_{b,b'} |B_theta[b,b'] - B_A[b,b']| / (1 - tr B_A)`` with ``B_theta = block_masses(D P_theta)``
+    and ``B_A = block_masses(A)``: the mass the affinity graph misplaces between blocks, as a fraction of the
+    mass the augmentation graph puts between blocks. 0 when the blocks are exactly as far apart as ``A``
+    says; collapsed features (``P_theta = d`` on every row) misplace about all of ``A``'s within-block excess.
+    """
+    b_a = block_masses(a, labels)
+    between = 1.0 - float(b_a.trace())
+    require(between > 0, "A", "no mass between blocks", "a graph with edges between blocks")
+    b_theta = block_masses(degrees(a)[:, None] * affinity_graph(f, a, tau), labels)
+    return float((b_theta - b_a).abs().sum()) / 2 / between
+
+
+def stochastic_block_graph(sizes: list[int], p_in: float | list[float], p_out: float, generator: torch.Generator,
                            dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
-    """A symmetric SBM adjacency normalised to sum 1 (with self-loops so no row is empty) and block labels."""
+    """A symmetric SBM adjacency normalised to sum 1 (with self-loops so no row is empty) and block labels.
+
+    ``p_in`` is one edge probability inside every block or one per block (blocks of different density give
+    nodes of different degree, where the degree weights of the uniformity term matter)."""
     require(len(sizes) >= 1 and all(s >= 1 for s in sizes), "sizes", sizes, "positive block sizes")
-    require(0 <= p_out <= p_in <= 1, "p_in/p_out", (p_in, p_out), "0 <= p_out <= p_in <= 1")
+    p_blocks = [float(p_in)] * len(sizes) if isinstance(p_in, (int, float)) else [float(p) for p in p_in]
+    require(len(p_blocks) == len(sizes), "p_in", p_in, f"one probability or one per block ({len(sizes)})")
+    require(all(0 <= p_out <= p <= 1 for p in p_blocks), "p_in/p_out", (p_in, p_out), "0 <= p_out <= p_in <= 1")
     labels = torch.cat([torch.full((s,), b) for b, s in enumerate(sizes)])
     n = len(labels)
-    prob = torch.where(labels[:, None] == labels[None, :], p_in, p_out)
+    within = torch.tensor(p_blocks, dtype=torch.float64)[labels]
+    prob = torch.where(labels[:, None] == labels[None, :], within[:, None], torch.tensor(p_out, dtype=torch.float64))
     upper = (torch.rand(n, n, generator=generator) < prob).triu(1)
     a = (upper | upper.T).to(dtype) + torch.eye(n, dtype=dtype)
     return a / a.sum(), labels

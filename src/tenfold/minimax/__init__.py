@@ -4,6 +4,8 @@
 - :mod:`~tenfold.minimax.papal`: the exact outer loop on a grid and the particle algorithm (ULA / MALA).
 - :mod:`~tenfold.minimax.baselines`: pure GDA, mean-field Langevin DA, WFR-DA mirror-prox, weight-only.
 - :mod:`~tenfold.minimax.equilibrium`: NI error, exact regularized gap, 1-D Wasserstein-1.
+- :mod:`~tenfold.minimax.solve`: ``solve(game, method)``, the entry point for your own game: a Solution
+  with particles, weights, NI error, regularized gap estimate and a Trajectory (JSON, plot).
 """
 
 from tenfold.minimax.baselines import gda, mfl_da, wfr_da
@@ -26,10 +28,11 @@ from tenfold.minimax.papal import (
     papal,
     sample_prior,
 )
+from tenfold.minimax.solve import Solution, Trajectory, plot_trajectory, solve
 
 __all__ = [
     "CallableGame", "Game", "GaussianProxyGame", "GridHistory", "LowRankGame", "MatchingPennies",
     "OpponentAverage", "PapalResult", "SinusoidGame", "exact_outer_loop", "gda", "langevin", "mfl_da",
-    "momentum", "ni_error", "ni_matching_pennies", "papal", "regularized_gap", "sample_prior", "wasserstein1",
-    "wfr_da",
+    "momentum", "ni_error", "ni_matching_pennies", "papal", "plot_trajectory", "regularized_gap", "sample_prior",
+    "Solution", "solve", "Trajectory", "wasserstein1", "wfr_da",
 ]

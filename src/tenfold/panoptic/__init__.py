@@ -7,13 +7,16 @@ Public API (``from tenfold.panoptic import ...``):
   (the ``tenfold eval-parts`` folders), :class:`EvalSpec` (the evaluation spec file, or a shipped name);
 - format: :func:`decode_uids` / :func:`encode_ids` (the ``sid_iid_pid`` uid codec), :func:`merge_to_pps`
   (panoptic + flat part maps -> the (H, W, 3) ``(sid, iid, pid)`` prediction);
+- COCO panoptic: :func:`to_coco_panoptic` (a prediction -> segment ids for the RGB PNG + ``segments_info``,
+  for panopticapi / detectron2 / Mask2Former tools) and :func:`from_coco_panoptic` (their predictions -> ours);
 - model: :class:`PartFormerConfig`, :class:`PartWholeFormer`, :func:`predict`, :class:`InferenceConfig`;
 - data: :class:`PartsFolderDataset` (on-demand training data) and its :func:`collate`.
 
 Submodules hold the rest: ``format`` (spec files, label/prediction files), ``metrics`` (PQ, PartPQ,
 part mIoU, PWQ (provisional) from one joint histogram per image), ``evaluator``, ``merge``, ``corrupt``
 (systematic prediction errors), ``oracle`` (adapter to the panoptic_parts reference), ``model``,
-``losses``, ``matching``, ``targets``, ``inference``, ``dataset``, ``visualize`` (colour PNGs).
+``losses``, ``matching``, ``targets``, ``inference``, ``dataset``, ``visualize`` (colour PNGs), ``coco``
+(COCO panoptic export and import, the ``tenfold export-coco`` folders).
 The names this package exported before (``builtin_spec``, ``image_stats``, ``gt_to_prediction``, ...) still
 import from it with a ``DeprecationWarning`` naming their submodule.
 """
@@ -21,6 +24,7 @@ import from it with a ``DeprecationWarning`` naming their submodule.
 import importlib
 import warnings
 
+from tenfold.panoptic.coco import from_coco_panoptic, to_coco_panoptic
 from tenfold.panoptic.dataset import PartsFolderDataset, collate
 from tenfold.panoptic.evaluator import PartPQEvaluator, evaluate_folders
 from tenfold.panoptic.format import EvalSpec, decode_uids, encode_ids
@@ -31,7 +35,7 @@ from tenfold.panoptic.model import PartFormerConfig, PartWholeFormer
 
 __all__ = [
     "PartPQEvaluator", "evaluate_arrays", "evaluate_folders", "EvalSpec",
-    "decode_uids", "encode_ids", "merge_to_pps",
+    "decode_uids", "encode_ids", "merge_to_pps", "to_coco_panoptic", "from_coco_panoptic",
     "PartFormerConfig", "PartWholeFormer", "predict", "InferenceConfig",
     "PartsFolderDataset", "collate",
 ]

@@ -46,6 +46,19 @@ def _find(image_id: str, files: list[Path], kind: str, folder: Path) -> Path:
     return hits[0]
 
 
+def read_image_ids(images_json: str | Path) -> list[str]:
+    """The image ids of an images json ``{"images": [{"id": ...}, ...]}`` (one-line errors)."""
+    images_json = Path(images_json)
+    if not images_json.is_file():
+        raise DataError(f"images json {images_json} does not exist")
+    try:
+        data = json.loads(images_json.read_text())
+        return [str(im["id"]) for im in data["images"]]
+    except (ValueError, KeyError, TypeError):
+        raise DataError(f"images json {images_json} is malformed: expected "
+                        '{"images": [{"id": ..., "file_name": ...}, ...]}') from None
+
+
 def pair_files(gt_dir: str | Path, pred_dir: str | Path, images_json: str | Path | None = None
                ) -> list[tuple[str, Path, Path]]:
     """``[(image_id, gt_file, pred_file), ...]``: ids from ``images_json`` (``{"images": [{"id": ...}]}``)
@@ -57,15 +70,7 @@ def pair_files(gt_dir: str | Path, pred_dir: str | Path, images_json: str | Path
     gt_files = _files(gt_dir, ".tif")
     pred_files = _files(pred_dir, ".png")
     if images_json is not None:
-        images_json = Path(images_json)
-        if not images_json.is_file():
-            raise DataError(f"images json {images_json} does not exist")
-        try:
-            data = json.loads(images_json.read_text())
-            ids = [str(im["id"]) for im in data["images"]]
-        except (ValueError, KeyError, TypeError):
-            raise DataError(f"images json {images_json} is malformed: expected "
-                            '{"images": [{"id": ..., "file_name": ...}, ...]}') from None
+        ids = read_image_ids(images_json)
     else:
         ids = [_image_id(f) for f in gt_files]
     if not ids:

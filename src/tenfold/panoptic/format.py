@@ -255,3 +255,28 @@ def spec_path(name_or_path: str | Path) -> Path:
         return builtin_spec(str(path.name))
     except DataError:
         return path
+
+
+# ---------------------------------------------------------------------------------------------
+# COCO panoptic PNG ids (panopticapi ``rgb2id`` / ``id2rgb``)
+# ---------------------------------------------------------------------------------------------
+COCO_MAX_ID = 256 ** 3 - 1
+
+
+def rgb2id(rgb: np.ndarray) -> np.ndarray:
+    """(H, W) int64 segment ids of a COCO panoptic PNG: ``id = R + 256 G + 256^2 B`` (panopticapi
+    ``utils.rgb2id``; id 0 is void). Computed in int64: on uint8 arrays the sum would overflow."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] < 3:
+        raise DataError(f"COCO panoptic PNG of shape {rgb.shape} is invalid: expected (H, W, 3) RGB ids")
+    rgb = rgb[..., :3].astype(np.int64)
+    return rgb[..., 0] + 256 * rgb[..., 1] + 256 ** 2 * rgb[..., 2]
+
+
+def id2rgb(ids: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of segment ids, the inverse of :func:`rgb2id` (panopticapi ``utils.id2rgb``)."""
+    ids = np.asarray(ids).astype(np.int64)
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) > COCO_MAX_ID):
+        bad = int(ids.min()) if int(ids.min()) < 0 else int(ids.max())
+        raise DataError(f"segment id {bad} is invalid: a COCO panoptic PNG holds ids 0..{COCO_MAX_ID}")
+    return np.stack([ids % 256, ids // 256 % 256, ids // 256 ** 2], axis=-1).astype(np.uint8)

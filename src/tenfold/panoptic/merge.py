@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from tenfold.errors import DataError
-from tenfold.panoptic.format import NO_PREDICTION, UNKNOWN_PART, EvalSpec
+from tenfold.panoptic.format import NO_PREDICTION, UNKNOWN_PART, EvalSpec, rgb2id
 
 
 def flat_to_sid_pid(spec: EvalSpec) -> np.ndarray:
@@ -139,23 +139,36 @@ def _find_file(image_id: str, files: list, kind: str, folder) -> "Path":
     return hits[0]
 
 
-def merge_panoptic_file(panoptic_rgb: np.ndarray, segments_info: list[dict], part_flat: np.ndarray,
+def merge_panoptic_file(panoptic: np.ndarray, segments_info: list[dict], part_flat: "np.ndarray | None",
                         spec: EvalSpec, where: str = "prediction") -> np.ndarray:
-    """(H, W, 3) PPS prediction from a COCO panoptic PNG (RGB, id = R + 256 G + 256^2 B), its
-    ``segments_info`` and a flat part map. Instance ids count the segments of each category in
-    ``segments_info`` order (the toolkit's rule); pixels of ids not listed stay unpredicted."""
-    if panoptic_rgb.ndim != 3 or panoptic_rgb.shape[2] < 3:
-        raise DataError(f"{where}: panoptic PNG of shape {panoptic_rgb.shape} is invalid: expected RGB ids")
-    if part_flat.shape != panoptic_rgb.shape[:2]:
+    """(H, W, 3) PPS prediction from a COCO panoptic PNG (RGB, id = R + 256 G + 256^2 B; or the (H, W) ids
+    themselves), its ``segments_info`` and a flat part map (``None``: no part prediction, every pixel of a
+    class with parts gets the unknown pid 255). Instance ids count the segments of each category in
+    ``segments_info`` order (the toolkit's rule); pixels of ids not listed stay unpredicted. A category id
+    that is not a class of the spec's dataset is a one-line error."""
+    panoptic = np.asarray(panoptic)
+    if panoptic.ndim == 2 and np.issubdtype(panoptic.dtype, np.integer):
+        ids = panoptic.astype(np.int64)
+    elif panoptic.ndim == 3 and panoptic.shape[2] >= 3:
+        ids = rgb2id(panoptic)
+    else:
+        raise DataError(f"{where}: panoptic PNG of shape {panoptic.shape} is invalid: expected RGB ids")
+    if part_flat is None:
+        part_flat = np.zeros(ids.shape, np.int64)
+    if part_flat.shape != ids.shape:
         raise DataError(f"{where}: part map size {part_flat.shape[0]}x{part_flat.shape[1]} differs from the "
-                        f"panoptic size {panoptic_rgb.shape[0]}x{panoptic_rgb.shape[1]}")
-    rgb = panoptic_rgb[..., :3].astype(np.int64)
-    ids = rgb[..., 0] + 256 * rgb[..., 1] + 256 ** 2 * rgb[..., 2]
-    seg_ids = np.array([int(s["id"]) for s in segments_info], np.int64)
-    cats = [int(s["category_id"]) for s in segments_info]
-    bad = [c for c in cats if not 0 <= c <= 254]
+                        f"panoptic size {ids.shape[0]}x{ids.shape[1]}")
+    try:
+        seg_ids = np.array([int(s["id"]) for s in segments_info], np.int64)
+        cats = [int(s["category_id"]) for s in segments_info]
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{where}: segments_info is malformed: expected a list of "
+                        '{"id": int, "category_id": int, ...}') from None
+    n_classes = len(spec.dataset.scene_classes)
+    bad = [c for c in cats if not 0 <= c < n_classes]
     if bad:
-        raise DataError(f"{where}: category_id {bad[0]} is invalid: expected a sid 0..254")
+        raise DataError(f"{where}: category_id {bad[0]} is not a class of dataset spec {spec.dataset.path}: "
+                        f"expected a sid 0..{n_classes - 1}")
     count: dict[int, int] = {}
     inst = []
     for c in cats:
@@ -180,7 +193,9 @@ def merge_folders(eval_spec: "str | Path | EvalSpec", panoptic_json, panoptic_di
     """The ``tenfold merge-parts`` command: COCO panoptic predictions (JSON + PNGs) and flat part-semantic
     PNGs -> PPS prediction PNGs in ``out_dir`` (one per annotation, same file name). Image ids come from
     ``images_json`` (``{"images": [{"id": ...}]}``) or from the panoptic JSON's annotations; each part PNG
-    is found by the image id in its file name. Returns the written paths."""
+    is found by the image id in its file name. ``parts_dir=None`` converts panoptic predictions alone
+    (e.g. detectron2's or Mask2Former's): classes with parts then get the unknown pid 255 everywhere.
+    Returns the written paths."""
     import json
     from pathlib import Path
 
@@ -189,9 +204,10 @@ def merge_folders(eval_spec: "str | Path | EvalSpec", panoptic_json, panoptic_di
     from tenfold.panoptic.format import write_prediction
 
     spec = eval_spec if isinstance(eval_spec, EvalSpec) else EvalSpec.load(eval_spec)
-    panoptic_json, panoptic_dir, parts_dir, out_dir = map(Path, (panoptic_json, panoptic_dir, parts_dir, out_dir))
+    panoptic_json, panoptic_dir, out_dir = map(Path, (panoptic_json, panoptic_dir, out_dir))
+    parts_dir = None if parts_dir is None else Path(parts_dir)
     for name, folder in (("--panoptic-dir", panoptic_dir), ("--parts-dir", parts_dir)):
-        if not folder.is_dir():
+        if folder is not None and not folder.is_dir():
             raise DataError(f"{name} folder {folder} does not exist")
     try:
         annotations = json.loads(panoptic_json.read_text())["annotations"]
@@ -211,7 +227,7 @@ def merge_folders(eval_spec: "str | Path | EvalSpec", panoptic_json, panoptic_di
                             '{"images": [{"id": ...}, ...]}') from None
     else:
         ids = list(by_id)
-    part_files = sorted(p for p in parts_dir.rglob("*.png"))
+    part_files = [] if parts_dir is None else sorted(p for p in parts_dir.rglob("*.png"))
     written = []
     for image_id in ids:
         if image_id not in by_id:
@@ -220,12 +236,14 @@ def merge_folders(eval_spec: "str | Path | EvalSpec", panoptic_json, panoptic_di
         pan_file = panoptic_dir / ann["file_name"]
         if not pan_file.is_file():
             raise DataError(f"panoptic PNG {pan_file} (image id {image_id!r}) does not exist")
-        part_file = _find_file(image_id, part_files, "part PNG", parts_dir)
         with Image.open(pan_file) as im:
             rgb = np.array(im.convert("RGB"))
-        with Image.open(part_file) as im:
-            flat = np.array(im)
-        if flat.ndim != 2:
+        flat = None
+        if parts_dir is not None:
+            part_file = _find_file(image_id, part_files, "part PNG", parts_dir)
+            with Image.open(part_file) as im:
+                flat = np.array(im)
+        if flat is not None and flat.ndim != 2:
             raise DataError(f"part PNG {part_file} has shape {flat.shape}: expected a single-channel map of flat "
                             "part ids")
         pps = merge_panoptic_file(rgb, ann.get("segments_info", []), flat, spec, where=str(pan_file))

@@ -40,6 +40,13 @@ class StepDropout(nn.Module):
     def reset_state(self) -> None:
         self.mask = None
 
+    def train(self, mode: bool = True) -> "StepDropout":
+        """A change between training and evaluation starts a new sequence: the next training batch draws
+        a new mask."""
+        if mode != self.training:
+            self.reset_state()
+        return super().train(mode)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x

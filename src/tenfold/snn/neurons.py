@@ -23,6 +23,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
 from tenfold.errors import ConfigError, require
 from tenfold.second_order import second_order
 from tenfold.snn.surrogate import check_surrogate, surrogate_of_membrane
@@ -85,15 +87,38 @@ class _LIFStep(torch.autograd.Function):
                 g * (-ctx.lam * ctx.reset) if need[2] else None, None, None, None, None, None)
 
 
+_OPTIMIZER_STEPS = [0]  # optimizer steps taken in this process (any optimizer), counted once LIFNeuron runs
+_STEP_HOOK: list = []
+
+
+def _bump_optimizer_steps(optimizer, args, kwargs) -> None:
+    _OPTIMIZER_STEPS[0] += 1
+
+
+def _watch_optimizer_steps() -> None:
+    """Count every optimizer step (a global post-hook, registered once): a neuron whose sequence spans an
+    optimizer step is a user's loop that forgot the reset between batches (see :class:`LIFNeuron`)."""
+    if not _STEP_HOOK:
+        _STEP_HOOK.append(register_optimizer_step_post_hook(_bump_optimizer_steps))
+
+
 class LIFNeuron(nn.Module):
     """One LIF layer, stateful over time steps; call :meth:`reset_state` (or :func:`reset_states`) per batch.
 
     ``forward(I)`` takes the input current ``I[t]`` of any shape and returns the spikes ``s[t]``; the
     membrane after the step is in ``self.u`` (before reset, i.e. ``u[t]`` above).
+
+    A user's loop that forgets the reset between batches gets a one-line ConfigError naming
+    :func:`reset_states` instead of a silently continued membrane or PyTorch's "backward through the graph
+    a second time": when the state holds a graph whose backward has run (BPTT), when the batch shape
+    changes, or when an optimizer step ran since the sequence began (SLTT, whose state holds no graph).
+    ``updates_in_sequence=True`` allows optimizer steps inside a sequence (online learning that updates
+    the weights at every time step). ``model.train()`` / ``model.eval()`` that changes the mode starts a
+    new sequence (resets the state): no sequence spans training and evaluation.
     """
 
     def __init__(self, tau: float = 2.0, v_th: float = 1.0, surrogate: str = "triangle", width: float = 1.0,
-                 temporal: str = "bptt", u_rest: float = 0.0) -> None:
+                 temporal: str = "bptt", u_rest: float = 0.0, updates_in_sequence: bool = False) -> None:
         super().__init__()
         require(isinstance(tau, (int, float)) and not math.isnan(tau) and tau >= 1, "tau", tau,
                 "a membrane time constant >= 1 (float('inf') for IF)")
@@ -106,8 +131,17 @@ class LIFNeuron(nn.Module):
         self.tau, self.v_th, self.u_rest = float(tau), float(v_th), float(u_rest)
         self.surrogate, self.width, self.temporal = surrogate, float(width), temporal
         self.lam = leak(self.tau)
+        self.updates_in_sequence = bool(updates_in_sequence)
         self.u: torch.Tensor | None = None
         self.s: torch.Tensor | None = None
+        self._sequence_start = 0  # the optimizer-step count when the current sequence began
+        _watch_optimizer_steps()
+
+    def train(self, mode: bool = True) -> "LIFNeuron":
+        """A change between training and evaluation starts a new sequence (the state is reset)."""
+        if mode != self.training:
+            self.reset_state()
+        return super().train(mode)
 
     def reset_state(self) -> None:
         """Forget the membrane and last spikes (and with them any graph they hold)."""
@@ -115,18 +149,26 @@ class LIFNeuron(nn.Module):
         self.s = None
 
     def forward(self, current: torch.Tensor) -> torch.Tensor:
+        state = self.__dict__  # plain attributes (u, s are no parameters or buffers): skips Module.__setattr__
         if self.u is None:
             u = current
             s = _FirstSpike.apply(u, self.v_th, self.surrogate, self.width)  # arguments validated at construction
+            if not _STEP_HOOK:  # a neuron unpickled in a fresh process
+                _watch_optimizer_steps()
+            state["_sequence_start"] = _OPTIMIZER_STEPS[0]
         else:
-            if self.s.grad_fn is not None and torch.is_grad_enabled():
+            if self.s.grad_fn is not None:  # also under no_grad: an evaluation must not continue a trained batch
                 self._check_state_graph()
+            if _OPTIMIZER_STEPS[0] != self._sequence_start and not self.updates_in_sequence:
+                raise ConfigError("LIFNeuron state continues a sequence across an optimizer step: call "
+                                  "tenfold.snn.reset_states(model) before each new batch (sltt_step and SNNTrainer "
+                                  "reset for you; LIFNeuron(updates_in_sequence=True) if you update weights "
+                                  "inside a sequence on purpose)")
             if self.u.shape != current.shape:
                 raise ConfigError(f"input shape {tuple(current.shape)} differs from the neuron state "
                                   f"{tuple(self.u.shape)}: call reset_states(model) before a new batch")
             s, u = _LIFStep.apply(current, self.u, self.s, self.lam, self.v_th - self.u_rest, self.v_th,
                                   self.surrogate, self.width)
-        state = self.__dict__  # plain attributes (u, s are no parameters or buffers): skips Module.__setattr__
         if self.temporal == "sltt":  # no temporal gradient: keep only detached state
             state["u"], state["s"] = u.detach(), s.detach()
         else:
@@ -146,7 +188,8 @@ class LIFNeuron(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"tau={self.tau}, v_th={self.v_th}, u_rest={self.u_rest}, surrogate={self.surrogate!r}, "
-                f"width={self.width}, temporal={self.temporal!r}")
+                f"width={self.width}, temporal={self.temporal!r}"
+                + (", updates_in_sequence=True" if self.updates_in_sequence else ""))
 
 
 def _is_spikingjelly_memory(m: nn.Module) -> bool:

@@ -6,7 +6,8 @@ their weights are pruned following the lottery hypothesis. The layers' form is O
 
 - input layer, pixel space: z* = tanh(gamma K2 * ReLU(K1 * z*) + U * x + b), x_tilde = x + z*;
 - output layer, pooled feature h in R^D and a summary phi(x) of the image (average-pooled to p x p):
-  s* = tanh(gamma A s* + B h + E phi(x) + c), logits = head(h + W_up s*).
+  s* = tanh(gamma A s* + B h + E phi(x) + c), logits = head(h + W_up s*); ``pool=0`` drops the raw-pixel
+  path E phi(x) (VPT has no counterpart of it: the ``lion`` experiment compares the two without it).
 
 K1, K2 are 3x3 convolutions and A is r x r, each scaled to be 1-Lipschitz (tenfold.implicit.lipschitz,
 exact singular values and a proven conv bound), and tanh, ReLU are 1-Lipschitz, so with gamma < 1 both maps
@@ -15,6 +16,12 @@ so at initialisation z* = 0, the prompt is 0 and LION equals the frozen model ex
 
 Pruning: every weight tensor listed in ``PRUNABLE`` is used as ``weight * mask`` (mask buffers of ones until
 :mod:`tenfold.tuning.lion_pruning` finalises them), so hard-pruned entries stay exactly zero.
+
+Ablation of the equilibrium (``solve="one_step"``): each layer returns one explicit step of the same map
+from the same start, z = f(z0) with z0 = 0, on the ordinary autograd tape: same parameters, same
+initialisation, no fixed-point solve and no implicit gradient. From z0 = 0 the recurrent weights (K1, K2
+of the input layer, A of the output layer) drop out (f(0) = tanh(drive)): what the solve adds over one step
+is exactly their recurrence, which is the mechanism the ablation removes; they stay in the parameter count.
 """
 
 from __future__ import annotations
@@ -28,6 +35,14 @@ from torch import nn
 from tenfold.errors import ConfigError, require
 from tenfold.implicit import EquilibriumSolver, SolverSettings, jacobian_norm, scale_conv, scale_linear
 from tenfold.tuning.common import classifier, freeze
+
+
+SOLVES = ("equilibrium", "one_step")
+
+
+def check_solve(solve: str) -> None:
+    require(solve in SOLVES, "solve", solve, "'equilibrium' (the fixed point) or 'one_step' (ablation: one "
+            "explicit step of the same layer)")
 
 
 def check_gamma(gamma: float) -> None:
@@ -47,6 +62,13 @@ class MaskedWeights(nn.Module):
     def masked(self, name: str) -> torch.Tensor:
         return getattr(self, name) * getattr(self, f"{name}_mask")
 
+    def _solve(self, f, z0: torch.Tensor) -> torch.Tensor:
+        """z* = f(z*) by the equilibrium solver; under ``solve="one_step"`` (ablation) one explicit step
+        f(z0) on the autograd tape (the solver is not called: its ``last_info`` stays None)."""
+        if self.solve == "one_step":
+            return f(z0)
+        return self.solver(f, z0)
+
     @torch.no_grad()
     def apply_masks(self) -> None:
         """Zero the stored weights under a zero mask (after an optimiser step: AdamW's momentum and weight
@@ -61,9 +83,12 @@ class InputPromptLayer(MaskedWeights):
     PRUNABLE = ("k1", "k2", "u")
 
     def __init__(self, channels: int, hidden: int = 4, gamma: float = 0.9, kernel: int = 3,
-                 settings: SolverSettings | None = None, generator: torch.Generator | None = None) -> None:
+                 settings: SolverSettings | None = None, generator: torch.Generator | None = None,
+                 solve: str = "equilibrium") -> None:
         super().__init__()
         check_gamma(gamma)
+        check_solve(solve)
+        self.solve = solve
         require(channels >= 1, "channels", channels, "an integer >= 1")
         require(hidden >= 1, "hidden", hidden, "an integer >= 1")
         require(kernel >= 1 and kernel % 2 == 1, "kernel", kernel, "an odd integer >= 1")
@@ -91,8 +116,8 @@ class InputPromptLayer(MaskedWeights):
         return f, torch.zeros_like(x)
 
     def prompt(self, x: torch.Tensor) -> torch.Tensor:
-        """z*(x), the additive pixel prompt."""
-        return self.solver(*self.equation(x))
+        """z*(x), the additive pixel prompt (f(0) = tanh(U * x + b) under ``solve="one_step"``)."""
+        return self._solve(*self.equation(x))
 
     @torch.no_grad()
     def diagnostics(self, x: torch.Tensor) -> dict[str, float]:
@@ -108,21 +133,29 @@ class InputPromptLayer(MaskedWeights):
 
 
 class OutputPromptLayer(MaskedWeights):
-    """Feature-space equilibrium prompt: s* = tanh(gamma A s* + B h + E phi(x) + c); returns W_up s*."""
+    """Feature-space equilibrium prompt: s* = tanh(gamma A s* + B h + E phi(x) + c); returns W_up s*.
+    ``pool=0``: no image summary, s* = tanh(gamma A s* + B h + c) (no E)."""
 
     PRUNABLE = ("a", "b", "e", "w_up")
 
     def __init__(self, features: int, channels: int, rank: int = 8, gamma: float = 0.9, pool: int = 2,
-                 settings: SolverSettings | None = None, generator: torch.Generator | None = None) -> None:
+                 settings: SolverSettings | None = None, generator: torch.Generator | None = None,
+                 solve: str = "equilibrium") -> None:
         super().__init__()
         check_gamma(gamma)
-        for name, value in (("features", features), ("channels", channels), ("rank", rank), ("pool", pool)):
+        check_solve(solve)
+        self.solve = solve
+        for name, value in (("features", features), ("channels", channels), ("rank", rank)):
             require(isinstance(value, int) and value >= 1, name, value, "an integer >= 1")
+        require(isinstance(pool, int) and pool >= 0, "pool", pool, "an integer >= 0 (0: no raw-pixel summary)")
         self.gamma, self.pool = float(gamma), pool
         summary = channels * pool * pool
         self.a = nn.Parameter(torch.randn(rank, rank, generator=generator) / math.sqrt(rank))
         self.b = nn.Parameter(torch.randn(rank, features, generator=generator) / math.sqrt(features))
-        self.e = nn.Parameter(torch.randn(rank, summary, generator=generator) / math.sqrt(summary))
+        if pool:
+            self.e = nn.Parameter(torch.randn(rank, summary, generator=generator) / math.sqrt(summary))
+        else:
+            self.PRUNABLE = ("a", "b", "w_up")
         self.c = nn.Parameter(torch.zeros(rank))
         self.w_up = nn.Parameter(torch.zeros(features, rank))
         self._add_masks()
@@ -135,7 +168,10 @@ class OutputPromptLayer(MaskedWeights):
     def equation(self, h: torch.Tensor, x: torch.Tensor):
         """(f, s0) of the fixed-point problem s = f(s) for features ``h`` and image ``x``."""
         a = scale_linear(self.masked("a"))
-        drive = h @ self.masked("b").T + self.summary(x) @ self.masked("e").T + self.c
+        drive = h @ self.masked("b").T
+        if self.pool:
+            drive = drive + self.summary(x) @ self.masked("e").T
+        drive = drive + self.c
 
         def f(s: torch.Tensor) -> torch.Tensor:
             return torch.tanh(self.gamma * s @ a.T + drive)
@@ -143,7 +179,7 @@ class OutputPromptLayer(MaskedWeights):
         return f, torch.zeros_like(drive)
 
     def forward(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return self.solver(*self.equation(h, x)) @ self.masked("w_up").T
+        return self._solve(*self.equation(h, x)) @ self.masked("w_up").T
 
     @torch.no_grad()
     def diagnostics(self, h: torch.Tensor, x: torch.Tensor) -> dict[str, float]:
@@ -170,7 +206,7 @@ class LION(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, hidden: int = 4, rank: int = 8, gamma: float = 0.9, pool: int = 2,
-                 settings: SolverSettings | None = None, seed: int = 0) -> None:
+                 settings: SolverSettings | None = None, seed: int = 0, solve: str = "equilibrium") -> None:
         super().__init__()
         for attr in ("forward_features", "forward_head", "num_features"):
             require(hasattr(backbone, attr), "model", type(backbone).__name__,
@@ -182,9 +218,9 @@ class LION(nn.Module):
         self.backbone = freeze(backbone)
         for p in self.head.parameters():
             p.requires_grad_(True)
-        self.input_prompt = InputPromptLayer(channels, hidden, gamma, settings=settings, generator=g)
+        self.input_prompt = InputPromptLayer(channels, hidden, gamma, settings=settings, generator=g, solve=solve)
         self.output_prompt = OutputPromptLayer(int(backbone.num_features), channels, rank, gamma, pool,
-                                               settings=settings, generator=g)
+                                               settings=settings, generator=g, solve=solve)
         ref = next(backbone.parameters())
         self.to(device=ref.device, dtype=ref.dtype)
         self.backbone.eval()
@@ -255,7 +291,8 @@ class LION(nn.Module):
                 "output": self.output_prompt.solver.last_backward_info}
 
     def solver_infos(self) -> dict[str, object]:
-        """The last forward's solver statistics of both layers (``None`` before the first call)."""
+        """The last forward's solver statistics of both layers (``None`` before the first call, and always
+        under ``solve="one_step"``, which never calls the solver)."""
         return {"input": self.input_prompt.solver.last_info, "output": self.output_prompt.solver.last_info}
 
 
@@ -277,9 +314,10 @@ def lion_parameter_count(model: LION) -> dict[str, int]:
 
 def apply_lion(model: nn.Module, *, hidden: int, rank: int, gamma: float, pool: int, solver: str, f_max_iter: int,
                eval_f_max_iter: int, f_tol: float, backward: str, phantom_steps: int, b_solver: str, b_max_iter: int,
-               b_tol: float, seed: int) -> LION:
+               b_tol: float, seed: int, solve: str) -> LION:
     """``tenfold.tuning.apply(model, "lion", ...)``: wrap a timm model in dense (unpruned) LION (options and
-    defaults: :class:`tenfold.tuning.options.LionOptions`).
+    defaults: :class:`tenfold.tuning.options.LionOptions`). ``solve="one_step"`` is the ablation of the
+    equilibrium: one explicit step of the same layers (same parameters and initialisation).
 
     Default solvers are torchdeq's fixed-point iteration, forward and backward: measured on LION's own
     layers (digits ViT, after 15-20 training steps, one thread) it needs 6.8 / 8.9 forward steps (input /
@@ -289,7 +327,7 @@ def apply_lion(model: nn.Module, *, hidden: int, rank: int, gamma: float, pool: 
     settings = SolverSettings(solver=solver, f_max_iter=f_max_iter, eval_f_max_iter=eval_f_max_iter, f_tol=f_tol,
                               backward=backward, phantom_steps=phantom_steps, b_solver=b_solver,
                               b_max_iter=b_max_iter, b_tol=b_tol)
-    return LION(model, hidden=hidden, rank=rank, gamma=gamma, pool=pool, settings=settings, seed=seed)
+    return LION(model, hidden=hidden, rank=rank, gamma=gamma, pool=pool, settings=settings, seed=seed, solve=solve)
 
 
 def _register() -> None:

@@ -4,6 +4,9 @@ Scope: the weight tensors ``PRUNABLE`` of both equilibrium layers, ranked global
 
 Soft phase (:class:`LotteryPruner`), repeated every epoch:
 - score each weight by |theta * dL/dtheta| (GSM-style; the gradient summed over the epoch) or by |theta|;
+  ``score="random"`` is the ablation of the lottery selection: one seeded uniform draw per weight, fixed for
+  the whole run, so the kept set is a random subset of exactly the same size (same sparsity, same soft
+  phase and schedule, same finalisation), chosen without looking at the weights or the loss;
 - keep the top n - floor(rho n); kept weights take the optimiser's (AdamW) update;
 - the others get no gradient and decay, theta <- theta (1 - lr lambda_s), with lambda_s >> weight decay.
 Finalisation writes the kept set into the layers' mask buffers and zeroes the rest: exactly floor(rho n)
@@ -23,7 +26,7 @@ from torch import nn
 
 from tenfold.errors import require
 
-SCORES = ("gsm", "magnitude")
+SCORES = ("gsm", "magnitude", "random")
 
 
 def check_rho(rho: float) -> None:
@@ -55,12 +58,17 @@ def imp_zero_counts(n: int, rho: float, rate: float = 0.2) -> list[int]:
 class LotteryPruner:
     """Global soft lottery pruning of ``model``'s implicit layers to sparsity ``rho``."""
 
-    def __init__(self, model: nn.Module, rho: float, score: str = "gsm", decay: float = 50.0) -> None:
+    def __init__(self, model: nn.Module, rho: float, score: str = "gsm", decay: float = 50.0,
+                 generator: torch.Generator | None = None) -> None:
         check_rho(rho)
         require(score in SCORES, "score", score, f"one of {', '.join(SCORES)}")
         require(decay >= 0, "decay", decay, "a decay strength >= 0")
         self.rho, self.score, self.decay = float(rho), score, float(decay)
         self.weights = prunable_weights(model)
+        # score="random": one draw per weight for the whole run (CPU generator: the same ranking on any device)
+        g = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.random_scores = ({k: torch.rand(self._param(k).shape, generator=g).to(self._param(k).device)
+                               for k in self.weights} if score == "random" else {})
         self.keep = {k: torch.ones_like(self._param(k), dtype=torch.bool) for k in self.weights}
         self.grad_sum = {k: torch.zeros_like(self._param(k)) for k in self.weights}
         self._before: dict[str, torch.Tensor] = {}
@@ -103,6 +111,8 @@ class LotteryPruner:
 
     def scores(self) -> dict[str, torch.Tensor]:
         out = {}
+        if self.score == "random":
+            return dict(self.random_scores)
         for key in self.weights:
             theta = self._param(key).detach()
             out[key] = (theta * self.grad_sum[key]).abs() if self.score == "gsm" else theta.abs()
@@ -141,10 +151,11 @@ class LotteryPruner:
 
     @torch.no_grad()
     def prune_magnitude(self, zeros: int) -> None:
-        """IMP round: among the surviving weights keep the largest |theta| so that ``zeros`` are pruned,
-        then finalise (the caller rewinds the surviving weights and retrains)."""
+        """IMP round: among the surviving weights keep the largest |theta| (``score="random"``: the largest
+        random scores) so that ``zeros`` are pruned, then finalise (the caller rewinds and retrains)."""
         require(0 <= zeros < self.size, "zeros", zeros, f"a count in [0, {self.size})")
-        theta = {k: self._param(k).detach().abs() for k in self.weights}
+        theta = (dict(self.random_scores) if self.score == "random"
+                 else {k: self._param(k).detach().abs() for k in self.weights})
         self.keep = self._top(theta, self.size - zeros, allowed=self.keep)
         self.finalize()
 

@@ -261,9 +261,11 @@ SOLVER_NAMES = ("fixed_point", "anderson", "broyden", "anderson_torchdeq")
 @dataclass(frozen=True)
 class LionOptions(MethodOptions):
     """``lion``: input-layer width h, output-layer state size r, contraction gamma in (0, 1), image summary
-    p x p, the equilibrium solver forward (``solver``, ``f_max_iter`` in training, ``eval_f_max_iter`` in
+    p x p (``pool=0``: none, the output layer reads the features only), the equilibrium solver forward (``solver``, ``f_max_iter`` in training, ``eval_f_max_iter`` in
     evaluation, relative residual ``f_tol``) and backward (``backward="ift"``: implicit differentiation with
-    ``b_solver`` to ``b_tol`` within ``b_max_iter``; ``"phantom"``: ``phantom_steps`` steps, 1 = JFB), seed.
+    ``b_solver`` to ``b_tol`` within ``b_max_iter``; ``"phantom"``: ``phantom_steps`` steps, 1 = JFB), seed,
+    and ``solve``: ``"equilibrium"`` (the fixed point) or ``"one_step"`` (ablation: one explicit step of the
+    same layers from z0 = 0, plain autograd, no solver).
 
     Defaults: torchdeq's fixed-point iteration forward and backward (measured fewest steps on LION's own
     layers, docs/lion.md)."""
@@ -282,9 +284,14 @@ class LionOptions(MethodOptions):
     b_max_iter: int = 30
     b_tol: float = 1e-6
     seed: int = 0
+    solve: str = "equilibrium"
 
     def check(self) -> None:
-        for name in ("hidden", "rank", "pool", "f_max_iter", "eval_f_max_iter", "phantom_steps", "b_max_iter"):
+        require(self.solve in ("equilibrium", "one_step"), "solve", self.solve,
+                "'equilibrium' (the fixed point) or 'one_step' (ablation: one explicit step of the same layer)")
+        require(isinstance(self.pool, int) and self.pool >= 0, "pool", self.pool,
+                "an integer >= 0 (0: no raw-pixel summary in the output layer)")
+        for name in ("hidden", "rank", "f_max_iter", "eval_f_max_iter", "phantom_steps", "b_max_iter"):
             _count(self, name)
         require(0 < self.gamma < 1, "gamma", self.gamma,
                 "a contraction factor in (0, 1) (gamma >= 1 gives no unique fixed point)")

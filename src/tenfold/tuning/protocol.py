@@ -77,9 +77,17 @@ def tune_on_task(method: str, foundation: nn.Module, task: Task, *, options: dic
                  teacher: nn.Module | None = None, device: torch.device | str = "cpu", train=None,
                  freeze_new: bool = False) -> RunOutcome:
     """Train ``method`` on ``task`` (or on ``train``, e.g. the task's training split without its validation
-    shots) from ``foundation``; accuracy on the task's test set. ``freeze_new`` (an ablation) leaves every
-    trainable tensor but the heads at its initial value."""
+    shots) from ``foundation``; accuracy on the task's test set.
+
+    ``freeze_new`` is the ablation that removes the method's mechanism: prompt methods (VPT) lose their
+    prompts (length 0: VPT without prompts, not VPT with prompts frozen at their random init); every other
+    method keeps its tensors at their initial values (only the heads train). For the zero-initialised
+    methods (AdaptFormer, Houlsby, Pfeiffer, Convpass, LoRA) and BitFit (its biases are the pre-trained
+    ones), and for VPT without prompts, the ablated model IS the linear probe, computation for computation
+    (the same head init, data order and lr grid give the same accuracy): an ablation equal to the baseline."""
     start = time.perf_counter()
+    if freeze_new and get_method(method).family == "prompt":
+        options = {**options, "length": 0}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # new heads (reset_classifier) draw from the global generator
         model = prepare(method, foundation, task.num_classes, options, student=student, teacher=teacher, seed=seed)

@@ -20,8 +20,9 @@ class Thresholds(Config):
                          "0 = no advantage, so the claim holds when the whole interval of linear+CE's base drop "
                          "minus ETF+DR's is above 0")
     min_final_vs_no_memory: float = Field(
-        30.0, description="source: by construction of the digits protocol: the 6 base classes hold 60% of the "
-                          "final test set, so a method that forgets them ends up to 60 points lower; 30 = half "
+        30.0, description="source: by construction of both protocols: the base classes (6 of 10 digits, 60 of "
+                          "100 shapes) hold 60% of the final test set, so a method that forgets them ends up to "
+                          "60 points lower; 30 = half "
                           "of that share (the paper, Table 1: every method with a memory ends far above "
                           "fine-tuning)")
     max_set_mismatch: float = Field(

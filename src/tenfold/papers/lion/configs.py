@@ -32,11 +32,15 @@ class LionConfig(Config):
                                                       "AdamW lr grid searched for VPT-deep and LION alike (seed 0, "
                                                       "validation accuracy)")
     weight_decay: float = Field(1e-4, ge=0)
-    vpt_length: int = Field(4, ge=1, description="VPT-deep prompts per block (L p D + head >= LION's budget)")
+    vpt_length: int | None = Field(None, ge=1, description="VPT-deep prompts per block; null: the smallest p at "
+                                   "which LION's count at claim_rho (dense implicit entries - floor(rho n) + head) "
+                                   "is at most target_ratio x VPT-deep's L p D + head, i.e. VPT-deep at LION's "
+                                   "budget / 0.885, the paper's comparison (p=3 on the digits ViT)")
     rhos: list[Rho] = Field([0.5], min_length=1, description="pruned fractions trained (paper preset: a sweep)")
     hidden: int = Field(4, ge=1, description="channels inside the input layer's contraction")
     rank: int = Field(8, ge=1, description="state size r of the output layer")
-    pool: int = Field(2, ge=1, description="image summary of the output layer: p x p average pool")
+    pool: int = Field(0, ge=0, description="raw-pixel summary of the output layer (p x p average pool); 0: none, "
+                                           "so neither LION nor VPT-deep reads raw pixels besides the backbone")
     gamma: float = Field(0.9, gt=0, lt=1, description="contraction factor of both layers")
     solver: Literal["fixed_point", "anderson", "broyden", "anderson_torchdeq"] = Field(
         "fixed_point", description="forward solver (torchdeq's fixed-point iteration: measured fewest steps on "
@@ -52,7 +56,13 @@ class LionConfig(Config):
                                             "pruning (IMP) with rewinding (epochs per round; costly)")
     imp_rate: float = Field(0.2, gt=0, lt=1, description="IMP: fraction of the surviving weights pruned per round")
     rewind_epoch: int = Field(0, ge=0, description="IMP: rewind to the weights after this many epochs (0 = init)")
-    score: Literal["gsm", "magnitude"] = Field("gsm", description="|theta * grad| or |theta|")
+    score: Literal["gsm", "magnitude", "random"] = Field("gsm", description="|theta * grad| or |theta|; 'random' "
+                                                         "is the ablation of the lottery selection: random masks "
+                                                         "of the same sparsity (a seeded draw fixed per run)")
+    solve: Literal["equilibrium", "one_step"] = Field("equilibrium", description="'one_step' is the ablation of "
+                                                      "the equilibrium: one explicit step z = f(0) of the same "
+                                                      "layers (same parameters and init; no solver, no implicit "
+                                                      "gradient)")
     prune_decay: float = Field(50.0, ge=0, description="lambda_s of the non-kept weights' decay")
     finalize_at: float = Field(0.75, gt=0, le=1, description="fraction of epochs after which masks become hard")
     freeze_implicit: bool = Field(False, description="ablation: LION's implicit layers stay at their initial "

@@ -52,10 +52,13 @@ class MiniVTABConfig(Config):
     val_shots: int = Field(5, ge=1, description="of those, per class held out to pick each method's lr")
     lr_factors: list[float] = Field([0.3, 1.0, 3.0], min_length=1, description="lr grid of EVERY method (baselines "
                                     "included): these factors times its base lr, picked on validation (seed 0)")
-    freeze_new: bool = Field(False, description="ablation: every method's own tensors stay at their initial values "
-                                                "(only the heads train); full fine-tuning is left as it is")
+    freeze_new: bool = Field(False, description="ablation: VPT's prompts are removed (length 0, not frozen at random "
+                                                "init); every other method's own tensors stay at their initial values "
+                                                "(only the heads train); full fine-tuning is left as it is. VPT, "
+                                                "adapters, LoRA and BitFit then equal the linear probe by identity")
     freeze_full: bool = Field(False, description="ablation of the full-vs-linear claim: full fine-tuning trains "
-                                                 "only its head (it becomes the linear probe)")
+                                                 "only its head, with the linear probe's lr grid (it becomes the "
+                                                 "linear probe by identity)")
     thresholds: Thresholds = Thresholds()
     epochs: int = Field(6, ge=1)
     batch_size: int = Field(50, ge=1)
@@ -80,7 +83,10 @@ class MiniVTABConfig(Config):
     def _known_tasks(self) -> "MiniVTABConfig":
         if self.val_shots >= self.shots:
             raise ValueError(f"val_shots={self.val_shots} must be below shots={self.shots}")
-        known = MINI_TASKS if self.source == "mini" else VTAB_TASKS
+        from tenfold.tuning.tasks import TASKS
+        from tenfold.tuning.vtab import VTAB_TASKS
+
+        known = TASKS if self.source == "mini" else VTAB_TASKS
         bad = [t for t in self.tasks if t not in known]
         if bad or not self.tasks:
             raise ValueError(f"tasks {bad or self.tasks} are unknown for source {self.source!r}: expected some of "
