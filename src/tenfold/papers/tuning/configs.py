@@ -83,10 +83,7 @@ class MiniVTABConfig(Config):
     def _known_tasks(self) -> "MiniVTABConfig":
         if self.val_shots >= self.shots:
             raise ValueError(f"val_shots={self.val_shots} must be below shots={self.shots}")
-        from tenfold.tuning.tasks import TASKS
-        from tenfold.tuning.vtab import VTAB_TASKS
-
-        known = TASKS if self.source == "mini" else VTAB_TASKS
+        known = MINI_TASKS if self.source == "mini" else VTAB_TASKS
         bad = [t for t in self.tasks if t not in known]
         if bad or not self.tasks:
             raise ValueError(f"tasks {bad or self.tasks} are unknown for source {self.source!r}: expected some of "
