@@ -26,12 +26,16 @@ def balance_weights(labels: torch.Tensor) -> torch.Tensor:
 
 
 def dot_regression_loss(features: torch.Tensor, labels: torch.Tensor, prototypes: torch.Tensor,
-                        balanced: bool = False) -> torch.Tensor:
-    """Batch mean of ``1/2 r_y^2 (w_y^T mu_hat - 1)^2``; ``r_y = 1`` unless ``balanced``."""
+                        balanced: bool = False, reduction: str = "mean") -> torch.Tensor:
+    """Batch mean of ``1/2 r_y^2 (w_y^T mu_hat - 1)^2``; ``r_y = 1`` unless ``balanced``.
+
+    ``reduction="none"`` gives the per-sample terms (B,) instead of their mean."""
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction={reduction!r}: expected 'mean' or 'none'")
     per_sample = 0.5 * (prototype_cosine(features, labels, prototypes) - 1.0) ** 2
     if balanced:
         per_sample = per_sample * balance_weights(labels).to(per_sample.dtype)
-    return per_sample.mean()
+    return per_sample.mean() if reduction == "mean" else per_sample
 
 
 def mixed_loss(loss_fn, outputs: torch.Tensor, labels_a: torch.Tensor, labels_b: torch.Tensor,

@@ -29,16 +29,17 @@ import copy
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from tenfold.errors import ConvergenceError, DataError, require
-from tenfold.incremental.augment import mix_batch, mixup
-from tenfold.incremental.losses import balance_weights, dot_regression_loss, mixed_loss
+from tenfold.incremental.augment import mix_batch
+from tenfold.incremental.losses import balance_weights, dot_regression_loss
 from tenfold.incremental.metrics import SessionRecord, session_record
 from tenfold.incremental.model import ETFClassifier, FSCILNet, predict
 
@@ -117,23 +118,80 @@ class IncrementalSettings:
 CE_SCALE = 16.0  # temperature of cosine logits when the fixed ETF is trained with CE (an ablation only)
 
 
-def _loss(net: FSCILNet, mu: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: float, seen: int,
-          dr_weight: float, balanced: bool = False) -> torch.Tensor:
+class Processes(Protocol):
+    """What the training loops need from a run on several processes (the engine's ``RunContext`` has it).
+
+    ``rank`` and ``world_size`` pick this process's shard of every global batch; ``average_gradients(model)``
+    replaces each parameter gradient by its mean over processes; ``mean_over_processes(t)`` is the mean of a
+    tensor over processes. ``None`` (the default of every loop) is one process."""
+
+    @property
+    def rank(self) -> int: ...
+
+    @property
+    def world_size(self) -> int: ...
+
+    def average_gradients(self, model: nn.Module) -> None: ...
+
+    def mean_over_processes(self, value: torch.Tensor) -> torch.Tensor: ...
+
+
+def _world(processes: Processes | None) -> tuple[int, int]:
+    return (0, 1) if processes is None else (int(processes.rank), int(processes.world_size))
+
+
+def _check_sync_norm(net: nn.Module, world: int) -> None:
+    """Per-process BatchNorm statistics of a shard are not those of the global batch: refuse them."""
+    plain = [type(m).__name__ for m in net.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, nn.SyncBatchNorm)]
+    require(world == 1 or not plain, "processes", world,
+            f"1 for a backbone with {plain[0] if plain else ''} (per-process batch statistics differ from the "
+            "global batch's; convert it with torch.nn.SyncBatchNorm.convert_sync_batchnorm on CUDA)")
+
+
+def _per_sample(net: FSCILNet, mu: torch.Tensor, labels: torch.Tensor, seen: int, dr_weight: float) -> torch.Tensor:
     if net.loss == "dr":
         w = net.prototypes().to(mu.dtype)
-        return dr_weight * mixed_loss(dot_regression_loss, mu, y_a, y_b, lam, prototypes=w, balanced=balanced)
+        return dr_weight * dot_regression_loss(mu, labels, w, reduction="none")
     logits = net.scores(mu)[:, :seen]
     if isinstance(net.classifier, ETFClassifier):
         logits = CE_SCALE * logits
-    return mixed_loss(_cross_entropy, logits, y_a, y_b, lam, balanced=balanced)
+    return F.cross_entropy(logits, labels, reduction="none")
 
 
-def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor, balanced: bool = False) -> torch.Tensor:
-    """Cross-entropy; with ``balanced`` each sample is weighted by ``r_y^2`` as in the balanced DR loss."""
-    per_sample = F.cross_entropy(logits, labels, reduction="none")
-    if balanced:
-        per_sample = per_sample * balance_weights(labels).to(per_sample.dtype)
-    return per_sample.mean()
+def _shard_loss(net: FSCILNet, mu: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: float, seen: int,
+                dr_weight: float, balanced: bool, mine: slice, world: int) -> torch.Tensor:
+    """This process's part of the global batch's loss ``lam L(y_a) + (1 - lam) L(y_b)``, scaled so that the
+    mean of the parts over processes (what gradient averaging takes) is the one-process loss.
+
+    ``y_a``/``y_b`` are the labels of the whole global batch of ``B`` samples and ``mu`` the neck outputs of
+    this process's shard ``mine`` of it. ``L(y) = (1/B) sum_i r_{y_i}^2 l_i`` with the class-balancing
+    factors ``r^2`` (:func:`balance_weights`, 1 unless ``balanced``) of the global batch, so a shard returns
+    ``(W/B) sum_{i in shard} r_{y_i}^2 l_i`` and ``(1/W) sum_shards = L`` for any split, equal or not."""
+    total = len(y_a)
+    terms = []
+    for labels in (y_a, y_b):
+        per = _per_sample(net, mu, labels[mine], seen, dr_weight)
+        if balanced:
+            per = per * balance_weights(labels)[mine].to(per.dtype)
+        terms.append(per.sum())
+    return (lam * terms[0] + (1.0 - lam) * terms[1]) / (total / world)
+
+
+def _update(net: nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor, processes: Processes | None,
+            where: str) -> float:
+    """One SGD update from this process's loss part: checks the global loss, backward, averages the gradients
+    over processes (the update equals the one-process update up to float summation order), steps. Returns
+    the global batch's loss."""
+    world = _world(processes)[1]
+    value = loss.detach() if world == 1 else processes.mean_over_processes(loss.detach())
+    _check(value, where)  # the same value on every process: all stop together
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if world > 1:
+        processes.average_gradients(net)
+    opt.step()
+    return float(value)
 
 
 def _check(loss: torch.Tensor, where: str) -> None:
@@ -262,12 +320,19 @@ def check_session_labels(train_labels: list[torch.Tensor], test_labels: torch.Te
 
 
 def train_base(net: FSCILNet, x: torch.Tensor, y: torch.Tensor, settings: BaseSettings, generator: torch.Generator,
-               on_epoch: Callable[[int, float], None] | None = None, stage: Callable[..., Any] | None = None
-               ) -> FSCILNet:
+               on_epoch: Callable[[int, float], None] | None = None, stage: Callable[..., Any] | None = None,
+               processes: Processes | None = None) -> FSCILNet:
     """Train ``f`` and ``g`` (and a linear classifier) on the base classes ``y`` in ``0..B-1`` in place.
 
     ``stage(model=, optimizer=, state=)``, when given, returns a resumable :class:`tenfold.engine.Stage`;
     the epochs then run through it (checkpoint after each, ``loss`` in its row) and ``on_epoch`` is unused.
+
+    ``processes`` (:class:`Processes`, e.g. the run context) splits every step over several processes without
+    changing the schedule: the global batch (``settings.batch_size``), its order, augmentation and Mixup/CutMix
+    are drawn in full on every process from the same generator, each process forwards its shard (positions
+    ``rank, rank + W, ...``) and the averaged gradients give the one-process update (:func:`_shard_loss`), so
+    the learning rate and the number of steps do not depend on the number of processes. A backbone with
+    (non-synchronised) BatchNorm is refused on several processes.
     """
     require(len(x) == len(y) and len(y) > 0, "x", tuple(x.shape), f"a non-empty batch matching {len(y)} labels")
     got = _classes(y)
@@ -275,6 +340,9 @@ def train_base(net: FSCILNet, x: torch.Tensor, y: torch.Tensor, settings: BaseSe
         raise DataError(f"base-session labels are {_ids(got)}: expected 0..{len(got) - 1} (every base class, numbered "
                         "first in session order); " + RENUMBER_HINT)
     seen = int(y.max()) + 1
+    rank, world = _world(processes)
+    _check_sync_norm(net, world)
+    mine = slice(rank, None, world)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
     per_epoch = -(-len(y) // settings.batch_size)
@@ -296,12 +364,9 @@ def train_base(net: FSCILNet, x: torch.Tensor, y: torch.Tensor, settings: BaseSe
                                         generator=generator, rng=rng)
             for group in opt.param_groups:
                 group["lr"] = _base_lr(settings, step, total)
-            loss = _loss(net, net.head(net.features(xb)), ya, yb, lam, seen, settings.dr_weight)
-            _check(loss, f"base session, epoch {epoch}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            running += float(loss.detach()) * len(idx)
+            loss = _shard_loss(net, net.head(net.features(xb[mine])), ya, yb, lam, seen, settings.dr_weight,
+                               False, mine, world)
+            running += _update(net, opt, loss, processes, f"base session, epoch {epoch}") * len(idx)
             step += 1
         if st is not None:
             st.log(loss=running / len(y))
@@ -353,11 +418,16 @@ def session_steps(settings: IncrementalSettings, session: int) -> int:
 
 
 def finetune_head(net: FSCILNet, feats: torch.Tensor, labels: torch.Tensor, seen: int, settings: IncrementalSettings,
-                  generator: torch.Generator, session: int) -> None:
-    """``session_steps`` SGD steps on the head (and a linear classifier) over cached backbone features."""
+                  generator: torch.Generator, session: int, processes: Processes | None = None) -> None:
+    """``session_steps`` SGD steps on the head (and a linear classifier) over cached backbone features.
+
+    On several ``processes`` each step's global batch (order, feature-mixup draws and pairing) is drawn in
+    full on every process and each process forwards its shard, as in :func:`train_base`."""
     params = list(net.head.parameters()) + [p for p in net.classifier.parameters()]
     opt = torch.optim.SGD(params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
     net.head.train()
+    rank, world = _world(processes)
+    mine = slice(rank, None, world)
     n = len(labels)
     total = session_steps(settings, session)
     order, pos = torch.randperm(n, generator=generator), 0
@@ -366,17 +436,22 @@ def finetune_head(net: FSCILNet, feats: torch.Tensor, labels: torch.Tensor, seen
             order, pos = torch.randperm(n, generator=generator), 0
         idx = order[pos:pos + settings.batch_size].to(labels.device)
         pos += settings.batch_size
-        mu, y_a, y_b, lam = net.head(feats[idx]), labels[idx], labels[idx], 1.0
+        y_a = y_b = labels[idx]
+        lam = 1.0
         if settings.feature_mixup_p > 0 and float(torch.rand((), generator=generator)) < settings.feature_mixup_p:
-            # The official ImageClassifierCIL.mixup_feat mixes the neck outputs, not the backbone features.
-            mu, y_a, y_b, lam = mixup(mu, labels[idx], settings.feature_mixup_lam, generator)
+            # The official ImageClassifierCIL.mixup_feat mixes the neck outputs, not the backbone features:
+            # lam g(h_i) + (1 - lam) g(h_perm(i)) (augment.mixup's draw), each process forwarding its shard's
+            # samples and their partners (the head works per sample: LayerNorm, no batch statistics).
+            perm = torch.randperm(len(idx), generator=generator).to(labels.device)
+            lam = float(settings.feature_mixup_lam)
+            y_b = labels[idx[perm]]
+            mu = lam * net.head(feats[idx[mine]]) + (1.0 - lam) * net.head(feats[idx[perm][mine]])
+        else:
+            mu = net.head(feats[idx[mine]])
         for group in opt.param_groups:
             group["lr"] = _session_lr(settings, step, total)
-        loss = _loss(net, mu, y_a, y_b, lam, seen, settings.dr_weight, settings.balanced)
-        _check(loss, f"session {session}, step {step}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss = _shard_loss(net, mu, y_a, y_b, lam, seen, settings.dr_weight, settings.balanced, mine, world)
+        _update(net, opt, loss, processes, f"session {session}, step {step}")
     net.head.eval()
 
 
@@ -414,7 +489,7 @@ def run_sessions(base_net: FSCILNet, method: str, data: SessionData, settings: I
                  generator: torch.Generator,
                  on_session: Callable[[SessionRecord], None] | None = None,
                  on_finetune_set: Callable[[int, torch.Tensor], None] | None = None,
-                 stage: Callable[..., Any] | None = None,
+                 stage: Callable[..., Any] | None = None, processes: Processes | None = None,
                  ) -> tuple[list[SessionRecord], FSCILNet]:
     """Sessions 0..T on a copy of the base-trained ``base_net`` with ``method``; returns the records and the net.
 
@@ -422,7 +497,9 @@ def run_sessions(base_net: FSCILNet, method: str, data: SessionData, settings: I
     feature per seen class. ``on_finetune_set(t, labels)`` sees the labels of each session's fine-tuning set;
     each record keeps its class counts (``finetune_counts``). ``stage(model=, state=)``, when given, returns a
     resumable :class:`tenfold.engine.Stage` whose epochs are the sessions (one checkpoint per session, the
-    accuracies in its rows); ``on_session`` is then called only for the sessions that run.
+    accuracies in its rows); ``on_session`` is then called only for the sessions that run. ``processes`` shards
+    each fine-tuning step (:func:`finetune_head`); features, memory and evaluation are computed in full on every
+    process, so every process holds the same records.
     """
     require(method in METHODS, "method", method, f"one of {', '.join(METHODS)}")
     require(settings.duplication == "t" or (isinstance(settings.duplication, int) and settings.duplication >= 1),
@@ -456,7 +533,7 @@ def run_sessions(base_net: FSCILNet, method: str, data: SessionData, settings: I
             if on_finetune_set is not None:
                 on_finetune_set(t, ft_y)
             counts = dict(zip(*[v.tolist() for v in torch.unique(ft_y, return_counts=True)]))
-            finetune_head(net, ft_x, ft_y, seen, settings, generator, t)
+            finetune_head(net, ft_x, ft_y, seen, settings, generator, t, processes)
         memory = torch.cat(means[:t + 1])
         mask = data.test_labels < seen
         pred = predict(_scores(net, method, data.test_feats[mask], memory, settings.evaluation), seen)

@@ -127,7 +127,7 @@ def _base_nets(cfg: FSCILConfig, kinds: set[str], x: torch.Tensor, y: torch.Tens
         clf = ETFClassifier(num_classes, cfg.dim, seed=seed) if classifier == "etf" else nn.Linear(cfg.dim, num_classes)
         net = FSCILNet(make_backbone(), head, clf, loss=loss).to(ctx.device)
         nets[kind] = train_base(net, x.to(ctx.device), y.to(ctx.device), base_s, ctx.generator(seed, stage, kind),
-                                stage=_stage(ctx, f"{stage}-{kind}-seed{seed}"))
+                                stage=_stage(ctx, f"{stage}-{kind}-seed{seed}"), processes=ctx)
     return nets
 
 
@@ -203,7 +203,8 @@ def tune_lrs(cfg: FSCILConfig, x0: torch.Tensor, y0: torch.Tensor, num_classes: 
                 recs, _ = run_sessions(nets[_kind(method)], method, data,
                                        dataclasses.replace(inc_s, lr=lr, steps=steps),
                                        ctx.generator(seed, "val-sessions", method, f"{lr:g}", str(steps)),
-                                       stage=_stage(ctx, f"val-{method}-lr{lr:g}-steps{steps}-seed{seed}"))
+                                       stage=_stage(ctx, f"val-{method}-lr{lr:g}-steps{steps}-seed{seed}"),
+                                       processes=ctx)
             except ConvergenceError:
                 return -math.inf
             return average_accuracy(recs)
@@ -271,7 +272,8 @@ def run_trial(cfg: FSCILConfig, train: ArrayDataset, test: ArrayDataset, plan: S
             try:
                 out[method], _ = run_sessions(net, method, data, settings, ctx.generator(seed, "sessions", method),
                                               stage=_stage(ctx, f"sessions-{method}-seed{seed}"
-                                                                + (f"-retry{attempt}" if attempt else "")))
+                                                                + (f"-retry{attempt}" if attempt else "")),
+                                              processes=ctx)
                 break
             except ConvergenceError:
                 # Fine-tuning without memory at linear+memory's rate can diverge on 10 samples: it then takes
@@ -435,7 +437,7 @@ def _notes(cfg: FSCILConfig, what: str) -> str:
                f"{cfg.loss.upper()}." if ablated else ""))
 
 
-@register("fscil-digits", paper=PAPER, config=FSCILConfig, order=60, claims=CLAIMS,
+@register("fscil-digits", paper=PAPER, config=FSCILConfig, order=60, claims=CLAIMS, processes=True,
           description="NC-FSCIL on digits: base 0-5, sessions {6,7},{8,9} at 5 shots; ETF+DR vs tuned "
                       "linear+memory and NCM")
 def run_digits(cfg: FSCILConfig, ctx: RunContext) -> Result:
