@@ -466,24 +466,29 @@ def _segment_counts(hist, gkeys, pkeys, avals, bvals, spec, stats, include_bg):
 
 def _count_class(counts, sid, segs, preds, crowd_rows, overlap, gt_area, pred_area, p_void, parts_ctx):
     matched_p = np.zeros(preds.size, bool)
-    tp = 0
-    scores = []
-    for g in segs:
-        if preds.size == 0:
-            break
-        inter = overlap[g, preds]
-        union = gt_area[g] + pred_area[preds] - inter - p_void[preds]
+    pairs: list[tuple[int, int, float]] = []          # (GT row, index into preds, IoU) in GT order
+    if segs.size and preds.size:
+        # every (segment, prediction) IoU at once, elementwise as panopticapi computes it
+        inter = overlap[np.ix_(segs, preds)]
+        union = gt_area[segs][:, None] + pred_area[preds] - inter - p_void[preds]
         iou = inter / np.where(union > 0, union, 1)
-        hits = np.flatnonzero((iou > 0.5) & ~matched_p)
-        if hits.size == 0:
-            continue
-        j = hits[0]
-        matched_p[j] = True
-        tp += 1
-        if parts_ctx is None:
-            scores.append(float(iou[j]))
+        gi, pj = np.nonzero(iou > 0.5)
+        # GT segments are disjoint and so are predictions, so IoU > 0.5 (void left out of the union) pairs
+        # each segment with at most one prediction and back: these are the greedy loop's matches, in its order.
+        # Should that ever not hold, run the greedy loop itself.
+        if gi.size == np.unique(gi).size == np.unique(pj).size:
+            pairs = [(int(segs[a]), int(b), float(iou[a, b])) for a, b in zip(gi, pj)]
         else:
-            scores.append(part_iou(g, preds[j], crowd_rows, overlap, gt_area, parts_ctx))
+            for a in range(segs.size):
+                hits = np.flatnonzero((iou[a] > 0.5) & ~matched_p)
+                if hits.size:
+                    matched_p[hits[0]] = True
+                    pairs.append((int(segs[a]), int(hits[0]), float(iou[a, hits[0]])))
+    tp = len(pairs)
+    scores = []
+    for g, j, value in pairs:
+        matched_p[j] = True
+        scores.append(value if parts_ctx is None else part_iou(g, preds[j], crowd_rows, overlap, gt_area, parts_ctx))
     p_crowd = overlap[crowd_rows][:, preds].sum(0) if crowd_rows.any() else np.zeros(preds.size, np.int64)
     ignored_frac = (p_void[preds] + p_crowd) / np.maximum(pred_area[preds], 1)
     counts.tp[sid] += tp
