@@ -113,3 +113,49 @@ def test_partpq_equals_reference_with_pascal_spec(tmp_path):
             assert abs(got.score[sid] - iou) <= 1e-12, (trial, sid)
         parts_tp += sum(v[0] for s, v in ref.items() if spec.has_parts(s))
     assert parts_tp >= 5  # matched segments of classes with parts were compared
+
+
+@pytest.mark.slow
+def test_partpq_equals_reference_at_cityscapes_size(tmp_path):
+    """One 1024x2048 image (17 things + 2 stuff, random part noise, stray segments, unevaluated and unknown
+    ids): the sizes the benchmark times, where the numpy path reads labels as run starts and 16-bit
+    (sid, iid) values and counts int32 joint keys."""
+    from tenfold.panoptic.oracle import import_reference, reference_per_class
+
+    try:
+        import_reference()
+    except ImportError as exc:
+        pytest.fail(f"panoptic_parts reference not installed (pip install -e .[oracle]): {exc}")
+    spec, _, ev, _ = specs(tmp_path)
+    rng = np.random.default_rng(2048)
+    scene = generate_scenes(1, seed=77, height=1024, width=2048, things=(17, 17))[0]
+    pairs = [(scene.uids, _random_prediction(scene.uids, spec, rng))]
+    ref = reference_per_class(ev, pairs)
+    ours = image_stats(*pairs[0], spec)
+    for sid, (tp, fp, fn, iou) in ref.items():
+        got = ours.part_pq
+        assert (got.tp[sid], got.fp[sid], got.fn[sid]) == (tp, fp, fn), sid
+        assert abs(got.score[sid] - iou) <= 1e-12, sid
+    assert sum(v[0] for s, v in ref.items() if spec.has_parts(s)) >= 5
+
+
+def test_eval_parts_benchmark_reports_each_ratio_with_its_target():
+    """The benchmark's path on one tiny image: equality with the reference is asserted, and every size
+    reports its files and arrays speed-ups on both clocks, each as a target row with the declared bar."""
+    from tenfold.panoptic.oracle import import_reference
+    from tenfold.papers.partformer import bench_eval_parts as bench
+
+    try:
+        import_reference()
+    except ImportError as exc:
+        pytest.fail(f"panoptic_parts reference not installed (pip install -e .[oracle]): {exc}")
+    assert (1024, 2048) in [s[:2] for s in bench.QUICK_SIZES]   # Cityscapes size in the quick run too
+    out = bench.run(sizes=((32, 64, 1), (48, 64, 1)))
+    assert len(out["sizes"]) == 2 and len(out["targets"]) == 8
+    for row in out["sizes"]:
+        assert row["max_abs_difference_vs_reference"] == 0.0
+        for kind in ("files", "arrays"):
+            for clock in ("wall", "cpu"):
+                value = row[f"speedup_{kind}_{clock}"]
+                rows = [t for t in out["targets"] if t["value"] == value]
+                assert rows and rows[0]["threshold"] == ">= 25" and rows[0]["holds"] == (value >= 25)

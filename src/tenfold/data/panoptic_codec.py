@@ -39,6 +39,13 @@ MAX_UID = 9_999_999
 # ---------------------------------------------------------------------------------------------
 def check_uids(uids: np.ndarray | torch.Tensor, where: str = "uids") -> None:
     """Raise DataError naming ``where`` and an offending value for negative, 3-digit or too large uids."""
+    if not isinstance(uids, torch.Tensor):
+        uids = np.asarray(uids)
+        # the common case (every uid valid) in a few read-only passes; the full mask only to name a value
+        if uids.size == 0:
+            return
+        if int(uids.min()) >= 0 and int(uids.max()) <= MAX_UID and not ((uids >= 100) & (uids <= 999)).any():
+            return
     bad = (uids < 0) | ((uids >= 100) & (uids <= 999)) | (uids > MAX_UID)
     if bool(bad.any()):
         value = int(uids[bad].reshape(-1)[0])
@@ -110,7 +117,7 @@ def read_gt(path: str | Path) -> np.ndarray:
     if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
         raise DataError(f"ground-truth file {path} holds a {arr.dtype} array of shape {arr.shape}: "
                         "expected a single-channel integer uid image")
-    arr = arr.astype(np.int32)
+    arr = arr.astype(np.int32, copy=False)   # the file's own fresh array when it is int32 already
     check_uids(arr, str(path))
     return arr
 

@@ -267,11 +267,12 @@ def image_stats(gt_uids: np.ndarray, pred: np.ndarray, spec: EvalSpec, *, includ
                                        _lut(256, spec.parts_sids))
 
     # --- GT: distinct uid values -> classes "gj" of (segment key, part id)
-    g32 = gt.reshape(-1).long() if on_torch else gt.reshape(-1).astype(np.int32, copy=False)
-    if g32.numel() if on_torch else g32.size:
-        if int(g32.min()) < 0 or int(g32.max()) > MAX_UID:
-            check_uids(g32, gt_where)
-    uvals = _distinct(g32)
+    # numpy: one cast to the index type, so bincount and take read it without casting it again
+    g = gt.reshape(-1).long() if on_torch else gt.reshape(-1).astype(np.intp, copy=False)
+    if g.numel() if on_torch else g.size:
+        if int(g.min()) < 0 or int(g.max()) > MAX_UID:
+            check_uids(g, gt_where)
+    uvals = _distinct(g)
     sid, iid, gpid = (x.astype(np.int64) for x in gt_labels(uvals, spec, gt_where))
     gvalid = evaluated[sid]
     crowd = gvalid & is_thing[sid] & (iid < 0)
@@ -280,31 +281,25 @@ def image_stats(gt_uids: np.ndarray, pred: np.ndarray, spec: EvalSpec, *, includ
     gkey = np.where(gvalid, np.where(crowd, 1 + sid, SEG_BASE + sid * 1000 + np.maximum(iid, 0)), 0)
     gpid = np.where(gvalid & ~crowd & with_parts[sid], gpid, 0)  # parts matter only inside parts segments
     gj_keys, gj_of_u = np.unique(gkey * 100 + gpid, return_inverse=True)
-    lut = np.zeros(int(uvals[-1]) + 1, np.int64)
-    lut[uvals] = gj_of_u.reshape(-1)
+    gj_of_u = gj_of_u.reshape(-1)
     gkeys, g_of_gj = np.unique(gj_keys // 100, return_inverse=True)
     avals, a_of_gj = np.unique(gj_keys % 100, return_inverse=True)
     g_of_gj, a_of_gj = g_of_gj.reshape(-1), a_of_gj.reshape(-1)
 
     # --- predictions: distinct (sid, iid) values "combos"
     p = pred.reshape(-1, 3)
-    if on_torch:
-        p = p.long()
-        seg_px = p[:, 0] * 256 + p[:, 1]
-    else:
-        seg_px = p[:, 0].astype(np.int32) * 256 + p[:, 1]
+    seg_px = _pred_segments(p)
     svals = _distinct(seg_px)
     c_sid, c_iid = svals // 256, svals % 256
     # predicted sids that the spec does not evaluate (e.g. Cityscapes void ids 0-6) belong to no predicted
     # segment: the reference's prediction_parsing only collects the evaluated classes, so they are ignored
-    code = np.zeros(int(svals[-1]) + 1, np.int64)
-    code[svals] = np.arange(svals.size)
     nc = svals.size
 
     # --- the joint histogram over (GT class gj, predicted combo, predicted pid)
-    gj_px = _gather(lut, g32)
-    joint = (gj_px * nc + _gather(code, seg_px)) * 256 + p[:, 2]
-    nz, counts = _histogram(joint, gj_keys.size * nc * 256)
+    size = gj_keys.size * nc * 256
+    joint = _joint_keys(g, uvals, gj_of_u, seg_px, svals, p, size)
+    nz, counts = _histogram(joint, size)
+    del joint
     gj, rest = np.divmod(nz, nc * 256)
     combo, praw = np.divmod(rest, 256)
     check_prediction_ids(c_sid, c_iid, combo, praw, spec, where)
@@ -320,7 +315,8 @@ def image_stats(gt_uids: np.ndarray, pred: np.ndarray, spec: EvalSpec, *, includ
     stats = PartStats(images=1)
     _segment_counts(hist, gkeys, pkeys, avals, bvals, spec, stats, include_bg)
     stats.part_confusion = _flat_confusion(gj_keys, gj, c_sid[combo], ppid, counts, spec, with_parts,
-                                           None if pred_flat is None else (pred_flat, gj_px, where))
+                                           None if pred_flat is None else
+                                           (pred_flat, _gather(_table(uvals, gj_of_u), g), where))
     return stats
 
 
@@ -331,10 +327,57 @@ def _is_integer(x) -> bool:
 
 
 def _distinct(x) -> np.ndarray:
-    """Sorted distinct values of a non-negative integer array or tensor, in O(N + max) (no sort)."""
+    """Sorted distinct values of a non-negative integer array or tensor.
+
+    Tensors: one bincount, O(N + max). Arrays: label maps are piecewise constant, so the values where a run
+    starts (one comparison pass) are few; their distinct values come from a sort when there are few of them,
+    else from a bincount. The bincount alone would allocate and scan a table of max + 1 entries (26 MB for
+    Cityscapes uids such as 2_600_101)."""
     if isinstance(x, torch.Tensor):
         return torch.nonzero(torch.bincount(x)).reshape(-1).cpu().numpy()
-    return np.flatnonzero(np.bincount(x))
+    if x.size == 0:
+        return np.zeros(0, np.intp)
+    starts = np.empty(x.size, bool)
+    starts[0] = True
+    np.not_equal(x[1:], x[:-1], out=starts[1:])
+    values = x[starts]
+    if values.size * 16 < int(values.max()):
+        return np.unique(values)
+    return np.flatnonzero(np.bincount(values))
+
+
+def _pred_segments(p):
+    """Per-pixel predicted ``sid * 256 + iid`` of an (N, 3) prediction: a long tensor, or an intp array."""
+    if isinstance(p, torch.Tensor):
+        p = p.long()
+        return p[:, 0] * 256 + p[:, 1]
+    if p.dtype == np.uint8 and p.flags.c_contiguous:
+        # the (sid, iid) bytes of each pixel read as one big-endian 16-bit number, in one pass
+        return np.ndarray((p.shape[0],), ">u2", p, 0, (3,)).astype(np.intp)
+    return p[:, 0].astype(np.intp) * 256 + p[:, 1]
+
+
+def _table(values: np.ndarray, targets: np.ndarray, dtype=np.int64) -> np.ndarray:
+    """Dense lookup table over ``0..values[-1]`` (``values`` sorted) with ``table[values] = targets``."""
+    table = np.zeros(int(values[-1]) + 1, dtype)
+    table[values] = targets
+    return table
+
+
+def _joint_keys(g, uvals, gj_of_u, seg_px, svals, p, size: int):
+    """Per-pixel joint key ``(gj * nc + combo) * 256 + pid`` (``nc`` = number of predicted combos).
+
+    numpy: the two factors are folded into the lookup tables, so each pixel costs two ``take`` and two
+    in-place adds, in int32 where the keys fit (half the memory traffic of int64)."""
+    nc = svals.size
+    if isinstance(g, torch.Tensor):
+        gj_px = _gather(_table(uvals, gj_of_u), g)
+        return (gj_px * nc + _gather(_table(svals, np.arange(nc)), seg_px)) * 256 + p[:, 2]
+    dtype = np.int32 if size < 2 ** 31 else np.int64
+    joint = np.take(_table(uvals, gj_of_u * (nc * 256), dtype), g)
+    joint += np.take(_table(svals, np.arange(nc) * 256, dtype), seg_px)
+    np.add(joint, p[:, 2], out=joint, casting="unsafe")   # pids are checked to lie in 0..255
+    return joint
 
 
 def _gather(table: np.ndarray, x):
@@ -357,7 +400,8 @@ def _histogram(keys, size: int) -> tuple[np.ndarray, np.ndarray]:
         counts = np.bincount(keys, minlength=size)
         nz = np.flatnonzero(counts)
         return nz, counts[nz]
-    return np.unique(keys, return_counts=True)
+    nz, counts = np.unique(keys, return_counts=True)
+    return nz.astype(np.int64), counts
 
 
 def _flat_confusion(gj_keys, gj, psid, ppid, counts, spec, with_parts, pred_flat):
@@ -422,24 +466,29 @@ def _segment_counts(hist, gkeys, pkeys, avals, bvals, spec, stats, include_bg):
 
 def _count_class(counts, sid, segs, preds, crowd_rows, overlap, gt_area, pred_area, p_void, parts_ctx):
     matched_p = np.zeros(preds.size, bool)
-    tp = 0
-    scores = []
-    for g in segs:
-        if preds.size == 0:
-            break
-        inter = overlap[g, preds]
-        union = gt_area[g] + pred_area[preds] - inter - p_void[preds]
+    pairs: list[tuple[int, int, float]] = []          # (GT row, index into preds, IoU) in GT order
+    if segs.size and preds.size:
+        # every (segment, prediction) IoU at once, elementwise as panopticapi computes it
+        inter = overlap[np.ix_(segs, preds)]
+        union = gt_area[segs][:, None] + pred_area[preds] - inter - p_void[preds]
         iou = inter / np.where(union > 0, union, 1)
-        hits = np.flatnonzero((iou > 0.5) & ~matched_p)
-        if hits.size == 0:
-            continue
-        j = hits[0]
-        matched_p[j] = True
-        tp += 1
-        if parts_ctx is None:
-            scores.append(float(iou[j]))
+        gi, pj = np.nonzero(iou > 0.5)
+        # GT segments are disjoint and so are predictions, so IoU > 0.5 (void left out of the union) pairs
+        # each segment with at most one prediction and back: these are the greedy loop's matches, in its order.
+        # Should that ever not hold, run the greedy loop itself.
+        if gi.size == np.unique(gi).size == np.unique(pj).size:
+            pairs = [(int(segs[a]), int(b), float(iou[a, b])) for a, b in zip(gi, pj)]
         else:
-            scores.append(part_iou(g, preds[j], crowd_rows, overlap, gt_area, parts_ctx))
+            for a in range(segs.size):
+                hits = np.flatnonzero((iou[a] > 0.5) & ~matched_p)
+                if hits.size:
+                    matched_p[hits[0]] = True
+                    pairs.append((int(segs[a]), int(hits[0]), float(iou[a, hits[0]])))
+    tp = len(pairs)
+    scores = []
+    for g, j, value in pairs:
+        matched_p[j] = True
+        scores.append(value if parts_ctx is None else part_iou(g, preds[j], crowd_rows, overlap, gt_area, parts_ctx))
     p_crowd = overlap[crowd_rows][:, preds].sum(0) if crowd_rows.any() else np.zeros(preds.size, np.int64)
     ignored_frac = (p_void[preds] + p_crowd) / np.maximum(pred_area[preds], 1)
     counts.tp[sid] += tp
