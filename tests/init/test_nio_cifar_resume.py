@@ -73,3 +73,10 @@ def test_nio_cifar_interrupted_and_resumed_equals_an_uninterrupted_run(tmp_path,
     assert resumed["tables"] == whole["tables"]
     assert resumed_rows == whole_rows  # every NIO/GradInit iteration and training epoch once, same values
     assert {r["stage"] for r in whole_rows} >= {"init-seed0", "train-nio-seed1-lr0.05", "nio-seed1", "gradinit-seed0"}
+
+
+def test_a_repeated_training_lr_is_a_one_line_config_error(tmp_path, capsys):
+    # each (seed, init, lr) run is a stage named by its lr: a repeated lr is refused before anything runs
+    assert cli_main(["run", "nio-digits", "--out", str(tmp_path), "--set", "train_lrs=[0.1,0.1]"]) == 2
+    assert "train_lrs" in capsys.readouterr().err
+    assert not (tmp_path / "nio-digits").exists()
