@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from tenfold.config import Config
 
@@ -70,6 +70,15 @@ class NIOConfig(Config):
     gradinit_gamma: float = Field(1.0, gt=0, description="GradInit's bound on ||g||_2 (official CIFAR: 1)")
     gradinit_eta: float = Field(0.1, gt=0, description="GradInit's lookahead step (official CIFAR: 0.1, SGD, "
                                 "normalized gradient)")
+
+    @field_validator("train_lrs")
+    @classmethod
+    def _distinct_lrs(cls, v: list[float]) -> list[float]:
+        # each (seed, init, lr) training run is a resumable stage named by its lr: a repeated lr would
+        # name two stages alike (and train the same run twice)
+        if len(set(v)) != len(v) or any(lr <= 0 for lr in v):
+            raise ValueError(f"expected distinct positive learning rates, got {v}")
+        return v
 
 
 class ShapesNIOConfig(NIOConfig):

@@ -20,6 +20,7 @@ constraint step on stays near gamma; every scale stays at or above its lower bou
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import torch
@@ -33,6 +34,7 @@ from tenfold.engine.seed import derive_seed
 from tenfold.experiments.registry import register
 from tenfold.papers.nio.configs import NIOConfig, ShapesNIOConfig, CifarNIOConfig
 from tenfold.init import gradcosine, gradinit, nio, uniform_rescale
+from tenfold.init.nio import NIOHistory
 from tenfold.init.models import kaiming_init_, shapes_cnn
 from tenfold.reporting import Check, PaperClaim, Result, markdown_table
 from tenfold.reporting.figures import new_figure
@@ -97,8 +99,11 @@ def _train(model: nn.Module, train: ArrayDataset, evals: tuple[ArrayDataset, ...
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor) if cfg.train_epochs > 1 or warm else None
     g = torch.Generator().manual_seed(seed)
+    # a resumable stage: a checkpoint after every epoch (weights, optimizer, schedule and the data-order
+    # generator), so ``--resume`` continues an interrupted training run with the same final weights
+    stage = ctx.stage(f"train-{tag}", model=model, optimizer=opt, scheduler=sched, state={"order": g})
     model.train()
-    for epoch in range(cfg.train_epochs):
+    for _ in stage.epochs(cfg.train_epochs):
         order = torch.randperm(len(train), generator=g)
         running = 0.0
         for s in range(0, len(train), cfg.batch_size):
@@ -111,7 +116,7 @@ def _train(model: nn.Module, train: ArrayDataset, evals: tuple[ArrayDataset, ...
             if sched is not None:
                 sched.step()
             running += float(loss.detach()) * len(idx)
-        ctx.log_metrics(stage=f"train-{tag}", epoch=epoch, loss=running / len(train))
+        stage.log(loss=running / len(train))
     return tuple(_accuracy(model, data, ctx) for data in evals)
 
 
@@ -125,26 +130,26 @@ def _tuned(model: nn.Module, train: ArrayDataset, val: ArrayDataset, test: Array
     return scores[best][1], cfg.train_lrs[best], best
 
 
-def _nio_seed(cfg: NIOConfig, ctx: RunContext, model: nn.Module, train: ArrayDataset, held: ArrayDataset,
-              test: ArrayDataset, k: int) -> dict:
-    """One seed: NIO, the norm-matched uniform rescale, statistics on the held-out batch, three trainings."""
-    model = model.to(ctx.device)
-    pick = torch.randperm(len(held), generator=ctx.generator("heldout", k))[:cfg.heldout]  # mixed classes
-    heldout = (held.x[pick].to(ctx.device), held.y[pick].to(ctx.device))
+def _init_phase(cfg: NIOConfig, ctx: RunContext, model: nn.Module, train: ArrayDataset,
+                heldout: tuple[torch.Tensor, torch.Tensor], k: int, tuned: nn.Module, uniform: nn.Module,
+                learned: nn.Module) -> tuple[dict, NIOHistory]:
+    """Seed ``k``'s initializations, written in place into ``tuned`` (NIO), ``uniform`` (the norm-matched
+    uniform rescale) and ``learned`` (GradInit), each starting from ``model``'s weights; returns the
+    held-out statistics row and NIO's history."""
     before = gradcosine(model, heldout, D=cfg.D, overlap=cfg.overlap)
-    tuned = copy.deepcopy(model)
+    tuned.load_state_dict(model.state_dict())
     stream = ((x.to(ctx.device), y.to(ctx.device)) for x, y in _stream(train, cfg.nio_batch, ctx.generator("nio", k)))
     with ctx.bar(f"NIO iterations (seed {k})", cfg.iterations) as bar:
         def on_iteration(it, gc, norm, constraint):
             ctx.log_metrics(stage=f"nio-seed{k}", step=it, gc=gc, norm=norm, constraint=int(constraint))
             bar.advance()
 
-        tuned, history = nio(tuned, stream, gamma=cfg.gamma, iterations=cfg.iterations, lr=cfg.lr, D=cfg.D,
-                             overlap=cfg.overlap, norm_weight=cfg.norm_weight, on_iteration=on_iteration,
-                             gc_weight=cfg.gc_weight, objective=cfg.objective)
+        _, history = nio(tuned, stream, gamma=cfg.gamma, iterations=cfg.iterations, lr=cfg.lr, D=cfg.D,
+                         overlap=cfg.overlap, norm_weight=cfg.norm_weight, on_iteration=on_iteration,
+                         gc_weight=cfg.gc_weight, objective=cfg.objective)
     after = gradcosine(tuned, heldout, D=cfg.D, overlap=cfg.overlap)
-    uniform, c = uniform_rescale(copy.deepcopy(model), float(after.norm), heldout, D=cfg.D, overlap=cfg.overlap,
-                                 steps=cfg.uniform_steps)
+    uniform.load_state_dict(model.state_dict())
+    _, c = uniform_rescale(uniform, float(after.norm), heldout, D=cfg.D, overlap=cfg.overlap, steps=cfg.uniform_steps)
     flat = gradcosine(uniform, heldout, D=cfg.D, overlap=cfg.overlap)
     first_constraint = next((i for i, c_ in enumerate(history.constraint) if c_), None)
     after_phase = history.norm[first_constraint:] if first_constraint is not None else history.norm
@@ -154,7 +159,7 @@ def _nio_seed(cfg: NIOConfig, ctx: RunContext, model: nn.Module, train: ArrayDat
            "constraint_steps": sum(history.constraint),
            "min_alpha_minus_bound": min(a - (0.01 if "weight" in name else 0.0)
                                         for r in history.alphas for name, a in r.items())}
-    learned = copy.deepcopy(model)
+    learned.load_state_dict(model.state_dict())
     half = max(1, cfg.batch_size // 2)  # the official GradInit loader: half the training batch
     g_stream = ((x.to(ctx.device), y.to(ctx.device)) for x, y in _stream(train, half, ctx.generator("gradinit", k)))
     with ctx.bar(f"GradInit iterations (seed {k})", cfg.gradinit_iterations) as bar:
@@ -162,11 +167,36 @@ def _nio_seed(cfg: NIOConfig, ctx: RunContext, model: nn.Module, train: ArrayDat
             ctx.log_metrics(stage=f"gradinit-seed{k}", step=it, norm=norm, constraint=int(constraint))
             bar.advance()
 
-        learned, g_hist = gradinit(learned, g_stream, gamma=cfg.gradinit_gamma, iterations=cfg.gradinit_iterations,
-                                   lr=cfg.gradinit_lr, eta=cfg.gradinit_eta, on_iteration=on_gradinit)
+        _, g_hist = gradinit(learned, g_stream, gamma=cfg.gradinit_gamma, iterations=cfg.gradinit_iterations,
+                             lr=cfg.gradinit_lr, eta=cfg.gradinit_eta, on_iteration=on_gradinit)
     g_after = gradcosine(learned, heldout, D=cfg.D, overlap=cfg.overlap)
     row |= {"gc_gradinit": float(g_after.gc), "norm_gradinit": float(g_after.norm),
             "gradinit_constraint_steps": sum(g_hist.constraint)}
+    return row, history
+
+
+def _nio_seed(cfg: NIOConfig, ctx: RunContext, model: nn.Module, train: ArrayDataset, held: ArrayDataset,
+              test: ArrayDataset, k: int) -> dict:
+    """One seed: NIO, the norm-matched uniform rescale, GradInit, statistics on the held-out batch, then
+    the trainings from each init.
+
+    The init phase is a one-epoch resumable stage (``init-seed<k>``): its checkpoint holds the three
+    initialized networks, the statistics row and NIO's history, so ``--resume`` restores them instead of
+    recomputing them (a GradInit of 390 ResNet iterations is not cheap, and on a GPU not bit-reproducible).
+    ``model`` (the default init) needs no checkpoint: it is rebuilt from the seed and never modified."""
+    model = model.to(ctx.device)
+    pick = torch.randperm(len(held), generator=ctx.generator("heldout", k))[:cfg.heldout]  # mixed classes
+    heldout = (held.x[pick].to(ctx.device), held.y[pick].to(ctx.device))
+    tuned, uniform, learned = (copy.deepcopy(model) for _ in range(3))  # filled by the phase or its checkpoint
+    row: dict = {}
+    saved_history: dict = {}
+    stage = ctx.stage(f"init-seed{k}", model=[tuned, uniform, learned],
+                      state={"row": row, "history": saved_history})
+    for _ in stage.epochs(1, progress=False):
+        computed, history = _init_phase(cfg, ctx, model, train, heldout, k, tuned, uniform, learned)
+        row.update(computed)
+        saved_history.update(dataclasses.asdict(history))
+    history = NIOHistory(**saved_history)
     seed = derive_seed(ctx.seed, "train", k)
     edge = 0
     for tag, net in (("default", model), ("nio", tuned), ("uniform", uniform), ("gradinit", learned)):
