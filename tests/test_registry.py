@@ -39,15 +39,11 @@ def test_every_experiment_has_the_three_tiers(name):
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_the_standard_tier_has_the_seeds_a_comparison_needs(name):
-    from tenfold.reporting.claims import PaperClaim
+
+    from tenfold.reporting.claims import check_seeds
 
     exp = discover()[name]
-    cfg = resolve(exp.config, name, "standard")
-    needed = max([c.seeds for c in exp.claims if isinstance(c, PaperClaim)], default=1)
-    seeds = getattr(cfg, "seeds", None)
-    count = len(seeds) if isinstance(seeds, (list, tuple)) else seeds
-    if count is not None and needed > 1:
-        assert count >= needed, f"{name}: the standard preset runs {count} seeds, its claims need {needed}"
+    check_seeds(exp.claims, resolve(exp.config, name, "standard"), name, "standard")  # a ConfigError if too few
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -104,16 +100,9 @@ def test_threshold_sources_cite_the_paper_or_a_shipped_measurement(name):
 def test_the_paper_tier_has_the_seeds_a_comparison_needs(name):
     """The paper tier is evidence too: a paper preset with fewer seeds than its claims need would fail only
     after hours of GPU training."""
-    from tenfold.reporting.claims import PaperClaim
-
-    from tenfold.reporting.claims import tier_of
+    from tenfold.reporting.claims import check_seeds, tier_of
 
     exp = discover()[name]
-    needed = max([c.seeds for c in exp.claims if isinstance(c, PaperClaim)], default=1)
     for preset in available_presets(name):
-        if tier_of(preset) != "paper":
-            continue
-        seeds = getattr(resolve(exp.config, name, preset), "seeds", None)
-        count = len(seeds) if isinstance(seeds, (list, tuple)) else seeds
-        if count is not None and needed > 1:
-            assert count >= needed, f"{name} ({preset}): runs {count} seeds, its claims need {needed}"
+        if tier_of(preset) == "paper":
+            check_seeds(exp.claims, resolve(exp.config, name, preset), f"{name} ({preset})", "paper")

@@ -29,7 +29,7 @@ from tenfold.engine.fabric import check_launcher, launcher_world, make_fabric, r
 from tenfold.engine.seed import seed_everything
 from tenfold.errors import ConfigError, TenfoldError, alike_on_every_process
 from tenfold.experiments.registry import get
-from tenfold.reporting.claims import evaluate_claims, tier_of
+from tenfold.reporting.claims import check_seeds, evaluate_claims, tier_of
 from tenfold.reporting.results import Result
 
 
@@ -298,6 +298,7 @@ def run_experiment(name: str, *, preset: str | None = None, overrides: tuple[str
             preset = "quick" if preset is None else preset
             seed = 0 if seed is None else seed
             cfg = resolve(exp.config, name, preset, tuple(overrides), config_file)  # fails before any work
+        check_seeds(exp.claims, cfg, name, tier_of(preset))
         accel = resolve_device(device)
         if seed < 0:
             raise ConfigError(f"seed={seed} is invalid: expected a non-negative integer")

@@ -48,7 +48,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from tenfold.errors import TenfoldError
+from tenfold.errors import ConfigError, TenfoldError
 
 MIN_SEEDS = 5        # per-seed values a comparison needs at the standard and paper tiers
 MIN_SMOKE_SEEDS = 2  # ... and at the quick tier, which is a smoke run and no evidence
@@ -299,6 +299,27 @@ def seeds_needed(values: list[float], low: float, high: float, limit: int = 1000
         if t_quantile(n - 1) * sd / math.sqrt(n) < gap:
             return n
     return None
+
+
+def seed_count(cfg: BaseModel) -> int | None:
+    """How many seeds a config runs: its ``seeds`` field (a count or a list of seeds), None without one."""
+    seeds = getattr(cfg, "seeds", None)
+    if isinstance(seeds, (list, tuple)):
+        return len(seeds)
+    return seeds if isinstance(seeds, int) else None
+
+
+def check_seeds(claims: tuple[Statement, ...], cfg: BaseModel, experiment: str, tier: str) -> None:
+    """Refuse, before any work, an evidence-tier run whose ``seeds`` are fewer than its paper claims need
+    (``evaluate_claim`` would otherwise fail only after the run)."""
+    if tier not in EVIDENCE_TIERS:
+        return
+    need = max([c.seeds for c in claims if isinstance(c, PaperClaim)], default=1)
+    count = seed_count(cfg)
+    if count is not None and count < need:
+        raise ConfigError(f"seeds={getattr(cfg, 'seeds')} runs {count} seed(s); {experiment}'s paper claims need "
+                          f"{need} at the {tier} tier (a 95% interval over seeds): give at least {need}, or use "
+                          "--preset quick for a smoke run with fewer")
 
 
 def evaluate_claim(claim: Statement, cfg: BaseModel, metrics: dict[str, float],
