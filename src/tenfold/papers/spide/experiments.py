@@ -57,8 +57,9 @@ def _train(name: str, model: SpideClassifier, train, val, cfg: SpideCommon, ctx:
     """SGD with momentum on SPIDE gradients; feedback norm capped after every step."""
     # Gradients go through autograd (the implicit backward is an autograd Function), but SPIDE training
     # calls forward_with_state, which a DDP wrapper does not forward, and the feedback-norm cap runs per
-    # process: multi-process SPIDE is refused rather than run unchecked. Routed through the DDP forward, its
-    # gradient does not equal one process's (tests/snn/test_ddp.py, a strict xfail until it does).
+    # process: multi-process SPIDE is refused rather than run unchecked. Routed through the DDP forward with
+    # SpideNetwork.world_size set to the process count, the gradient equals one process's
+    # (tests/snn/test_ddp.py); this training loop has not been checked against one process yet.
     if ctx.world_size > 1:
         raise ConfigError(f"devices={ctx.world_size} is not supported by SPIDE experiments: expected 1 process")
     snn = model.snn
