@@ -55,7 +55,7 @@ BAD = [
     (["run", "digits-mlp", "--seed", "-1"], "seed=-1 is invalid"),
     # several processes: refused before any is spawned
     (["run", "papal-game", "--devices", "2"], "it runs in one process"),
-    (["run", "spide-digits", "--devices", "2"], "it runs in one process"),
+    (["run", "spide-digits", "--devices", "2", "--set", "batch_size=33"], "batch_size=33"),
     (["run", "partformer-metrics", "--devices", "2"], "it runs in one process"),
     (["run", "partformer-scenes", "--devices", "2", "--set", "batch_size=3"], "batch_size=3"),
     (["run", "lion", "--devices", "2"], "it runs in one process"),

@@ -286,6 +286,7 @@ def test_conv_networks_spike_backward_agrees_with_exact():
     ({"time_steps": 0}, "time_steps"), ({"time_steps_back": 0}, "time_steps_back"), ({"scale": 0.0}, "scale"),
     ({"scale": -1.0}, "scale"), ({"v_th": 0.0}, "v_th"), ({"feedback_norm_cap": 0.0}, "feedback_norm_cap"),
     ({"backward": "bptt"}, "backward"), ({"dropout": [0.1]}, "dropout"), ({"leak": 1.5}, "leak"),
+    ({"world_size": 0}, "world_size"),
 ])
 def test_bad_arguments_raise_one_line_errors_naming_the_field(kwargs, field):
     with pytest.raises(ConfigError, match=f"^{field}=") as err:

@@ -172,3 +172,17 @@ def test_benchmark_memory_flat_for_spide_and_linear_for_bptt():
     assert rows[10]["spide_bytes"] == rows[100]["spide_bytes"]
     assert rows[100]["bptt_bytes"] > 5 * rows[10]["bptt_bytes"]
     assert all(t["holds"] for t in out["targets"])
+
+
+def test_dropout_with_several_processes_is_refused_before_training():
+    """Dropout masks are drawn per process (local batch shape), so DDP would not give one process's run."""
+    from types import SimpleNamespace
+
+    from tenfold.errors import ConfigError
+    from tenfold.papers.spide.configs import SpideDigitsConfig
+    from tenfold.papers.spide.experiments import _train
+
+    cfg = SpideDigitsConfig(dropout=0.1)
+    model = SpideClassifier(mlp_f(4, (3,), dropout=0.1), 3, 2)
+    with pytest.raises(ConfigError, match=r"^dropout=0.1 is not supported with devices=2"):
+        _train("x", model, None, None, cfg, SimpleNamespace(world_size=2))

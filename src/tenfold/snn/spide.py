@@ -93,7 +93,7 @@ class SpideNetwork(nn.Module):
                  time_steps: int = 30, time_steps_back: int = 100, scale: float = 100.0, v_th: float = 1.0,
                  u_rest: float | None = None, leak: float = 1.0, backward: str = "spike",
                  dropout: float | Sequence[float] = 0.0, feedback_norm_cap: float | None = 2.0,
-                 adjoint_feedback: bool = True) -> None:
+                 adjoint_feedback: bool = True, world_size: int = 1) -> None:
         super().__init__()
         require(isinstance(time_steps, int) and time_steps >= 1, "time_steps", time_steps, "an integer >= 1")
         require(isinstance(time_steps_back, int) and time_steps_back >= 1, "time_steps_back", time_steps_back,
@@ -121,6 +121,9 @@ class SpideNetwork(nn.Module):
         self.feedback_norm_cap = feedback_norm_cap
         # False: the spike backward ignores the feedback (beta_N = g, a feedback-blind adjoint), an ablation
         self.adjoint_feedback = bool(adjoint_feedback)
+        require(isinstance(world_size, int) and world_size >= 1, "world_size", world_size, "an integer >= 1")
+        # data-parallel processes whose gradients DDP averages (see implicit_gradients)
+        self.world_size = world_size
 
     # --- structure --------------------------------------------------------------------------------------
     @property
@@ -319,11 +322,19 @@ class SpideNetwork(nn.Module):
     def implicit_gradients(self, state: SpideState, grad_rates: torch.Tensor, x_shape: tuple[int, ...] | None = None
                            ) -> tuple[dict[nn.Parameter, torch.Tensor], torch.Tensor | None]:
         """Run the configured backward for ``dL/da_N = grad_rates``: the parameter gradients (by
-        parameter) and, with ``x_shape``, the input gradient (else None)."""
+        parameter) and, with ``x_shape``, the input gradient (else None).
+
+        The spike adjoint is not linear in ``g`` (thresholds, ``|beta| <= 1``), so it depends on the
+        batch size of a batch-mean loss. Under DDP with ``world_size = W`` processes each holding 1/W of
+        the batch, the local ``dL/da_N`` is W times the one-process one; the spikes are driven by
+        ``s_f dL/da_N / W`` (the one-process input of every sample, exactly for W a power of two) and the
+        gradients divided by ``s_f / W``, so DDP's average equals the one-process gradient."""
         if self.backward_mode == "spike":
             g = self.scale * grad_rates
+            if self.world_size != 1:
+                g = g / self.world_size
             betas = self.spike_adjoint(state, g)
-            scale = self.scale
+            scale = self.scale / self.world_size
         else:
             from tenfold.snn.spide_reference import exact_adjoint
 

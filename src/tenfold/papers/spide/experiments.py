@@ -55,14 +55,20 @@ SPIDE_DIGITS_CLAIMS = [
 def _train(name: str, model: SpideClassifier, train, val, cfg: SpideCommon, ctx: RunContext,
            events: bool = False, order_key: str | None = None) -> dict:
     """SGD with momentum on SPIDE gradients; feedback norm capped after every step."""
-    # Gradients go through autograd (the implicit backward is an autograd Function), but SPIDE training
-    # calls forward_with_state, which a DDP wrapper does not forward, and the feedback-norm cap runs per
-    # process: multi-process SPIDE is refused rather than run unchecked. Routed through the DDP forward, its
-    # gradient does not equal one process's (tests/snn/test_ddp.py, a strict xfail until it does).
-    if ctx.world_size > 1:
-        raise ConfigError(f"devices={ctx.world_size} is not supported by SPIDE experiments: expected 1 process")
+    # Under DDP: the spike adjoint is not linear in dL/da, so the network must know the process count
+    # (SpideNetwork.world_size) to give DDP's average the one-process gradient (tests/snn/test_ddp.py);
+    # forward_with_state is marked as a forward method so it runs through DDP's forward. The feedback-norm
+    # cap then acts on identical weights on every process. Dropout masks are drawn per local batch, so
+    # they would differ from one process's: refused.
     snn = model.snn
+    if ctx.world_size > 1:
+        if any(p > 0 for p in snn.dropout):
+            raise ConfigError(f"dropout={cfg.dropout} is not supported with devices={ctx.world_size}: "
+                              "expected dropout=0 (its masks are drawn per process)")
+        snn.world_size = ctx.world_size
     model = ctx.setup(model)
+    if ctx.world_size > 1:
+        model.mark_forward_method("forward_with_state")
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.milestones, 0.1) if cfg.milestones else None
     gen = ctx.generator("spide-dropout", name)
@@ -173,6 +179,7 @@ def rate_error_ratio(cfg: SpideDigitsConfig, seed: int, x: torch.Tensor) -> floa
 
 
 @register("spide-digits", paper="spide", config=SpideDigitsConfig, claims=SPIDE_DIGITS_CLAIMS, order=70, threads=1,
+          processes=True,
           description="SPIDE on digits: a feedback SNN trained by spikes vs the exact implicit gradient, modified vs soft reset")
 def run_digits(cfg: SpideDigitsConfig, ctx: RunContext) -> Result:
     from tenfold.data import digits
