@@ -113,7 +113,7 @@ def test_simsiam_multi_is_vanilla_through_epoch_mix_after_as_the_official_epoch_
 
 @pytest.mark.parametrize("args, message", [
     (["run", "mpcl-graph", "--set", "tau=0"], "field 'tau'=0"),
-    (["run", "mpcl-graph", "--set", "p_out=0.9"], "p_out=0.9 must not exceed"),
+    (["run", "mpcl-graph", "--set", "p_out=0.9"], "each must lie in [p_out=0.9, 1]"),
     (["run", "mpcl-shapes", "--set", "methods=[simclr,byol]"], "methods=['byol'] invalid"),
     (["run", "mpcl-shapes", "--set", "seeds=[]"], "field 'seeds'"),
     (["run", "mpcl-shapes", "--set", "methods=[simclr]"], "missing simclr-attn"),
