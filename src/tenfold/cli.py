@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tenfold.errors import ConfigError, TenfoldError
@@ -49,7 +50,7 @@ def list_experiments(check: bool = typer.Option(False, "--check", help="import e
                       e["description"])
     out.print(table)
     for module, message in IMPORT_ERRORS.items():
-        err.print(f"[red]experiment module {module} failed to import:[/red] {message}")
+        err.print(f"[red]experiment module {module} failed to import:[/red] {escape(message)}")
 
 
 @app.command()
@@ -112,8 +113,7 @@ def run(
     out.print(f"run folder: {folder}")
     failed = [c for c in data.get("claims", []) if c.get("kind") == "check" and not c.get("holds")]
     if failed:  # a check states what must hold whatever the paper says: failing it is a bug, not a finding
-        from rich.markup import escape  # check names hold brackets, e.g. "[max abs error]"
-
+        # check names hold brackets, e.g. "[max abs error]", so they are escaped for rich's markup
         names = "; ".join(f"{c['name']} = {_number(c.get('value'))} ({c.get('threshold')})" for c in failed)
         warn = os.environ.get("TENFOLD_FAILED_CHECKS", "fail") == "warn"  # smoke runs at toy settings
         word = "[yellow]warning:[/yellow]" if warn else "[red]error:[/red]"
@@ -327,7 +327,7 @@ def cli_main(argv: list[str] | None = None) -> int:
             # under torchrun the node's first process prints this error and exits 2; this one leaves quietly
             # with 0, because a non-zero exit here could make torchrun kill that process before it prints
             return 0
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         err.print("interrupted; finished files and checkpoints are kept (continue with --resume)")
@@ -350,7 +350,7 @@ def cli_main(argv: list[str] | None = None) -> int:
             if other_process_of_a_launcher():  # the node's first process prints it and exits 2 (see above)
                 return 0
             if message:  # empty for a bare `tenfold`
-                err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+                err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
             return 2
         if "Exit" in kinds:
             return int(getattr(exc, "exit_code", 0))

@@ -39,6 +39,8 @@ def _describe(err: dict[str, Any]) -> str:
     msg = err.get("msg", "invalid value")
     if err.get("type") == "extra_forbidden":
         return f"unknown field '{loc}'"
+    if not err.get("loc"):  # a model-level validator: its message names the fields; the input is the whole config
+        return msg.removeprefix("Value error, ")
     value = err.get("input")
     return f"field '{loc}'={value!r}: {msg}"
 

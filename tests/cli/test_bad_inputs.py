@@ -93,8 +93,11 @@ BAD = [
     (["run", "fscil-mini", "--set", f"root={NO_DATA}"], NO_DATA),
     (["run", "fscil-cub", "--set", f"root={NO_DATA}"], NO_DATA),
     (["run", "mpcl-cifar", "--set", f"root={NO_DATA}"], NO_DATA),
-    (["run", "tuning-minivtab", "--set", "source=vtab1k", "--set", f"vtab_root={NO_DATA}"], NO_DATA),
-    (["run", "partformer-scenes", "--set", f"data_root={NO_DATA}"], NO_DATA),
+    (["run", "tuning-minivtab", "--set", "source=vtab1k", "--set", "tasks=[cifar]", "--set", f"vtab_root={NO_DATA}"],
+     NO_DATA),
+    (["run", "partformer-scenes", "--set", f"data_root={NO_DATA}", "--set", "eval_spec=ppq_cpp_19_23_cvpr21_default"],
+     NO_DATA),
+    (["run", "partformer-scenes", "--set", f"data_root={NO_DATA}"], "data_root needs eval_spec"),
     # an evidence-tier run with fewer seeds than its claims' intervals need is refused before any work
     (["run", "fscil-shapes", "--preset", "standard", "--set", "seeds=[0,1]"], "need 5 at the standard tier"),
     (["run", "digits-mlp", "--preset", "standard", "--set", "seeds=2"], "--preset quick"),
