@@ -72,6 +72,7 @@ def _worker(rank, init_file, out_file):
         out["simclr+bank"] = (loss, grads, queue)
         if rank == 0:
             torch.save(out, out_file)
+        dist.barrier()  # no process tears gloo down while its peer still talks to it (SIGABRT otherwise)
     finally:
         dist.destroy_process_group()
 

@@ -95,6 +95,7 @@ def _worker(rank, init_file, out_file):
     try:
         out = _train(_Gloo(rank, WORLD))
         torch.save(out, f"{out_file}.{rank}")
+        dist.barrier()  # no process tears gloo down while its peer still talks to it (SIGABRT otherwise)
     finally:
         dist.destroy_process_group()
 

@@ -56,22 +56,44 @@ def build_model(method: str, encoder: torch.nn.Module, proj_dim: int = 128, siam
     return ContrastiveModel(encoder, simclr_projector(c, proj_dim))
 
 
+class _GatherRows(torch.autograd.Function):
+    """All-gather of equal-sized row blocks whose backward is a reduce-scatter: every process's loss sends
+    gradients to every process's rows, so each block receives their sum (all-reduce, then its own slice)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        import torch.distributed as dist
+
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x)
+        ctx.rows, ctx.rank = x.shape[0], dist.get_rank()
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        import torch.distributed as dist
+
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
+
+
 def gather_rows(x: torch.Tensor) -> torch.Tensor:
     """Every process's rows of ``x`` in rank order, differentiably (``x`` itself with one process).
 
-    Uses ``torch.distributed.nn.functional.all_gather``, whose backward sums the gradients that every
-    process's loss sends to each process's rows (the official code uses diffdist for the same). Each
-    process then computes the loss of the global batch; its rows receive ``world_size`` times their
-    gradient, and DDP's averaging over processes turns that into the single-process gradient of the
-    global batch.
+    The backward sums the gradients that every process's loss sends to each process's rows (the official
+    code uses diffdist for the same). Each process then computes the loss of the global batch; its rows
+    receive ``world_size`` times their gradient, and DDP's averaging over processes turns that into the
+    single-process gradient of the global batch. Every process must pass the same number of rows.
+
+    Not ``torch.distributed.nn.functional.all_gather``: deprecated, and its gloo backward (an all-to-all)
+    aborted a process at exit in about one run of six here.
     """
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x.contiguous()), dim=0)
+    return _GatherRows.apply(x.contiguous())
 
 
 def method_loss(cfg: MethodConfig, model: ContrastiveModel, x1: torch.Tensor, x2: torch.Tensor,
