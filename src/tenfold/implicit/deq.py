@@ -205,7 +205,11 @@ def jacobian_norm(f: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor, it
     _, pullback = vjp(f, z)
     sigma = 0.0
     for _ in range(iterations):
-        jv = jvp(f, (z,), (v,))[1]
+        with warnings.catch_warnings():
+            # forward-mode AD scripts torch's own jvp decompositions on first use, and torch then warns that
+            # torch.jit.script is deprecated: nothing a user can act on
+            warnings.filterwarnings("ignore", r".*torch\.jit\.script.* is deprecated", FutureWarning)
+            jv = jvp(f, (z,), (v,))[1]
         sigma = float(jv.norm())
         w = pullback(jv)[0]
         if float(w.norm()) == 0.0:
