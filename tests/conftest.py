@@ -4,6 +4,7 @@ of each test folder (panoptic_helpers, snn_files) importable, as pytest runs wit
 import os
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path[:0] = [str(folder) for folder in sorted(Path(__file__).parent.iterdir()) if folder.is_dir()
                 and not folder.name.startswith((".", "_"))]
@@ -18,6 +19,32 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+class CliResult(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def tenfold_cli(capsys, monkeypatch):
+    """Run the console entry point in-process: ``tenfold_cli("run", ...)`` gives (returncode, stdout, stderr),
+    exit codes and one-line errors as in a shell."""
+    from tenfold.cli import main
+
+    def call(*args) -> CliResult:
+        monkeypatch.setattr(sys, "argv", ["tenfold", *map(str, args)])
+        capsys.readouterr()
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code or 0
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return call
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """The user path: ``tenfold eval-parts`` on folders in the panoptic_parts layout, and ``tenfold run partformer-metrics``."""
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -11,30 +10,6 @@ from tenfold.panoptic.corrupt import drop_instances
 from tenfold.panoptic.evaluator import evaluate_folders, format_table
 from tenfold.panoptic.format import EvalSpec, read_gt, write_gt, write_prediction
 from tenfold.panoptic.merge import gt_to_prediction
-
-
-class _Run:
-    def __init__(self, returncode, stdout, stderr):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-@pytest.fixture
-def _tenfold(capsys, monkeypatch):
-    """Run the console entry point in-process (exit codes and one-line errors as in a shell)."""
-    from tenfold.cli import main
-
-    def call(*args):
-        monkeypatch.setattr(sys, "argv", ["tenfold", *map(str, args)])
-        capsys.readouterr()
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code or 0
-        captured = capsys.readouterr()
-        return _Run(code, captured.out, captured.err)
-
-    return call
 
 
 @pytest.fixture
@@ -62,10 +37,10 @@ def test_evaluate_folders_json_and_table(dataset):
     assert {k: v for k, v in two.items() if k != "per_part"} == {k: v for k, v in res.items() if k != "per_part"}
 
 
-def test_cli_writes_json(dataset, tmp_path, _tenfold):
+def test_cli_writes_json(dataset, tmp_path, tenfold_cli):
     paths, pred_dir = dataset
     out = tmp_path / "res.json"
-    r = _tenfold("eval-parts", "--gt", paths["labels"], "--pred", pred_dir, "--eval-spec", paths["eval_spec"],
+    r = tenfold_cli("eval-parts", "--gt", paths["labels"], "--pred", pred_dir, "--eval-spec", paths["eval_spec"],
                  "--images-json", paths["images_json"], "--out", out)
     assert r.returncode == 0, r.stderr
     assert "PWQ (provisional)" in r.stdout
@@ -80,7 +55,7 @@ def test_cli_writes_json(dataset, tmp_path, _tenfold):
     assert data["per_class"]["1"]["part_mIoU"] is None and data["per_class"]["1"]["part_IoU"] == {}
 
 
-def test_cli_bad_inputs_are_one_line_errors(dataset, tmp_path, _tenfold):
+def test_cli_bad_inputs_are_one_line_errors(dataset, tmp_path, tenfold_cli):
     paths, pred_dir = dataset
     first = sorted(paths["labels"].glob("*.tif"))[0]
     args = ["eval-parts", "--gt", paths["labels"], "--pred", pred_dir, "--eval-spec", paths["eval_spec"]]
@@ -93,7 +68,7 @@ def test_cli_bad_inputs_are_one_line_errors(dataset, tmp_path, _tenfold):
             a[4] = pred
         if spec:
             a[6] = spec
-        r = _tenfold(*a, *extra)
+        r = tenfold_cli(*a, *extra)
         assert r.returncode == 2, r.stderr
         lines = [x for x in r.stderr.strip().splitlines() if x.strip()]
         assert len(lines) == 1, r.stderr
@@ -128,7 +103,7 @@ def test_cli_bad_inputs_are_one_line_errors(dataset, tmp_path, _tenfold):
     void = tmp_path / "void"
     p[0, 0, 0] = 0
     write_prediction(void / f"{first.stem}.png", p[..., 0], p[..., 1], p[..., 2])
-    r = _tenfold("eval-parts", "--gt", gt_one, "--pred", void, "--eval-spec", paths["eval_spec"])
+    r = tenfold_cli("eval-parts", "--gt", gt_one, "--pred", void, "--eval-spec", paths["eval_spec"])
     assert r.returncode == 0, r.stderr
     # a sid outside the dataset spec (e.g. contiguous train ids) is an error naming the file (was ignored)
     wrong = tmp_path / "wrong"
@@ -139,8 +114,8 @@ def test_cli_bad_inputs_are_one_line_errors(dataset, tmp_path, _tenfold):
 
 
 @pytest.mark.slow
-def test_run_panoptic_metrics_quick(tmp_path, _tenfold):
-    r = _tenfold("run", "partformer-metrics", "--out", tmp_path, "--set", "images=8", "--set", "levels=[0,1]")
+def test_run_panoptic_metrics_quick(tmp_path, tenfold_cli):
+    r = tenfold_cli("run", "partformer-metrics", "--out", tmp_path, "--set", "images=8", "--set", "levels=[0,1]")
     assert r.returncode == 0, r.stderr
     results = json.loads(next(tmp_path.glob("partformer-metrics/*/results.json")).read_text())
     claims = {c["name"]: c for c in results["claims"]}
@@ -150,11 +125,11 @@ def test_run_panoptic_metrics_quick(tmp_path, _tenfold):
     assert sum(c["kind"] == "check" for c in claims.values()) == 9
     assert next(tmp_path.glob("partformer-metrics/*/metric_response.png")).stat().st_size > 1000
     # the ablation (PartPQ over classes with parts, without the background term) removes the bias
-    r = _tenfold("run", "partformer-metrics", "--out", tmp_path / "ab", "--set", "images=4", "--set", "levels=[0,1]",
+    r = tenfold_cli("run", "partformer-metrics", "--out", tmp_path / "ab", "--set", "images=4", "--set", "levels=[0,1]",
                  "--set", "include_bg=false", "--set", "partpq_classes=parts")
     results = json.loads(next((tmp_path / "ab").glob("partformer-metrics/*/results.json")).read_text())
     assert not [c for c in results["claims"] if c["kind"] == "paper"][0]["holds"]
-    bad = _tenfold("run", "partformer-metrics", "--out", tmp_path, "--set", "combiner=median")
+    bad = tenfold_cli("run", "partformer-metrics", "--out", tmp_path, "--set", "combiner=median")
     assert bad.returncode == 2 and "combiner" in bad.stderr
     assert CAR == 3
 

@@ -4,7 +4,6 @@ panopticapi's rules equal to ours (and panopticapi's own ``pq_compute`` where it
 and its one-line errors."""
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -279,30 +278,12 @@ def test_panopticapi_pq_compute_on_the_exported_files_equals_ours(tmp_path, whic
 # ---------------------------------------------------------------------------------------------
 # the user path
 # ---------------------------------------------------------------------------------------------
-@pytest.fixture
-def tenfold(capsys, monkeypatch):
-    from tenfold.cli import main
-
-    def call(*args):
-        monkeypatch.setattr(sys, "argv", ["tenfold", *map(str, args)])
-        capsys.readouterr()
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code or 0
-        cap = capsys.readouterr()
-        return code, cap.out, cap.err
-
-    return call
-
-
-def test_cli_export_coco_then_merge_parts_back(tmp_path, tenfold):
+def test_cli_export_coco_then_merge_parts_back(tmp_path, tenfold_cli):
     """``export-coco`` -> ``merge-parts`` (with the exported part maps, and without any) -> ``eval-parts``:
     the same PQ and PartPQ as the original predictions; bad inputs are one-line errors (exit 2)."""
     spec_path, gt_dir, pred_dir, ours, _ = _case(tmp_path, "procedural")
     coco = tmp_path / "coco"
-    code, out, err = tenfold("export-coco", "--eval-spec", spec_path, "--pred", pred_dir, "--gt", gt_dir,
+    code, out, err = tenfold_cli("export-coco", "--eval-spec", spec_path, "--pred", pred_dir, "--gt", gt_dir,
                              "--out", coco)
     assert code == 0, err
     assert "wrote 3 COCO panoptic predictions" in out and "wrote the ground truth" in out
@@ -312,7 +293,7 @@ def test_cli_export_coco_then_merge_parts_back(tmp_path, tenfold):
     assert sorted(p.name for p in (coco / "parts").iterdir()) == [f"scene_{k:05d}.png" for k in range(3)]
     for parts, name in ((coco / "parts", "back"), (None, "bare")):
         args = ["--parts-dir", parts] if parts else []
-        code, out, err = tenfold("merge-parts", "--eval-spec", spec_path, "--panoptic-json", coco / "predictions.json",
+        code, out, err = tenfold_cli("merge-parts", "--eval-spec", spec_path, "--panoptic-json", coco / "predictions.json",
                                  "--panoptic-dir", coco / "predictions", *args, "--out", tmp_path / name)
         assert code == 0, err
         res = evaluate_folders(gt_dir, tmp_path / name, spec_path)
@@ -322,7 +303,7 @@ def test_cli_export_coco_then_merge_parts_back(tmp_path, tenfold):
         else:
             assert res["PartPQ_parts"] < ours["PartPQ_parts"] / 2
     # without --gt: predictions only, ids from the file names
-    code, out, err = tenfold("export-coco", "--eval-spec", spec_path, "--pred", pred_dir, "--out", tmp_path / "c2")
+    code, out, err = tenfold_cli("export-coco", "--eval-spec", spec_path, "--pred", pred_dir, "--out", tmp_path / "c2")
     assert code == 0 and not (tmp_path / "c2" / "gt.json").exists(), err
     assert json.loads((tmp_path / "c2" / "predictions.json").read_text())["annotations"] == data["annotations"]
 
@@ -330,15 +311,15 @@ def test_cli_export_coco_then_merge_parts_back(tmp_path, tenfold):
     bad = tmp_path / "bad"
     bad.mkdir()
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(bad / "grey.png")
-    code, _, err = tenfold("export-coco", "--eval-spec", spec_path, "--pred", bad, "--out", tmp_path / "x")
+    code, _, err = tenfold_cli("export-coco", "--eval-spec", spec_path, "--pred", bad, "--out", tmp_path / "x")
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "grey.png holds a uint8 array of shape (4, 4)" in err and "(sid, iid, pid)" in err
     (bad / "grey.png").unlink()
     pred = np.full((4, 4, 3), (PERSON, 1, 1), np.uint8)
     pred[0, 0] = (77, 0, 1)
     write_prediction(bad / "outside.png", *np.moveaxis(pred, -1, 0))
-    code, _, err = tenfold("export-coco", "--eval-spec", spec_path, "--pred", bad, "--out", tmp_path / "x")
+    code, _, err = tenfold_cli("export-coco", "--eval-spec", spec_path, "--pred", bad, "--out", tmp_path / "x")
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "outside.png" in err and "semantic id 77" in err
-    code, _, err = tenfold("export-coco", "--eval-spec", spec_path, "--pred", tmp_path / "nope", "--out", tmp_path / "x")
+    code, _, err = tenfold_cli("export-coco", "--eval-spec", spec_path, "--pred", tmp_path / "nope", "--out", tmp_path / "x")
     assert code == 2 and "--pred folder" in err and "does not exist" in err
