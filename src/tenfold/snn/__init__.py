@@ -8,12 +8,43 @@
 Shared: :func:`spike`, :data:`SURROGATES`, :class:`LIFNeuron`, :func:`reset_states`.
 """
 
-from tenfold.snn.neurons import LIFNeuron, leak, reset_states, run_steps, set_temporal
-from tenfold.snn.spide import SpideNetwork, SpideState
-from tenfold.snn.spide_models import SpideClassifier, alexnet_f, cifarnet_f, feature_count, lenet5, mlp_f
-from tenfold.snn.surrogate import SURROGATES, spike, surrogate_grad
-from tenfold.snn.train import BatchResult, SNNTrainer, sltt_step
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
+# Each name's module, imported on first use (PEP 562): ``tenfold.snn.rules`` is torch-free, so a config that
+# validates rule names imports it without loading torch through this package.
+_EXPORTS = {
+    "LIFNeuron": "neurons", "leak": "neurons", "reset_states": "neurons", "run_steps": "neurons",
+    "set_temporal": "neurons",
+    "SpideNetwork": "spide", "SpideState": "spide",
+    "SpideClassifier": "spide_models", "alexnet_f": "spide_models", "cifarnet_f": "spide_models",
+    "feature_count": "spide_models", "lenet5": "spide_models", "mlp_f": "spide_models",
+    "SURROGATES": "surrogate", "spike": "surrogate", "surrogate_grad": "surrogate",
+    "BatchResult": "train", "SNNTrainer": "train", "sltt_step": "train",
+}
 __all__ = ["BatchResult", "LIFNeuron", "SNNTrainer", "SURROGATES", "SpideClassifier", "SpideNetwork", "SpideState",
            "alexnet_f", "cifarnet_f", "feature_count", "leak", "lenet5", "mlp_f", "reset_states", "run_steps",
            "set_temporal", "sltt_step", "spike", "surrogate_grad"]
+
+if TYPE_CHECKING:
+    from tenfold.snn.neurons import LIFNeuron, leak, reset_states, run_steps, set_temporal  # noqa: F401
+    from tenfold.snn.spide import SpideNetwork, SpideState  # noqa: F401
+    from tenfold.snn.spide_models import (SpideClassifier, alexnet_f, cifarnet_f, feature_count,  # noqa: F401
+                                          lenet5, mlp_f)
+    from tenfold.snn.surrogate import SURROGATES, spike, surrogate_grad  # noqa: F401
+    from tenfold.snn.train import BatchResult, SNNTrainer, sltt_step  # noqa: F401
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"tenfold.snn.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'tenfold.snn' has no attribute {name!r}")
+
+
+assert sorted(__all__) == sorted(_EXPORTS)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

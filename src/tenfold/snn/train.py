@@ -26,20 +26,11 @@ from torch import nn
 
 from tenfold.errors import ConfigError, require
 from tenfold.snn.loss import check_loss, per_step_loss
+from tenfold.snn.rules import parse_rule  # re-exported: tenfold.snn.train.parse_rule
 from tenfold.snn.neurons import _is_spikingjelly_memory, detach_states, reset_states, spiking_neurons, temporal_mode
 
 RULES = ("bptt", "sltt", "sltt-k")
 PRECISIONS = ("32", "16-mixed", "bf16-mixed")
-
-
-def parse_rule(name: str) -> tuple[str, int | None]:
-    """``"bptt"`` -> ("bptt", None), ``"sltt"`` -> ("sltt", None), ``"sltt-2"`` -> ("sltt-k", 2)."""
-    if name in ("bptt", "sltt"):
-        return name, None
-    head, _, tail = name.rpartition("-")
-    if head == "sltt" and tail.isdigit():
-        return "sltt-k", int(tail)
-    raise ConfigError(f"rule={name!r} is invalid: expected bptt, sltt or sltt-K with an integer K (e.g. sltt-2)")
 
 
 def normalize_rule(rule: str, k: int | None) -> tuple[str, int | None]:

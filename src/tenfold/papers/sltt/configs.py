@@ -8,22 +8,11 @@ from typing import Literal
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from tenfold.config import Config
-from tenfold.errors import ConfigError
+from tenfold.snn.rules import parse_rule  # torch-free: tenfold.snn imports its torch modules lazily
 
-# The surrogate names of tenfold.snn.surrogate.SURROGATES and the rule spellings of tenfold.snn.train.parse_rule,
-# copied so that the config validates without importing the snn family (torch); tests/test_paper_configs.py
-# checks that they agree.
+# The surrogate names of tenfold.snn.surrogate.SURROGATES, copied so that the config validates without
+# importing torch; tests/test_paper_configs.py checks that they agree.
 SURROGATES = ("triangle", "rectangle", "sigmoid", "atan")
-
-
-def parse_rule(name: str) -> tuple[str, int | None]:
-    """``"bptt"`` -> ("bptt", None), ``"sltt"`` -> ("sltt", None), ``"sltt-2"`` -> ("sltt-k", 2)."""
-    if name in ("bptt", "sltt"):
-        return name, None
-    head, _, tail = name.rpartition("-")
-    if head == "sltt" and tail.isdigit():
-        return "sltt-k", int(tail)
-    raise ConfigError(f"rule={name!r} is invalid: expected bptt, sltt or sltt-K with an integer K (e.g. sltt-2)")
 
 
 class SLTTThresholds(Config):
