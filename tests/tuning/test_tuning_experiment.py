@@ -29,6 +29,38 @@ def test_foundation_is_deterministic_and_cached(tiny_foundations, tmp_path):
     assert a.patch_embed.num_patches == 16 and a.embed_dim == 64 and len(a.blocks) == 4
 
 
+@pytest.mark.parametrize("kind", sorted(foundation.SHIPPED))
+def test_shipped_foundation_has_its_hash_and_loads_without_pretraining(kind, monkeypatch):
+    """Every machine tunes the same backbone: the shipped file's SHA-256 is the recorded one, and the loader
+    uses it instead of pre-training (whose rounding differs between CPUs)."""
+    path = foundation.SHIPPED_DIR / f"foundation-{kind}.safetensors"
+    assert foundation.file_sha256(path) == foundation.SHIPPED[kind]
+
+    def no_pretraining(*args, **kwargs):
+        raise AssertionError("pre-trained although the weights ship")
+
+    monkeypatch.setattr(foundation, "pretrain", no_pretraining)
+    model, info = foundation.foundation_model(kind)
+    assert info["shipped"] and info["path"] == str(path) and info["sha256"] == foundation.SHIPPED[kind]
+    assert info["held_out_acc"] > 1.5 / foundation.SPECS[kind].num_classes  # above chance
+    assert not model.training
+
+
+def test_a_changed_shipped_file_is_refused(tmp_path, monkeypatch):
+    from tenfold.errors import DataError
+
+    data = bytearray((foundation.SHIPPED_DIR / "foundation-digits.safetensors").read_bytes())
+    data[-1] ^= 1  # one bit of the last weight
+    (tmp_path / "foundation-digits.safetensors").write_bytes(bytes(data))
+    monkeypatch.setattr(foundation, "SHIPPED_DIR", tmp_path)
+    with pytest.raises(DataError, match="SHA-256 .* differs from the shipped"):
+        foundation.foundation_model("digits")
+
+
+def test_a_changed_spec_is_pretrained_not_taken_from_the_shipped_file(tiny_foundations):
+    assert foundation.shipped_path("digits") is None
+
+
 def test_foundation_does_not_touch_the_global_rng(tiny_foundations, tmp_path):
     torch.manual_seed(5)
     expected = torch.rand(3)

@@ -264,7 +264,12 @@ def _run(cfg: MiniVTABConfig, ctx: RunContext) -> Result:
     if "linear" in mean:
         metrics["best_efficient_minus_linear"] = max((mean[m] for m in methods if is_efficient(m)),
                                                      default=mean["linear"]) - mean["linear"]
-    cached = ", ".join(f"{k}: {'cached' if infos[k]['cached'] else 'pre-trained now'}, held-out acc "
+    def origin(info: dict) -> str:
+        if info.get("shipped"):
+            return f"shipped weights sha256 {info['sha256'][:12]}"
+        return "cached" if info["cached"] else "pre-trained now"
+
+    cached = ", ".join(f"{k}: {origin(infos[k])}, held-out acc "
                        f"{100 * infos[k]['held_out_acc']:.1f}%" if k != "vtab" else f"{cfg.backbone} from {cfg.weights}"
                        for k in kinds)
     return Result(
