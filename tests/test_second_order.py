@@ -5,7 +5,9 @@ The Functions are found by scanning the package's source, so a new one fails
 ``test_every_function_is_marked_and_has_a_case`` until it is marked and given a case below."""
 
 import ast
+import contextlib
 import importlib
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -96,7 +98,37 @@ def _ift_output_cases():
     return [(lambda x: solver(lambda z: 0.3 * torch.tanh(layer(z)) + x, torch.zeros_like(x)), (_rand(2, 4),))]
 
 
+def _gather_rows_cases():
+    from tenfold.contrastive.methods import _GatherRows
+
+    return [(lambda x: _GatherRows.apply(x), (_rand(3, 4),))]
+
+
+def _all_reduce_cases():
+    from tenfold.contrastive.methods import _AllReduceSum
+
+    return [(lambda x: _AllReduceSum.apply(x), (_rand(3, 4),))]
+
+
+@contextlib.contextmanager
+def _one_process_group():
+    """A gloo group of one process around a collective's case (its sum and gather are then identities, which
+    still runs every backward through the collective), torn down after."""
+    import torch.distributed as dist
+
+    folder = tempfile.mkdtemp()
+    dist.init_process_group("gloo", init_method=f"file://{folder}/init", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+COLLECTIVES = {"tenfold.contrastive.methods:_GatherRows", "tenfold.contrastive.methods:_AllReduceSum"}
+
 CASES = {
+    "tenfold.contrastive.methods:_GatherRows": _gather_rows_cases,
+    "tenfold.contrastive.methods:_AllReduceSum": _all_reduce_cases,
     "tenfold.snn.surrogate:_Spike": _spike_cases,
     "tenfold.snn.neurons:_FirstSpike": _first_spike_cases,
     "tenfold.snn.neurons:_LIFStep": _lif_step_cases,
@@ -122,6 +154,11 @@ def test_every_function_is_marked_and_has_a_case(key):
 @pytest.mark.parametrize("key", FOUND)
 def test_second_order_is_exact_or_refused(key):
     cls = _cls(key)
+    with _one_process_group() if key in COLLECTIVES else contextlib.nullcontext():
+        _check_second_order(cls, key)
+
+
+def _check_second_order(cls, key):
     for fn, inputs in CASES[key]():
         if cls.second_order == "exact":
             assert torch.autograd.gradgradcheck(fn, inputs, atol=1e-6, rtol=1e-5)

@@ -18,6 +18,7 @@ from tenfold.contrastive.models import ContrastiveModel, simclr_projector, simsi
 from tenfold.contrastive.multistage import MultiStageBank, simsiam_loss, simsiam_multi_loss
 from tenfold.contrastive.rewiring import rewired_infonce
 from tenfold.errors import require
+from tenfold.second_order import second_order
 
 
 @dataclass(frozen=True)
@@ -56,26 +57,42 @@ def build_model(method: str, encoder: torch.nn.Module, proj_dim: int = 128, siam
     return ContrastiveModel(encoder, simclr_projector(c, proj_dim))
 
 
+@second_order("exact")
+class _AllReduceSum(torch.autograd.Function):
+    """``sum_p x_p`` over processes; the sum is its own adjoint, so the backward is this Function again and
+    every derivative order is exact."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        import torch.distributed as dist
+
+        out = x.contiguous().clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return _AllReduceSum.apply(grad)
+
+
+@second_order("exact")
 class _GatherRows(torch.autograd.Function):
     """All-gather of equal-sized row blocks whose backward is a reduce-scatter: every process's loss sends
-    gradients to every process's rows, so each block receives their sum (all-reduce, then its own slice)."""
+    gradients to every process's rows, so each block receives their sum (all-reduce, then its own slice),
+    written with :class:`_AllReduceSum` so that a graph through the backward is exact."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         import torch.distributed as dist
 
         parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, x)
+        dist.all_gather(parts, x.contiguous())
         ctx.rows, ctx.rank = x.shape[0], dist.get_rank()
         return torch.cat(parts, dim=0)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        import torch.distributed as dist
-
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
+        return _AllReduceSum.apply(grad)[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
 
 
 def gather_rows(x: torch.Tensor) -> torch.Tensor:
