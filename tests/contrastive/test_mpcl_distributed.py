@@ -12,6 +12,8 @@ from tenfold.contrastive.methods import MethodConfig, method_loss
 from tenfold.contrastive.models import ContrastiveModel
 
 METHODS = ("simclr", "simclr-attn", "rewire")
+# the variants' controls draw on the global batch from a generator seeded alike on every process
+CONTROLS = {"simclr-attn": {"attention_weights": "permuted"}, "rewire": {"rewire_partners": "random"}}
 BATCH, WORLD = 8, 2
 
 
@@ -29,9 +31,10 @@ def _views(seed=1):
                                                                               dtype=torch.float64)
 
 
-def _loss_and_grads(method, x1, x2):
+def _loss_and_grads(method, x1, x2, **control):
     model = _model()
-    loss, _ = method_loss(MethodConfig(method, tau=0.5, knn_k=1, rewire_beta=0.3), model, x1, x2)
+    loss, _ = method_loss(MethodConfig(method, tau=0.5, knn_k=1, rewire_beta=0.3, **control), model, x1, x2,
+                          generator=torch.Generator().manual_seed(5))
     loss.backward()
     return loss.detach(), [p.grad.clone() for p in model.parameters()]
 
@@ -64,6 +67,12 @@ def _worker(rank, init_file, out_file):
                 dist.all_reduce(g)
                 g /= WORLD
             out[method] = (loss, grads)
+        for method, control in CONTROLS.items():
+            loss, grads = _loss_and_grads(method, x1[shard], x2[shard], **control)
+            for g in grads:
+                dist.all_reduce(g)
+                g /= WORLD
+            out[f"{method}+control"] = (loss, grads)
         a1, a2 = _views(seed=2)
         loss, grads, queue = _bank_loss_and_grads(x1[shard], x2[shard], a1[shard], a2[shard])
         for g in grads:
@@ -84,9 +93,10 @@ def test_two_gloo_processes_equal_one_on_the_same_global_batch(tmp_path):
     mp.spawn(_worker, args=(str(tmp_path / "init"), str(out_file)), nprocs=WORLD, join=True)
     two = torch.load(out_file)
     x1, x2 = _views()
-    for method in METHODS:
-        loss, grads = _loss_and_grads(method, x1, x2)  # one process, the global batch
-        loss2, grads2 = two[method]
+    runs = [(m, m, {}) for m in METHODS] + [(f"{m}+control", m, c) for m, c in CONTROLS.items()]
+    for key, method, control in runs:
+        loss, grads = _loss_and_grads(method, x1, x2, **control)  # one process, the global batch
+        loss2, grads2 = two[key]
         assert torch.allclose(loss2, loss, rtol=0, atol=1e-12), method
         for g1, g2 in zip(grads, grads2):
             assert torch.allclose(g2, g1, rtol=1e-10, atol=1e-12), method

@@ -132,3 +132,86 @@ def test_rewiring_with_padded_positives_can_pick_row_0_as_a_neighbour():
     # a listed positive is still excluded: row 2's positive is row 0, so row 0 is not its neighbour
     assert int(idx[2, -1]) != 0
     assert torch.allclose(w.sum(1), torch.ones(6, dtype=torch.float64))
+
+
+# -- the variants' controls (the ablations of the variant claims): each changes the loss and its gradient and
+# -- is neither the method nor its base ---------------------------------------------------------------------
+def _grad_and_loss(cfg, model, x1, x2, bank=None, seed=1):
+    from tenfold.contrastive.methods import method_loss
+
+    model.zero_grad()
+    loss, _ = method_loss(cfg, model, x1, x2, torch.arange(len(x1)), epoch=1, bank=bank,
+                          generator=torch.Generator().manual_seed(seed))
+    loss.backward()
+    return loss.item(), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+
+@pytest.mark.parametrize("method, base, option", [
+    ("simclr-attn", "simclr", {"attention_weights": "permuted"}),
+    ("simsiam-multi", "simsiam", {"bank_rows": "shuffled"}),
+    ("rewire", "simclr", {"rewire_partners": "random"}),
+])
+def test_each_control_changes_loss_and_gradient_and_is_not_the_base(method, base, option):
+    from tenfold.contrastive.methods import MethodConfig, build_model
+    from tenfold.contrastive.models import mlp_encoder
+
+    torch.manual_seed(0)
+    model = build_model(method, mlp_encoder(16, 12, 6), proj_dim=8, siam_dim=8).double()
+    x1, x2 = _t(12, 1, 4, 4, seed=11), _t(12, 1, 4, 4, seed=12)
+    bank = MultiStageBank(12, 8, dtype=torch.float64)
+    bank.stage(torch.arange(12), _t(12, 8, seed=13))
+    bank.commit()
+    common = {"beta": 0.5, "mix_after": 0, "knn_k": 2, "rewire_beta": 0.5}
+    cfg = MethodConfig(method, **common)
+    control = MethodConfig(method, **common, **option)
+    assert control.control and not cfg.control
+    lm, gm = _grad_and_loss(cfg, model, x1, x2, bank)
+    lc, gc = _grad_and_loss(control, model, x1, x2, bank)
+    lb, gb = _grad_and_loss(MethodConfig(base, **common), model, x1, x2, bank)
+    assert abs(lc - lm) > 1e-6 and (gc - gm).abs().max() > 1e-6, "the control is the method"
+    assert abs(lc - lb) > 1e-6 and (gc - gb).abs().max() > 1e-6, "the control is the base method"
+    # the draws come from the generator: the same seed gives the same control, another seed another one
+    assert _grad_and_loss(control, model, x1, x2, bank)[0] == lc
+    assert _grad_and_loss(control, model, x1, x2, bank, seed=2)[0] != lc
+
+
+def test_permuted_attention_keeps_the_weights_and_moves_them_off_their_anchors():
+    from tenfold.contrastive.losses import random_derangement
+
+    for n in (2, 3, 10, 64):
+        pi = random_derangement(n, torch.Generator().manual_seed(n))
+        assert sorted(pi.tolist()) == list(range(n)) and not (pi == torch.arange(n)).any()
+    z, h, pos = _t(10, 4, seed=14).requires_grad_(), _t(10, 6, seed=15), pair_positives(10)
+    w = attention_weights(h, pos)
+    pi = random_derangement(10, torch.Generator().manual_seed(3))
+    got = simclr_attn_loss(z, h, pos, 0.5, weights="permuted", generator=torch.Generator().manual_seed(3))
+    expected = mp_infonce(z, pos, 0.5, anchor_weights=w[pi])
+    assert abs(got.item() - expected.item()) < 1e-14
+    (gz,) = torch.autograd.grad(got, z)
+    assert torch.isfinite(gz).all()
+    with pytest.raises(ConfigError, match="^attention_weights='random' is invalid"):
+        simclr_attn_loss(z, h, pos, 0.5, weights="random")
+
+
+def test_random_partners_skip_self_and_positives_and_keep_the_weights():
+    feats = _t(10, 4, seed=16)
+    knn_idx, knn_w = rewired_positives(pair_positives(10), feats, k=3, beta=0.3)
+    idx, w = rewired_positives(pair_positives(10), feats, k=3, beta=0.3, partners="random",
+                               generator=torch.Generator().manual_seed(0))
+    assert torch.equal(w, knn_w) and torch.equal(idx[:, 0], knn_idx[:, 0])
+    rows = torch.arange(10)
+    assert not (idx[:, 1:] == rows[:, None]).any() and not (idx[:, 1:] == pair_positives(10)[:, None]).any()
+    assert all(len(set(r)) == 3 for r in idx[:, 1:].tolist())
+    assert not torch.equal(idx, knn_idx)
+    with pytest.raises(ConfigError, match="^rewire_partners='nearest' is invalid"):
+        rewired_positives(pair_positives(10), feats, k=3, beta=0.3, partners="nearest")
+
+
+@pytest.mark.parametrize("field, value", [("attention_weights", "uniform"), ("bank_rows", "nn"),
+                                          ("rewire_partners", "all")])
+def test_method_config_refuses_an_unknown_control_in_one_line(field, value):
+    from tenfold.contrastive.methods import MethodConfig
+
+    with pytest.raises(ConfigError, match=f"^{field}='{value}' is invalid: expected one of") as info:
+        MethodConfig("simclr", **{field: value})
+    assert "\n" not in str(info.value)

@@ -4,6 +4,10 @@
 a softmax over the ``N`` anchors of the cosine between an anchor's encoder feature and its positive's,
 detached (the ``+1`` of the official code cancels in the softmax). Positive pairs whose views disagree
 get down-weighted, like attention coefficients in a GAT. The denominator of ``P`` is unchanged.
+
+Control (``weights="permuted"``, the ablation of the SimCLR-Attn claim): the same detached weights,
+computed the same way, handed to the anchors in a random order (a derangement per step), so their
+distribution over the batch is kept and only their tie to each anchor's own view agreement is removed.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from tenfold.contrastive.losses import mp_infonce, positive_graph
+from tenfold.contrastive.losses import mp_infonce, positive_graph, random_derangement
 from tenfold.errors import require
+
+ATTENTION_WEIGHTS = ("similarity", "permuted")
 
 
 @torch.no_grad()
@@ -28,11 +34,16 @@ def attention_weights(h: torch.Tensor, positives: torch.Tensor, edge_weights: to
 
 
 def simclr_attn_loss(z: torch.Tensor, h: torch.Tensor, positives: torch.Tensor, tau: float,
-                     normalize: bool = True, negatives: torch.Tensor | None = None) -> torch.Tensor:
+                     normalize: bool = True, negatives: torch.Tensor | None = None, weights: str = "similarity",
+                     generator: torch.Generator | None = None) -> torch.Tensor:
     """SimCLR-Attn loss (paper Sec. 5.1): ``L = -sum_i a_i log P_{i,p(i)}``, :func:`mp_infonce` with the
     detached anchor weights ``a = softmax_i(cos(h_i, h_p(i)))`` of the encoder features ``h`` (N, C)
     (:func:`attention_weights`); ``z`` (N, D) are the projections, ``negatives`` extra memory-bank rows in
     the denominators.
+
+    ``weights="permuted"`` is the control: ``L = -sum_i a_{pi(i)} log P_{i,p(i)}`` with ``pi`` a random
+    derangement drawn from ``generator`` (:func:`~tenfold.contrastive.losses.random_derangement`): the same
+    weights, detached the same way, not tied to the anchor's own view agreement.
 
     >>> import torch
     >>> from tenfold.contrastive import pair_positives, simclr_attn_loss
@@ -44,5 +55,8 @@ def simclr_attn_loss(z: torch.Tensor, h: torch.Tensor, positives: torch.Tensor, 
     torch.Size([8, 16])
     """
     require(h.shape[0] == z.shape[0], "h", tuple(h.shape), f"{z.shape[0]} rows like z")
-    return mp_infonce(z, positives, tau, anchor_weights=attention_weights(h, positives), normalize=normalize,
-                      negatives=negatives)
+    require(weights in ATTENTION_WEIGHTS, "attention_weights", weights, f"one of {', '.join(ATTENTION_WEIGHTS)}")
+    a = attention_weights(h, positives)
+    if weights == "permuted":
+        a = a[random_derangement(len(a), generator, a.device)]
+    return mp_infonce(z, positives, tau, anchor_weights=a, normalize=normalize, negatives=negatives)

@@ -72,4 +72,16 @@ class TrainConfig(Config):
         "views", description="views: the second view is of the same sample (the augmentation graph); scrambled: "
         "of a random other sample of the batch (wrong positive pairs: ablation of the probe claims)")
     attention: bool = Field(True, description="false: SimCLR-Attn uses uniform anchor weights, i.e. is SimCLR "
-                            "(ablation of the SimCLR-Attn claim)")
+                            "(identical to the base: no ablation; see attention_weights)")
+    attention_weights: Literal["similarity", "permuted"] = Field(
+        "similarity", description="SimCLR-Attn's anchor weights. similarity: a_i = softmax_i cos(h_i, h_p(i)) (the "
+        "method); permuted: the same detached weights given to the anchors in a random order each step (the "
+        "control: same spread of weights, not tied to the anchor's view agreement; ablation of the SimCLR-Attn "
+        "claim)")
+    bank_rows: Literal["own", "shuffled"] = Field(
+        "own", description="SimSiam-Multi's memory rows. own: sample i's target mixes in M[i], its own projection of "
+        "the previous epoch (the method); shuffled: M[j] of another sample j of the batch, same beta and "
+        "mix_after (the control; ablation of the SimSiam-Multi claim)")
+    rewire_partners: Literal["knn", "random"] = Field(
+        "knn", description="rewiring's extra positives. knn: the knn_k nearest rows in sg(z) (the method); random: "
+        "knn_k rows drawn uniformly at the same weight rewire_beta / knn_k (the control)")

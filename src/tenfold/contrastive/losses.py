@@ -37,6 +37,19 @@ def pair_positives(num_rows: int, device: torch.device | str | None = None) -> t
     return (torch.arange(num_rows, device=device) + n) % num_rows
 
 
+def random_derangement(n: int, generator: torch.Generator | None = None,
+                       device: torch.device | str | None = None) -> torch.Tensor:
+    """A random permutation ``pi`` of ``0..n-1`` with no fixed point (``pi[i] != i`` for every ``i``), for
+    the variants' controls: row ``i`` takes what row ``pi[i]`` computed. One random cycle through a
+    uniformly shuffled order (``sigma[k] -> sigma[k+1]``), drawn on the CPU from ``generator`` (the global
+    RNG when None) so that every process and device draws the same one."""
+    require(n >= 2, "n", n, "at least 2 rows (one row has no other row to take from)")
+    sigma = torch.randperm(n, generator=generator)
+    pi = torch.empty_like(sigma)
+    pi[sigma] = sigma.roll(-1)
+    return pi.to(device) if device is not None else pi
+
+
 def view_positives(num_samples: int, num_views: int, device: torch.device | str | None = None) -> torch.Tensor:
     """Multi-view positives for ``num_views`` blocks of ``num_samples`` rows: shape (N, num_views - 1),
     row ``v * n + i`` is positive with every other view of sample ``i``."""

@@ -5,6 +5,12 @@ SimSiam-Multi (Jumping Knowledge with training stages as layers): a bank ``M`` h
 projector output from the previous epoch; once the epoch counter (from 0) exceeds ``mix_after`` the targets become
 ``sg((1 - beta) z2 + beta M[i])`` and ``sg((1 - beta) z1 + beta M[i])``. During an epoch ``sg(z2_i)`` is
 written to a staging copy; :meth:`MultiStageBank.commit` copies it into ``M`` at the epoch end.
+
+Control (``bank_rows="shuffled"`` of :class:`~tenfold.contrastive.methods.MethodConfig`, the ablation of the
+SimSiam-Multi claim): each sample's target mixes in the memory row of another sample of the batch (a
+random derangement of the rows looked up, their ``filled`` flags with them) at the same ``beta`` and on
+the same schedule, so the bank, its commits and the mixing stay and only the tie of ``M[i]`` to sample
+``i``'s own earlier stage goes.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from tenfold.errors import require
+
+BANK_ROWS = ("own", "shuffled")
 
 
 def simsiam_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:

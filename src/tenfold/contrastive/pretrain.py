@@ -43,7 +43,9 @@ def _method_config(method: str, t: TrainConfig) -> MethodConfig:
     if method == "rewire" and t.rewire_beta == 0:
         method = "simclr"  # A~ = A: the rewired graph is the augmentation graph (no zero-weight extra columns)
     return MethodConfig(method, tau=t.tau, beta=t.beta, mix_after=t.mix_after, knn_k=t.knn_k,
-                        rewire_beta=t.rewire_beta, multi_positive=t.multi_positive)
+                        rewire_beta=t.rewire_beta, multi_positive=t.multi_positive,
+                        attention_weights=t.attention_weights, bank_rows=t.bank_rows,
+                        rewire_partners=t.rewire_partners)
 
 
 class PretrainNet(torch.nn.Module):
@@ -59,8 +61,9 @@ class PretrainNet(torch.nn.Module):
         super().__init__()
         self.cfg, self.model, self.probe, self.bank, self.negatives = cfg, model, probe, bank, negatives
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor, index: torch.Tensor, y: torch.Tensor, epoch: int):
-        loss, h = method_loss(self.cfg, self.model, x1, x2, index, epoch, self.bank, self.negatives)
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, index: torch.Tensor, y: torch.Tensor, epoch: int,
+                generator: torch.Generator | None = None):
+        loss, h = method_loss(self.cfg, self.model, x1, x2, index, epoch, self.bank, self.negatives, generator)
         probe_loss, probe_acc = self.probe(h, y)
         return loss, probe_loss, probe_acc
 
@@ -118,7 +121,9 @@ def pretrain(method: str, encoder: torch.nn.Module, train: ArrayDataset, t: Trai
         x2 = x
         if t.positives == "scrambled":  # the second view of a random other sample: wrong positive pairs
             x2 = x[torch.randperm(len(x), generator=ctx.generator("scramble", data_key, state.step)).to(x.device)]
-        loss, probe_loss, probe_acc = net(augment(x, aug, gen), augment(x2, aug, gen), index, y, state.epoch)
+        # a control's random draws: seeded per step like the views (same on every process, resumable)
+        control = ctx.generator("control", data_key, state.step) if mcfg.control else None
+        loss, probe_loss, probe_acc = net(augment(x, aug, gen), augment(x2, aug, gen), index, y, state.epoch, control)
         opt.zero_grad(set_to_none=True)
         ctx.backward(loss + probe_loss)
         opt.step()
