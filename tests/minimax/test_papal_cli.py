@@ -27,6 +27,13 @@ def test_papal_game_small(tmp_path):
     w1 = claims["papal_w1_over_floor"]
     assert w1["kind"] == "paper" and w1["n"] == 3 and w1["ablation"] == ["inner=weights"]
     assert claims["torus_ni_excess_over_floor"]["ablation"] == ["extrapolation=0"]
+    # MFL-DA at PAPAL's budget is reported beside both paper claims, against the same bars (the claims do not
+    # single PAPAL out); convergence checks, so not judged at the quick smoke tier
+    for arm, paper in (("mfl_w1_over_floor", "papal_w1_over_floor"),
+                       ("torus_mfl_ni_excess_over_floor", "torus_ni_excess_over_floor")):
+        assert claims[arm]["kind"] == "check" and claims[arm]["not_checked"]
+        assert claims[arm]["threshold"] == claims[paper]["threshold"]
+        assert len(data["samples"][arm]) == 3
     assert (folder / "papal_game.png").is_file()
     assert "PAPAL" in (folder / "metrics.csv").read_text()
 

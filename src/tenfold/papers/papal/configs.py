@@ -73,6 +73,13 @@ class PapalGameConfig(Config):
     torus_inner_steps: int = Field(200, ge=1)
     torus_step: float = Field(0.001, gt=0)
     torus_mixture: int = Field(5, ge=1, description="iterates in the torus claim's gamma-weighted mixture")
+    torus_mfl_step: float = Field(1e-5, gt=0, description="torus: MFL-DA's step (the equal-budget check beside the "
+                                  "torus claim: torus_outer_steps * torus_inner_steps steps, the uniform mixture "
+                                  "of its last torus_mixture snapshots torus_inner_steps apart). The best of the "
+                                  "grid 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3 at the standard preset's M = 1000, "
+                                  "T K = 9000 (seeds 1000-1004, NI excess in floors: .71, .09, .59, .76 (3 seeds), "
+                                  "8.9, 23.0; docs/papal.md): larger steps let the Jacobi update of the rotational "
+                                  "coupling spiral out")
     thresholds: PapalGameThresholds = PapalGameThresholds()
 Dimension = Annotated[int, Field(ge=1)]
 PositiveStep = Annotated[float, Field(gt=0)]
