@@ -231,10 +231,38 @@ def test_the_steps_grid_is_extended_at_an_edge_like_the_rate_grid(monkeypatch, p
                                                  "tuning.lr_grid=[0.1,0.5,1.0]", "tuning.steps_grid=[10,5]"]))
     x, y = _blobs(12, [0, 1, 2, 3, 4, 5], 0, dim=64)
     monkeypatch.setattr(ex, "run_sessions", run)
-    out = ex.tune_lrs(cfg, x, y, 10, lambda: mlp_backbone(64, cfg.width), cfg.width, 0,
-                      RunContext(out_dir=__import__("tempfile").mkdtemp()))["linear-memory"]
+    ctx = RunContext(out_dir=__import__("tempfile").mkdtemp())
+    out = ex.tune_lrs(cfg, x, y, 10, lambda: mlp_backbone(64, cfg.width), cfg.width, 0, ctx)["linear-memory"]
     assert (out["steps"], out["steps_grid"], out["steps_on_edge"]) == (steps, grid, on_edge)
     assert out["lr"] == pytest.approx(0.5) and out["grid"] == pytest.approx([0.1, 0.5, 1.0]) and not out["on_edge"]
+    assert len([w for w in ctx.warnings if "steps grid" in w]) == on_edge  # a pick left on an edge is warned of
+
+
+def test_a_steps_extension_does_not_spend_the_rate_grids_extension(monkeypatch):
+    """Each grid has its own ``tuning.extend`` budget: more steps move the best rate onto the grid's lower
+    edge in the last round (0.1 of 0.1..1 at 30 steps), and the rate grid still grows below it (a shared
+    budget left it there, as on seed 0 of the quick fscil-digits run)."""
+    import math
+
+    from tenfold.config import apply_overrides, build
+    from tenfold.engine import RunContext
+    from tenfold.incremental.metrics import SessionRecord
+    from tenfold.papers.fscil import experiments as ex
+
+    def run(net, method, data, settings, generator, **kw):  # best rate 0.5 up to 10 steps, 1/12 beyond
+        peak = 0.5 if settings.steps <= 10 else 1 / 12
+        acc = 1.0 / (1.0 + abs(math.log(settings.lr / peak))) + 0.5 * math.log(settings.steps)
+        return [SessionRecord(0, 4, acc, acc, None, [acc])], net
+
+    cfg = build(ex.FSCILConfig, apply_overrides(ex.FSCILConfig().model_dump(mode="json"),
+                                                ["base.epochs=1", "methods=[linear-memory]", "tuning.extend=1",
+                                                 "tuning.lr_grid=[0.1,0.5,1.0]", "tuning.steps_grid=[5,10]"]))
+    x, y = _blobs(12, [0, 1, 2, 3, 4, 5], 0, dim=64)
+    monkeypatch.setattr(ex, "run_sessions", run)
+    out = ex.tune_lrs(cfg, x, y, 10, lambda: mlp_backbone(64, cfg.width), cfg.width, 0,
+                      RunContext(out_dir=__import__("tempfile").mkdtemp()))["linear-memory"]
+    assert out["lr"] == pytest.approx(0.1) and out["grid"] == pytest.approx([0.025, 0.1, 0.5, 1.0])
+    assert not out["on_edge"] and (out["steps"], out["steps_grid"], out["steps_on_edge"]) == (30, [5, 10, 30], True)
 
 
 def _fake_cifar100(root, per_class_train=6, per_class_test=2):

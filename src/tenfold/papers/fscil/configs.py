@@ -33,9 +33,6 @@ class Thresholds(Config):
     max_lr_on_edge: float = Field(
         0.0, description="source: by construction of the search: the chosen learning rate of every tuned "
                          "method and seed lies inside the searched grid (an optimum on an edge extends it)")
-    max_steps_on_edge: float = Field(
-        0.0, description="source: by construction of the search: the chosen fine-tuning steps of every tuned "
-                         "method and seed lie inside the searched steps grid (an optimum on an edge extends it)")
 
 
 class TuningConfig(Config):
