@@ -85,3 +85,48 @@ def test_the_contrastive_method_names_have_one_home():
 
     assert methods.METHODS is config.METHODS and methods.SIAMESE is config.SIAMESE
     assert pretrain.TrainConfig is config.TrainConfig
+
+
+def _config_subclasses():
+    """(child, parent) for every config class of every paper's configs module that subclasses another config."""
+    import inspect
+    import pkgutil
+
+    import tenfold.papers
+    from tenfold.config import Config
+
+    pairs = []
+    for info in pkgutil.iter_modules(tenfold.papers.__path__):
+        try:
+            module = importlib.import_module(f"tenfold.papers.{info.name}.configs")
+        except ModuleNotFoundError:
+            continue
+        for cls in vars(module).values():
+            if inspect.isclass(cls) and issubclass(cls, Config) and cls.__module__ == module.__name__:
+                parent = next((p for p in cls.__mro__[1:] if issubclass(p, Config)), Config)
+                if parent is not Config:
+                    pairs.append(pytest.param(cls, parent, id=f"{info.name}.{cls.__name__}"))
+    return pairs
+
+
+@pytest.mark.parametrize("child, parent", _config_subclasses())
+def test_a_subclass_changes_only_the_nested_fields_it_names(child, parent):
+    """A subclass's nested group (e.g. ``incremental``) may differ from its parent's only in fields it names:
+    ``IncrementalConfig(steps=60)`` in fscil-shapes reset the parent's class-balanced DR to the class default
+    (unbalanced) without a word. Deriving the group from the parent's value keeps the other fields."""
+    from tenfold.config import Config
+
+    for group, field in child.model_fields.items():
+        mine, theirs = field.default, getattr(parent.model_fields.get(group), "default", None)
+        if not (isinstance(mine, Config) and type(mine) is type(theirs)):
+            continue
+        silent = {name: (getattr(theirs, name), getattr(mine, name)) for name in type(mine).model_fields
+                  if getattr(mine, name) != getattr(theirs, name) and name not in mine.model_fields_set}
+        assert not silent, f"{child.__name__}.{group} silently changes {parent.__name__}'s {silent}"
+
+
+def test_fscil_shapes_fine_tunes_with_the_class_balanced_dr_of_the_official_code_and_digits():
+    from tenfold.papers.fscil.configs import FSCILConfig, ShapesFSCILConfig
+
+    assert FSCILConfig().incremental.balanced and ShapesFSCILConfig().incremental.balanced
+    assert ShapesFSCILConfig().incremental.steps == 60

@@ -198,11 +198,71 @@ def test_the_rate_grid_is_extended_at_an_edge_and_brackets_the_optimum(monkeypat
     monkeypatch.setattr(ex, "run_sessions", fake(peak=100.0))
     out = ex.tune_lrs(cfg, x, y, 10, make, cfg.width, 0, ctx)
     assert out["linear-memory"]["grid"] == pytest.approx([0.1, 1.0, 4.0, 16.0]) and out["linear-memory"]["on_edge"]
-    assert out["etf-dr"]["grid"] == pytest.approx([0.01, 0.1, 0.4, 1.6]) and out["etf-dr"]["steps"] == 10
+    assert out["etf-dr"]["grid"] == pytest.approx([0.01, 0.1, 0.4, 1.6])
+    # more steps always score higher here: the steps grid grows x3 at its top as far as allowed, still on an edge
+    assert out["etf-dr"]["steps"] == 90 and out["etf-dr"]["steps_grid"] == [5, 10, 30, 90]
+    assert out["etf-dr"]["steps_on_edge"]
     monkeypatch.setattr(ex, "run_sessions", fake(peak=0.02))
     out = ex.tune_lrs(cfg, x, y, 10, make, cfg.width, 0, RunContext(out_dir=__import__("tempfile").mkdtemp()))
     assert out["etf-dr"]["grid"] == pytest.approx([0.0025, 0.01, 0.1])
     assert out["etf-dr"]["lr"] == pytest.approx(0.01) and not out["etf-dr"]["on_edge"]
+
+
+@pytest.mark.parametrize("peak, grid, steps, on_edge", [(30, [5, 10, 30, 90], 30, False),  # bracketed inside
+                                                         (2, [1, 5, 10], 1, False),  # one step is the floor
+                                                         (1000, [5, 10, 30, 90], 90, True)])  # extensions used up
+def test_the_steps_grid_is_extended_at_an_edge_like_the_rate_grid(monkeypatch, peak, grid, steps, on_edge):
+    """Issue 36: the most steps tried (100) won on every seed of fscil-shapes. A validation score peaked at a
+    number of steps outside the grid extends it (x3 up, /3 down to 1 step) up to ``tuning.extend`` times; the
+    pick left on an edge is counted in ``steps_on_edge`` (a check) and shown in the tuning table."""
+    import math
+
+    from tenfold.config import apply_overrides, build
+    from tenfold.engine import RunContext
+    from tenfold.incremental.metrics import SessionRecord
+    from tenfold.papers.fscil import experiments as ex
+
+    def run(net, method, data, settings, generator, **kw):  # peaked at lr 0.5 (inside) and at `peak` steps
+        acc = 1.0 / (1.0 + abs(math.log(settings.lr / 0.5))) - 1e-3 * abs(math.log(settings.steps / peak))
+        return [SessionRecord(0, 4, acc, acc, None, [acc])], net
+
+    cfg = build(ex.FSCILConfig, apply_overrides(ex.FSCILConfig().model_dump(mode="json"),
+                                                ["base.epochs=1", "methods=[linear-memory]", "tuning.extend=2",
+                                                 "tuning.lr_grid=[0.1,0.5,1.0]", "tuning.steps_grid=[10,5]"]))
+    x, y = _blobs(12, [0, 1, 2, 3, 4, 5], 0, dim=64)
+    monkeypatch.setattr(ex, "run_sessions", run)
+    ctx = RunContext(out_dir=__import__("tempfile").mkdtemp())
+    out = ex.tune_lrs(cfg, x, y, 10, lambda: mlp_backbone(64, cfg.width), cfg.width, 0, ctx)["linear-memory"]
+    assert (out["steps"], out["steps_grid"], out["steps_on_edge"]) == (steps, grid, on_edge)
+    assert out["lr"] == pytest.approx(0.5) and out["grid"] == pytest.approx([0.1, 0.5, 1.0]) and not out["on_edge"]
+    assert len([w for w in ctx.warnings if "steps grid" in w]) == on_edge  # a pick left on an edge is warned of
+
+
+def test_a_steps_extension_does_not_spend_the_rate_grids_extension(monkeypatch):
+    """Each grid has its own ``tuning.extend`` budget: more steps move the best rate onto the grid's lower
+    edge in the last round (0.1 of 0.1..1 at 30 steps), and the rate grid still grows below it (a shared
+    budget left it there, as on seed 0 of the quick fscil-digits run)."""
+    import math
+
+    from tenfold.config import apply_overrides, build
+    from tenfold.engine import RunContext
+    from tenfold.incremental.metrics import SessionRecord
+    from tenfold.papers.fscil import experiments as ex
+
+    def run(net, method, data, settings, generator, **kw):  # best rate 0.5 up to 10 steps, 1/12 beyond
+        peak = 0.5 if settings.steps <= 10 else 1 / 12
+        acc = 1.0 / (1.0 + abs(math.log(settings.lr / peak))) + 0.5 * math.log(settings.steps)
+        return [SessionRecord(0, 4, acc, acc, None, [acc])], net
+
+    cfg = build(ex.FSCILConfig, apply_overrides(ex.FSCILConfig().model_dump(mode="json"),
+                                                ["base.epochs=1", "methods=[linear-memory]", "tuning.extend=1",
+                                                 "tuning.lr_grid=[0.1,0.5,1.0]", "tuning.steps_grid=[5,10]"]))
+    x, y = _blobs(12, [0, 1, 2, 3, 4, 5], 0, dim=64)
+    monkeypatch.setattr(ex, "run_sessions", run)
+    out = ex.tune_lrs(cfg, x, y, 10, lambda: mlp_backbone(64, cfg.width), cfg.width, 0,
+                      RunContext(out_dir=__import__("tempfile").mkdtemp()))["linear-memory"]
+    assert out["lr"] == pytest.approx(0.1) and out["grid"] == pytest.approx([0.025, 0.1, 0.5, 1.0])
+    assert not out["on_edge"] and (out["steps"], out["steps_grid"], out["steps_on_edge"]) == (30, [5, 10, 30], True)
 
 
 def _fake_cifar100(root, per_class_train=6, per_class_test=2):

@@ -44,8 +44,8 @@ class TuningConfig(Config):
     steps_grid: list[PositiveInt] = Field(
         [30, 100], description="fine-tuning steps per session tried jointly with the learning rate; "
                                     "empty: incremental.steps as is")
-    extend: int = Field(1, ge=0, description="times the rate grid is extended (x4 or /4) when the optimum "
-                                             "lies on its edge")
+    extend: int = Field(1, ge=0, description="times the rate grid (x4 or /4) and the steps grid (x3 or /3) "
+                                             "are extended when the optimum lies on their edge")
     val_fraction: float = Field(0.25, gt=0, lt=1, description="share of each base class's training samples held "
                                                               "out to score the pseudo-sessions")
     val_sessions: int = Field(1, ge=1, description="pseudo-incremental sessions of `ways` classes carved from the "
@@ -72,6 +72,19 @@ class BaseConfig(Config):
     cool_down_steps: int = Field(10, ge=0, description="cool-down schedule: last iterations at 0.1 x the final lr")
     augment: bool = Field(False, description="random resized crop (0.6-1), horizontal flip and colour jitter "
                                              "(0.4) of base-session images, as the official train pipeline")
+
+
+def _changed(parent: type[Config], group: str, **changes) -> Config:
+    """The default of ``parent``'s nested config ``group`` with only ``changes`` applied (validated).
+
+    A subclass that wrote ``IncrementalConfig(steps=60)`` would reset every other field of the group to the
+    sub-config class's defaults, not the parent experiment's (fscil-shapes lost the class-balanced DR that
+    way): deriving from the parent's value changes the named fields and nothing else. The fields the parent
+    set stay recorded as set, so tests/test_paper_configs.py can tell a deliberate change from a silent one.
+    """
+    default = parent.model_fields[group].default
+    kept = {name: getattr(default, name) for name in default.model_fields_set}
+    return type(default).model_validate({**kept, **changes})
 
 
 class IncrementalConfig(Config):
@@ -130,9 +143,9 @@ class ShapesFSCILConfig(FSCILConfig):
     test_per_class: int = Field(20, ge=1)
     width: int = Field(16, ge=1, description="CNN width (features: 2 x width)")
     dim: int = Field(128, ge=1)
-    base: BaseConfig = BaseConfig(epochs=12, lr=0.1)
-    incremental: IncrementalConfig = IncrementalConfig(steps=60)
-    tuning: TuningConfig = TuningConfig(lr_grid=[])
+    base: BaseConfig = _changed(FSCILConfig, "base", epochs=12, lr=0.1)
+    incremental: IncrementalConfig = _changed(FSCILConfig, "incremental", steps=60)  # balanced DR kept
+    tuning: TuningConfig = _changed(FSCILConfig, "tuning", lr_grid=[])
 
 
 class BenchmarkFSCILConfig(FSCILConfig):
@@ -152,15 +165,16 @@ class BenchmarkFSCILConfig(FSCILConfig):
     resnet18_weights: str | None = Field(None, description="local ImageNet checkpoint for ResNet-18 (CUB)")
     width: int = Field(32, ge=1, description="small CNN width (features: 2 x width)")
     dim: int = Field(512, ge=1)
-    tuning: TuningConfig = TuningConfig(lr_grid=[])
-    base: BaseConfig = BaseConfig(epochs=20, lr=0.1, batch_size=128, augment=True)
-    incremental: IncrementalConfig = IncrementalConfig(steps=100, lr=0.025)
+    tuning: TuningConfig = _changed(FSCILConfig, "tuning", lr_grid=[])
+    base: BaseConfig = _changed(FSCILConfig, "base", epochs=20, lr=0.1, batch_size=128, augment=True)
+    # The official mini/CUB recipes use the plain (unbalanced) loss; CIFAR's is balanced (with_len).
+    incremental: IncrementalConfig = _changed(FSCILConfig, "incremental", steps=100, lr=0.025, balanced=False)
 
 
 class CifarFSCILConfig(BenchmarkFSCILConfig):
     image_size: int = Field(32, ge=8, description="CIFAR images are 32 px")
-    incremental: IncrementalConfig = IncrementalConfig(steps=100, lr=0.25, duplication=1, balanced=True,
-                                                       feature_mixup_p=0.75)
+    incremental: IncrementalConfig = _changed(BenchmarkFSCILConfig, "incremental", lr=0.25, duplication=1,
+                                              balanced=True, feature_mixup_p=0.75)
 
 
 class CubFSCILConfig(BenchmarkFSCILConfig):
@@ -169,4 +183,4 @@ class CubFSCILConfig(BenchmarkFSCILConfig):
     ways: int = Field(10, ge=1, description="fixed by the benchmark")
     sessions: int = Field(10, ge=1, description="fixed by the benchmark")
     backbone: Literal["resnet12", "resnet18", "cnn"] = Field("resnet18")
-    incremental: IncrementalConfig = IncrementalConfig(steps=100, lr=0.05)
+    incremental: IncrementalConfig = _changed(BenchmarkFSCILConfig, "incremental", lr=0.05)

@@ -95,8 +95,9 @@ SHAPES_CLAIMS = [
                ablation=["memory=false"], paper=_MANY_CLASS_PAPER),
     Check("every session's fine-tuning set has the official class counts [mismatching classes]",
           metric="finetune_set_mismatches", at_most="thresholds.max_set_mismatch"),
+    CLAIMS[-1],  # the tuning brackets its rate (0 on edge when tuning is off)
 ]
-BENCHMARK_CLAIMS = SHAPES_CLAIMS[-1:]
+BENCHMARK_CLAIMS = SHAPES_CLAIMS[-2:-1]
 
 
 def _settings(cfg: FSCILConfig, augment=None) -> tuple[BaseSettings, IncrementalSettings]:
@@ -158,12 +159,14 @@ def tune_lrs(cfg: FSCILConfig, x0: torch.Tensor, y0: torch.Tensor, num_classes: 
     fit samples per pseudo-novel class) for every (rate, steps) pair; the pair with the best average
     accuracy on the held-out samples wins (ties: the smaller rate, then fewer steps). Each method's rates are
     ``tuning.lr_grid`` divided by its loss weight (:func:`_loss_weight`). When the chosen rate is the
-    smallest or largest tried, the grid is extended by a factor 4 on that side (``tuning.extend`` times); a
-    rate whose loss diverges scores -inf (it brackets from above). NCM fine-tunes nothing; ``linear-new``
+    smallest or largest tried, the grid is extended by a factor 4 on that side, and when the chosen steps are
+    the fewest or most tried, the steps grid by a factor 3 on that side (both ``tuning.extend`` times; steps
+    stop at 1); a rate whose loss diverges scores -inf (it brackets from above). NCM fine-tunes nothing; ``linear-new``
     (fine-tuning without memory) takes linear+memory's rate and steps, and the method under test is searched
     with its memory even in the memory ablation.
 
-    Returns ``{method: {"lr", "steps", "grid", "on_edge"}}``.
+    Returns ``{method: {"lr", "steps", "grid", "on_edge", "steps_grid", "steps_on_edge"}}`` (``on_edge``: the
+    rate is still the smallest or largest tried after the extensions; ``steps_on_edge`` the same for steps).
     """
     # Plain fine-tuning without memory reuses linear+memory's schedule: a search on held-out accuracy would
     # pick a rate too small to learn the new classes (measured: 0.0016 x 30 steps on 4 of 5 seeds), which is
@@ -172,9 +175,10 @@ def tune_lrs(cfg: FSCILConfig, x0: torch.Tensor, y0: torch.Tensor, num_classes: 
     reuse = "linear-new" in cfg.methods and "linear-memory" in cfg.methods
     tuned = [m for m in cfg.methods if m != "ncm" and not (reuse and m == "linear-new")]
     fixed_steps = cfg.incremental.steps
-    out = {m: {"lr": 0.0, "steps": 0, "grid": [], "on_edge": False} for m in cfg.methods if m == "ncm"}
+    untuned = {"grid": [], "on_edge": False, "steps_grid": [], "steps_on_edge": False}
+    out = {m: {"lr": 0.0, "steps": 0, **untuned} for m in cfg.methods if m == "ncm"}
     if not cfg.tuning.lr_grid or not tuned:
-        out.update({m: {"lr": cfg.incremental.lr, "steps": fixed_steps, "grid": [], "on_edge": False}
+        out.update({m: {"lr": cfg.incremental.lr, "steps": fixed_steps, **untuned}
                     for m in cfg.methods if m != "ncm"})
         return out
     pseudo_base = cfg.base_classes - cfg.ways * cfg.tuning.val_sessions
@@ -190,8 +194,10 @@ def tune_lrs(cfg: FSCILConfig, x0: torch.Tensor, y0: torch.Tensor, num_classes: 
                       feat_dim, seed, ctx, "val-base")
     sizes = [len(g) for g in plan.groups]
     _, inc_s = _settings(cfg)
-    steps_grid = list(cfg.tuning.steps_grid) or [fixed_steps if isinstance(fixed_steps, int) else fixed_steps[0]]
+    searched_steps = bool(cfg.tuning.steps_grid)
     for method in tuned:
+        steps_grid = (sorted(set(cfg.tuning.steps_grid)) if searched_steps
+                      else [fixed_steps if isinstance(fixed_steps, int) else fixed_steps[0]])
         data = cache_features(nets[_kind(method)], [fx[i].to(ctx.device) for i in idx],
                               [fy[i].to(ctx.device) for i in idx], x0[held].to(ctx.device), y0[held].to(ctx.device),
                               sizes)
@@ -209,20 +215,40 @@ def tune_lrs(cfg: FSCILConfig, x0: torch.Tensor, y0: torch.Tensor, num_classes: 
                 return -math.inf
             return average_accuracy(recs)
 
-        for extension in range(cfg.tuning.extend + 1):
+        grown = {"rates": 0, "steps": 0}  # each grid has its own tuning.extend budget
+        while True:
             for lr in rates:
                 for steps in steps_grid:
                     if (lr, steps) not in scores:
                         scores[(lr, steps)] = score(lr, steps)
             best_lr, best_steps = max(scores, key=lambda k: (scores[k], -k[0], -k[1]))
             low, high = best_lr == rates[0], best_lr == rates[-1] and len(rates) > 1
-            if not (low or high) or extension == cfg.tuning.extend:
+            # Steps bracket like rates (issue 36: 100, the most tried, won on every seed of fscil-shapes).
+            # One step is the floor: a pick there is inside every grid that could exist.
+            # A shared budget let a steps extension spend the last round and leave the rate on an edge.
+            few = searched_steps and best_steps == steps_grid[0] and steps_grid[0] > 1
+            many = searched_steps and best_steps == steps_grid[-1] and len(steps_grid) > 1
+            grow_rates = (low or high) and grown["rates"] < cfg.tuning.extend
+            grow_steps = (few or many) and grown["steps"] < cfg.tuning.extend
+            if not (grow_rates or grow_steps):
                 break
-            rates = [rates[0] / 4.0] + rates if low else rates + [rates[-1] * 4.0]
+            if grow_rates:
+                rates = [rates[0] / 4.0] + rates if low else rates + [rates[-1] * 4.0]
+                grown["rates"] += 1
+            if grow_steps:
+                steps_grid = ([max(1, steps_grid[0] // 3)] + steps_grid if few else steps_grid + [steps_grid[-1] * 3])
+                grown["steps"] += 1
         on_edge = len(rates) == 1 or best_lr in (rates[0], rates[-1])
-        out[method] = {"lr": best_lr, "steps": best_steps, "grid": rates, "on_edge": bool(on_edge)}
-    if reuse:
-        out["linear-new"] = dict(out["linear-memory"], on_edge=False)  # counted once, under linear-memory
+        steps_on_edge = searched_steps and ((best_steps == steps_grid[0] and steps_grid[0] > 1)
+                                            or best_steps == steps_grid[-1])
+        out[method] = {"lr": best_lr, "steps": best_steps, "grid": rates, "on_edge": bool(on_edge),
+                       "steps_grid": steps_grid if searched_steps else [], "steps_on_edge": bool(steps_on_edge)}
+        if steps_on_edge:
+            ctx.warn(f"seed {seed}: {method} chose {best_steps} fine-tuning steps, still on the edge of the searched "
+                     f"steps grid {steps_grid} after {grown['steps']} extension(s) (tuning.extend = "
+                     f"{cfg.tuning.extend}): its optimum may lie outside it")
+    if reuse:  # counted once, under linear-memory
+        out["linear-new"] = dict(out["linear-memory"], on_edge=False, steps_on_edge=False)
     return out
 
 
@@ -290,7 +316,9 @@ def run_trial(cfg: FSCILConfig, train: ArrayDataset, test: ArrayDataset, plan: S
             mismatches += sum(got.get(c, 0) != want.get(c, 0) for c in set(got) | set(want))
     return out, {"lr": {m: v["lr"] for m, v in lrs.items()}, "steps": {m: v["steps"] for m, v in lrs.items()},
                  "grid": {m: v["grid"] for m, v in lrs.items()},
-                 "on_edge": sum(v["on_edge"] for v in lrs.values()), "mismatches": mismatches}
+                 "steps_grid": {m: v["steps_grid"] for m, v in lrs.items()},
+                 "on_edge": sum(v["on_edge"] for v in lrs.values()),
+                 "steps_on_edge": sum(v["steps_on_edge"] for v in lrs.values()), "mismatches": mismatches}
 
 
 # --- tables -------------------------------------------------------------------------------------------
@@ -373,6 +401,7 @@ def _result(cfg: FSCILConfig, trials, extras: dict[int, dict]) -> tuple[dict, di
             metrics[f"{method}.steps_mean"] = _mean([float(_first(e["steps"][method])) for e in extras.values()])
     metrics["finetune_set_mismatches"] = float(sum(e["mismatches"] for e in extras.values()))
     metrics["lr_on_edge"] = float(sum(e.get("on_edge", 0) for e in extras.values()))
+    metrics["steps_on_edge"] = float(sum(e.get("steps_on_edge", 0) for e in extras.values()))
     samples: dict[str, list[float]] = {}
     by = {(r["seed"], r["method"]): r for r in rows}
     for method in cfg.methods:  # per-seed values of every arm, so each can be reported with its interval
@@ -388,7 +417,8 @@ def _result(cfg: FSCILConfig, trials, extras: dict[int, dict]) -> tuple[dict, di
     for field, what in (("all", "all seen classes"), ("base", "base classes"), ("novel", "novel classes")):
         tables[f"per-session accuracy on {what} (%), mean over seeds {list(trials)}; Avg, PD = s0 - last"] = \
             _session_table(trials, cfg.methods, field)
-    lr_rows = [{"seed": s, **{m: f"{e['lr'][m]:g} x {e['steps'][m]} (grid {_grid_text(e.get('grid', {}).get(m))})"
+    lr_rows = [{"seed": s, **{m: f"{e['lr'][m]:g} x {e['steps'][m]} (grid {_grid_text(e.get('grid', {}).get(m))}"
+                                 f" x {_grid_text(e.get('steps_grid', {}).get(m))})"
                               for m in cfg.methods if m != "ncm"}} for s, e in extras.items()]
     if lr_rows and len(lr_rows[0]) > 1:
         tables["incremental learning rate x steps chosen on the base session's validation split"] = \
