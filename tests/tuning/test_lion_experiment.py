@@ -136,3 +136,32 @@ def test_budget_keeping_ablations_run_with_the_same_parameter_count(ablation, tm
     claims = {c["ablation"][0]: c for c in a["claims"] if c["kind"] == "paper"}
     assert set(claims) == {"freeze_implicit=true", "solve=one_step", "score=random"}
     assert all(c["arms"] == ["lion_test_acc", "vpt_test_acc"] for c in claims.values())
+
+
+@pytest.mark.parametrize("caller_threads", [1, 2])
+def test_the_run_computes_on_one_thread_whatever_the_callers_setting(caller_threads, tmp_path, capsys, monkeypatch):
+    """LION pins one intra-op thread for its whole run (its figures then do not depend on the machine's core
+    count: `tenfold run lion` gave identical metrics with OMP_NUM_THREADS=1 and 2, see docs/lion.md), and
+    restores the caller's setting afterwards."""
+    import torch
+
+    import tenfold.tuning.foundation as foundation
+
+    seen = []
+
+    def fake(kind="digits", cache_dir=None, progress=None):
+        seen.append(torch.get_num_threads())
+        return build_vit(embed_dim=16, depth=1, num_heads=2), {"held_out_acc": 0.0, "cached": True, "path": ""}
+
+    monkeypatch.setattr(foundation, "foundation_model", fake)
+    old = torch.get_num_threads()
+    torch.set_num_threads(caller_threads)
+    try:
+        # the standard preset: the quick tier's runner pins threads by itself (exp.threads)
+        args = ["run", "lion", "--preset", "standard", "--out", str(tmp_path), *FAST, "--set", "epochs=1",
+                "--set", "seeds=5"]
+        assert cli_main(args) == 0, capsys.readouterr().err
+        assert seen == [1]
+        assert torch.get_num_threads() == caller_threads
+    finally:
+        torch.set_num_threads(old)
