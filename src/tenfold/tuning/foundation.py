@@ -49,7 +49,18 @@ class FoundationSpec:
     seed: int = 0
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        payload = asdict(self)
+        if self.kind in CORPORA:   # a changed corpus is a changed spec (digits and shapes keep their keys)
+            payload["corpus"] = CORPORA[self.kind]
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+# Formula-driven pre-training corpora (tenfold.data.fractals): categories, training and held-out instances per
+# category, and the seeds of the categories and of each split's instances.
+CORPORA = {
+    "fractal": {"classes": 500, "per_class": 200, "held_out_per_class": 20, "category_seed": 0,
+                "train_seed": 1, "held_out_seed": 2},
+}
 
 
 SPECS = {
@@ -58,6 +69,11 @@ SPECS = {
     # 120 epochs: 35 % held-out accuracy (chance 4 %); the 6 of the first version reached 6.5 %, 30 reached 16 %
     "shapes": FoundationSpec("shapes", img_size=32, patch_size=8, in_chans=3, num_classes=25, epochs=120,
                              batch_size=64, lr=3e-3),
+    # the larger backbone (issue 31): 6 blocks of width 128 (1.2M parameters, 8x the others) pre-trained on
+    # 100k FractalDB-style images of 500 IFS categories; width 128 rather than 192 keeps a standard-tier tuning
+    # run within its 30 minutes on 2 cores (192 trains 2.3x slower, docs/tuning.md "Foundation models")
+    "fractal": FoundationSpec("fractal", img_size=32, patch_size=8, in_chans=3, num_classes=500, embed_dim=128,
+                              depth=6, num_heads=4, mlp_ratio=4.0, epochs=15, batch_size=128, lr=1e-3),
 }
 
 
@@ -83,6 +99,14 @@ def pretraining_data(kind: str) -> tuple[tuple[torch.Tensor, torch.Tensor], tupl
     from tenfold.data import shapes, stratified_split
     from tenfold.data.digits import load_digits_arrays
 
+    if kind in CORPORA:   # separate train and held-out instances of the same categories
+        from tenfold.data.fractals import fractals
+
+        c = CORPORA[kind]
+        train = fractals(c["classes"], c["per_class"], 32, seed=c["train_seed"], category_seed=c["category_seed"])
+        held = fractals(c["classes"], c["held_out_per_class"], 32, seed=c["held_out_seed"],
+                        category_seed=c["category_seed"])
+        return (train.x, train.y), (held.x, held.y)
     if kind == "digits":
         x, y = load_digits_arrays()
         keep = y < 5
@@ -95,8 +119,22 @@ def pretraining_data(kind: str) -> tuple[tuple[torch.Tensor, torch.Tensor], tupl
     return (x[train_idx], y[train_idx]), (x[test_idx], y[test_idx])
 
 
-def pretrain(spec: FoundationSpec, progress: Callable[[int], None] | None = None) -> tuple[nn.Module, float]:
-    """Pre-train ``spec`` deterministically (AdamW, one-cycle); returns (model, held-out accuracy)."""
+def held_out_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 1024) -> float:
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        hits = sum(int((model(x[i:i + batch]).argmax(-1) == y[i:i + batch]).sum()) for i in range(0, len(y), batch))
+    model.train(was)
+    return hits / len(y)
+
+
+def pretrain(spec: FoundationSpec, progress: Callable[[int], None] | None = None,
+             log: Callable[[str], None] | None = None) -> tuple[nn.Module, float]:
+    """Pre-train ``spec`` deterministically (AdamW, one-cycle); returns (model, held-out accuracy).
+    ``log`` receives one line per epoch: mean training loss, held-out accuracy and seconds so far."""
+    import time
+
+    start = time.perf_counter()
     (x, y), (xt, yt) = pretraining_data(spec.kind)
     model = build_from_spec(spec)
     opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
@@ -104,8 +142,12 @@ def pretrain(spec: FoundationSpec, progress: Callable[[int], None] | None = None
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec.lr, total_steps=spec.epochs * steps_per_epoch)
     g = torch.Generator().manual_seed(spec.seed)
     model.train()
+    if log is not None:
+        log(f"{spec.kind}: {len(y)} training and {len(yt)} held-out images ready after "
+            f"{time.perf_counter() - start:.0f} s")
     for epoch in range(spec.epochs):
         order = torch.randperm(len(y), generator=g)
+        total = 0.0
         for i in range(0, len(y), spec.batch_size):
             idx = order[i:i + spec.batch_size]
             loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
@@ -113,12 +155,14 @@ def pretrain(spec: FoundationSpec, progress: Callable[[int], None] | None = None
             loss.backward()
             opt.step()
             sched.step()
+            total += float(loss) * len(idx)
         if progress is not None:
             progress(epoch)
+        if log is not None:
+            log(f"{spec.kind} epoch {epoch + 1}/{spec.epochs}: loss {total / len(y):.4f}, held-out accuracy "
+                f"{held_out_accuracy(model, xt, yt):.4f}, {time.perf_counter() - start:.0f} s")
     model.eval()
-    with torch.no_grad():
-        acc = (model(xt).argmax(-1) == yt).float().mean().item()
-    return model, acc
+    return model, held_out_accuracy(model, xt, yt)
 
 
 def default_cache_dir() -> Path:
@@ -215,7 +259,7 @@ def write_shipped(kinds: list[str], folder: Path = SHIPPED_DIR) -> dict[str, str
     out = {}
     for kind in kinds:
         require(kind in SPECS, "kind", kind, f"one of {', '.join(SPECS)}")
-        model, acc = pretrain(SPECS[kind])
+        model, acc = pretrain(SPECS[kind], log=lambda line: print(line, flush=True))
         data = _weights_file(model, SPECS[kind], acc)
         atomic_write_bytes(folder / f"foundation-{kind}.safetensors", data)
         out[kind] = hashlib.sha256(data).hexdigest()
