@@ -208,3 +208,44 @@ def test_vtab1k_paper_preset_runs_end_to_end_on_a_tiny_folder_with_local_weights
     code = cli_main(common + ["--out", str(tmp_path / "bad"), "--set", f"weights={tmp_path / 'bad.safetensors'}"])
     err = [line for line in capsys.readouterr().err.strip().splitlines() if line]
     assert code == 2 and len(err) == 1 and "weights=" in err[0] and name in err[0], err
+
+
+def test_on_foundation_resizes_and_repeats_grey_channels():
+    from tenfold.tuning.tasks import make_task, on_foundation
+
+    task = make_task("digits-5-9", seed=0, shots=3)
+    moved = on_foundation(task, "fractal", 32, 3)
+    assert moved.foundation == "fractal" and moved.x_train.shape[1:] == (3, 32, 32)
+    assert torch.equal(moved.y_test, task.y_test) and moved.num_classes == task.num_classes
+    assert torch.equal(moved.x_train[:, 0], moved.x_train[:, 2])
+    # bilinear resizing keeps a constant image constant and the mean intensity close
+    flat = on_foundation(dataclasses.replace(task, x_train=torch.full((2, 1, 8, 8), 0.25)), "fractal", 32, 3)
+    assert torch.allclose(flat.x_train, torch.tensor(0.25))
+    assert moved.x_test.mean().item() == pytest.approx(task.x_test.mean().item(), abs=0.02)
+    with pytest.raises(Exception, match="in_chans"):
+        on_foundation(make_task("shapes", seed=0, shots=2), "x", 32, 2)
+
+
+def test_fractal_foundation_tunes_every_task_on_one_backbone(tmp_path, monkeypatch, capsys):
+    """`foundation=fractal`: one backbone (asked once, by that name) for digits and shapes tasks, fed 32 px RGB;
+    the parameter-count formulas are checked on it."""
+    asked = []
+
+    def fake(kind="digits", cache_dir=None, progress=None, shipped=True):
+        asked.append(kind)
+        model = foundation.build_vit(img_size=32, patch_size=8, in_chans=3, num_classes=5, embed_dim=16, depth=1,
+                                     num_heads=2, mlp_ratio=4.0)
+        return model.eval(), {"held_out_acc": 0.5, "cached": True, "path": "", "shipped": False}
+
+    import tenfold.tuning
+
+    monkeypatch.setattr(tenfold.tuning, "foundation_model", fake)
+    args = ["run", "tuning-minivtab", "--out", str(tmp_path), "--set", "foundation=fractal",
+            "--set", "methods=[linear,vpt-deep,lora-qv]", "--set", "tasks=[digits-5-9,shapes]", "--set", "seeds=2",
+            "--set", "epochs=1", "--set", "test_size=20", "--set", "lr_factors=[1.0]", "--set", "shots=4",
+            "--set", "val_shots=1"]
+    assert cli_main(args) == 0, capsys.readouterr().err
+    assert asked == ["fractal"]
+    (folder,) = (tmp_path / "tuning-minivtab").iterdir()
+    data = json.loads((folder / "results.json").read_text())
+    assert data["metrics"]["formula_mismatches"] == 0 and "pretrain_acc_fractal" in data["metrics"]

@@ -155,7 +155,7 @@ def pretrain(spec: FoundationSpec, progress: Callable[[int], None] | None = None
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         if progress is not None:
             progress(epoch)
         if log is not None:

@@ -74,6 +74,10 @@ class MiniVTABConfig(Config):
     student_heads: int = Field(2, ge=1)
     cache_dir: str | None = Field(None, description="foundation-model cache (default ~/.cache/tenfold/tuning)")
     source: Literal["mini", "vtab1k"] = Field("mini", description="mini-VTAB (built in) or VTAB-1k from vtab_root")
+    foundation: Literal["native", "fractal"] = Field("native", description="mini-VTAB backbone: native (digits "
+                                                     "tasks on the digits ViT, shapes on the shapes ViT) or fractal "
+                                                     "(every task on the 6x128 ViT pre-trained on fractals, its "
+                                                     "images resized to 32 px RGB)")
     vtab_root: str | None = Field(None, description="converted VTAB-1k folder: <root>/<task>/{train800val200,test}.txt")
     backbone: str = Field("vit_base_patch16_224", description="timm model name of the VTAB-1k backbone")
     weights: str | None = Field(None, description="local weight file of the VTAB-1k backbone (no downloads)")

@@ -87,7 +87,7 @@ def _method_list(cfg: MiniVTABConfig) -> list[str]:
 
 
 def _formula_checks(foundation, method_names) -> dict[str, tuple[int, int]]:
-    """(counted, formula) trainable parameters without the head on the digits foundation model."""
+    """(counted, formula) trainable parameters without the head on a foundation model (any width and depth)."""
     import copy
 
     import tenfold.tuning as tt
@@ -163,7 +163,8 @@ def _run(cfg: MiniVTABConfig, ctx: RunContext) -> Result:
         foundations, infos = _vtab_backbone(cfg)
         kinds = ["vtab"]
     else:
-        kinds = sorted({"shapes" if t == "shapes" else "digits" for t in cfg.tasks})
+        kinds = (["fractal"] if cfg.foundation == "fractal" else
+                 sorted({"shapes" if t == "shapes" else "digits" for t in cfg.tasks}))
         foundations, infos = {}, {}
         for kind in kinds:
             foundations[kind], infos[kind] = tt.foundation_model(kind, cfg.cache_dir)
@@ -252,7 +253,8 @@ def _run(cfg: MiniVTABConfig, ctx: RunContext) -> Result:
     for claim in CLAIMS:  # a claim whose methods were left out of the run reads NaN (reported, never holds)
         if isinstance(claim, PaperClaim) and claim.metric not in samples:
             samples[claim.metric] = [float("nan")] * cfg.seeds
-    formulas = _formula_checks(foundations["digits"], methods) if "digits" in foundations else {}
+    counted_on = next((k for k in ("digits", "fractal") if k in foundations), None)
+    formulas = _formula_checks(foundations[counted_on], methods) if counted_on else {}
     figure = _figure(ctx, cfg, methods, acc, params, mean)
     metrics: dict[str, float] = {f"acc_{m}": mean[m] for m in methods}
     metrics.update({f"trainable_{m}": float(params[(m, cfg.tasks[0])]) for m in methods})
@@ -275,7 +277,7 @@ def _run(cfg: MiniVTABConfig, ctx: RunContext) -> Result:
     return Result(
         metrics=metrics, samples=samples, figures=[figure],
         tables={"mini-VTAB test accuracy (%, mean ± sd over seeds; lr picked on validation)": markdown_table(rows),
-                "parameter counts vs formulas (digits ViT, without head)": markdown_table(
+                f"parameter counts vs formulas ({counted_on} ViT, without head)": markdown_table(
                     [{"method": k, "counted": c, "formula": f} for k, (c, f) in formulas.items()])},
         key_metric="best_efficient_minus_linear",
         notes=(f"{len(methods)} methods x {len(cfg.tasks)} tasks x {cfg.seeds} seeds, {cfg.shots - cfg.val_shots} "
@@ -330,7 +332,14 @@ def _load_task(cfg: MiniVTABConfig, name: str, seed: int):
     from tenfold.tuning.vtab import vtab_task
 
     if cfg.source == "mini":
-        return make_task(name, seed, cfg.shots)
+        task = make_task(name, seed, cfg.shots)
+        if cfg.foundation != "native":
+            from tenfold.tuning.foundation import SPECS
+            from tenfold.tuning.tasks import on_foundation
+
+            spec = SPECS[cfg.foundation]
+            task = on_foundation(task, cfg.foundation, spec.img_size, spec.in_chans)
+        return task
     train, test, classes = vtab_task(cfg.vtab_root, name, cfg.image_size)
     return DatasetTask(name, "vtab", train, test, classes)
 
