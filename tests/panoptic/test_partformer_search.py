@@ -143,3 +143,19 @@ def test_validation_scenes_are_new_and_leave_the_other_scenes_unchanged(tmp_path
         assert len(a[i]) == len(b[i]) and all(torch.equal(a[i][j][0], b[i][j][0]) for j in range(len(a[i])))
     seen = [b[i][j][0] for i in (0, 1) for j in range(len(b[i]))]
     assert not any(torch.equal(t[0], s) for t in (b[4][j] for j in range(4)) for s in seen)
+
+
+def test_on_a_data_folder_the_last_training_images_validate(tmp_path):
+    from test_partformer_cli import _cpp_folder
+
+    _cpp_folder(tmp_path / "cpp", n_train=8, n_val=2, size=(32, 32))
+    cfg = resolve(E.PartFormerScenesConfig, "partformer-scenes", "quick",
+                  [f"data_root={tmp_path / 'cpp'}", "eval_spec=ppq_cpp_19_23_cvpr21_default", "tune_scenes=4"])
+    train, val, _, _, tune = E._data(cfg, RunContext(out_dir=tmp_path / "run"), 0, tune=True)
+    assert len(train) == 4 and len(tune) == 4 and len(val) == 2
+    assert not set(tune.names) & set(train.names)
+    assert tune.label(0).shape == (32, 32) and tune[0][0].shape == (3, 32, 32)
+    cfg = resolve(E.PartFormerScenesConfig, "partformer-scenes", "quick",
+                  [f"data_root={tmp_path / 'cpp'}", "eval_spec=ppq_cpp_19_23_cvpr21_default", "tune_scenes=5"])
+    with pytest.raises(ConfigError, match="tune_scenes=5 is invalid"):
+        E._data(cfg, RunContext(out_dir=tmp_path / "run2"), 0, tune=True)
