@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PositiveFloat, model_validator
 
 from tenfold.config import Config
 
@@ -19,6 +19,9 @@ class ScenesThresholds(Config):
                                       "Cityscapes-PP over Panoptic-PartFormer, the size of effect its mechanisms "
                                       "give together; an ablation gain below it (or within the seed spread) is "
                                       "reported as not reproduced")
+    max_lr_on_edge: float = Field(0, description="source: design; the learning rate each model picks on the "
+                                  "validation scenes lies inside the searched grid for every model and seed (an "
+                                  "optimum on an edge extends the grid, lr_extend times)")
     max_folder_gap: float = Field(1e-12, description="source: identity; the saved PNGs hold the in-memory "
                                   "predictions exactly, so eval-parts must give the same PartPQ to round-off")
 
@@ -26,14 +29,21 @@ class ScenesThresholds(Config):
 class PartFormerScenesConfig(Config):
     seeds: int = Field(3, ge=1, description="independent seeds (scenes and initialisation) of every comparison")
     train_scenes: int = Field(64, ge=8)
-    val_scenes: int = Field(24, ge=4)
+    val_scenes: int = Field(24, ge=4, description="held-out test scenes per seed (every reported figure)")
     size: int = Field(48, ge=32, le=2048, description="scene height and width in pixels (scenes only)")
     shared_part_colours: bool = Field(True, description="persons in car part colours: parts, not colour, "
                                       "separate the classes")
     steps: int = Field(60, ge=1, description="training iterations per model")
     chunk: int = Field(20, ge=1, description="iterations per resumable stage epoch (one checkpoint each)")
     batch_size: int = Field(8, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(1e-3, gt=0, description="used when lrs has fewer than two rates")
+    lrs: list[PositiveFloat] = Field([], description="learning rates searched per seed and model (the ablations "
+                                     "included) on the validation scenes; the best validation PartPQ of the "
+                                     "classes with parts wins. Empty or one rate: no search")
+    lr_extend: int = Field(1, ge=0, description="times the lr grid grows by its own end ratio on the side where "
+                           "the picked rate lies on its edge")
+    tune_scenes: int = Field(24, ge=4, description="validation scenes per seed for the lr search, drawn after the "
+                             "training and held-out scenes (only written when lrs is searched)")
     backbone_lr_mult: float = Field(1.0, gt=0, description="backbone learning rate = lr x this (Mask2Former: 0.1)")
     weight_decay: float = Field(0.05, ge=0)
     grad_clip: float = Field(1.0, gt=0)

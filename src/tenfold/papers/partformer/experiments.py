@@ -12,6 +12,7 @@ person), not stuff, carries the claims: they read PartPQ over the classes with p
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -51,6 +52,8 @@ CLAIMS = [
                metric="PartPQ_parts_gain_vs_shared_features", at_least="thresholds.min_mechanism_gain",
                ablation=["decoupled=false"],
                paper="Panoptic-PartFormer (ECCV'22) and ++: decoupled part vs thing/stuff features"),
+    Check("the learning rate each model picks on the validation scenes is inside the searched grid for every "
+          "model and seed [rates on an edge]", metric="lr_on_edge", at_most="thresholds.max_lr_on_edge"),
     Check("saved PNG predictions give the same PartPQ through eval-parts (|difference|)",
           metric="folder_eval_gap", at_most="thresholds.max_folder_gap"),
 ]
@@ -71,9 +74,11 @@ def _model(cfg: PartFormerScenesConfig, spec: EvalSpec, **switches) -> PartWhole
     return model
 
 
-def _train(model, data, cfg, ctx: RunContext, name: str) -> list[float]:
+def _train(model, data, cfg, ctx: RunContext, name: str, order_key: str | None = None) -> list[float]:
     """``cfg.steps`` AdamW steps (poly schedule, backbone lr multiplier, optional AMP) as a resumable stage:
-    one stage epoch = ``cfg.chunk`` steps, checkpointed, so ``--resume`` continues bit-identically."""
+    one stage epoch = ``cfg.chunk`` steps, checkpointed, so ``--resume`` continues bit-identically.
+    ``order_key`` (default: the stage name) seeds the batch order and the loss's point draws: the models of
+    one seed (every searched rate, every ablation) share it, so they see the same batches."""
     from tenfold.panoptic.model import param_groups
 
     criterion = PartWholeCriterion(model.cfg.num_classes, num_points=cfg.num_points)
@@ -84,7 +89,8 @@ def _train(model, data, cfg, ctx: RunContext, name: str) -> list[float]:
     amp = cfg.amp or ctx.precision != "32-true"
     half = torch.float16 if ctx.precision == "16-mixed" or (cuda and ctx.precision != "bf16-mixed") else torch.bfloat16
     scaler = torch.amp.GradScaler("cuda", enabled=amp and half == torch.float16)
-    points = torch.Generator().manual_seed(int(ctx.generator("partformer", name, "points").initial_seed()))
+    key = name if order_key is None else order_key
+    points = torch.Generator().manual_seed(int(ctx.generator("partformer", key, "points").initial_seed()))
     losses: list[float] = []
     stage = Stage(ctx, name, model=model, optimizer=opt, scheduler=sched,
                   state={"points": points, "scaler": scaler, "losses": losses})
@@ -98,7 +104,9 @@ def _train(model, data, cfg, ctx: RunContext, name: str) -> list[float]:
         if hasattr(data, "set_epoch"):
             data.set_epoch(epoch)
         todo = min(cfg.chunk, cfg.steps - (epoch - 1) * cfg.chunk)
-        order = torch.randint(0, len(data), (todo, cfg.batch_size), generator=stage.generator())
+        order = torch.randint(0, len(data), (todo, cfg.batch_size),
+                              generator=stage.generator() if order_key is None
+                              else ctx.generator("partformer", order_key, "order", epoch))
         order = order[:, rank::world]
         if cfg.workers > 0:
             loader = torch.utils.data.DataLoader(torch.utils.data.Subset(data, order.reshape(-1).tolist()),
@@ -194,8 +202,11 @@ def _parts_quality(res: dict, spec: EvalSpec) -> dict[str, float]:
     return row
 
 
-def _data(cfg: PartFormerScenesConfig, ctx: RunContext, seed: int):
-    """(train, val, spec, val label folder) for one seed."""
+def _data(cfg: PartFormerScenesConfig, ctx: RunContext, seed: int, tune: bool = False):
+    """(train, val, spec, val label folder, tune) for one seed: ``val`` holds the held-out test scenes,
+    ``tune`` the validation scenes of the lr search (None unless ``tune``). Procedural validation scenes are
+    drawn after the training and test scenes from the same generator, so those two stay what they were
+    without a search; on a data folder the validation split is carved from the training images."""
     if cfg.data_root is not None:
         spec = EvalSpec.load(cfg.eval_spec)
         root = Path(cfg.data_root)
@@ -204,20 +215,91 @@ def _data(cfg: PartFormerScenesConfig, ctx: RunContext, seed: int):
         train = PartsFolderDataset(root / images / "train", root / labels / "train", spec, train=True, crop=cfg.crop,
                                    min_scale=cfg.min_scale, max_scale=cfg.max_scale, seed=seed)
         val = PartsFolderDataset(root / images / "val", root / labels / "val", spec)
-        return train, val, spec, root / labels / "val"
-    folders = {part: ctx.path(f"scenes/seed{seed}/{part}") for part in ("train", "val")}
+        held = None
+        if tune:
+            if len(train) < 2 * cfg.tune_scenes:
+                raise ConfigError(f"tune_scenes={cfg.tune_scenes} is invalid: {root / images / 'train'} has "
+                                  f"{len(train)} images; the lr search needs at most half of them for validation")
+            # the last tune_scenes training images validate (read whole, without augmentation)
+            plain = PartsFolderDataset(root / images / "train", root / labels / "train", spec)
+            cut = len(train) - cfg.tune_scenes
+            held = _Subset(plain, range(cut, len(train)))
+            train = _Subset(train, range(cut))
+        return train, val, spec, root / labels / "val", held
+    parts = ("train", "val", "tune") if tune else ("train", "val")
+    folders = {part: ctx.path(f"scenes/seed{seed}/{part}") for part in parts}
     if ctx.is_main:   # one process generates and writes the files; the others read them after the barrier
-        scenes = generate_scenes(cfg.train_scenes + cfg.val_scenes, seed=seed, height=cfg.size, width=cfg.size,
+        n, m = cfg.train_scenes, cfg.train_scenes + cfg.val_scenes
+        scenes = generate_scenes(m + (cfg.tune_scenes if tune else 0), seed=seed, height=cfg.size, width=cfg.size,
                                  shared_part_colours=cfg.shared_part_colours)
-        write_scenes(folders["train"], scenes[:cfg.train_scenes], prefix="train")
-        write_scenes(folders["val"], scenes[cfg.train_scenes:], prefix="val")
+        write_scenes(folders["train"], scenes[:n], prefix="train")
+        write_scenes(folders["val"], scenes[n:m], prefix="val")
+        if tune:
+            write_scenes(folders["tune"], scenes[m:], prefix="tune")
     ctx.barrier()
-    train_paths = scene_paths(folders["train"])
-    val_paths = scene_paths(folders["val"])
-    spec = EvalSpec.load(val_paths["eval_spec"])
-    train = PanopticPartsDataset.from_folder(train_paths["images"], train_paths["labels"], spec)
-    val = PanopticPartsDataset.from_folder(val_paths["images"], val_paths["labels"], spec)
-    return train, val, spec, val_paths["labels"]
+    sets = {}
+    for part, folder in folders.items():
+        paths = scene_paths(folder)
+        spec = EvalSpec.load(paths["eval_spec"])
+        sets[part] = (PanopticPartsDataset.from_folder(paths["images"], paths["labels"], spec), paths["labels"])
+    spec = EvalSpec.load(scene_paths(folders["val"])["eval_spec"])
+    return sets["train"][0], sets["val"][0], spec, sets["val"][1], sets["tune"][0] if tune else None
+
+
+class _Subset:
+    """Items ``index`` of a parts dataset, with its ``label`` and ``names`` (the evaluation reads both)."""
+
+    def __init__(self, data, index):
+        self.data, self.index = data, list(index)
+        self.names = [data.names[i] for i in self.index]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i):
+        return self.data[self.index[i]]
+
+    def label(self, i):
+        return self.data.label(self.index[i])
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.data, "set_epoch"):
+            self.data.set_epoch(epoch)
+
+
+def search_lr(score, grid: list[float], extend: int = 1) -> tuple[float, list[float], dict[float, tuple], bool]:
+    """The learning rate with the best validation score among ``grid``: ``score(lr)`` returns a comparable
+    (higher is better; ties go to the smaller rate). When the best rate is the smallest or the largest
+    tried, the grid grows on that side by its own end ratio (``grid[1] / grid[0]`` or ``grid[-1] / grid[-2]``),
+    up to ``extend`` times, as the guide asks of an optimum on the edge of a grid. Every rate is scored once.
+
+    Returns ``(best, grid tried, {lr: score}, on_edge)``; ``on_edge``: the best rate is still the smallest or
+    largest tried (always False for a grid of one rate: there is no search)."""
+    rates = sorted(set(float(r) for r in grid))
+    if not rates:
+        raise ConfigError("lrs=[] is invalid: expected at least one learning rate to search")
+    scores: dict[float, tuple] = {}
+    grown = 0
+    while True:
+        for lr in rates:
+            if lr not in scores:
+                scores[lr] = score(lr)
+        best = max(rates, key=lambda r: (scores[r], -r))
+        low, high = len(rates) > 1 and best == rates[0], len(rates) > 1 and best == rates[-1]
+        if not (low or high) or grown >= extend:
+            break
+        rates = [rates[0] * rates[0] / rates[1]] + rates if low else rates + [rates[-1] * rates[-1] / rates[-2]]
+        grown += 1
+    on_edge = len(rates) > 1 and best in (rates[0], rates[-1])
+    return best, rates, scores, on_edge
+
+
+def _validation_score(res: dict) -> tuple[float, float]:
+    """The search's score: validation PartPQ of the classes with parts (what the claims read), then PQ;
+    a metric the evaluator could not compute scores lowest."""
+    def low(v):
+        return -math.inf if v is None or not math.isfinite(v) else float(v)
+    return low(res["PartPQ_parts"]), low(res["PQ"])
 
 
 def _baselines(train, val, spec: EvalSpec) -> dict[str, dict]:
@@ -238,22 +320,26 @@ def run(cfg: PartFormerScenesConfig, ctx: RunContext) -> Result:
                           "processes (each takes an equal shard of every batch)")
     rows, samples, curves = [], {k: [] for k in ("PartPQ_parts_gain_vs_baselines",
                                                  "PartPQ_parts_gain_vs_no_part_whole_attention",
-                                                 "PartPQ_parts_gain_vs_shared_features", "PartPQ", "PartPQ_parts")}, {}
+                                                 "PartPQ_parts_gain_vs_shared_features", "PartPQ", "PartPQ_parts",
+                                                 "PQ_gain_vs_colour_rule")}, {}
     variants = {"full": {}}
     if cfg.ablations:   # an ablated switch makes its variant the full model: the gain is then exactly 0
         variants["no part-whole attention"] = {"part_whole_attention": False}
         variants["shared features"] = {"decoupled": False}
     first = None
+    search: dict[tuple[int, str], dict] = {}   # (seed, variant) -> the lr search's record
     for k in range(cfg.seeds):
         seed = ctx.seed + 1000 * k
-        train, val, spec, val_labels = _data(cfg, ctx, seed)
+        searched = len(set(cfg.lrs)) > 1
+        train, val, spec, val_labels, tune = _data(cfg, ctx, seed, tune=searched)
         if cfg.num_part_queries is not None and cfg.num_part_queries != spec.num_flat:
             raise ConfigError(f"num_part_queries={cfg.num_part_queries} is invalid: eval spec {spec.path} has "
                               f"{spec.num_flat} flat part classes (one part query each)")
         base = _baselines(train, val, spec)
         for name, res in base.items():
             rows.append({"seed": k, "model": name, "PQ": res["PQ"], "PartPQ": res["PartPQ"],
-                         **_parts_quality(res, spec), "part mIoU": _or_nan(res["part_mIoU"]), "train s": 0.0})
+                         **_parts_quality(res, spec), "part mIoU": _or_nan(res["part_mIoU"]), "lr": float("nan"),
+                         "parameters": 0, "train s": 0.0})
         results = {}
         for name, switches in variants.items():
             effective = {"part_whole_attention": cfg.part_whole_attention, "decoupled": cfg.decoupled, **switches}
@@ -261,20 +347,47 @@ def run(cfg: PartFormerScenesConfig, ctx: RunContext) -> Result:
             if same:   # the ablated switch is already off: this variant is the full model
                 results[name] = results[same[0]]
                 continue
-            torch.manual_seed(seed)
-            model = _model(cfg, spec, **switches).to(ctx.device)
-            t0 = time.perf_counter()
-            curves[(k, name)] = _train(model, train, cfg, ctx, f"{name.replace(' ', '-')}-seed{k}")
-            seconds = time.perf_counter() - t0
+            stem = name.replace(" ", "-")
+            fits: dict[float, tuple] = {}
+
+            def fit(lr: float, stage: str):
+                # every rate and every variant of a seed: same initialisation seed and same batches
+                torch.manual_seed(seed)
+                model = _model(cfg, spec, **switches).to(ctx.device)
+                t0 = time.perf_counter()
+                losses = _train(model, train, cfg.model_copy(update={"lr": lr}), ctx, stage, order_key=f"seed{k}")
+                fits[lr] = (model, losses, time.perf_counter() - t0)
+
+            if searched:
+                def score(lr: float) -> tuple[float, float]:
+                    fit(lr, f"{stem}-lr{lr:g}-seed{k}")
+                    if not all(math.isfinite(v) for v in fits[lr][1][-1:]):
+                        return -math.inf, -math.inf
+                    return _validation_score(_evaluate(fits[lr][0], tune, spec, cfg))
+
+                lr, grid, scores, on_edge = search_lr(score, cfg.lrs, cfg.lr_extend)
+                search[(k, name)] = {"lr": lr, "grid": grid, "scores": scores, "on_edge": on_edge}
+                if on_edge:
+                    ctx.warn(f"seed {k}: {name} picked lr={lr:g}, still on the edge of the searched grid "
+                             f"{[float(f'{r:.3g}') for r in grid]} after {cfg.lr_extend} extension(s) (lr_extend): "
+                             "its optimum may lie outside it")
+            else:
+                lr = cfg.lrs[0] if cfg.lrs else cfg.lr
+                fit(lr, f"{stem}-seed{k}")
+            model, curves[(k, name)], seconds = fits[lr]
+            seconds = sum(f[2] for f in fits.values())   # the search's cost included
+            fits.clear()
             out_dir = ctx.path(f"predictions/seed{k}") if name == "full" else None
             res = _evaluate(model, val, spec, cfg, out_dir=out_dir if ctx.is_main else None)
             results[name] = (res, effective, model)
             rows.append({"seed": k, "model": name, "PQ": res["PQ"], "PartPQ": res["PartPQ"],
-                         **_parts_quality(res, spec), "part mIoU": _or_nan(res["part_mIoU"]), "train s": seconds})
+                         **_parts_quality(res, spec), "part mIoU": _or_nan(res["part_mIoU"]), "lr": lr,
+                         "parameters": sum(p.numel() for p in model.parameters()), "train s": seconds})
         full = results["full"][0]
         best_rule = max(_or_nan(r["PartPQ_parts"]) for r in base.values())
         samples["PartPQ_parts_gain_vs_baselines"].append(_or_nan(full["PartPQ_parts"]) - best_rule)
         samples["PartPQ"].append(full["PartPQ"])
+        samples["PQ_gain_vs_colour_rule"].append(full["PQ"] - base["colour rule"]["PQ"])
         samples["PartPQ_parts"].append(_or_nan(full["PartPQ_parts"]))
         for key, name in (("PartPQ_parts_gain_vs_no_part_whole_attention", "no part-whole attention"),
                           ("PartPQ_parts_gain_vs_shared_features", "shared features")):
@@ -301,18 +414,33 @@ def run(cfg: PartFormerScenesConfig, ctx: RunContext) -> Result:
     figures = [ctx.save_figure(fig, "loss"), _figure(ctx, val, spec, model, cfg, "predictions")]
     params = sum(p.numel() for p in model.parameters())
     mean = {k: float(np.mean(v)) for k, v in samples.items()}
+    tables = {"held-out scenes per seed: non-learned rules, the model and its ablations (PWQ is provisional)":
+              markdown_table(rows)}
+    if search:
+        grids = {tuple(v["grid"]) for v in search.values()}
+        tables[f"learning rate picked per seed and model on {cfg.tune_scenes} validation scenes (validation "
+               "PartPQ of the classes with parts per rate; * picked)"] = markdown_table(
+            [{"seed": k, "model": name, "lr": v["lr"], "on edge": "yes" if v["on_edge"] else "no",
+              **{f"{r:.3g}": ("*" if r == v["lr"] else "") + f"{v['scores'][r][0]:.3f}" if r in v["scores"] else ""
+                 for r in sorted({r for g in grids for r in g})}}
+             for (k, name), v in search.items()])
     return Result(
         metrics={"PartPQ": mean["PartPQ"], "PartPQ_parts": mean["PartPQ_parts"], "PQ": full["PQ"],
                  "part_mIoU": _or_nan(full["part_mIoU"]), "PWQ_provisional": _or_nan(full["PWQ (provisional)"]),
                  "folder_eval_gap": abs(folder["PartPQ"] - full["PartPQ"]), "parameters": params,
+                 "PQ_gain_vs_colour_rule": mean["PQ_gain_vs_colour_rule"],
+                 "lr_on_edge": float(sum(v["on_edge"] for v in search.values())),
                  **{k: v for k, v in mean.items() if k.startswith("PartPQ_parts_gain")}},
         samples=samples, figures=figures, key_metric="PartPQ_parts",
-        tables={"held-out scenes per seed: non-learned rules, the model and its ablations (PWQ is provisional)":
-                markdown_table(rows)},
+        tables=tables,
         notes=(f"{params:,}-parameter CPU model ({cfg.num_queries} whole + {spec.num_flat} part queries, "
                f"{cfg.num_layers} decoder layers), {cfg.steps} AdamW steps of batch {cfg.batch_size} per model and "
                f"seed on {len(train)} procedural {cfg.size}x{cfg.size} scenes (shared_part_colours="
-               f"{cfg.shared_part_colours}); {len(val)} held-out scenes; {cfg.seeds} seeds. The claims read PartPQ of "
+               f"{cfg.shared_part_colours}); learning rate "
+               + (f"searched per seed and model over {sorted(set(cfg.lrs))} (grown up to {cfg.lr_extend} time(s) at "
+                  f"an edge) on {cfg.tune_scenes} validation scenes by validation PartPQ of the classes with parts"
+                  if len(set(cfg.lrs)) > 1 else f"{cfg.lrs[0] if cfg.lrs else cfg.lr:g} (not searched)")
+               + f"; {len(val)} held-out scenes; {cfg.seeds} seeds. The claims read PartPQ of "
                "the classes with parts (car, person), so stuff cannot carry them. The paper's Cityscapes/Pascal "
                "numbers need the paper preset on GPUs. PWQ is our provisional definition (sqrt of PQ times part "
                "mIoU), not the paper's unpublished formula."),
