@@ -73,7 +73,7 @@ SPECS = {
     # 100k FractalDB-style images of 500 IFS categories; width 128 rather than 192 keeps a standard-tier tuning
     # run within its 30 minutes on 2 cores (192 trains 2.3x slower, docs/tuning.md "Foundation models")
     "fractal": FoundationSpec("fractal", img_size=32, patch_size=8, in_chans=3, num_classes=500, embed_dim=128,
-                              depth=6, num_heads=4, mlp_ratio=4.0, epochs=15, batch_size=128, lr=1e-3),
+                              depth=6, num_heads=4, mlp_ratio=4.0, epochs=12, batch_size=128, lr=1e-3),
 }
 
 
