@@ -20,6 +20,9 @@ class ScenesThresholds(Config):
                                       "interval of the per-seed paired differences (our own seed spread) decides, "
                                       "so the bar adds no effect size: the ++ paper's +2 PartPQ on Cityscapes-PP "
                                       "is the gain of all its changes together, not of one mechanism")
+    max_lr_on_edge: float = Field(0, description="source: design; the learning rate each model picks on the "
+                                  "validation scenes lies inside the searched grid for every model and seed (an "
+                                  "optimum on an edge extends the grid, lr_extend times)")
     max_folder_gap: float = Field(1e-12, description="source: identity; the saved PNGs hold the in-memory "
                                   "predictions exactly, so eval-parts must give the same PartPQ to round-off")
 
