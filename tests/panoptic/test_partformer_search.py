@@ -11,7 +11,6 @@ import torch
 from tenfold.config import resolve
 from tenfold.engine import RunContext
 from tenfold.errors import ConfigError
-from tenfold.experiments.registry import get
 from tenfold.papers.partformer import experiments as E
 from tenfold.papers.partformer.experiments import search_lr
 
