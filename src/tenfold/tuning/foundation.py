@@ -119,20 +119,13 @@ def pretraining_data(kind: str) -> tuple[tuple[torch.Tensor, torch.Tensor], tupl
     return (x[train_idx], y[train_idx]), (x[test_idx], y[test_idx])
 
 
-def held_out_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 1024) -> float:
-    was = model.training
-    model.eval()
-    with torch.no_grad():
-        hits = sum(int((model(x[i:i + batch]).argmax(-1) == y[i:i + batch]).sum()) for i in range(0, len(y), batch))
-    model.train(was)
-    return hits / len(y)
-
-
 def pretrain(spec: FoundationSpec, progress: Callable[[int], None] | None = None,
              log: Callable[[str], None] | None = None) -> tuple[nn.Module, float]:
     """Pre-train ``spec`` deterministically (AdamW, one-cycle); returns (model, held-out accuracy).
     ``log`` receives one line per epoch: mean training loss, held-out accuracy and seconds so far."""
     import time
+
+    from tenfold.tuning.training import accuracy
 
     start = time.perf_counter()
     (x, y), (xt, yt) = pretraining_data(spec.kind)
@@ -160,9 +153,9 @@ def pretrain(spec: FoundationSpec, progress: Callable[[int], None] | None = None
             progress(epoch)
         if log is not None:
             log(f"{spec.kind} epoch {epoch + 1}/{spec.epochs}: loss {total / len(y):.4f}, held-out accuracy "
-                f"{held_out_accuracy(model, xt, yt):.4f}, {time.perf_counter() - start:.0f} s")
-    model.eval()
-    return model, held_out_accuracy(model, xt, yt)
+                f"{accuracy(model, (xt, yt)):.4f}, {time.perf_counter() - start:.0f} s")
+            model.train()   # accuracy() leaves the model in eval mode
+    return model, accuracy(model, (xt, yt))   # leaves the model in eval mode
 
 
 def default_cache_dir() -> Path:

@@ -328,9 +328,9 @@ def run(cfg: PartFormerScenesConfig, ctx: RunContext) -> Result:
         variants["shared features"] = {"decoupled": False}
     first = None
     search: dict[tuple[int, str], dict] = {}   # (seed, variant) -> the lr search's record
+    searched = len(set(cfg.lrs)) > 1
     for k in range(cfg.seeds):
         seed = ctx.seed + 1000 * k
-        searched = len(set(cfg.lrs)) > 1
         train, val, spec, val_labels, tune = _data(cfg, ctx, seed, tune=searched)
         if cfg.num_part_queries is not None and cfg.num_part_queries != spec.num_flat:
             raise ConfigError(f"num_part_queries={cfg.num_part_queries} is invalid: eval spec {spec.path} has "
