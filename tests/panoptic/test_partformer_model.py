@@ -46,6 +46,29 @@ def test_every_head_has_the_right_shape(scene_data, switches):
         assert layer["part_masks"].shape == (2, spec.num_flat, 16, 16)
 
 
+@pytest.mark.parametrize("switch", ["decoupled", "part_whole_attention"])
+def test_each_ablation_keeps_every_parameter_and_removes_only_its_mechanism(scene_data, switch):
+    spec, _, _ = scene_data
+    torch.manual_seed(0)
+    full = PartWholeFormer(_cfg(spec, num_layers=2))
+    torch.manual_seed(0)
+    ablated = PartWholeFormer(_cfg(spec, num_layers=2, **{switch: False}))
+    shapes = {k: v.shape for k, v in full.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in ablated.state_dict().items()}   # same names, same sizes
+    ablated.load_state_dict(full.state_dict())
+    images = torch.rand(2, 3, 64, 64)
+    a, b = full(images)["layers"][-1], ablated(images)["layers"][-1]
+    assert not torch.allclose(a["part_masks"], b["part_masks"])   # the switch changes the computation
+    if switch == "decoupled":   # decoupled: parts read their own feature map; shared: the whole one
+        seen = {}
+        for name, model in (("full", full), ("ablated", ablated)):
+            heads = model._heads
+            model._heads = lambda w, p, fw, fp, heads=heads, name=name: seen.setdefault(name, (fw, fp)) and heads(
+                w, p, fw, fp)
+            model(images)
+        assert not torch.allclose(*seen["full"]) and torch.equal(*seen["ablated"])
+
+
 def test_bad_model_configs():
     with pytest.raises(ConfigError, match="parts_classes"):
         PartFormerConfig(num_classes=3, num_parts=2, parts_classes=(5,))

@@ -15,8 +15,11 @@ cross-attention. The body of the ++ paper is not public, so the concrete wiring 
   whole queries whose predicted class has parts); (c) self-attention over [whole; part] queries;
   (d) FFN; heads after every layer (deep supervision).
 
-Ablation switches: ``decoupled=False`` shares F_w with the parts; ``part_whole_attention=False``
-restricts part queries by their own mask only.
+Ablation switches, each with the full model's parameters (only the mechanism goes):
+``decoupled=False`` shares one feature map between wholes and parts: the part decoder's output is added
+to the pixel decoder's stride-4 features, F_w = F_p = mask_proj(P_4 + part_proj(part decoder)), and the part
+queries attend to the whole pyramid; ``part_whole_attention=False`` restricts part queries by their own
+mask only.
 """
 
 from __future__ import annotations
@@ -217,8 +220,8 @@ class PartWholeFormer(nn.Module):
         d = cfg.hidden
         self.pixel_decoder = PixelDecoder(chans, d)
         self.mask_proj = nn.Conv2d(d, d, 1)
-        self.part_decoder = PartDecoder(chans, cfg.part_hidden) if cfg.decoupled else None
-        self.part_proj = nn.Conv2d(cfg.part_hidden if cfg.decoupled else d, d, 1)
+        self.part_decoder = PartDecoder(chans, cfg.part_hidden)
+        self.part_proj = nn.Conv2d(cfg.part_hidden, d, 1)
         self.level_embed = nn.Parameter(torch.zeros(3, d))
         self.whole_query = nn.Embedding(cfg.num_queries, d)
         self.whole_pos = nn.Embedding(cfg.num_queries, d)
@@ -258,10 +261,14 @@ class PartWholeFormer(nn.Module):
         b = images.shape[0]
         feats = self.backbone(images)
         pyramid = self.pixel_decoder(feats)                     # strides 4, 8, 16, 32
-        fw = self.mask_proj(pyramid[0])
-        fp = self.part_proj(self.part_decoder(feats) if self.part_decoder is not None else pyramid[0])
         levels_w = [pyramid[3], pyramid[2], pyramid[1]]         # round-robin 32, 16, 8
-        levels_p = [F.adaptive_avg_pool2d(fp, lv.shape[-2:]) for lv in levels_w] if self.cfg.decoupled else levels_w
+        if self.cfg.decoupled:
+            fw = self.mask_proj(pyramid[0])
+            fp = self.part_proj(self.part_decoder(feats))
+            levels_p = [F.adaptive_avg_pool2d(fp, lv.shape[-2:]) for lv in levels_w]
+        else:   # the same modules, one shared feature map: the part decoder refines the whole features
+            fw = fp = self.mask_proj(pyramid[0] + self.part_proj(self.part_decoder(feats)))
+            levels_p = levels_w
         whole = self.whole_query.weight.unsqueeze(0).expand(b, -1, -1)
         part = self.part_query.weight.unsqueeze(0).expand(b, -1, -1)
         whole_pos = self.whole_pos.weight.unsqueeze(0).expand(b, -1, -1)

@@ -1,5 +1,5 @@
 """Parameters, FLOPs and CPU throughput of the part-whole model, against the same model without
-decoupled part features (the part queries then share the whole features); and the memory of a training
+decoupled part features (same parameters; the part queries then share the whole features); and the memory of a training
 DataLoader worker reading a panoptic-parts folder on demand, against the in-memory dataset."""
 
 from __future__ import annotations

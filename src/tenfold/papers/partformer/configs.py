@@ -23,6 +23,8 @@ class ScenesThresholds(Config):
     max_lr_on_edge: float = Field(0, description="source: design; the learning rate each model picks on the "
                                   "validation scenes lies inside the searched grid for every model and seed (an "
                                   "optimum on an edge extends the grid, lr_extend times)")
+    max_parameter_gap: float = Field(0, description="source: evidence rules; an ablation removes only its "
+                                     "mechanism and keeps every parameter of the full model")
     max_folder_gap: float = Field(1e-12, description="source: identity; the saved PNGs hold the in-memory "
                                   "predictions exactly, so eval-parts must give the same PartPQ to round-off")
 

@@ -54,6 +54,8 @@ CLAIMS = [
                paper="Panoptic-PartFormer (ECCV'22) and ++: decoupled part vs thing/stuff features"),
     Check("the learning rate each model picks on the validation scenes is inside the searched grid for every "
           "model and seed [rates on an edge]", metric="lr_on_edge", at_most="thresholds.max_lr_on_edge"),
+    Check("every ablated model has the full model's parameter count (largest |difference| over seeds)",
+          metric="ablation_parameter_gap", at_most="thresholds.max_parameter_gap"),
     Check("saved PNG predictions give the same PartPQ through eval-parts (|difference|)",
           metric="folder_eval_gap", at_most="thresholds.max_folder_gap"),
 ]
@@ -428,6 +430,8 @@ def run(cfg: PartFormerScenesConfig, ctx: RunContext) -> Result:
         metrics={"PartPQ": mean["PartPQ"], "PartPQ_parts": mean["PartPQ_parts"], "PQ": full["PQ"],
                  "part_mIoU": _or_nan(full["part_mIoU"]), "PWQ_provisional": _or_nan(full["PWQ (provisional)"]),
                  "folder_eval_gap": abs(folder["PartPQ"] - full["PartPQ"]), "parameters": params,
+                 "ablation_parameter_gap": float(max((abs(r["parameters"] - params) for r in rows
+                                                      if r["parameters"] and r["model"] != "full"), default=0)),
                  "PQ_gain_vs_colour_rule": mean["PQ_gain_vs_colour_rule"],
                  "lr_on_edge": float(sum(v["on_edge"] for v in search.values())),
                  **{k: v for k, v in mean.items() if k.startswith("PartPQ_parts_gain")}},
