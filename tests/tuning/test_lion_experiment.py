@@ -165,3 +165,26 @@ def test_the_run_computes_on_one_thread_whatever_the_callers_setting(caller_thre
         assert torch.get_num_threads() == caller_threads
     finally:
         torch.set_num_threads(old)
+
+
+def test_the_fractal_foundation_is_asked_for_by_name_and_gets_32_px_rgb_digits(tmp_path, capsys, monkeypatch):
+    """``foundation=fractal`` tunes the shipped fractal ViT: the digits reach it resized to its 32 px and
+    repeated to its 3 channels (a wrong size or channel count would fail in its patch embedding)."""
+    import tenfold.tuning.foundation as foundation
+
+    asked, shapes = [], []
+
+    def fake(kind="digits", cache_dir=None, progress=None):
+        asked.append(kind)
+        spec = foundation.SPECS[kind]
+        vit = build_vit(img_size=spec.img_size, patch_size=spec.patch_size, in_chans=spec.in_chans, embed_dim=16,
+                        depth=1, num_heads=2)
+        vit.patch_embed.register_forward_pre_hook(lambda module, args: shapes.append(tuple(args[0].shape[1:])))
+        return vit, {"held_out_acc": 0.5, "cached": True, "path": ""}
+
+    monkeypatch.setattr(foundation, "foundation_model", fake)
+    assert cli_main(["run", "lion", "--out", str(tmp_path), *FAST, "--set", "epochs=1", "--set",
+                     "foundation=fractal"]) == 0, capsys.readouterr().err
+    _, data = results(tmp_path)
+    assert asked == ["fractal"] and set(shapes) == {(3, 32, 32)}
+    assert "fractal ViT" in data["notes"]

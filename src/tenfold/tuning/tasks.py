@@ -81,14 +81,19 @@ def _digits_5_9() -> tuple[torch.Tensor, torch.Tensor]:
     return x[keep], y[keep] - 5
 
 
+def resize_images(x: torch.Tensor, img_size: int, in_chans: int) -> torch.Tensor:
+    """Images (N, C, H, W) resized (bilinear) to ``img_size`` and grey images repeated to ``in_chans``
+    channels (the usual way to feed grey images to an RGB backbone)."""
+    require(x.shape[1] in (1, in_chans), "in_chans", in_chans, f"1 or the images' {x.shape[1]} channels")
+    if x.shape[-1] != img_size or x.shape[-2] != img_size:
+        x = torch.nn.functional.interpolate(x, size=(img_size, img_size), mode="bilinear", align_corners=False)
+    return x.expand(-1, in_chans, -1, -1).contiguous() if x.shape[1] != in_chans else x
+
+
 def on_foundation(task: Task, foundation: str, img_size: int, in_chans: int) -> Task:
-    """``task`` for another foundation model: images resized (bilinear) to ``img_size`` and grey images
-    repeated to ``in_chans`` channels (the usual way to feed grey images to an RGB backbone)."""
+    """``task`` for another foundation model: its images through :func:`resize_images`."""
     def adapt(x: torch.Tensor) -> torch.Tensor:
-        require(x.shape[1] in (1, in_chans), "in_chans", in_chans, f"1 or the images' {x.shape[1]} channels")
-        if x.shape[-1] != img_size or x.shape[-2] != img_size:
-            x = torch.nn.functional.interpolate(x, size=(img_size, img_size), mode="bilinear", align_corners=False)
-        return x.expand(-1, in_chans, -1, -1).contiguous() if x.shape[1] != in_chans else x
+        return resize_images(x, img_size, in_chans)
 
     return Task(task.name, foundation, adapt(task.x_train), task.y_train, adapt(task.x_test), task.y_test,
                 task.num_classes)

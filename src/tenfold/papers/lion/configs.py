@@ -67,6 +67,9 @@ class LionConfig(Config):
     finalize_at: float = Field(0.75, gt=0, le=1, description="fraction of epochs after which masks become hard")
     freeze_implicit: bool = Field(False, description="ablation: LION's implicit layers stay at their initial "
                                   "values (only the head trains; LION is then the frozen model + head)")
+    foundation: Literal["digits", "fractal"] = Field("digits", description="the frozen backbone: the shipped "
+                                                     "digits ViT (8 px grey), or the shipped fractal ViT (32 px "
+                                                     "RGB; the digits are resized and repeated to 3 channels)")
     split_seed: int = Field(0, ge=0)
     claim_rho: Rho = Field(0.5, description="the sparsity the claims are made at, fixed before the run (picking "
                                             "the best rho on the test set would make the claims hold by selection)")

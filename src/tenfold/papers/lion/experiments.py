@@ -307,12 +307,16 @@ def run(cfg: LionConfig, ctx: RunContext) -> Result:
 def _run(cfg: LionConfig, ctx: RunContext) -> Result:
     from tenfold.tuning.foundation import foundation_model
 
-    backbone, info = foundation_model("digits")
+    from tenfold.tuning.foundation import SPECS
+    from tenfold.tuning.tasks import resize_images
+
+    backbone, info = foundation_model(cfg.foundation)
     backbone = backbone.to(ctx.device)
     if cfg.vpt_length is None:
         cfg = cfg.model_copy(update={"vpt_length": matched_vpt_length(backbone, cfg)})
-    train_set, val_set, test_set = (tuple(t.to(ctx.device) for t in part)
-                                    for part in few_shot_task(cfg.shots, cfg.split_seed, cfg.val_shots))
+    spec = SPECS[cfg.foundation]
+    train_set, val_set, test_set = ((resize_images(x, spec.img_size, spec.in_chans).to(ctx.device), y.to(ctx.device))
+                                    for x, y in few_shot_task(cfg.shots, cfg.split_seed, cfg.val_shots))
     evals = {"val": val_set, "test": test_set}
     keys = [("VPT-deep", -1.0)] + [("LION", float(rho)) for rho in cfg.rhos]
     # one unit of work = one training run; the lr search (seed 0, every lr of the grid) comes first, then
@@ -430,7 +434,9 @@ def summarize(rows: list[dict], cfg: LionConfig, ctx: RunContext, foundation: di
                 "VPT-deep": markdown_table([{"lr": metrics["vpt_lr"], "acc": vpt_acc, "params": vpt_params,
                                              "length": cfg.vpt_length}]),
                 "every run": per_run},
-        notes=(f"Frozen digits ViT (held-out acc {foundation['held_out_acc']:.3f} on digits 0-4); task: digits 5-9, "
+        notes=(("Frozen digits ViT (held-out acc {:.3f} on digits 0-4)" if cfg.foundation == "digits" else
+                "Frozen fractal ViT (held-out acc {:.3f} on its 500 formula-driven categories; the digits resized to "
+                "32 px RGB)").format(foundation["held_out_acc"]) + "; task: digits 5-9, "
                f"{cfg.shots - cfg.val_shots} training + {cfg.val_shots} validation images per class, {cfg.epochs} "
                f"epochs AdamW; lr of each method picked on validation (seed 0) from {cfg.lrs}. LION = our design (spec "
                f"sec. 3): contractive input/output equilibrium layers (Lipschitz bound gamma={cfg.gamma:g}, "
