@@ -33,7 +33,10 @@ def test_run_writes_claims_figure_and_solver_metrics(tmp_path, capsys, small_fou
     code = cli_main(["run", "lion", "--out", str(tmp_path), *FAST])
     assert code == 0, capsys.readouterr().err
     folder, data = results(tmp_path)
-    assert (folder / "accuracy_vs_parameters.png").is_file()
+    assert (folder / "accuracy_vs_parameters.png").is_file() and (folder / "training_curves.png").is_file()
+    (curves,) = json.loads((folder / "training_curves.json").read_text()).values()   # per method: each seed's epochs
+    assert set(curves) == {"VPT-deep", "LION rho=0.5"}
+    assert all(len(seeds) == 3 and all(len(c) == 2 for c in seeds) for seeds in curves.values())
     names = [c["name"] for c in data["claims"]]
     assert any("0.885 x VPT-deep" in n for n in names) and any(n.startswith("LION beats VPT-deep") for n in names)
     kinds = {c["name"]: c["kind"] for c in data["claims"]}

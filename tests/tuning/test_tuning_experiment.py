@@ -92,7 +92,12 @@ def test_run_through_the_cli_writes_table_figure_and_claims(tiny_foundations, tm
     assert code == 0, captured.err
     (folder,) = (tmp_path / "runs" / "tuning-minivtab").iterdir()
     data = json.loads((folder / "results.json").read_text())
-    assert (folder / "accuracy_vs_parameters.png").is_file()
+    assert (folder / "accuracy_vs_parameters.png").is_file() and (folder / "training_curves.png").is_file()
+    curves = json.loads((folder / "training_curves.json").read_text())   # per task, method and seed: each epoch
+    assert set(curves) == {"digits-5-9", "rotation"} and set(curves["rotation"]) == {"linear", "full", "lora-qv",
+                                                                                      "vpt-deep", "kd"}
+    assert all(len(seeds) == 3 and all(len(c) == 1 and c[0] > 0 for c in seeds)
+               for task in curves.values() for seeds in task.values())
     table = next(iter(data["tables"].values()))
     for method in ("linear", "full", "lora-qv", "vpt-deep", "kd"):
         assert f"| {method} |" in table

@@ -39,6 +39,7 @@ class RunOutcome:
     trainable: int
     seconds: float
     backbone_unchanged: bool
+    losses: tuple[float, ...] = ()   # mean training loss of each epoch
 
 
 def make_student(foundation: nn.Module, num_classes: int, shape: StudentShape, seed: int) -> nn.Module:
@@ -100,11 +101,12 @@ def tune_on_task(method: str, foundation: nn.Module, task: Task, *, options: dic
             if id(p) not in heads:
                 p.requires_grad_(False)
     snapshot = frozen_snapshot(model)
-    train_tuned(model, task.train_data if train is None else train, epochs=epochs, batch_size=batch_size, lr=lr,
-                weight_decay=weight_decay, generator=torch.Generator().manual_seed(seed))
+    losses = train_tuned(model, task.train_data if train is None else train, epochs=epochs, batch_size=batch_size,
+                         lr=lr, weight_decay=weight_decay, generator=torch.Generator().manual_seed(seed))
     acc = accuracy(model, task.test_data, batch_size=max(batch_size, 256))
     unchanged = all(torch.equal(p, before) for p, before in snapshot)
-    return RunOutcome(model, acc, count_parameters(model)["trainable"], time.perf_counter() - start, unchanged)
+    return RunOutcome(model, acc, count_parameters(model)["trainable"], time.perf_counter() - start, unchanged,
+                      tuple(losses))
 
 
 def is_efficient(method: str) -> bool:

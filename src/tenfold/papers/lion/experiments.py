@@ -45,7 +45,7 @@ from tenfold.experiments.registry import register
 from tenfold.papers.lion.configs import LionConfig
 from tenfold.implicit import NonConvergenceWarning
 from tenfold.reporting import Check, PaperClaim, Result, markdown_table
-from tenfold.reporting.figures import new_figure
+from tenfold.reporting.figures import curves_figure, new_figure
 
 
 PAPER = ("LION abstract (arXiv:2303.09992; the body's tables are not transcribed, spec visual_tuning.md sec. 3): "
@@ -136,12 +136,15 @@ def train(model: nn.Module, data, cfg: LionConfig, generator: torch.Generator, p
     backward_residual = 0.0
     solver_steps: list[dict] = []
     nonconverged = 0
+    losses: list[float] = []   # mean training loss of each epoch
     for epoch in range(cfg.epochs):
         model.train()
         order = torch.randperm(len(y), generator=generator)
+        total = 0.0
         for i in range(0, len(y), cfg.batch_size):
             idx = order[i:i + cfg.batch_size]
             loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            total += float(loss.detach()) * len(idx)
             if hasattr(model, "solver_infos"):
                 infos = {k: v for k, v in model.solver_infos().items() if v is not None}
                 if infos:
@@ -167,9 +170,11 @@ def train(model: nn.Module, data, cfg: LionConfig, generator: torch.Generator, p
             pruner.recompute()
             if epoch + 1 >= hard_from:
                 pruner.finalize()
+        losses.append(total / len(y))
         if on_epoch is not None:
             on_epoch(epoch, float(loss))
-    return {"backward_residual": backward_residual, "solver_steps": solver_steps, "nonconverged": nonconverged}
+    return {"backward_residual": backward_residual, "solver_steps": solver_steps, "nonconverged": nonconverged,
+            "losses": losses}
 
 
 def train_imp(model: nn.Module, data, cfg: LionConfig, generator: torch.Generator, pruner, on_epoch=None,
@@ -196,7 +201,7 @@ def train_imp(model: nn.Module, data, cfg: LionConfig, generator: torch.Generato
     pruner.finalized = True
     out = train(model, data, cfg, generator, on_epoch=on_epoch, lr=lr)
     return {"backward_residual": max(worst, out["backward_residual"]), "solver_steps": steps + out["solver_steps"],
-            "nonconverged": nonconverged + out["nonconverged"]}
+            "nonconverged": nonconverged + out["nonconverged"], "losses": out["losses"]}   # the final ticket's
 
 
 def with_new_head(backbone: nn.Module, classes: int, seed: int) -> nn.Module:
@@ -218,9 +223,9 @@ def run_vpt(backbone: nn.Module, data, evals: dict, cfg: LionConfig, seed: int, 
     import tenfold.tuning as tt
 
     model = tt.apply(copy.deepcopy(backbone), "vpt-deep", length=cfg.vpt_length, seed=seed)
-    train(model, data, cfg, ctx.generator("vpt", seed), lr=lr)
+    trained = train(model, data, cfg, ctx.generator("vpt", seed), lr=lr)
     out = {"method": "VPT-deep", "seed": seed, "rho": float("nan"), "lr": lr,
-           "params": tt.count_parameters(model)["trainable"]}
+           "params": tt.count_parameters(model)["trainable"], "losses": trained["losses"]}
     out.update({f"{k}_acc": evaluate(model, *v)["acc"] for k, v in evals.items()})
     return out
 
@@ -260,7 +265,8 @@ def run_lion(backbone: nn.Module, data, evals: dict, cfg: LionConfig, rho: float
     counts = lion_parameter_count(model)
     out = {"method": "LION", "seed": seed, "rho": rho, "lr": lr, "params": counts["trainable"],
            "zeros": pruner.zero_count(), "prunable": pruner.size, "backward_residual": trained["backward_residual"],
-           "train_nonconverged": trained["nonconverged"], "solver_steps": trained["solver_steps"]}
+           "train_nonconverged": trained["nonconverged"], "solver_steps": trained["solver_steps"],
+           "losses": trained["losses"]}
     steps = trained["solver_steps"]
     for layer in ("input", "output"):
         out[f"train_{layer}_steps"] = statistics.fmean(r[f"{layer}_steps"] for r in steps) if steps else 0.0
@@ -399,9 +405,16 @@ def summarize(rows: list[dict], cfg: LionConfig, ctx: RunContext, foundation: di
     ax.axvline(cfg.thresholds.target_ratio * vpt_params, ls="--", c="gray",
                label=f"{cfg.thresholds.target_ratio:g} x VPT-deep params")
     ax.set(xlabel="trainable parameters (non-zero)", ylabel="test accuracy (%)",
-           title=f"digits 5-9, {cfg.shots - cfg.val_shots}+{cfg.val_shots} shots/class, {cfg.seeds} seeds")
+           title=f"digits 5-9 ({cfg.foundation} ViT), {cfg.shots - cfg.val_shots}+{cfg.val_shots} shots/class, {cfg.seeds} seeds")
     ax.legend()
     figure = ctx.save_figure(fig, "accuracy_vs_parameters")
+    # every seed's training loss per epoch at the picked lr: a flat end says the budget let training converge
+    curves = {f"digits 5-9 on the {cfg.foundation} ViT": {
+        **{"VPT-deep": [r.get("losses", []) for r in vpt]},
+        **{f"LION rho={rho:g}": [r.get("losses", []) for r in rows if r["method"] == "LION" and r["rho"] == rho]
+           for rho in cfg.rhos}}}
+    ctx.write_json("training_curves.json", curves)
+    curves_png = ctx.save_figure(curves_figure(curves), "training_curves")
 
     metrics = {"vpt_acc": vpt_acc, "vpt_params": vpt_params, "vpt_length": cfg.vpt_length,
                "vpt_lr": chosen[("VPT-deep", -1.0)],
@@ -425,7 +438,7 @@ def summarize(rows: list[dict], cfg: LionConfig, ctx: RunContext, foundation: di
     columns = ("method", "seed", "rho", "lr", "val_acc", "test_acc", "params")
     per_run = markdown_table([{k: r.get(k) for k in columns} for r in rows])
     return Result(
-        metrics=metrics, figures=[figure], key_metric="acc_gain_over_vpt",
+        metrics=metrics, figures=[figure, curves_png], key_metric="acc_gain_over_vpt",
         samples={"acc_gain_over_vpt": gains, ARMS[0]: [r["test_acc"] for r in lion],
                  ARMS[1]: [r["test_acc"] for r in vpt]},
         tables={"LION (means over seeds)": markdown_table(

@@ -28,7 +28,7 @@ from tenfold.errors import DataError
 from tenfold.experiments.registry import register
 from tenfold.papers.tuning.configs import PAPER_VTAB, CLAIMED, MiniVTABConfig
 from tenfold.reporting import Check, PaperClaim, Result, markdown_table
-from tenfold.reporting.figures import new_figure
+from tenfold.reporting.figures import curves_figure, new_figure
 
 
 # The methods whose paper claims are made (VTAB-1k, ViT-B/16 IN-21k, 19-task means from V-PETL Bench; spec sec. 1).
@@ -256,6 +256,11 @@ def _run(cfg: MiniVTABConfig, ctx: RunContext) -> Result:
     counted_on = next((k for k in ("digits", "fractal") if k in foundations), None)
     formulas = _formula_checks(foundations[counted_on], methods) if counted_on else {}
     figure = _figure(ctx, cfg, methods, acc, params, mean)
+    # every seed's training loss per epoch at the picked lr: a flat end says the budget let training converge
+    curves = {t: {m: [runs[f"{t}|{m}|{s}"].get("losses", []) for s in range(cfg.seeds)] for m in methods}
+              for t in cfg.tasks}
+    ctx.write_json("training_curves.json", curves)
+    curves_png = ctx.save_figure(curves_figure(curves), "training_curves")
     metrics: dict[str, float] = {f"acc_{m}": mean[m] for m in methods}
     metrics.update({f"trainable_{m}": float(params[(m, cfg.tasks[0])]) for m in methods})
     metrics.update({f"pretrain_acc_{k}": float(infos[k]["held_out_acc"]) for k in kinds if k != "vtab"})
@@ -275,7 +280,7 @@ def _run(cfg: MiniVTABConfig, ctx: RunContext) -> Result:
                        f"{100 * infos[k]['held_out_acc']:.1f}%" if k != "vtab" else f"{cfg.backbone} from {cfg.weights}"
                        for k in kinds)
     return Result(
-        metrics=metrics, samples=samples, figures=[figure],
+        metrics=metrics, samples=samples, figures=[figure, curves_png],
         tables={"mini-VTAB test accuracy (%, mean ± sd over seeds; lr picked on validation)": markdown_table(rows),
                 f"parameter counts vs formulas ({counted_on} ViT, without head)": markdown_table(
                     [{"method": k, "counted": c, "formula": f} for k, (c, f) in formulas.items()])},
@@ -298,7 +303,8 @@ def _tune(cfg, method, foundations, task, train, val, lr, seed, ctx, student, te
                        seed=1000 * seed + ctx.seed, student=student, teacher=teacher, device=ctx.device,
                        freeze_new=cfg.freeze_full if method == "full" else cfg.freeze_new)
     return {"model": out.model, "acc": out.accuracy, "val_acc": accuracy(out.model, val, batch_size=256),
-            "trainable": out.trainable, "seconds": out.seconds, "unchanged": out.backbone_unchanged}
+            "trainable": out.trainable, "seconds": out.seconds, "unchanged": out.backbone_unchanged,
+            "losses": list(out.losses)}
 
 
 def _vtab_backbone(cfg: MiniVTABConfig) -> tuple[dict, dict]:
