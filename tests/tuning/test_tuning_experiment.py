@@ -117,6 +117,21 @@ def test_run_through_the_cli_writes_table_figure_and_claims(tiny_foundations, tm
     assert len(rows) == 1 + 2 * 5 * (2 + 2)  # header; per task and method: 2 lr trials (seed 0) + seeds 1, 2
 
 
+def test_weight_decay_is_searched_jointly_with_the_lr(tiny_foundations, tmp_path, capsys):
+    args = ["run", "tuning-minivtab", "--out", str(tmp_path / "runs"), "--set", f"cache_dir={tmp_path / 'cache'}",
+            "--set", "methods=[linear,lora-qv]", "--set", "tasks=[digits-5-9]", "--set", "seeds=2",
+            "--set", "epochs=1", "--set", "test_size=50", "--set", "lr_factors=[1.0,3.0]",
+            "--set", "weight_decays=[0.0,0.5]"]
+    assert cli_main(args) == 0, capsys.readouterr().err
+    (folder,) = (tmp_path / "runs" / "tuning-minivtab").iterdir()
+    rows = (folder / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * (2 * 2 + 1)   # per method: 2 lrs x 2 decays (seed 0), then seed 1
+    data = json.loads((folder / "results.json").read_text())
+    table = next(iter(data["tables"].values()))
+    assert "wd 0)" in table or "wd 0.5)" in table
+    assert "jointly with the weight decay from [0.0, 0.5]" in data["notes"]
+
+
 def test_freeze_new_ablation_turns_every_method_into_the_linear_probe(tiny_foundations, tmp_path):
     """The ablation of the paper claims: with the methods' own tensors frozen at their initial values, the
     zero-initialised methods compute exactly what the linear probe does, so their gain over it vanishes."""

@@ -3,7 +3,7 @@ what the other tiers change). Torch-free, so ``tenfold config`` resolves them wi
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -64,7 +64,10 @@ class MiniVTABConfig(Config):
     batch_size: int = Field(50, ge=1)
     lr: float = Field(2e-2, gt=0, description="AdamW lr of the methods with a frozen backbone (linear included)")
     full_lr: float = Field(3e-3, gt=0, description="AdamW lr of methods that train every weight (full, remapping)")
-    weight_decay: float = Field(1e-4, ge=0)
+    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay when weight_decays is not given")
+    weight_decays: list[Annotated[float, Field(ge=0)]] | None = Field(
+        None, min_length=1, description="weight-decay grid searched jointly with the lr grid (every pair, seed 0, "
+                                        "picked on validation as VTAB-1k does); null: weight_decay alone")
     test_size: int | None = Field(200, ge=1, description="test images per task (a seeded subset; null: all)")
     options: dict[str, dict[str, Any]] = Field(default_factory=lambda: dict(DEFAULT_OPTIONS),
                                                description="per-method options passed to tenfold.tuning.apply")

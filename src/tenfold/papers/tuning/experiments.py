@@ -169,17 +169,20 @@ def _run(cfg: MiniVTABConfig, ctx: RunContext) -> Result:
         for kind in kinds:
             foundations[kind], infos[kind] = tt.foundation_model(kind, cfg.cache_dir)
     student = StudentShape(cfg.student_dim, cfg.student_depth, cfg.student_heads)
-    lrs = {m: [f * _base_lr(cfg, m) for f in cfg.lr_factors] for m in methods}
+    decays = cfg.weight_decays or [cfg.weight_decay]
+    # the searched grid of each method: (lr, weight decay) pairs, its base lr times each factor
+    grid = {m: [(f * _base_lr(cfg, m), wd) for f in cfg.lr_factors for wd in decays] for m in methods}
     # one unit of the resumable stage = one training run: per task, the lr search (seed 0, each method, each
     # lr of its grid) first, then the other seeds at the picked lr
     jobs = []
     for t in cfg.tasks:
-        jobs += [(t, m, 0, i) for m in methods for i in range(len(cfg.lr_factors))]
+        jobs += [(t, m, 0, i) for m in methods for i in range(len(grid[m]))]
         jobs += [(t, m, seed, None) for seed in range(1, cfg.seeds) for m in methods]
     runs: dict[str, dict] = {}     # "task|method|seed" -> the run kept (seed 0: the one at the picked lr)
     trials: dict[str, list] = {}   # "task|method" -> seed-0 runs of the lr grid
     chosen: dict[str, float] = {}  # "task|method" -> picked lr
-    stage = Stage(ctx, "runs", state={"runs": runs, "trials": trials, "chosen": chosen})
+    chosen_wd: dict[str, float] = {}  # "task|method" -> picked weight decay
+    stage = Stage(ctx, "runs", state={"runs": runs, "trials": trials, "chosen": chosen, "chosen_wd": chosen_wd})
     task_cache: dict[tuple[str, int], tuple] = {}
 
     def task_of(name: str, seed: int):
@@ -192,30 +195,32 @@ def _run(cfg: MiniVTABConfig, ctx: RunContext) -> Result:
             task_cache[(name, seed)] = (task, *_split_validation(task, cfg.val_shots, seed))
         return task_cache[(name, seed)]
 
-    def train_one(task_name: str, method: str, seed: int, lr: float) -> dict:
+    def train_one(task_name: str, method: str, seed: int, lr: float, wd: float) -> dict:
         task, train, val = task_of(task_name, seed)
         teacher = None
         if method == "kd":  # its teacher, tuned at its own picked lr on the same task and seed
-            teacher = _tune(cfg, cfg.kd_teacher, foundations, task, train, val, chosen[f"{task_name}|{cfg.kd_teacher}"],
-                            seed, ctx, student)["model"]
-        out = _tune(cfg, method, foundations, task, train, val, lr, seed, ctx, student, teacher)
+            key = f"{task_name}|{cfg.kd_teacher}"
+            teacher = _tune(cfg, cfg.kd_teacher, foundations, task, train, val, chosen[key], seed, ctx, student,
+                            weight_decay=chosen_wd[key])["model"]
+        out = _tune(cfg, method, foundations, task, train, val, lr, seed, ctx, student, teacher, weight_decay=wd)
         out.pop("model")
-        return {"task": task_name, "method": method, "seed": seed, "lr": lr, **out}
+        return {"task": task_name, "method": method, "seed": seed, "lr": lr, "weight_decay": wd, **out}
 
     for unit in stage.epochs(len(jobs)):
         task_name, method, seed, index = jobs[unit - 1]
         key = f"{task_name}|{method}"
-        lr = chosen[key] if index is None else lrs[method][index]
-        row = train_one(task_name, method, seed, lr)
+        lr, wd = (chosen[key], chosen_wd[key]) if index is None else grid[method][index]
+        row = train_one(task_name, method, seed, lr, wd)
         if index is not None:
             trials.setdefault(key, []).append(row)
-            if len(trials[key]) == len(cfg.lr_factors):
-                best = max(trials[key], key=lambda r: (r["val_acc"], -r["lr"]))
-                chosen[key] = best["lr"]
+            if len(trials[key]) == len(grid[method]):
+                best = max(trials[key], key=lambda r: (r["val_acc"], -r["lr"], -r["weight_decay"]))
+                chosen[key], chosen_wd[key] = best["lr"], best["weight_decay"]
                 runs[f"{key}|0"] = best
         else:
             runs[f"{key}|{seed}"] = row
-        stage.log(task=task_name, method=method, seed=seed, lr=lr, val_acc=row["val_acc"], acc=row["acc"],
+        stage.log(task=task_name, method=method, seed=seed, lr=lr, weight_decay=wd, val_acc=row["val_acc"],
+                  acc=row["acc"],
                   trainable=row["trainable"], seconds=row["seconds"])
 
     acc = {(m, t): [runs[f"{t}|{m}|{s}"]["acc"] for s in range(cfg.seeds)] for m in methods for t in cfg.tasks}
@@ -233,7 +238,8 @@ def _run(cfg: MiniVTABConfig, ctx: RunContext) -> Result:
         for t in cfg.tasks:
             vals = acc[(m, t)]
             sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-            row[t] = f"{100 * statistics.fmean(vals):.1f} ± {100 * sd:.1f} (lr {chosen[f'{t}|{m}']:.2g})"
+            row[t] = (f"{100 * statistics.fmean(vals):.1f} ± {100 * sd:.1f} (lr {chosen[f'{t}|{m}']:.2g}"
+                      + (f", wd {chosen_wd[f'{t}|{m}']:.2g})" if len(decays) > 1 else ")"))
         row["mean"] = f"{100 * mean[m]:.1f}"
         row["seconds"] = f"{seconds[m]:.1f}"
         rows.append(row)
@@ -288,18 +294,22 @@ def _run(cfg: MiniVTABConfig, ctx: RunContext) -> Result:
         notes=(f"{len(methods)} methods x {len(cfg.tasks)} tasks x {cfg.seeds} seeds, {cfg.shots - cfg.val_shots} "
                f"training + {cfg.val_shots} validation shots per class, {cfg.epochs} epochs of AdamW; every method's "
                f"lr picked on validation (seed 0) from {cfg.lr_factors} x its base lr ({cfg.lr:g} frozen-backbone "
-               f"methods / {cfg.full_lr:g} full and remapping). Foundation models: {cached}."
+               f"methods / {cfg.full_lr:g} full and remapping)"
+               + (f", jointly with the weight decay from {decays}" if len(decays) > 1 else
+                  f", weight decay {decays[0]:g}") + f". Foundation models: {cached}."
                + (" ABLATION freeze_new: the methods' own tensors stay at init (full as it is)." if cfg.freeze_new
                   else "") + (" ABLATION freeze_full: full trains only its head." if cfg.freeze_full else "")),
     )
 
 
-def _tune(cfg, method, foundations, task, train, val, lr, seed, ctx, student, teacher=None) -> dict:
+def _tune(cfg, method, foundations, task, train, val, lr, seed, ctx, student, teacher=None,
+          weight_decay: float | None = None) -> dict:
     from tenfold.tuning.protocol import tune_on_task
     from tenfold.tuning.training import accuracy
 
     out = tune_on_task(method, foundations[task.foundation], task, train=train, options=cfg.options.get(method, {}),
-                       epochs=cfg.epochs, batch_size=cfg.batch_size, lr=lr, weight_decay=cfg.weight_decay,
+                       epochs=cfg.epochs, batch_size=cfg.batch_size, lr=lr,
+                       weight_decay=cfg.weight_decay if weight_decay is None else weight_decay,
                        seed=1000 * seed + ctx.seed, student=student, teacher=teacher, device=ctx.device,
                        freeze_new=cfg.freeze_full if method == "full" else cfg.freeze_new)
     return {"model": out.model, "acc": out.accuracy, "val_acc": accuracy(out.model, val, batch_size=256),
