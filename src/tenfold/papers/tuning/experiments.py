@@ -220,8 +220,7 @@ def _run(cfg: MiniVTABConfig, ctx: RunContext) -> Result:
         else:
             runs[f"{key}|{seed}"] = row
         stage.log(task=task_name, method=method, seed=seed, lr=lr, weight_decay=wd, val_acc=row["val_acc"],
-                  acc=row["acc"],
-                  trainable=row["trainable"], seconds=row["seconds"])
+                  acc=row["acc"], trainable=row["trainable"], seconds=row["seconds"])
 
     acc = {(m, t): [runs[f"{t}|{m}|{s}"]["acc"] for s in range(cfg.seeds)] for m in methods for t in cfg.tasks}
     params = {(m, t): runs[f"{t}|{m}|0"]["trainable"] for m in methods for t in cfg.tasks}
