@@ -162,7 +162,7 @@ def test_the_run_computes_on_one_thread_whatever_the_callers_setting(caller_thre
     try:
         # the standard preset: the quick tier's runner pins threads by itself (exp.threads)
         args = ["run", "lion", "--preset", "standard", "--out", str(tmp_path), *FAST, "--set", "epochs=1",
-                "--set", "seeds=5"]
+                "--set", "seeds=5", "--set", "foundation=digits"]
         assert cli_main(args) == 0, capsys.readouterr().err
         assert seen == [1]
         assert torch.get_num_threads() == caller_threads
