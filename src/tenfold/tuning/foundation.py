@@ -168,6 +168,7 @@ SHIPPED_DIR = Path(__file__).parent / "weights"
 SHIPPED = {
     "digits": "1932a4f92cadd87afbf62ed5cffa20264a1d86cdc387e38c560faaa2a818cf21",
     "shapes": "094762ebe7df1f35a3200bdb0f3f754edfad69aa42810b158135c1964e669548",
+    "fractal": "2f27bf88a4b44fc586dbf22477201469dbfe5e96e5c5b0f890eeeddfcbe241ed",
 }
 
 
