@@ -191,3 +191,22 @@ def test_the_fractal_foundation_is_asked_for_by_name_and_gets_32_px_rgb_digits(t
     _, data = results(tmp_path)
     assert asked == ["fractal"] and set(shapes) == {(3, 32, 32)}
     assert "fractal ViT" in data["notes"]
+
+
+def test_an_lr_picked_on_an_edge_grows_the_grid_outward(tmp_path, capsys, small_foundation):
+    import csv
+
+    args = ["run", "lion", "--out", str(tmp_path), *FAST, "--set", "epochs=1", "--set", "seeds=2",
+            "--set", "lrs=[0.01,0.03]", "--set", "lr_extend=1"]
+    assert cli_main(args) == 0, capsys.readouterr().err
+    folder, data = results(tmp_path)
+    rows = list(csv.DictReader((folder / "metrics.csv").open()))
+    for method in ("VPT-deep", "LION"):
+        tried = sorted(float(r["lr"]) for r in rows if r["method"] == method and r["seed"] == "0")
+        # a pick on a 2-rate grid is on an edge: one more rate outward, by the grid's own ratio (3)
+        assert len(tried) == 3 and {0.01, 0.03} <= set(tried)
+        assert all(abs(b / a - 3) < 1e-9 for a, b in zip(tried, tried[1:]))
+        (later,) = [float(r["lr"]) for r in rows if r["method"] == method and r["seed"] == "1"]
+        assert later in tried
+    assert data["metrics"]["lr_on_edge"] in (0.0, 1.0, 2.0)
+    assert any(c["name"].startswith("each method's lr pick") for c in data["claims"])

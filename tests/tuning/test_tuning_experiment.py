@@ -114,7 +114,9 @@ def test_run_through_the_cli_writes_table_figure_and_claims(tiny_foundations, tm
     assert formulas["holds"]
     assert data["metrics"]["trainable_linear"] == 64 * 5 + 5
     rows = (folder / "metrics.csv").read_text().splitlines()
-    assert len(rows) == 1 + 2 * 5 * (2 + 2)  # header; per task and method: 2 lr trials (seed 0) + seeds 1, 2
+    # header; per task and method: 2 lr trials (seed 0; a pick on a 2-rate grid is always on an edge, so one
+    # more rate outward) + seeds 1, 2
+    assert len(rows) == 1 + 2 * 5 * (2 + 1 + 2)
 
 
 def test_weight_decay_is_searched_jointly_with_the_lr(tiny_foundations, tmp_path, capsys):
@@ -125,11 +127,33 @@ def test_weight_decay_is_searched_jointly_with_the_lr(tiny_foundations, tmp_path
     assert cli_main(args) == 0, capsys.readouterr().err
     (folder,) = (tmp_path / "runs" / "tuning-minivtab").iterdir()
     rows = (folder / "metrics.csv").read_text().splitlines()
-    assert len(rows) == 1 + 2 * (2 * 2 + 1)   # per method: 2 lrs x 2 decays (seed 0), then seed 1
+    assert len(rows) == 1 + 2 * (2 * 2 + 1 + 1)   # per method: 2 lrs x 2 decays (seed 0), one more lr, seed 1
     data = json.loads((folder / "results.json").read_text())
     table = next(iter(data["tables"].values()))
     assert "wd 0)" in table or "wd 0.5)" in table
     assert "jointly with the weight decay from [0.0, 0.5]" in data["notes"]
+
+
+def test_an_lr_picked_on_an_edge_grows_the_grid_outward(tiny_foundations, tmp_path, capsys):
+    import csv
+
+    args = ["run", "tuning-minivtab", "--out", str(tmp_path / "runs"), "--set", f"cache_dir={tmp_path / 'cache'}",
+            "--set", "methods=[linear,lora-qv]", "--set", "tasks=[digits-5-9]", "--set", "seeds=2",
+            "--set", "epochs=1", "--set", "test_size=50", "--set", "lr_factors=[1.0,3.0]", "--set", "lr_extend=2"]
+    assert cli_main(args) == 0, capsys.readouterr().err
+    (folder,) = (tmp_path / "runs" / "tuning-minivtab").iterdir()
+    data = json.loads((folder / "results.json").read_text())
+    rows = list(csv.DictReader((folder / "metrics.csv").open()))
+    for method in ("linear", "lora-qv"):
+        tried = sorted({float(r["lr"]) for r in rows if r["method"] == method and r["seed"] == "0"})
+        base = 2e-2   # the frozen-backbone methods' base lr
+        assert 3 <= len(tried) <= 4 and {base, 3 * base} <= set(tried)
+        # each growth is one rate outward by the grid's own ratio (3): the rates tried stay one geometric grid
+        assert all(abs(b / a - 3) < 1e-9 for a, b in zip(tried, tried[1:]))
+        picked = [float(r["lr"]) for r in rows if r["method"] == method and r["seed"] == "1"][0]
+        assert picked in tried
+    edge = next(c for c in data["claims"] if c["name"].startswith("every method's lr pick"))
+    assert edge["kind"] == "check" and data["metrics"]["lr_on_edge"] in (0.0, 1.0, 2.0)
 
 
 def test_freeze_new_ablation_turns_every_method_into_the_linear_probe(tiny_foundations, tmp_path):

@@ -20,6 +20,8 @@ class Thresholds(Config):
                                 "trainable parameters than VPT' -> LION params <= 0.885 x VPT-deep params")
     max_backward_residual: float = Field(1e-6, gt=0, description="source: b_tol of the IFT backward solve "
                                          "(LION, Sec. 3.2: the implicit gradient solves the adjoint fixed point; docs/lion.md)")
+    max_lr_on_edge: float = Field(0, description="source: evidence rules; each method's lr pick lies inside the "
+                                  "rates its search tried (an edge pick grows the grid, lr_extend times)")
 
 
 class LionConfig(Config):
@@ -31,6 +33,8 @@ class LionConfig(Config):
     lrs: list[Annotated[float, Field(gt=0)]] = Field([3e-3, 1e-2, 3e-2], min_length=1, description=
                                                       "AdamW lr grid searched for VPT-deep and LION alike (seed 0, "
                                                       "validation accuracy)")
+    lr_extend: int = Field(1, ge=0, description="times the lr grid grows by one rate outward when a method's pick "
+                           "(seed 0, on validation) is the smallest or largest rate tried")
     weight_decay: float = Field(1e-4, ge=0)
     vpt_length: int | None = Field(None, ge=1, description="VPT-deep prompts per block; null: the smallest p at "
                                    "which LION's count at claim_rho (dense implicit entries - floor(rho n) + head) "

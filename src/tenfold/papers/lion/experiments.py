@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from tenfold.data.digits import load_digits_arrays
+from tenfold.engine.search import next_rate_outward, on_edge
 from tenfold.engine import RunContext, Stage
 from tenfold.engine.threads import fixed_threads
 from tenfold.errors import DataError
@@ -68,6 +69,8 @@ CLAIMS = [
                              "(abstract)"),
     Check("LION trainable parameters <= 0.885 x VPT-deep's (non-zero implicit weights + head)",
           metric="param_ratio", at_most="thresholds.target_ratio"),
+    Check("each method's lr pick lies inside the rates its search tried (methods on an edge after lr_extend "
+          "extensions)", metric="lr_on_edge", at_most="thresholds.max_lr_on_edge"),
     Check("forward solves: max relative residual over every eval batch", metric="lion_max_eval_residual",
           at_most="f_tol"),
     Check("IFT backward solves: max relative residual over every training step", metric="lion_max_backward_residual",
@@ -300,7 +303,7 @@ def _pick(rows: list[dict]) -> dict:
 
 
 @register("lion", paper="lion", config=LionConfig, claims=CLAIMS, order=20, threads=1,
-          description="equilibrium prompts + lottery pruning vs VPT-deep on a frozen digits ViT, lr tuned on validation")
+          description="equilibrium prompts + lottery pruning vs VPT-deep on a frozen foundation ViT, lr tuned on validation")
 def run(cfg: LionConfig, ctx: RunContext) -> Result:
     # One CPU thread: the models are tiny and a second thread costs more in synchronisation than it gains
     # (far more when other processes share the cores). The caller's setting is restored after.
@@ -325,46 +328,63 @@ def _run(cfg: LionConfig, ctx: RunContext) -> Result:
                                     for x, y in few_shot_task(cfg.shots, cfg.split_seed, cfg.val_shots))
     evals = {"val": val_set, "test": test_set}
     keys = [("VPT-deep", -1.0)] + [("LION", float(rho)) for rho in cfg.rhos]
-    # one unit of work = one training run; the lr search (seed 0, every lr of the grid) comes first, then
-    # the other seeds at the lr each method picked on validation
-    jobs = [(key, 0, lr) for key in keys for lr in cfg.lrs] + [(key, seed, None) for seed in range(1, cfg.seeds)
-                                                              for key in keys]
-    rows: list[dict] = []      # every run, restored on --resume
+    rows: list[dict] = []      # the runs of seeds 1.. at the picked lr, restored on --resume
     trials: list[dict] = []    # the seed-0 lr-search runs
     chosen: dict[str, float] = {}
-    stage = Stage(ctx, "runs", state={"rows": rows, "trials": trials, "chosen": chosen})
-    for unit in stage.epochs(len(jobs)):
-        (method, rho), seed, lr = jobs[unit - 1]
-        name = f"{method}/{rho:g}"
-        lr = chosen[name] if lr is None else lr
-        seeded = with_new_head(backbone, 5, int(ctx.generator("head", seed).initial_seed()))
-        row = (run_vpt(seeded, train_set, evals, cfg, seed, ctx, lr) if method == "VPT-deep"
-               else run_lion(seeded, train_set, evals, cfg, rho, seed, ctx, lr))
-        if seed == 0:
-            trials.append(row)
-            mine = [t for t in trials if t["method"] == method and (method == "VPT-deep" or t["rho"] == rho)]
-            if len(mine) == len(cfg.lrs):  # search done: keep the seed-0 run at the picked lr
-                best = _pick(mine)
-                chosen[name] = best["lr"]
-                rows.append(best)
-        else:
-            rows.append(row)
-        stage.log(method=method, rho=rho, seed=seed, lr=lr, val_acc=row["val_acc"], test_acc=row["test_acc"],
-                  params=row["params"], eval_residual=row.get("test_residual", 0.0),
-                  backward_residual=row.get("backward_residual", 0.0),
-                  train_input_steps=row.get("train_input_steps", 0.0),
-                  train_output_steps=row.get("train_output_steps", 0.0),
-                  train_residual=max(row.get("train_input_residual", 0.0), row.get("train_output_residual", 0.0)),
-                  train_nonconverged=row.get("train_nonconverged", 0))
+    state = {"rows": rows, "trials": trials, "chosen": chosen}
+
+    def mine(method: str, rho: float) -> list[dict]:
+        return [t for t in trials if t["method"] == method and (method == "VPT-deep" or t["rho"] == rho)]
+
+    def run_stage(name: str, jobs: list[tuple]) -> None:
+        """One unit of the resumable stage = one training run ((method, rho), seed, lr or None: the pick)."""
+        stage = Stage(ctx, name, state=state)
+        for unit in stage.epochs(len(jobs)):
+            (method, rho), seed, lr = jobs[unit - 1]
+            lr = chosen[f"{method}/{rho:g}"] if lr is None else lr
+            seeded = with_new_head(backbone, 5, int(ctx.generator("head", seed).initial_seed()))
+            row = (run_vpt(seeded, train_set, evals, cfg, seed, ctx, lr) if method == "VPT-deep"
+                   else run_lion(seeded, train_set, evals, cfg, rho, seed, ctx, lr))
+            (trials if seed == 0 else rows).append(row)
+            if seed == 0 and len(mine(method, rho)) >= len(cfg.lrs):   # the grid is done: pick on validation
+                chosen[f"{method}/{rho:g}"] = _pick(mine(method, rho))["lr"]
+            stage.log(method=method, rho=rho, seed=seed, lr=lr, val_acc=row["val_acc"], test_acc=row["test_acc"],
+                      params=row["params"], eval_residual=row.get("test_residual", 0.0),
+                      backward_residual=row.get("backward_residual", 0.0),
+                      train_input_steps=row.get("train_input_steps", 0.0),
+                      train_output_steps=row.get("train_output_steps", 0.0),
+                      train_residual=max(row.get("train_input_residual", 0.0), row.get("train_output_residual", 0.0)),
+                      train_nonconverged=row.get("train_nonconverged", 0))
+
+    def tried(key: tuple) -> list[float]:
+        return [t["lr"] for t in mine(*key)]
+
+    # the lr search (seed 0, every lr of the grid) first; a pick on an edge of the rates tried grows the grid
+    # by one rate outward (lr_extend times); then the other seeds at the lr each method picked on validation
+    run_stage("runs", [(key, 0, lr) for key in keys for lr in cfg.lrs])
+    for round_ in range(1, cfg.lr_extend + 1):
+        grow = [(key, next_rate_outward(tried(key), chosen[f"{key[0]}/{key[1]:g}"])) for key in keys]
+        grow = [(key, 0, lr) for key, lr in grow if lr is not None]
+        if not grow:
+            break
+        run_stage(f"extend-{round_}", grow)
+    run_stage("seeds", [(key, seed, None) for seed in range(1, cfg.seeds) for key in keys])
+    edges = [f"{m}/{rho:g}" for m, rho in keys if on_edge(tried((m, rho)), chosen[f"{m}/{rho:g}"])]
+    if edges:
+        ctx.warn(f"lr still on the edge of the searched grid after {cfg.lr_extend} extension(s) (lr_extend) for "
+                 f"{', '.join(edges)}: their optimum may lie outside it")
+    # each method's seed-0 run at its pick, then the other seeds
+    rows = [next(t for t in mine(m, rho) if t["lr"] == chosen[f"{m}/{rho:g}"]) for m, rho in keys] + rows
     return summarize(rows, cfg, ctx, info, {(k.split("/")[0], float(k.split("/")[1]) if k.split("/")[0] == "LION"
-                                              else -1.0): v for k, v in chosen.items()})
+                                              else -1.0): v for k, v in chosen.items()}, lr_on_edge=len(edges))
 
 
 def _mean(rows: list[dict], key: str) -> float:
     return statistics.fmean(r[key] for r in rows)
 
 
-def summarize(rows: list[dict], cfg: LionConfig, ctx: RunContext, foundation: dict, chosen: dict) -> Result:
+def summarize(rows: list[dict], cfg: LionConfig, ctx: RunContext, foundation: dict, chosen: dict,
+              lr_on_edge: int = 0) -> Result:
     vpt = sorted((r for r in rows if r["method"] == "VPT-deep"), key=lambda r: r["seed"])
     vpt_acc, vpt_params = _mean(vpt, "test_acc"), _mean(vpt, "params")
     table = []
@@ -417,7 +437,7 @@ def summarize(rows: list[dict], cfg: LionConfig, ctx: RunContext, foundation: di
     curves_png = ctx.save_figure(curves_figure(curves), "training_curves")
 
     metrics = {"vpt_acc": vpt_acc, "vpt_params": vpt_params, "vpt_length": cfg.vpt_length,
-               "vpt_lr": chosen[("VPT-deep", -1.0)],
+               "vpt_lr": chosen[("VPT-deep", -1.0)], "lr_on_edge": float(lr_on_edge),
                "lion_claim_rho": best["rho"], "lion_lr": best["lr"], "lion_acc": best["acc"],
                "lion_params": best["params"], "param_ratio": best["ratio_to_vpt"],
                "acc_gain_over_vpt": statistics.fmean(gains), "lion_eval_nonconverged": eval_nc,

@@ -33,6 +33,7 @@ from tenfold.panoptic.inference import InferenceConfig, predict
 from tenfold.panoptic.losses import PartWholeCriterion
 from tenfold.panoptic.metrics import evaluate_arrays
 from tenfold.panoptic.model import PartFormerConfig, PartWholeFormer
+from tenfold.engine.search import next_rate_outward, on_edge as is_on_edge
 from tenfold.reporting import Check, PaperClaim, Result, markdown_table
 from tenfold.reporting.figures import new_figure
 
@@ -287,13 +288,12 @@ def search_lr(score, grid: list[float], extend: int = 1) -> tuple[float, list[fl
             if lr not in scores:
                 scores[lr] = score(lr)
         best = max(rates, key=lambda r: (scores[r], -r))
-        low, high = len(rates) > 1 and best == rates[0], len(rates) > 1 and best == rates[-1]
-        if not (low or high) or grown >= extend:
+        outward = next_rate_outward(rates, best)
+        if outward is None or grown >= extend:
             break
-        rates = [rates[0] * rates[0] / rates[1]] + rates if low else rates + [rates[-1] * rates[-1] / rates[-2]]
+        rates = sorted(rates + [outward])
         grown += 1
-    on_edge = len(rates) > 1 and best in (rates[0], rates[-1])
-    return best, rates, scores, on_edge
+    return best, rates, scores, is_on_edge(rates, best)
 
 
 def _validation_score(res: dict) -> tuple[float, float]:

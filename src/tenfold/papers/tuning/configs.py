@@ -40,6 +40,9 @@ class Thresholds(Config):
                                "efficient runs whose backbone changed)")
     max_mismatch: float = Field(0.0, description="source: the closed-form parameter counts of each method (docs/tuning.md; Visual Tuning survey Sec. 3) (number of methods "
                                 "whose count differs)")
+    max_lr_on_edge: float = Field(0, description="source: evidence rules; every method's lr pick lies inside the "
+                                  "rates its search tried (an edge pick grows the grid, lr_extend times) (count of "
+                                  "task-method pairs on an edge)")
 
 
 class MiniVTABConfig(Config):
@@ -52,6 +55,8 @@ class MiniVTABConfig(Config):
     val_shots: int = Field(5, ge=1, description="of those, per class held out to pick each method's lr")
     lr_factors: list[float] = Field([0.3, 1.0, 3.0], min_length=1, description="lr grid of EVERY method (baselines "
                                     "included): these factors times its base lr, picked on validation (seed 0)")
+    lr_extend: int = Field(1, ge=0, description="times the lr grid grows by one rate outward when a method's "
+                           "pick (seed 0, on validation) is the smallest or largest rate tried")
     freeze_new: bool = Field(False, description="ablation: VPT's prompts are removed (length 0, not frozen at random "
                                                 "init); every other method's own tensors stay at their initial values "
                                                 "(only the heads train); full fine-tuning is left as it is. VPT, "

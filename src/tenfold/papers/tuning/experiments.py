@@ -24,6 +24,7 @@ import torch
 
 from tenfold.engine.threads import fixed_threads
 from tenfold.engine import RunContext, Stage
+from tenfold.engine.search import next_rate_outward, on_edge
 from tenfold.errors import DataError
 from tenfold.experiments.registry import register
 from tenfold.papers.tuning.configs import PAPER_VTAB, CLAIMED, MiniVTABConfig
@@ -61,6 +62,8 @@ def _claims() -> list:
                      metric="backbone_changed_runs", at_most="thresholds.max_changed"))
     out.append(Check("trainable parameters (without head) equal the closed-form formulas (methods that differ)",
                      metric="formula_mismatches", at_most="thresholds.max_mismatch"))
+    out.append(Check("every method's lr pick lies inside the rates its search tried (task-method pairs on an edge "
+                     "after lr_extend extensions)", metric="lr_on_edge", at_most="thresholds.max_lr_on_edge"))
     return out
 
 
@@ -172,17 +175,11 @@ def _run(cfg: MiniVTABConfig, ctx: RunContext) -> Result:
     decays = cfg.weight_decays or [cfg.weight_decay]
     # the searched grid of each method: (lr, weight decay) pairs, its base lr times each factor
     grid = {m: [(f * _base_lr(cfg, m), wd) for f in cfg.lr_factors for wd in decays] for m in methods}
-    # one unit of the resumable stage = one training run: per task, the lr search (seed 0, each method, each
-    # lr of its grid) first, then the other seeds at the picked lr
-    jobs = []
-    for t in cfg.tasks:
-        jobs += [(t, m, 0, i) for m in methods for i in range(len(grid[m]))]
-        jobs += [(t, m, seed, None) for seed in range(1, cfg.seeds) for m in methods]
     runs: dict[str, dict] = {}     # "task|method|seed" -> the run kept (seed 0: the one at the picked lr)
     trials: dict[str, list] = {}   # "task|method" -> seed-0 runs of the lr grid
     chosen: dict[str, float] = {}  # "task|method" -> picked lr
     chosen_wd: dict[str, float] = {}  # "task|method" -> picked weight decay
-    stage = Stage(ctx, "runs", state={"runs": runs, "trials": trials, "chosen": chosen, "chosen_wd": chosen_wd})
+    state = {"runs": runs, "trials": trials, "chosen": chosen, "chosen_wd": chosen_wd}
     task_cache: dict[tuple[str, int], tuple] = {}
 
     def task_of(name: str, seed: int):
@@ -206,21 +203,46 @@ def _run(cfg: MiniVTABConfig, ctx: RunContext) -> Result:
         out.pop("model")
         return {"task": task_name, "method": method, "seed": seed, "lr": lr, "weight_decay": wd, **out}
 
-    for unit in stage.epochs(len(jobs)):
-        task_name, method, seed, index = jobs[unit - 1]
-        key = f"{task_name}|{method}"
-        lr, wd = (chosen[key], chosen_wd[key]) if index is None else grid[method][index]
-        row = train_one(task_name, method, seed, lr, wd)
-        if index is not None:
-            trials.setdefault(key, []).append(row)
-            if len(trials[key]) == len(grid[method]):
-                best = max(trials[key], key=lambda r: (r["val_acc"], -r["lr"], -r["weight_decay"]))
-                chosen[key], chosen_wd[key] = best["lr"], best["weight_decay"]
-                runs[f"{key}|0"] = best
-        else:
-            runs[f"{key}|{seed}"] = row
-        stage.log(task=task_name, method=method, seed=seed, lr=lr, weight_decay=wd, val_acc=row["val_acc"],
-                  acc=row["acc"], trainable=row["trainable"], seconds=row["seconds"])
+    def pick(key: str) -> None:
+        best = max(trials[key], key=lambda r: (r["val_acc"], -r["lr"], -r["weight_decay"]))
+        chosen[key], chosen_wd[key] = best["lr"], best["weight_decay"]
+        runs[f"{key}|0"] = best
+
+    def run_stage(name: str, jobs: list[tuple]) -> None:
+        """One unit of the resumable stage = one training run (task, method, seed, (lr, wd) or None: picked)."""
+        stage = Stage(ctx, name, state=state)
+        for unit in stage.epochs(len(jobs)):
+            task_name, method, seed, setting = jobs[unit - 1]
+            key = f"{task_name}|{method}"
+            lr, wd = (chosen[key], chosen_wd[key]) if setting is None else setting
+            row = train_one(task_name, method, seed, lr, wd)
+            if setting is not None:
+                trials.setdefault(key, []).append(row)
+                if len(trials[key]) >= len(grid[method]):   # the grid is done (kd needs its teacher's pick)
+                    pick(key)
+            else:
+                runs[f"{key}|{seed}"] = row
+            stage.log(task=task_name, method=method, seed=seed, lr=lr, weight_decay=wd, val_acc=row["val_acc"],
+                      acc=row["acc"], trainable=row["trainable"], seconds=row["seconds"])
+
+    def tried(key: str) -> list[float]:   # the rates tried at the picked weight decay
+        return [r["lr"] for r in trials[key] if r["weight_decay"] == chosen_wd[key]]
+
+    # the search (seed 0, every method and task, each (lr, wd) of its grid); an lr picked on an edge of what
+    # was tried grows the grid by one rate outward, up to lr_extend times; then the other seeds at the pick
+    run_stage("runs", [(t, m, 0, setting) for t in cfg.tasks for m in methods for setting in grid[m]])
+    for round_ in range(1, cfg.lr_extend + 1):
+        keys = [f"{t}|{m}" for t in cfg.tasks for m in methods]
+        grow = [(k, next_rate_outward(tried(k), chosen[k])) for k in keys]
+        grow = [(k, lr) for k, lr in grow if lr is not None]
+        if not grow:
+            break
+        run_stage(f"extend-{round_}", [(*k.split("|"), 0, (lr, chosen_wd[k])) for k, lr in grow])
+    run_stage("seeds", [(t, m, seed, None) for t in cfg.tasks for seed in range(1, cfg.seeds) for m in methods])
+    edge_keys = sorted(k for k in chosen if on_edge(tried(k), chosen[k]))
+    if edge_keys:
+        ctx.warn(f"lr still on the edge of the searched grid after {cfg.lr_extend} extension(s) (lr_extend) for "
+                 f"{', '.join(edge_keys)}: their optimum may lie outside it")
 
     acc = {(m, t): [runs[f"{t}|{m}|{s}"]["acc"] for s in range(cfg.seeds)] for m in methods for t in cfg.tasks}
     params = {(m, t): runs[f"{t}|{m}|0"]["trainable"] for m in methods for t in cfg.tasks}
@@ -271,6 +293,7 @@ def _run(cfg: MiniVTABConfig, ctx: RunContext) -> Result:
     metrics.update({f"pretrain_acc_{k}": float(infos[k]["held_out_acc"]) for k in kinds if k != "vtab"})
     metrics["linear_seed_sd"] = statistics.stdev(per_seed["linear"]) if "linear" in per_seed and cfg.seeds > 1 else 0.0
     metrics["backbone_changed_runs"] = float(changed)
+    metrics["lr_on_edge"] = float(len(edge_keys))
     metrics["formula_mismatches"] = float(sum(c != f for c, f in formulas.values()))
     metrics["wall_seconds"] = time.perf_counter() - started
     if "linear" in mean:
