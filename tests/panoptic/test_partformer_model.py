@@ -69,6 +69,18 @@ def test_each_ablation_keeps_every_parameter_and_removes_only_its_mechanism(scen
         assert not torch.allclose(*seen["full"]) and torch.equal(*seen["ablated"])
 
 
+@pytest.mark.parametrize("switches", [{}, {"decoupled": False}, {"part_whole_attention": False}])
+def test_every_variant_runs_in_float64_and_on_the_meta_device(scene_data, switches):
+    spec, _, _ = scene_data
+    cfg = _cfg(spec, num_layers=2, **switches)
+    out = PartWholeFormer(cfg).double()(torch.rand(2, 3, 64, 64, dtype=torch.float64))["layers"][-1]
+    assert all(out[k].dtype == torch.float64 for k in ("class_logits", "mask_logits", "part_masks"))
+    with torch.device("meta"):
+        model = PartWholeFormer(cfg)
+    out = model(torch.rand(2, 3, 64, 64, device="meta"))["layers"][-1]
+    assert out["part_masks"].device.type == "meta" and out["part_masks"].shape == (2, spec.num_flat, 16, 16)
+
+
 def test_bad_model_configs():
     with pytest.raises(ConfigError, match="parts_classes"):
         PartFormerConfig(num_classes=3, num_parts=2, parts_classes=(5,))
