@@ -102,9 +102,9 @@ def pretraining_data(kind: str) -> tuple[tuple[torch.Tensor, torch.Tensor], tupl
     if kind in CORPORA:   # separate train and held-out instances of the same categories
         from tenfold.data.fractals import fractals
 
-        c = CORPORA[kind]
-        train = fractals(c["classes"], c["per_class"], 32, seed=c["train_seed"], category_seed=c["category_seed"])
-        held = fractals(c["classes"], c["held_out_per_class"], 32, seed=c["held_out_seed"],
+        c, size = CORPORA[kind], SPECS[kind].img_size
+        train = fractals(c["classes"], c["per_class"], size, seed=c["train_seed"], category_seed=c["category_seed"])
+        held = fractals(c["classes"], c["held_out_per_class"], size, seed=c["held_out_seed"],
                         category_seed=c["category_seed"])
         return (train.x, train.y), (held.x, held.y)
     if kind == "digits":
