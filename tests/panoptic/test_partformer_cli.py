@@ -29,7 +29,13 @@ def test_tiny_run_writes_predictions_figures_and_results(tmp_path, capsys):
     data = json.loads((folder / "results.json").read_text())
     assert data["status"] == "ok"
     kinds = sorted(c["kind"] for c in data["claims"])
-    assert kinds == ["check", "check", "check", "paper", "paper", "paper"]
+    assert kinds == ["check", "check", "check", "paper", "paper", "paper", "paper"]
+    # two steps learn nothing: the mechanism claims are gated on the model beating the rules, so not testable
+    from tenfold.reporting.claims import verdict
+
+    gated = [c for c in data["claims"] if c.get("requires")]
+    assert len(gated) == 2 and all(c["ablation_in_run"] for c in gated)
+    assert {verdict(c) for c in gated} == {"not testable"} and all(c["n"] == 3 for c in gated)
     assert data["metrics"]["ablation_parameter_gap"] == 0   # every ablated model keeps the full model's parameters
     assert data["metrics"]["lr_on_edge"] == 0 and len(data["tables"]) == 1   # the quick tier searches no lr
     assert all(c["n"] == 3 for c in data["claims"] if c["kind"] == "paper")

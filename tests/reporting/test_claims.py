@@ -50,6 +50,8 @@ def _paper(**kw):
     (_paper(ablation=["mechanism=maybe"]), "not a valid override"),
     (_paper(metric=""), "metric= is empty"),
     (Check("c", metric="m", between=("thresholds.min_gain",)), "two config field paths"),
+    (_paper(requires=["no such claim"]), "requires='no such claim' is not another paper claim"),
+    (_paper(requires=["gain over the baseline"]), "is not another paper claim"),
 ])
 def test_malformed_claims_are_refused_at_registration(claim, message):
     with pytest.raises(ClaimError, match=message):
@@ -235,6 +237,62 @@ def test_without_falsify_no_ablation_runs(tmp_path, fake):
     assert fake == [(True, True)]
     assert {verdict(c) for c in outcome.entries[0]["claims"] if c["kind"] == "paper"} == {
         "reproduced (ablation not run)"}
+
+
+@pytest.mark.parametrize("learned", [True, False])
+def test_a_gated_claim_is_not_testable_while_its_requirement_fails_and_its_ablation_is_skipped(tmp_path, monkeypatch,
+                                                                                                learned):
+    """A mechanism claim gated on "the model learned the task" reads "not testable" while that claim does not
+    hold, keeps its figures and costs no ablation run; once the gate holds it gets an ordinary verdict."""
+    registry.discover()
+    gate = PaperClaim("the model learned the task", metric="learned", at_least="thresholds.min_gain",
+                      ablation=["other=false"], paper="Paper: it learns")
+    gated = _paper(requires=["the model learned the task"])
+    calls = []
+
+    def run(cfg, ctx):
+        calls.append((cfg.mechanism, cfg.other))
+        level = 0.5 if (learned and cfg.other) else 0.0
+        return Result(samples={"learned": [level + 0.01 * k for k in range(cfg.seeds)],
+                               "gain": [(0.3 if cfg.mechanism else 0.0) + 0.01 * k for k in range(cfg.seeds)]})
+
+    monkeypatch.setitem(registry.REGISTRY, "fake-gated",
+                        registry.Experiment("fake-gated", "digits-mlp", _Cfg, run, "gated", claims=(gate, gated)))
+    outcome = reproduce(["fake-gated"], preset="quick", out=tmp_path, falsify_claims=True)
+    claims = {c["name"]: c for c in outcome.entries[0]["claims"]}
+    mechanism = claims["gain over the baseline"]
+    assert mechanism["requires"] == ["the model learned the task"] and mechanism["value"] == pytest.approx(0.32)
+    if learned:
+        assert verdict(mechanism) == "reproduced" and "not_testable" not in mechanism
+        assert sorted(calls) == [(False, True), (True, False), (True, True)]
+    else:
+        assert verdict(claims["the model learned the task"]) == "not reproduced"
+        assert verdict(mechanism) == "not testable"
+        assert mechanism["not_testable"] == "needs 'the model learned the task', which does not hold"
+        assert sorted(calls) == [(True, False), (True, True)]  # the gated claim's ablation is not run
+        assert "ablated_value" not in mechanism and mechanism["ablation_skipped"]
+        assert "**not testable** (needs 'the model learned the task', which does not hold)" in outcome.report.read_text()
+        assert "fake-gated: gain over the baseline (not testable)" in outcome.failing()
+
+
+def test_an_ablation_paired_in_the_run_is_not_rerun_and_its_interval_decides(tmp_path, monkeypatch):
+    """A claim whose metric is already method - ablated method (both trained in the run) is not rerun by
+    --falsify (the rerun would compare the ablated model with itself); its interval alone decides."""
+    registry.discover()
+    paired = _paper(ablation_in_run=True)
+    calls = []
+
+    def run(cfg, ctx):
+        calls.append((cfg.mechanism, cfg.other))
+        return Result(samples={"gain": [0.3 + 0.01 * k for k in range(cfg.seeds)]})
+
+    monkeypatch.setitem(registry.REGISTRY, "fake-paired",
+                        registry.Experiment("fake-paired", "digits-mlp", _Cfg, run, "paired", claims=(paired,)))
+    outcome = reproduce(["fake-paired"], preset="quick", out=tmp_path, falsify_claims=True)
+    (claim,) = outcome.entries[0]["claims"]
+    assert calls == [(True, True)] and claim["ablation_in_run"] and verdict(claim) == "reproduced"
+    assert "trained in this run (paired per seed" in outcome.report.read_text()
+    assert verdict({**claim, "side": "straddles"}) == "inconclusive"
 
 
 def test_a_crashed_ablation_is_recorded_not_fatal(tmp_path, fake):

@@ -29,6 +29,16 @@ Two kinds of statements::
   decide (:func:`seeds_needed`). An ablated run whose metric is identically 0 or 1 on every seed, or whose
   method arm equals the baseline arm seed for seed, is *ablation = baseline*: the claim is then a plain
   comparison and its falsification is no evidence.
+* A paper claim whose metric already *is* the paired difference between the method and the method without its
+  mechanism, both trained in the same run (same initialisation, batches and lr search per seed), sets
+  ``ablation_in_run``: its ``ablation`` names the switch the in-run arm sets, ``--falsify`` does not rerun it
+  (a rerun with the switch off compares the ablated model with itself), and an interval on the claim's side
+  is *reproduced*.
+* A paper claim may be **gated**: ``requires`` names other paper claims of the experiment that must hold
+  (their interval on their side) before this one can be tested at all, e.g. a mechanism's ablation compared
+  with a model that has not learned the task compares noise with noise. While a required claim does not
+  hold, the gated claim's verdict is *not testable* (its figures are still reported) and ``--falsify``
+  skips its ablation run when every claim that run serves is not testable.
 * A :class:`Check` is a property of the implementation: a ratio fixed by construction, a solver's
   tolerance, a round trip, an identity that follows from a definition. It reads ``Result.metrics``
   (or the mean of ``Result.samples``).
@@ -54,7 +64,7 @@ MIN_SEEDS = 5        # per-seed values a comparison needs at the standard and pa
 MIN_SMOKE_SEEDS = 2  # ... and at the quick tier, which is a smoke run and no evidence
 EVIDENCE_TIERS = ("standard", "paper")
 # verdicts that `reproduce --strict` fails on; the report bolds them
-STRICT_FAILURES = ("not reproduced", "not falsified", "inconclusive", "ablation failed", "fail")
+STRICT_FAILURES = ("not reproduced", "not falsified", "inconclusive", "not testable", "ablation failed", "fail")
 FLAGGED = STRICT_FAILURES + ("holds (ablation = baseline)",)
 # the claim's metric of an ablated run that equals the baseline by construction (a difference or a ratio)
 _IDENTITY_VALUES = (0.0, 1.0)
@@ -75,7 +85,7 @@ class _Statement:
     kind: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
-        for name in ("between", "ablation", "arms", "tiers"):
+        for name in ("between", "ablation", "arms", "tiers", "requires"):
             if isinstance(getattr(self, name, None), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
 
@@ -133,6 +143,8 @@ class PaperClaim(_Statement):
     seeds: int = MIN_SEEDS
     why_one_run: str = ""
     arms: tuple[str, str] | None = None  # per-seed sample keys (method arm, baseline arm)
+    requires: tuple[str, ...] = ()        # paper claims that must hold before this one is testable
+    ablation_in_run: bool = False         # the metric is already method - ablated method, paired in one run
     kind: ClassVar[str] = "paper"
 
     def validate(self, experiment: str, config_cls: type[BaseModel]) -> None:
@@ -188,6 +200,12 @@ def validate_claims(experiment: str, config_cls: type[BaseModel], claims: list |
             raise ClaimError(f"experiment {experiment!r}: two claims are named {claim.name!r}")
         seen.add(claim.name)
         claim.validate(experiment, config_cls)
+    paper_names = {c.name for c in claims if isinstance(c, PaperClaim)}
+    for claim in claims:
+        for name in getattr(claim, "requires", ()):
+            if name == claim.name or name not in paper_names:
+                raise ClaimError(f"experiment {experiment!r}, paper claim {claim.name!r}: requires={name!r} is not "
+                                 "another paper claim of this experiment")
     return tuple(claims)
 
 
@@ -352,6 +370,8 @@ def evaluate_claim(claim: Statement, cfg: BaseModel, metrics: dict[str, float],
         record |= {"holds": True, "not_checked": f"checked at the {' and '.join(claim.tiers)} tier(s) only"}
     if isinstance(claim, PaperClaim):
         record |= {"ablation": list(claim.ablation), "paper": claim.paper, "side": side(ci, low, high)}
+        if claim.ablation_in_run:
+            record["ablation_in_run"] = True
         if record["side"] == "straddles":
             record["seeds_needed"] = seeds_needed(values, low, high)
         if claim.arms is not None:
@@ -361,14 +381,27 @@ def evaluate_claim(claim: Statement, cfg: BaseModel, metrics: dict[str, float],
 
 def evaluate_claims(claims: tuple[Statement, ...], cfg: BaseModel, metrics: dict[str, float],
                     samples: dict[str, list[float]], experiment: str = "", tier: str = "standard") -> list[dict[str, Any]]:
-    return [evaluate_claim(c, cfg, metrics, samples, experiment, tier) for c in claims]
+    """Every statement's record; a gated claim (``requires``) whose required claims do not all hold (their
+    95% interval on their side) is marked ``not_testable`` with the names of those that do not."""
+    records = [evaluate_claim(c, cfg, metrics, samples, experiment, tier) for c in claims]
+    by_name = {r["name"]: r for r in records}
+    for claim, record in zip(claims, records):
+        required = getattr(claim, "requires", ())
+        if required:
+            record["requires"] = list(required)
+            missing = [n for n in required if by_name[n].get("side") != "holds"]
+            if missing:
+                record["not_testable"] = "needs " + ", ".join(f"'{n}'" for n in missing) + (
+                    ", which does not hold" if len(missing) == 1 else ", which do not hold")
+    return records
 
 
 def ablation_groups(claims: tuple[Statement, ...]) -> dict[tuple[str, ...], list[str]]:
-    """Distinct ablations -> the names of the paper claims that share that run."""
+    """Distinct ablation reruns -> the names of the paper claims that share that run (claims whose ablation
+    is paired inside the run, ``ablation_in_run``, need none)."""
     groups: dict[tuple[str, ...], list[str]] = {}
     for c in claims:
-        if isinstance(c, PaperClaim):
+        if isinstance(c, PaperClaim) and not c.ablation_in_run:
             groups.setdefault(tuple(c.ablation), []).append(c.name)
     return groups
 
@@ -409,12 +442,16 @@ def verdict(record: dict[str, Any]) -> str:
     ``reproduced`` (on its side, and the ablated interval on the other), ``not falsified`` (both on the
     claim's side), ``holds (ablation = baseline)`` (the ablation is the baseline by identity: no evidence
     beyond the comparison), ``reproduced (ablation not run)``, ``ablation failed`` (the ablated run crashed).
-    A record without intervals (an older results.json) is judged on its mean.
+    A claim whose ablation is paired inside the run (``ablation_in_run``) is ``reproduced`` when its interval
+    lies on its side. ``not testable``: a claim it ``requires`` does not hold. A record without intervals (an
+    older results.json) is judged on its mean.
     """
     if record.get("kind") == "check":
         if record.get("not_checked"):
             return "not checked at this tier"
         return "pass" if record["holds"] else "fail"
+    if record.get("not_testable"):
+        return "not testable"
     where = record.get("side") or ("holds" if record.get("holds") else "fails")
     if where in ("fails", "undefined"):
         return "not reproduced"
@@ -422,6 +459,8 @@ def verdict(record: dict[str, Any]) -> str:
         return "inconclusive"
     if record.get("ablation_error"):
         return "ablation failed"
+    if record.get("ablation_in_run"):
+        return "reproduced"
     if "ablated_holds" not in record:
         return "reproduced (ablation not run)"
     if record.get("ablation_equals_baseline"):

@@ -66,7 +66,7 @@ def _claims_cell(entry: dict[str, Any]) -> str:
         words = [verdict(c) for c in paper]
         ok = sum(w in ("reproduced", "reproduced (ablation not run)") for w in words)
         others = [f"{words.count(w)} {w}" for w in ("inconclusive", "not falsified", "holds (ablation = baseline)",
-                                                     "ablation failed") if w in words]
+                                                     "not testable", "ablation failed") if w in words]
         parts.append(f"paper {ok}/{len(paper)} reproduced" + (f", {', '.join(others)}" if others else ""))
     checks = [c for c in claims if c.get("kind") == "check" and not c.get("not_checked")]
     if checks:
@@ -89,6 +89,10 @@ def _value(c: dict[str, Any], prefix: str = "") -> str:
 def _ablated(c: dict[str, Any]) -> str:
     if c.get("ablation_error"):
         return f"ablation crashed: {c['ablation_error'][:80]}"
+    if c.get("ablation_skipped"):
+        return c["ablation_skipped"]
+    if c.get("ablation_in_run"):
+        return "trained in this run (paired per seed: the claim's value is the difference)"
     if "ablated_value" not in c:
         return "not run (--falsify)"
     if c.get("ablation_equals_baseline"):
@@ -101,6 +105,8 @@ def _ablated(c: dict[str, Any]) -> str:
 def _verdict_cell(c: dict[str, Any]) -> str:
     """The verdict, with the seed count that would decide an inconclusive claim."""
     word = verdict(c)
+    if word == "not testable":
+        return _mark(word) + f" ({c['not_testable']})"
     if word == "inconclusive" and c.get("side") == "straddles":
         need = c.get("seeds_needed")
         word += f" (about {need} seeds would decide)" if need else " (the mean sits on the threshold)"

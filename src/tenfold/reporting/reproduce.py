@@ -59,6 +59,10 @@ def falsify(entry: dict[str, Any], *, preset: str, runs: Path, resume: bool, see
     exp = get(entry["experiment"])
     by_name = {c["name"]: c for c in entry.get("claims", [])}
     for overrides, names in ablation_groups(exp.claims).items():
+        if all(by_name[n].get("not_testable") for n in names):  # nothing this run could decide
+            for n in names:
+                by_name[n]["ablation_skipped"] = "not run: the claim is not testable"
+            continue
         root = runs / "ablations" / ablation_slug(overrides)
         try:
             folder, data = run_experiment(exp.name, preset=preset, overrides=overrides, seed=seed, out=root,

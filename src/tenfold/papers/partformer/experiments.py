@@ -38,20 +38,28 @@ from tenfold.reporting import Check, PaperClaim, Result, markdown_table
 from tenfold.reporting.figures import new_figure
 
 
+LEARNS = "the trained part-whole model beats the best non-learned rule on PartPQ of the classes with parts"
+LEARNS_PQ = "the trained part-whole model beats the best non-learned rule on PQ"
 CLAIMS = [
-    PaperClaim("the trained part-whole model beats the best non-learned rule on PartPQ of the classes with parts",
-               metric="PartPQ_parts_gain_vs_baselines", at_least="thresholds.min_gain_vs_baselines",
+    PaperClaim(LEARNS, metric="PartPQ_parts_gain_vs_baselines", at_least="thresholds.min_gain_vs_baselines",
                ablation=["steps=1"],
                paper="Panoptic-PartFormer (ECCV'22) / ++ (arXiv:2301.00954): one query model for things, stuff and "
                      "parts; Cityscapes-PP PartPQ 57.5 (R50), ++ +2 PartPQ and +3 PWQ"),
+    PaperClaim(LEARNS_PQ, metric="PQ_gain_vs_baselines", at_least="thresholds.min_pq_gain_vs_baselines",
+               ablation=["steps=1"],
+               paper="Panoptic-PartFormer (ECCV'22) / ++: the same queries segment things and stuff (PartPQ on "
+                     "Cityscapes-PP reduces to PQ on the 14 classes without parts); a Mask2Former-based part model "
+                     "(TAPPS, CVPR'24) reports Cityscapes-PP PQ 62.4 / PartPQ 59.3 with R50-IN1k"),
+    # the mechanism claims compare the full model with its ablations trained in the same run (same initialisation,
+    # batches and lr search per seed); they are testable only once the full model has learned the scenes
     PaperClaim("part-whole masked cross-attention raises PartPQ of the classes with parts",
                metric="PartPQ_parts_gain_vs_no_part_whole_attention", at_least="thresholds.min_mechanism_gain",
-               ablation=["part_whole_attention=false"],
+               ablation=["part_whole_attention=false"], ablation_in_run=True, requires=[LEARNS, LEARNS_PQ],
                paper="PanopticPartFormer++ (abstract): a new part-whole cross-attention scheme; with the other "
                      "changes +2 PartPQ on Cityscapes-PP over Panoptic-PartFormer"),
     PaperClaim("decoupled part features raise PartPQ of the classes with parts",
                metric="PartPQ_parts_gain_vs_shared_features", at_least="thresholds.min_mechanism_gain",
-               ablation=["decoupled=false"],
+               ablation=["decoupled=false"], ablation_in_run=True, requires=[LEARNS, LEARNS_PQ],
                paper="Panoptic-PartFormer (ECCV'22) and ++: decoupled part vs thing/stuff features"),
     Check("the learning rate each model picks on the validation scenes is inside the searched grid for every "
           "model and seed [rates on an edge]", metric="lr_on_edge", at_most="thresholds.max_lr_on_edge"),
@@ -323,7 +331,7 @@ def run(cfg: PartFormerScenesConfig, ctx: RunContext) -> Result:
     rows, samples, curves = [], {k: [] for k in ("PartPQ_parts_gain_vs_baselines",
                                                  "PartPQ_parts_gain_vs_no_part_whole_attention",
                                                  "PartPQ_parts_gain_vs_shared_features", "PartPQ", "PartPQ_parts",
-                                                 "PQ_gain_vs_colour_rule")}, {}
+                                                 "PQ_gain_vs_baselines")}, {}
     variants = {"full": {}}
     if cfg.ablations:   # an ablated switch makes its variant the full model: the gain is then exactly 0
         variants["no part-whole attention"] = {"part_whole_attention": False}
@@ -389,7 +397,7 @@ def run(cfg: PartFormerScenesConfig, ctx: RunContext) -> Result:
         best_rule = max(_or_nan(r["PartPQ_parts"]) for r in base.values())
         samples["PartPQ_parts_gain_vs_baselines"].append(_or_nan(full["PartPQ_parts"]) - best_rule)
         samples["PartPQ"].append(full["PartPQ"])
-        samples["PQ_gain_vs_colour_rule"].append(full["PQ"] - base["colour rule"]["PQ"])
+        samples["PQ_gain_vs_baselines"].append(full["PQ"] - max(r["PQ"] for r in base.values()))
         samples["PartPQ_parts"].append(_or_nan(full["PartPQ_parts"]))
         for key, name in (("PartPQ_parts_gain_vs_no_part_whole_attention", "no part-whole attention"),
                           ("PartPQ_parts_gain_vs_shared_features", "shared features")):
@@ -432,7 +440,7 @@ def run(cfg: PartFormerScenesConfig, ctx: RunContext) -> Result:
                  "folder_eval_gap": abs(folder["PartPQ"] - full["PartPQ"]), "parameters": params,
                  "ablation_parameter_gap": float(max((abs(r["parameters"] - params) for r in rows
                                                       if r["parameters"] and r["model"] != "full"), default=0)),
-                 "PQ_gain_vs_colour_rule": mean["PQ_gain_vs_colour_rule"],
+                 "PQ_gain_vs_baselines": mean["PQ_gain_vs_baselines"],
                  "lr_on_edge": float(sum(v["on_edge"] for v in search.values())),
                  **{k: v for k, v in mean.items() if k.startswith("PartPQ_parts_gain")}},
         samples=samples, figures=figures, key_metric="PartPQ_parts",
