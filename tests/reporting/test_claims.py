@@ -271,7 +271,9 @@ def test_a_gated_claim_is_not_testable_while_its_requirement_fails_and_its_ablat
         assert mechanism["not_testable"] == "needs 'the model learned the task', which does not hold"
         assert sorted(calls) == [(True, False), (True, True)]  # the gated claim's ablation is not run
         assert "ablated_value" not in mechanism and mechanism["ablation_skipped"]
-        assert "**not testable** (needs 'the model learned the task', which does not hold)" in outcome.report.read_text()
+        report = outcome.report.read_text()
+        assert "**not testable** (needs 'the model learned the task', which does not hold)" in report
+        assert "1 not testable (a claim they require does not hold)" in report
         assert "fake-gated: gain over the baseline (not testable)" in outcome.failing()
 
 

@@ -184,12 +184,14 @@ def render_markdown(entries: list[dict[str, Any]], out_dir: Path, *, title: str,
     n_notrep = counts.get("paper:not reproduced", 0)
     n_incon = counts.get("paper:inconclusive", 0)
     n_base = counts.get("paper:holds (ablation = baseline)", 0)
+    n_gated = counts.get("paper:not testable", 0)
     n_check = sum(v for k, v in counts.items() if k.startswith("check:") and k != "check:not checked at this tier")
     n_pass = counts.get("check:pass", 0)
     failed = [e["experiment"] for e in entries if e.get("status") != "ok"]
     paper_line = (f"paper claims: {n_repro}/{n_paper} reproduced, {n_notrep} not reproduced, {n_incon} inconclusive"
                   + (f", {n_notfals} not falsified, {n_base} with an ablation equal to the baseline" if falsified
-                     else " (ablations not run: use --falsify)"))
+                     else " (ablations not run: use --falsify)")
+                  + (f", {n_gated} not testable (a claim they require does not hold)" if n_gated else ""))
     lines = [f"# {title}", "",
              f"Generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} · preset `{preset}` · "
              f"{len(entries)} experiments · {paper_line} · checks: {n_pass}/{n_check} pass"
